@@ -1,0 +1,177 @@
+//! Identifiers: agency ids and message ids.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Maximum length of an agency identifier in bytes.
+pub const MAX_AGENCY_ID_LEN: usize = 64;
+
+/// A stable agency identifier such as `iq.moi.ahtd` (country.ministry.unit).
+///
+/// Grammar (see `spec/protocol.md` §2): two to four labels separated by `.`;
+/// the first label is a two-letter lower-case ISO 3166-1 alpha-2 country code;
+/// every other label is 1–16 characters of `a-z`, `0-9` and `-`, not starting
+/// or ending with `-`; at most [`MAX_AGENCY_ID_LEN`] bytes in all.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AgencyId(String);
+
+/// Why a string is not a valid [`AgencyId`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgencyIdError {
+    /// Longer than [`MAX_AGENCY_ID_LEN`] bytes.
+    #[error("agency id is longer than {MAX_AGENCY_ID_LEN} bytes")]
+    TooLong,
+    /// Fewer than two or more than four labels.
+    #[error("agency id must have 2 to 4 dot-separated labels, e.g. iq.moi.ahtd")]
+    LabelCount,
+    /// The first label is not a two-letter lower-case country code.
+    #[error("agency id must start with a two-letter lower-case country code, e.g. iq")]
+    Country,
+    /// A label is empty, too long, or has a character outside `a-z0-9-`.
+    #[error("agency id label {0:?} must be 1-16 characters of a-z, 0-9 and '-', not starting or ending with '-'")]
+    Label(String),
+}
+
+impl AgencyId {
+    /// Parses and validates an agency id.
+    pub fn new(s: &str) -> Result<Self, AgencyIdError> {
+        if s.len() > MAX_AGENCY_ID_LEN {
+            return Err(AgencyIdError::TooLong);
+        }
+        let labels: Vec<&str> = s.split('.').collect();
+        if !(2..=4).contains(&labels.len()) {
+            return Err(AgencyIdError::LabelCount);
+        }
+        let country = labels[0];
+        if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_lowercase()) {
+            return Err(AgencyIdError::Country);
+        }
+        for label in &labels[1..] {
+            let ok = (1..=16).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-');
+            if !ok {
+                return Err(AgencyIdError::Label((*label).to_owned()));
+            }
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The two-letter country code (first label), lower case.
+    pub fn country(&self) -> &str {
+        &self.0[..2]
+    }
+}
+
+impl FromStr for AgencyId {
+    type Err = AgencyIdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl fmt::Display for AgencyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for AgencyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AgencyId({})", self.0)
+    }
+}
+
+/// A message identifier: 128 random bits chosen by the sender.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MessageId([u8; 16]);
+
+impl MessageId {
+    /// Length of a message id in bytes.
+    pub const LEN: usize = 16;
+
+    /// Wraps 16 bytes as a message id.
+    pub const fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(bytes)
+    }
+
+    /// A fresh random message id.
+    pub fn random(rng: &dyn ring::rand::SecureRandom) -> Result<Self, ring::error::Unspecified> {
+        let mut b = [0u8; 16];
+        rng.fill(&mut b)?;
+        Ok(Self(b))
+    }
+
+    /// The raw bytes.
+    pub const fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+
+    /// Lower-case hex form (32 characters), as shown to operators.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Parses the 32-character hex form.
+    pub fn from_hex(s: &str) -> Option<Self> {
+        if s.len() != 32 || !s.is_ascii() {
+            return None;
+        }
+        let mut out = [0u8; 16];
+        for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
+            let hi = (chunk[0] as char).to_digit(16)?;
+            let lo = (chunk[1] as char).to_digit(16)?;
+            out[i] = (hi * 16 + lo) as u8;
+        }
+        Some(Self(out))
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MessageId({})", self.to_hex())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agency_ids() {
+        for ok in ["iq.moi.ahtd", "fr.mj", "iq.moj.ca", "de.bka.sit-1.x"] {
+            assert_eq!(AgencyId::new(ok).map(|a| a.to_string()), Ok(ok.to_owned()));
+        }
+        assert_eq!(AgencyId::new("iq"), Err(AgencyIdError::LabelCount));
+        assert_eq!(AgencyId::new("a.b.c.d.e"), Err(AgencyIdError::LabelCount));
+        assert_eq!(AgencyId::new("IQ.moi"), Err(AgencyIdError::Country));
+        assert_eq!(AgencyId::new("irq.moi"), Err(AgencyIdError::Country));
+        assert!(matches!(AgencyId::new("iq.Moi"), Err(AgencyIdError::Label(_))));
+        assert!(matches!(AgencyId::new("iq.-x"), Err(AgencyIdError::Label(_))));
+        assert!(matches!(AgencyId::new("iq..x"), Err(AgencyIdError::Label(_))));
+        assert_eq!(AgencyId::new("iq.moi.ahtd").map(|a| a.country().to_owned()), Ok("iq".into()));
+    }
+
+    #[test]
+    fn message_id_hex_round_trip() {
+        let id = MessageId::from_bytes([0xab; 16]);
+        assert_eq!(MessageId::from_hex(&id.to_hex()), Some(id));
+        assert_eq!(MessageId::from_hex("zz"), None);
+        assert_eq!(MessageId::from_hex(&"g".repeat(32)), None);
+    }
+}

@@ -1,0 +1,1 @@
+//! Audit log (placeholder until issue 2 lands).
