@@ -91,6 +91,11 @@ impl fmt::Debug for AgencyId {
     }
 }
 
+/// The system random number generator failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the system random number generator failed")]
+pub struct RandomError;
+
 /// A message identifier: 128 random bits chosen by the sender.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MessageId([u8; 16]);
@@ -105,9 +110,9 @@ impl MessageId {
     }
 
     /// A fresh random message id.
-    pub fn random(rng: &dyn ring::rand::SecureRandom) -> Result<Self, ring::error::Unspecified> {
+    pub fn random(rng: &dyn ring::rand::SecureRandom) -> Result<Self, RandomError> {
         let mut b = [0u8; 16];
-        rng.fill(&mut b)?;
+        rng.fill(&mut b).map_err(|_| RandomError)?;
         Ok(Self(b))
     }
 
@@ -161,10 +166,22 @@ mod tests {
         assert_eq!(AgencyId::new("a.b.c.d.e"), Err(AgencyIdError::LabelCount));
         assert_eq!(AgencyId::new("IQ.moi"), Err(AgencyIdError::Country));
         assert_eq!(AgencyId::new("irq.moi"), Err(AgencyIdError::Country));
-        assert!(matches!(AgencyId::new("iq.Moi"), Err(AgencyIdError::Label(_))));
-        assert!(matches!(AgencyId::new("iq.-x"), Err(AgencyIdError::Label(_))));
-        assert!(matches!(AgencyId::new("iq..x"), Err(AgencyIdError::Label(_))));
-        assert_eq!(AgencyId::new("iq.moi.ahtd").map(|a| a.country().to_owned()), Ok("iq".into()));
+        assert!(matches!(
+            AgencyId::new("iq.Moi"),
+            Err(AgencyIdError::Label(_))
+        ));
+        assert!(matches!(
+            AgencyId::new("iq.-x"),
+            Err(AgencyIdError::Label(_))
+        ));
+        assert!(matches!(
+            AgencyId::new("iq..x"),
+            Err(AgencyIdError::Label(_))
+        ));
+        assert_eq!(
+            AgencyId::new("iq.moi.ahtd").map(|a| a.country().to_owned()),
+            Ok("iq".into())
+        );
     }
 
     #[test]

@@ -1,6 +1,144 @@
-//! Isnad secure envelope (work in progress).
+//! The Isnad secure envelope: typed CBOR messages signed with COSE_Sign1 and
+//! encrypted to one recipient with COSE_Encrypt (ECDH-ES + HKDF-256, A256GCM).
+//!
+//! ```text
+//!   Message { header claims, typed body }
+//!        │ deterministic CBOR claims map
+//!        ▼
+//!   COSE_Sign1 (tag 18)  alg EdDSA|ES256, kid = RFC 9679 thumbprint
+//!        │ bytes of the tagged Sign1 are the plaintext
+//!        ▼
+//!   COSE_Encrypt (tag 96)  A256GCM, one recipient: ECDH-ES + HKDF-256 (P-256 or X25519)
+//! ```
+//!
+//! What it does: key types and their file forms (PKCS#8 PEM private keys,
+//! COSE_Key public keys), message kinds, [`seal`], and [`Opener::open`] with
+//! every check of spec/protocol.md in its documented order.
+//!
+//! What it does not do: no networking, no clock and no storage. Time is
+//! passed in; the replay set and the sender-key lookup are traits
+//! ([`ReplayGuard`], [`SenderKeys`]) that the node backs with its store and
+//! the federation directories.
+//!
+//! ```
+//! use isnad_envelope::*;
+//! use ring::rand::SystemRandom;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let rng = SystemRandom::new();
+//! let (alice, bob) = (AgencyId::new("iq.moi.ahtd")?, AgencyId::new("fr.mj.bepi")?);
+//! let alice_sig = SigningKey::generate(SignatureAlgorithm::Ed25519, &rng)?;
+//! let bob_enc = EncryptionKey::generate(EncryptionCurve::P256, &rng)?;
+//!
+//! let now = 1_790_000_000;
+//! let msg = Message {
+//!     header: Header {
+//!         id: MessageId::random(&rng)?,
+//!         sender: alice.clone(),
+//!         recipient: bob.clone(),
+//!         created: now,
+//!         expires: now + 3600,
+//!     },
+//!     body: Body::Error(ErrorBody { code: ErrorCode::Unavailable, message_id: None, detail: None }),
+//! };
+//! let envelope = seal(&msg, &alice_sig, bob_enc.public_key(), &Limits::default(), &rng)?;
+//!
+//! let senders = vec![SenderKey {
+//!     agency: alice,
+//!     key: alice_sig.verifying_key().clone(),
+//!     valid_from: None,
+//!     valid_until: None,
+//! }];
+//! let keys = [bob_enc];
+//! let opener = Opener { me: &bob, keys: &keys, limits: Limits::default() };
+//! let mut seen = MemoryReplayGuard::default();
+//! let opened = opener.open(&envelope, now + 5, &senders, &mut seen)?;
+//! assert_eq!(opened.message, msg);
+//! // The same envelope again is a replay.
+//! assert!(matches!(
+//!     opener.open(&envelope, now + 6, &senders, &mut seen),
+//!     Err(OpenError::Replayed { .. })
+//! ));
+//! # Ok(())
+//! # }
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod cbor;
+mod codec;
+mod envelope;
 mod ids;
-pub use ids::{AgencyId, AgencyIdError, MessageId, MAX_AGENCY_ID_LEN};
+mod keys;
+mod message;
+
+#[doc(hidden)]
+pub mod fuzzing;
+
+pub use cbor::CborError;
+pub use codec::MalformedReason;
+pub use envelope::{
+    seal, MemoryReplayGuard, OpenError, Opened, Opener, ReplayGuard, SealError, SenderKey,
+    SenderKeys, Unauthentic, UnauthenticDetail, CONTENT_TYPE,
+};
+pub use ids::{AgencyId, AgencyIdError, MessageId, RandomError, MAX_AGENCY_ID_LEN};
+pub use keys::{
+    EncryptionCurve, EncryptionKey, EncryptionPublicKey, KeyError, KeyId, SignatureAlgorithm,
+    SigningKey, VerifyingKey,
+};
+pub use message::*;
+
+/// Bounds enforced before any allocation driven by peer input
+/// (spec/protocol.md §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest envelope accepted or produced, in bytes.
+    pub max_envelope_bytes: usize,
+    /// Deepest nesting of arrays, maps and tags.
+    pub max_depth: usize,
+    /// Most entries in one array or map.
+    pub max_items: usize,
+    /// How far in the future a creation time may be, in seconds.
+    pub max_clock_skew_secs: u64,
+    /// Longest allowed lifetime (`exp - iat`), in seconds.
+    pub max_lifetime_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_envelope_bytes: 4 * 1024 * 1024,
+            max_depth: 16,
+            max_items: 4096,
+            max_clock_skew_secs: 300,
+            max_lifetime_secs: 90 * 24 * 3600,
+        }
+    }
+}
+
+/// Converts a JSON body (as in `isnad envelope seal --payload`) to a typed
+/// body of `kind`. Keys beginning with `x-` become extensions.
+pub fn body_from_json(kind: Kind, json: &str) -> Result<Body, MalformedReason> {
+    codec::body_from_json(kind, json)
+}
+
+/// Converts a body to JSON (byte strings as lower-case hex, extensions included).
+pub fn body_to_json(body: &Body) -> Result<String, MalformedReason> {
+    codec::body_to_json(body)
+}
+
+/// The deterministic CBOR claims map of a message: the exact COSE_Sign1
+/// payload [`seal`] signs (exposed for test vectors and interop checks).
+pub fn claims_bytes(msg: &Message) -> Result<Vec<u8>, MalformedReason> {
+    codec::encode_claims(msg)
+}
+
+/// The tagged COSE_Sign1 [`seal`] would encrypt (exposed for test vectors:
+/// with Ed25519 it is deterministic).
+pub fn signed_bytes(
+    msg: &Message,
+    signer: &SigningKey,
+    rng: &dyn ring::rand::SecureRandom,
+) -> Result<Vec<u8>, SealError> {
+    envelope::sign(msg, signer, rng)
+}

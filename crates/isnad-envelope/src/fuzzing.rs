@@ -1,0 +1,74 @@
+//! Entry points for the fuzz targets in `fuzz/` (not a stable API).
+
+use crate::{
+    AgencyId, EncryptionCurve, EncryptionKey, EncryptionPublicKey, Kind, Limits, MemoryReplayGuard,
+    Opener, SenderKey, SignatureAlgorithm, SigningKey, VerifyingKey,
+};
+
+/// Runs every decoder that takes untrusted bytes: the CBOR scan, COSE_Key
+/// decoding, claims and each body kind.
+pub fn decoders(data: &[u8]) {
+    let limits = Limits::default();
+    let _ = crate::cbor::scan(data, &limits);
+    let _ = VerifyingKey::from_cose_key(data);
+    let _ = EncryptionPublicKey::from_cose_key(data);
+    if let Ok(claims) = crate::codec::decode_claims(data, &limits) {
+        for kind in Kind::ALL {
+            let _ = crate::codec::decode_body(kind, claims.body.clone());
+        }
+    }
+    if let Ok(s) = std::str::from_utf8(data) {
+        let _ = SigningKey::from_pkcs8_pem(s);
+        let _ = EncryptionKey::from_pkcs8_pem(s);
+    }
+}
+
+/// Opens `data` as an envelope with fixed test keys (a fuzzer will mostly
+/// exercise the structural checks before decryption).
+pub fn open(data: &[u8]) {
+    thread_local! {
+        static KEYS: Option<(EncryptionKey, EncryptionKey, SigningKey)> = {
+            let rng = ring::rand::SystemRandom::new();
+            match (
+                EncryptionKey::generate(EncryptionCurve::P256, &rng),
+                EncryptionKey::generate(EncryptionCurve::X25519, &rng),
+                SigningKey::generate(SignatureAlgorithm::Ed25519, &rng),
+            ) {
+                (Ok(a), Ok(b), Ok(c)) => Some((a, b, c)),
+                _ => None,
+            }
+        };
+    }
+    KEYS.with(|k| {
+        let Some((p, x, s)) = k else { return };
+        let (Ok(me), Ok(them)) = (AgencyId::new("iq.moj.ca"), AgencyId::new("fr.mj.bepi")) else {
+            return;
+        };
+        let keys = [clone_key(p), clone_key(x)];
+        let senders = vec![SenderKey {
+            agency: them,
+            key: s.verifying_key().clone(),
+            valid_from: None,
+            valid_until: None,
+        }];
+        let opener = Opener {
+            me: &me,
+            keys: &keys,
+            limits: Limits::default(),
+        };
+        let _ = opener.open(
+            data,
+            1_800_000_000,
+            &senders,
+            &mut MemoryReplayGuard::default(),
+        );
+    });
+}
+
+fn clone_key(k: &EncryptionKey) -> EncryptionKey {
+    // Round-trips through PEM; only for fuzzing set-up.
+    match EncryptionKey::from_pkcs8_pem(&k.to_pkcs8_pem()) {
+        Ok(k) => k,
+        Err(_) => unreachable!("a key we generated parses"),
+    }
+}

@@ -1,0 +1,707 @@
+//! Message kinds: the typed bodies carried inside an envelope, and the signed
+//! header claims (spec/messages.cddl).
+//!
+//! Bodies are CBOR maps with text keys in kebab-case. The rule for unknown
+//! keys (spec/protocol.md §6): a key beginning with `x-` is an extension,
+//! preserved verbatim in [`Extensions`] and never interpreted; any other
+//! unknown key makes the message malformed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use ciborium::value::Value;
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::{AgencyId, MessageId};
+
+/// Current protocol version carried in the `v` claim.
+pub const PROTOCOL_VERSION: u64 = 1;
+
+/// Extension fields (`x-…` keys) of a body, preserved verbatim.
+pub type Extensions = BTreeMap<String, Value>;
+
+/// What kind of message an envelope carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Kind {
+    /// A mutual legal assistance request.
+    MlaRequest,
+    /// A status change of an MLA request.
+    MlaStatus,
+    /// Shared criminal intelligence.
+    IntelShare,
+    /// A signed acknowledgement of a received envelope.
+    Receipt,
+    /// A typed error answer.
+    Error,
+}
+
+impl Kind {
+    /// The wire name, e.g. `mla-request`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::MlaRequest => "mla-request",
+            Self::MlaStatus => "mla-status",
+            Self::IntelShare => "intel-share",
+            Self::Receipt => "receipt",
+            Self::Error => "error",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "mla-request" => Self::MlaRequest,
+            "mla-status" => Self::MlaStatus,
+            "intel-share" => Self::IntelShare,
+            "receipt" => Self::Receipt,
+            "error" => Self::Error,
+            _ => return None,
+        })
+    }
+
+    /// All kinds.
+    pub const ALL: [Kind; 5] = [
+        Self::MlaRequest,
+        Self::MlaStatus,
+        Self::IntelShare,
+        Self::Receipt,
+        Self::Error,
+    ];
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The signed header claims of every message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// Random 128-bit message id chosen by the sender.
+    pub id: MessageId,
+    /// The sending agency.
+    pub sender: AgencyId,
+    /// The agency the message is addressed to.
+    pub recipient: AgencyId,
+    /// Creation time, seconds since the Unix epoch.
+    pub created: u64,
+    /// Expiry time, seconds since the Unix epoch; strictly after `created`.
+    pub expires: u64,
+}
+
+/// A complete message: header claims and a typed body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    /// The signed header claims.
+    pub header: Header,
+    /// The body; its variant gives the message kind.
+    pub body: Body,
+}
+
+/// A typed message body.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Body {
+    /// `mla-request`.
+    MlaRequest(Box<MlaRequest>),
+    /// `mla-status`.
+    MlaStatus(MlaStatus),
+    /// `intel-share`.
+    IntelShare(Box<IntelShare>),
+    /// `receipt`.
+    Receipt(Receipt),
+    /// `error`.
+    Error(ErrorBody),
+}
+
+impl Body {
+    /// The message kind of this body.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Self::MlaRequest(_) => Kind::MlaRequest,
+            Self::MlaStatus(_) => Kind::MlaStatus,
+            Self::IntelShare(_) => Kind::IntelShare,
+            Self::Receipt(_) => Kind::Receipt,
+            Self::Error(_) => Kind::Error,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// mla-request (UN Model Treaty on Mutual Assistance in Criminal Matters, art. 5)
+
+/// A mutual legal assistance request (UN Model Treaty art. 5 contents).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct MlaRequest {
+    /// The requesting side's own reference for this request.
+    pub reference: String,
+    /// Name of the authority conducting the investigation or proceedings.
+    pub requesting_authority: String,
+    /// The authority the request is addressed to, if known by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_authority: Option<String>,
+    /// Subject of the investigation, prosecution or proceedings.
+    pub subject: String,
+    /// Nature of the proceedings.
+    pub nature: ProceedingNature,
+    /// Summary of the relevant facts.
+    pub summary_of_facts: String,
+    /// Offences concerned, with legal provisions and penalties.
+    pub offences: Vec<Offence>,
+    /// Kinds of assistance sought.
+    pub assistance_sought: Vec<AssistanceType>,
+    /// Description of the assistance sought and its purpose.
+    pub assistance_details: String,
+    /// Persons concerned (suspects, witnesses, victims, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub persons: Vec<Person>,
+    /// Any particular procedure or requirement the requesting side wishes followed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub procedure: Option<String>,
+    /// Confidentiality requirement.
+    pub confidentiality: Confidentiality,
+    /// Urgency.
+    pub urgency: Urgency,
+    /// Deadline (`YYYY-MM-DD`) and why, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<Deadline>,
+    /// Legal basis, e.g. `UNTOC art. 18` or a bilateral treaty.
+    pub legal_basis: Vec<String>,
+    /// Case references at either side.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub case_references: Vec<CaseReference>,
+    /// Extension fields (`x-…`).
+    #[serde(skip)]
+    pub extensions: Extensions,
+}
+
+/// Nature of the proceedings behind a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum ProceedingNature {
+    /// Criminal investigation.
+    Investigation,
+    /// Prosecution.
+    Prosecution,
+    /// Judicial proceedings.
+    JudicialProceedings,
+}
+
+/// An offence with its legal provision and penalty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Offence {
+    /// Description, e.g. "trafficking in persons".
+    pub description: String,
+    /// The legal provision, e.g. "Law 28/2012 art. 6".
+    pub legal_provision: String,
+    /// The maximum penalty provided.
+    pub penalty: String,
+}
+
+/// Kinds of assistance (UN Model Treaty art. 1(2)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum AssistanceType {
+    /// Taking evidence or statements.
+    TakingEvidence,
+    /// Service of judicial documents.
+    ServiceOfDocuments,
+    /// Search and seizure.
+    SearchAndSeizure,
+    /// Freezing and confiscation of proceeds of crime.
+    FreezingConfiscation,
+    /// Identifying or locating persons.
+    LocatingPersons,
+    /// Providing records, documents or information.
+    Records,
+    /// Hearing by video link.
+    VideoLinkHearing,
+    /// Temporary transfer of persons in custody.
+    TransferOfDetainedPersons,
+    /// Examining objects and sites.
+    ExaminingObjects,
+    /// Other assistance, described in `assistance-details`.
+    Other,
+}
+
+/// A person concerned by a request. Names are UTF-8 (Arabic, Latin, …).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Person {
+    /// Role in the case.
+    pub role: PersonRole,
+    /// Name as written in the original script.
+    pub name: String,
+    /// Latin transliteration, if different.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_latin: Option<String>,
+    /// Date of birth `YYYY-MM-DD`, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_of_birth: Option<String>,
+    /// Nationality (ISO 3166-1 alpha-2), if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nationality: Option<String>,
+    /// Identity document or other identifiers, free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identifiers: Option<String>,
+}
+
+/// Role of a person in a case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum PersonRole {
+    /// Suspect or accused.
+    Suspect,
+    /// Witness.
+    Witness,
+    /// Victim.
+    Victim,
+    /// Expert.
+    Expert,
+    /// Other.
+    Other,
+}
+
+/// Confidentiality requirement (UN Model Treaty art. 9).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Confidentiality {
+    /// Whether the request and its contents must be kept confidential.
+    pub required: bool,
+    /// Why, and to what extent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Urgency of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Urgency {
+    /// Normal handling.
+    Routine,
+    /// Urgent.
+    Urgent,
+    /// Very urgent (e.g. a person in danger, imminent loss of evidence).
+    VeryUrgent,
+}
+
+/// A deadline for a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Deadline {
+    /// The date, `YYYY-MM-DD`.
+    pub date: String,
+    /// Why the date matters (e.g. trial date).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A case reference held by some authority.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct CaseReference {
+    /// Who holds the reference.
+    pub authority: String,
+    /// The reference.
+    pub reference: String,
+}
+
+// ---------------------------------------------------------------------------
+// mla-status
+
+/// A status change of an MLA request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct MlaStatus {
+    /// Message id of the `mla-request` this status refers to.
+    pub request_id: MessageId,
+    /// The new status.
+    pub status: MlaState,
+    /// Reason or note for the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Grounds for a refusal (UN Model Treaty art. 4); only with `refused`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refusal_grounds: Vec<RefusalGround>,
+    /// Extension fields (`x-…`).
+    #[serde(skip)]
+    pub extensions: Extensions,
+}
+
+/// States of the MLA request lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum MlaState {
+    /// Being prepared by the requesting side.
+    Draft,
+    /// Sent by the requesting side.
+    Submitted,
+    /// Received by the requested side's node.
+    Delivered,
+    /// Registered by the requested side.
+    Registered,
+    /// Under review.
+    UnderReview,
+    /// More information is needed from the requesting side.
+    SupplementRequested,
+    /// Accepted for execution.
+    Accepted,
+    /// Acceptable subject to conditions.
+    ConditionsProposed,
+    /// Being executed.
+    InExecution,
+    /// Partly executed.
+    PartiallyExecuted,
+    /// Results transmitted.
+    ResultsTransmitted,
+    /// Closed.
+    Closed,
+    /// Postponed (UN Model Treaty art. 4(3)).
+    Postponed,
+    /// Refused.
+    Refused,
+    /// Withdrawn by the requesting side.
+    Withdrawn,
+}
+
+/// Grounds for refusal (UN Model Treaty art. 4(1)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum RefusalGround {
+    /// Prejudice to sovereignty, security, public order or essential interests.
+    EssentialInterests,
+    /// The offence is of a political nature.
+    PoliticalOffence,
+    /// Grounds to believe the request aims at prosecution on account of race,
+    /// sex, religion, nationality, ethnic origin or political opinions.
+    Discrimination,
+    /// The offence is an offence under military law only.
+    MilitaryOffence,
+    /// Double jeopardy (final judgment or immunity).
+    NeBisInIdem,
+    /// Compulsory measures inconsistent with the requested side's law.
+    InconsistentCompulsoryMeasures,
+    /// The act is not an offence in the requested State (dual criminality).
+    DualCriminality,
+    /// Other grounds, stated in `reason`.
+    Other,
+}
+
+// ---------------------------------------------------------------------------
+// intel-share
+
+/// Shared criminal intelligence (SIENA-style handling and evaluation codes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct IntelShare {
+    /// The logical share id (the same for every recipient of one share).
+    pub share_id: MessageId,
+    /// Handling code H0–H3.
+    pub handling: HandlingCode,
+    /// Source reliability A, B, C or X.
+    pub source_grading: SourceGrading,
+    /// Information assessment 1–4.
+    pub information_grading: u8,
+    /// TLP 2.0 marking.
+    pub tlp: Tlp,
+    /// Classification marking, e.g. "RESTRICTED".
+    pub classification: String,
+    /// Case id at the originator, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case_id: Option<String>,
+    /// One-line summary.
+    pub summary: String,
+    /// The intelligence itself.
+    pub content: String,
+    /// Entities mentioned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entities: Vec<Entity>,
+    /// Extension fields (`x-…`).
+    #[serde(skip)]
+    pub extensions: Extensions,
+}
+
+/// Handling codes (as used by SIENA).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum HandlingCode {
+    /// H0: no restriction beyond the classification.
+    H0,
+    /// H1: not to be used as evidence in judicial proceedings without permission.
+    H1,
+    /// H2: no onward dissemination without permission of the originator.
+    H2,
+    /// H3: other restrictions, stated in the content.
+    H3,
+}
+
+/// Source reliability (4x4 evaluation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum SourceGrading {
+    /// A: no doubt about reliability.
+    A,
+    /// B: mostly reliable.
+    B,
+    /// C: mostly not reliable.
+    C,
+    /// X: reliability cannot be assessed.
+    X,
+}
+
+/// Traffic Light Protocol 2.0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Tlp {
+    /// TLP:CLEAR.
+    #[serde(rename = "clear")]
+    Clear,
+    /// TLP:GREEN.
+    #[serde(rename = "green")]
+    Green,
+    /// TLP:AMBER.
+    #[serde(rename = "amber")]
+    Amber,
+    /// TLP:AMBER+STRICT.
+    #[serde(rename = "amber+strict")]
+    AmberStrict,
+    /// TLP:RED.
+    #[serde(rename = "red")]
+    Red,
+}
+
+/// An entity mentioned in intelligence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Entity {
+    /// What kind of entity.
+    #[serde(rename = "type")]
+    pub entity_type: EntityType,
+    /// The value (a name, a number, an address, …).
+    pub value: String,
+    /// Note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Types of entity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum EntityType {
+    /// A natural person.
+    Person,
+    /// An organisation or company.
+    Organisation,
+    /// A vehicle or vessel.
+    Vehicle,
+    /// A telephone number.
+    Phone,
+    /// A bank or payment account.
+    Account,
+    /// A place.
+    Location,
+    /// An identity or travel document.
+    Document,
+    /// Anything else.
+    Other,
+}
+
+// ---------------------------------------------------------------------------
+// receipt and error
+
+/// A signed acknowledgement of a received envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Receipt {
+    /// Message id of the acknowledged message.
+    pub message_id: MessageId,
+    /// SHA-256 of the acknowledged envelope bytes, exactly as received.
+    pub envelope_digest: Digest,
+    /// Index of the `received` entry in the recipient's audit log.
+    pub log_index: u64,
+    /// When the recipient accepted it, seconds since the Unix epoch.
+    pub received_at: u64,
+}
+
+/// A typed error answer (spec/protocol.md §7).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ErrorBody {
+    /// The error code.
+    pub code: ErrorCode,
+    /// The message the error refers to, when it could be identified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<MessageId>,
+    /// Human-readable detail; never reveals which cryptographic check failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Error codes shared by the envelope, transport and node layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The envelope is not well-formed or not of the Isnad structure.
+    Malformed,
+    /// The envelope is larger than the limit.
+    TooLarge,
+    /// Decryption or signature verification failed, or a key is unknown or
+    /// revoked. Deliberately opaque.
+    Unauthentic,
+    /// The message is addressed to another agency.
+    Misaddressed,
+    /// The message has expired.
+    Expired,
+    /// The message's creation time is too far in the future.
+    NotYetValid,
+    /// The message id was seen before.
+    Replayed,
+    /// The protocol version is not supported.
+    UnsupportedVersion,
+    /// Policy forbids this sender sending this kind to this recipient.
+    PolicyDenied,
+    /// The recipient is temporarily unable to accept; retry later.
+    Unavailable,
+}
+
+impl ErrorCode {
+    /// The wire name, e.g. `unauthentic`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::TooLarge => "too-large",
+            Self::Unauthentic => "unauthentic",
+            Self::Misaddressed => "misaddressed",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not-yet-valid",
+            Self::Replayed => "replayed",
+            Self::UnsupportedVersion => "unsupported-version",
+            Self::PolicyDenied => "policy-denied",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// byte-string types: CBOR bstr on the wire, lower-case hex in JSON
+
+/// A SHA-256 digest.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest(pub [u8; 32]);
+
+impl Digest {
+    /// SHA-256 of `data`.
+    pub fn sha256(data: &[u8]) -> Self {
+        let d = ring::digest::digest(&ring::digest::SHA256, data);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(d.as_ref());
+        Self(out)
+    }
+    /// Lower-case hex.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digest({})", self.to_hex())
+    }
+}
+
+fn ser_bytes<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    if s.is_human_readable() {
+        s.serialize_str(&b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+    } else {
+        s.serialize_bytes(b)
+    }
+}
+
+fn de_bytes<'de, D: Deserializer<'de>, const N: usize>(d: D) -> Result<[u8; N], D::Error> {
+    struct V<const N: usize>(bool);
+    impl<const N: usize> de::Visitor<'_> for V<N> {
+        type Value = [u8; N];
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            if self.0 {
+                write!(f, "{} hex characters", N * 2)
+            } else {
+                write!(f, "a byte string of {N} bytes")
+            }
+        }
+        fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
+            if self.0 {
+                return Err(E::invalid_type(de::Unexpected::Bytes(v), &self));
+            }
+            v.try_into().map_err(|_| E::invalid_length(v.len(), &self))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            if !self.0 || v.len() != N * 2 || !v.is_ascii() {
+                return Err(E::invalid_value(de::Unexpected::Str(v), &self));
+            }
+            let mut out = [0u8; N];
+            for (i, c) in v.as_bytes().chunks(2).enumerate() {
+                let hex = std::str::from_utf8(c).map_err(E::custom)?;
+                out[i] = u8::from_str_radix(hex, 16)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))?;
+            }
+            Ok(out)
+        }
+    }
+    let human = d.is_human_readable();
+    if human {
+        d.deserialize_str(V::<N>(true))
+    } else {
+        d.deserialize_bytes(V::<N>(false))
+    }
+}
+
+impl Serialize for Digest {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        ser_bytes(&self.0, s)
+    }
+}
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        de_bytes::<D, 32>(d).map(Self)
+    }
+}
+impl Serialize for MessageId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        ser_bytes(self.as_bytes(), s)
+    }
+}
+impl<'de> Deserialize<'de> for MessageId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        de_bytes::<D, 16>(d).map(Self::from_bytes)
+    }
+}
+impl Serialize for AgencyId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+impl<'de> Deserialize<'de> for AgencyId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        AgencyId::new(&s).map_err(de::Error::custom)
+    }
+}
