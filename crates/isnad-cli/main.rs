@@ -6,8 +6,10 @@
 use clap::{Parser, Subcommand};
 
 mod audit;
+mod directory;
 mod envelope;
 mod keys;
+mod trust;
 
 /// Isnad: signed, encrypted and audited exchange of MLA requests and
 /// intelligence between agencies.
@@ -28,6 +30,12 @@ enum Command {
     /// Export, verify and prove the audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Create, sign and inspect national directories.
+    #[command(subcommand)]
+    Directory(directory::DirectoryCommand),
+    /// Manage trusted partner roots.
+    #[command(subcommand)]
+    Trust(trust::TrustCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -36,6 +44,8 @@ fn main() -> std::process::ExitCode {
         Command::Keygen(args) => keys::run(args),
         Command::Envelope(cmd) => envelope::run(cmd),
         Command::Audit(cmd) => audit::run(cmd),
+        Command::Directory(cmd) => directory::run(cmd),
+        Command::Trust(cmd) => trust::run(cmd),
     };
     match result {
         Ok(code) => code,
