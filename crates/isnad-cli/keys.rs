@@ -1,9 +1,130 @@
-//! `isnad keygen`.
+//! `isnad keygen`: a node's signing and encryption keys.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use isnad_envelope::{EncryptionCurve, EncryptionKey, SignatureAlgorithm, SigningKey};
+use ring::rand::SystemRandom;
+
+/// File names written by `isnad keygen` inside `--out`.
+pub(crate) const SIGN_KEY: &str = "sign.key.pem";
+pub(crate) const SIGN_PUB: &str = "sign.pub.cose";
+pub(crate) const ENC_KEY: &str = "enc.key.pem";
+pub(crate) const ENC_PUB: &str = "enc.pub.cose";
 
 /// Arguments of `isnad keygen`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct KeygenArgs {}
+#[command(
+    after_help = "Example:\n  isnad keygen --out keys/iq.moi.ahtd --sig ed25519 --enc p256\n\n\
+Writes sign.key.pem and enc.key.pem (PKCS#8 PEM, mode 0600) and their public\n\
+halves sign.pub.cose and enc.pub.cose (COSE_Key, RFC 9052 §7). Existing files\n\
+are never overwritten."
+)]
+pub(crate) struct KeygenArgs {
+    /// Directory to write the keys into (created if missing).
+    #[arg(long)]
+    out: PathBuf,
+    /// Signature algorithm.
+    #[arg(long, value_enum, default_value = "ed25519")]
+    sig: SigArg,
+    /// Key-agreement curve for the encryption key (P-256 is the interoperable default).
+    #[arg(long, value_enum, default_value = "p256")]
+    enc: EncArg,
+}
 
-pub(crate) fn run(_args: KeygenArgs) -> anyhow::Result<std::process::ExitCode> {
-    anyhow::bail!("not implemented yet")
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum SigArg {
+    Ed25519,
+    Es256,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum EncArg {
+    P256,
+    X25519,
+}
+
+pub(crate) fn run(args: KeygenArgs) -> anyhow::Result<ExitCode> {
+    let rng = SystemRandom::new();
+    let alg = match args.sig {
+        SigArg::Ed25519 => SignatureAlgorithm::Ed25519,
+        SigArg::Es256 => SignatureAlgorithm::Es256,
+    };
+    let curve = match args.enc {
+        EncArg::P256 => EncryptionCurve::P256,
+        EncArg::X25519 => EncryptionCurve::X25519,
+    };
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    for name in [SIGN_KEY, SIGN_PUB, ENC_KEY, ENC_PUB] {
+        let p = args.out.join(name);
+        if p.exists() {
+            anyhow::bail!(
+                "{} already exists; keygen never overwrites keys (choose another --out)",
+                p.display()
+            );
+        }
+    }
+    let sign = SigningKey::generate(alg, &rng)?;
+    let enc = EncryptionKey::generate(curve, &rng)?;
+    write_private(&args.out.join(SIGN_KEY), sign.to_pkcs8_pem().as_bytes())?;
+    write_public(
+        &args.out.join(SIGN_PUB),
+        &sign.verifying_key().to_cose_key(),
+    )?;
+    write_private(&args.out.join(ENC_KEY), enc.to_pkcs8_pem().as_bytes())?;
+    write_public(&args.out.join(ENC_PUB), &enc.public_key().to_cose_key())?;
+    println!("signing key    {:?}  kid {}", alg, sign.key_id());
+    println!("encryption key {:?}  kid {}", curve, enc.key_id());
+    println!("written to {}", args.out.display());
+    println!("next: publish {SIGN_PUB} and {ENC_PUB} in your country's directory (isnad directory add-node)");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads a PKCS#8 PEM signing key.
+pub(crate) fn read_signing_key(path: &Path) -> anyhow::Result<SigningKey> {
+    let pem = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read signing key {}", path.display()))?;
+    SigningKey::from_pkcs8_pem(&pem)
+        .with_context(|| format!("{} is not a usable signing key", path.display()))
+}
+
+/// Reads a PKCS#8 PEM encryption key.
+pub(crate) fn read_encryption_key(path: &Path) -> anyhow::Result<EncryptionKey> {
+    let pem = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read encryption key {}", path.display()))?;
+    EncryptionKey::from_pkcs8_pem(&pem)
+        .with_context(|| format!("{} is not a usable encryption key", path.display()))
+}
+
+/// Writes a private key file: created new, mode 0600, synced.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// Writes a public file (never overwriting), synced.
+pub(crate) fn write_public(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
 }
