@@ -523,6 +523,15 @@ pub(crate) fn sign(
     rng: &dyn SecureRandom,
 ) -> Result<Vec<u8>, SealError> {
     let payload = codec::encode_claims(msg).map_err(SealError::Invalid)?;
+    sign_payload(payload, signer, rng)
+}
+
+/// Signs claims bytes into a tagged COSE_Sign1.
+pub(crate) fn sign_payload(
+    payload: Vec<u8>,
+    signer: &SigningKey,
+    rng: &dyn SecureRandom,
+) -> Result<Vec<u8>, SealError> {
     let alg = match signer.algorithm() {
         crate::SignatureAlgorithm::Ed25519 => iana::Algorithm::EdDSA,
         crate::SignatureAlgorithm::Es256 => iana::Algorithm::ES256,
@@ -542,7 +551,7 @@ pub(crate) fn sign(
 }
 
 /// Encrypts `plaintext` into a tagged COSE_Encrypt for `recipient_key`.
-fn encrypt(
+pub(crate) fn encrypt(
     plaintext: &[u8],
     recipient_key: &EncryptionPublicKey,
     rng: &dyn SecureRandom,

@@ -74,6 +74,8 @@ mod message;
 
 #[doc(hidden)]
 pub mod fuzzing;
+#[doc(hidden)]
+pub mod testing;
 
 pub use cbor::CborError;
 pub use codec::MalformedReason;
