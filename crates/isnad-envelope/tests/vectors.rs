@@ -18,11 +18,15 @@ fn get<'a>(v: &'a Json, key: &str) -> Result<&'a Json, String> {
 }
 
 fn get_str<'a>(v: &'a Json, key: &str) -> Result<&'a str, String> {
-    get(v, key)?.as_str().ok_or_else(|| format!("{key:?} must be a string"))
+    get(v, key)?
+        .as_str()
+        .ok_or_else(|| format!("{key:?} must be a string"))
 }
 
 fn get_u64(v: &Json, key: &str) -> Result<u64, String> {
-    get(v, key)?.as_u64().ok_or_else(|| format!("{key:?} must be an unsigned integer"))
+    get(v, key)?
+        .as_u64()
+        .ok_or_else(|| format!("{key:?} must be an unsigned integer"))
 }
 
 /// The JSON form of a message used in vectors.
@@ -57,7 +61,10 @@ fn run_vector(path: &Path) -> TestResult {
     let v: Json = serde_json::from_str(&text)?;
     let recipient = get(&v, "recipient")?;
     let me = AgencyId::new(get_str(recipient, "agency")?)?;
-    let keys = [EncryptionKey::from_pkcs8_pem(get_str(recipient, "enc_pkcs8_pem")?)?];
+    let keys = [EncryptionKey::from_pkcs8_pem(get_str(
+        recipient,
+        "enc_pkcs8_pem",
+    )?)?];
     assert_eq!(
         hex::encode(keys[0].public_key().to_cose_key()),
         get_str(recipient, "enc_cose_key_hex")?,
@@ -91,27 +98,45 @@ fn run_vector(path: &Path) -> TestResult {
     }
     let envelope = hex::decode(get_str(&v, "envelope_hex")?)?;
     let now = get_u64(&v, "now")?;
-    let opener = Opener { me: &me, keys: &keys, limits };
+    let opener = Opener {
+        me: &me,
+        keys: &keys,
+        limits,
+    };
     let senders = vec![trusted];
     let mut replay = MemoryReplayGuard::default();
     let mut result = opener.open(&envelope, now, &senders, &mut replay);
     if v.get("open_twice").and_then(Json::as_bool) == Some(true) {
-        assert!(result.is_ok(), "first open of a replay vector must succeed: {result:?}");
+        assert!(
+            result.is_ok(),
+            "first open of a replay vector must succeed: {result:?}"
+        );
         result = opener.open(&envelope, now + 1, &senders, &mut replay);
     }
     let expect = get(&v, "expect")?;
     if expect == "ok" {
         let opened = result.map_err(|e| format!("expected ok, got {e:?}"))?;
-        assert_eq!(message_json(&opened.message)?, *get(&v, "message")?, "message");
+        assert_eq!(
+            message_json(&opened.message)?,
+            *get(&v, "message")?,
+            "message"
+        );
         let want = message_from_json(get(&v, "message")?)?;
         assert_eq!(opened.message, want, "message from JSON");
-        assert_eq!(hex::encode(claims_bytes(&opened.message)?), get_str(&v, "claims_hex")?);
+        assert_eq!(
+            hex::encode(claims_bytes(&opened.message)?),
+            get_str(&v, "claims_hex")?
+        );
         assert_eq!(hex::encode(&opened.signed), get_str(&v, "signed_hex")?);
         assert_eq!(opened.envelope_digest, Digest::sha256(&envelope));
         if signer.algorithm() == SignatureAlgorithm::Ed25519 {
             // Ed25519 is deterministic: re-signing reproduces the bytes.
             let again = signed_bytes(&want, &signer, &ring::rand::SystemRandom::new())?;
-            assert_eq!(hex::encode(again), get_str(&v, "signed_hex")?, "re-signed bytes");
+            assert_eq!(
+                hex::encode(again),
+                get_str(&v, "signed_hex")?,
+                "re-signed bytes"
+            );
         }
     } else {
         let want_code = get_str(expect, "error")?;
@@ -124,7 +149,9 @@ fn run_vector(path: &Path) -> TestResult {
             match &err {
                 OpenError::Unauthentic(u) => assert_eq!(u.detail().as_str(), detail),
                 other => {
-                    return Err(format!("expected unauthentic detail {detail}, got {other:?}").into())
+                    return Err(
+                        format!("expected unauthentic detail {detail}, got {other:?}").into(),
+                    )
                 }
             }
         }
@@ -139,14 +166,22 @@ fn every_envelope_vector() -> TestResult {
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
     files.sort();
-    assert!(files.len() >= 20, "expected the full vector set, found {}", files.len());
+    assert!(
+        files.len() >= 20,
+        "expected the full vector set, found {}",
+        files.len()
+    );
     let mut failures = Vec::new();
     for f in &files {
         if let Err(e) = run_vector(f) {
             failures.push(format!("{}: {e}", f.display()));
         }
     }
-    assert!(failures.is_empty(), "failing vectors:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "failing vectors:\n{}",
+        failures.join("\n")
+    );
     Ok(())
 }
 
@@ -311,10 +346,26 @@ fn regenerate_vectors() -> TestResult {
     }
     let rng = ring::rand::SystemRandom::new();
     let limits = Limits::default();
-    let a = party("iq.moi.ahtd", SignatureAlgorithm::Ed25519, EncryptionCurve::P256)?;
-    let b = party("iq.moj.ca", SignatureAlgorithm::Es256, EncryptionCurve::P256)?;
-    let c = party("fr.mj.bepi", SignatureAlgorithm::Es256, EncryptionCurve::X25519)?;
-    let d = party("fr.pn.ocrtis", SignatureAlgorithm::Ed25519, EncryptionCurve::X25519)?;
+    let a = party(
+        "iq.moi.ahtd",
+        SignatureAlgorithm::Ed25519,
+        EncryptionCurve::P256,
+    )?;
+    let b = party(
+        "iq.moj.ca",
+        SignatureAlgorithm::Es256,
+        EncryptionCurve::P256,
+    )?;
+    let c = party(
+        "fr.mj.bepi",
+        SignatureAlgorithm::Es256,
+        EncryptionCurve::X25519,
+    )?;
+    let d = party(
+        "fr.pn.ocrtis",
+        SignatureAlgorithm::Ed25519,
+        EncryptionCurve::X25519,
+    )?;
 
     // Positive vectors: each signer algorithm with each recipient curve, each kind.
     let ok = |name: &str, desc: &str, from: &Party, to: &Party, body: Body| -> TestResult {
@@ -382,7 +433,8 @@ fn regenerate_vectors() -> TestResult {
     )?;
     let mut with_ext = mla_request();
     if let Body::MlaRequest(r) = &mut with_ext {
-        r.extensions.insert("x-case-system-ref".into(), Value::Text("CMS-88812".into()));
+        r.extensions
+            .insert("x-case-system-ref".into(), Value::Text("CMS-88812".into()));
     }
     ok(
         "ok-extension-preserved",
@@ -421,13 +473,29 @@ fn regenerate_vectors() -> TestResult {
     let mut t = good.clone();
     let mid = t.len() - 200;
     t[mid] ^= 0x01;
-    neg("err-tampered-ciphertext", "one bit of the ciphertext flipped", &a, &b, &t, unauth("decrypt-failed"), json!({}))?;
+    neg(
+        "err-tampered-ciphertext",
+        "one bit of the ciphertext flipped",
+        &a,
+        &b,
+        &t,
+        unauth("decrypt-failed"),
+        json!({}),
+    )?;
 
     let mut signed = signed_bytes(&base, &a.sign, &rng)?;
     let last = signed.len() - 1;
     signed[last] ^= 0x01;
     let env = encrypt_raw(&signed, b.enc.public_key(), &rng)?;
-    neg("err-tampered-signature", "signature bit flipped, then correctly encrypted", &a, &b, &env, unauth("bad-signature"), json!({}))?;
+    neg(
+        "err-tampered-signature",
+        "signature bit flipped, then correctly encrypted",
+        &a,
+        &b,
+        &env,
+        unauth("bad-signature"),
+        json!({}),
+    )?;
 
     let misaddressed = msg(&a, &AgencyId::new("iq.moj.other")?, mla_request())?;
     neg(
@@ -448,7 +516,15 @@ fn regenerate_vectors() -> TestResult {
         unauth("unknown-recipient-key"),
         json!({}),
     )?;
-    neg("err-expired", "opened after exp", &a, &b, &good, err("expired"), json!({ "now": NOW + 8 * 86400 }))?;
+    neg(
+        "err-expired",
+        "opened after exp",
+        &a,
+        &b,
+        &good,
+        err("expired"),
+        json!({ "now": NOW + 8 * 86400 }),
+    )?;
     neg(
         "err-not-yet-valid",
         "iat more than 300 s ahead of now",
@@ -458,7 +534,15 @@ fn regenerate_vectors() -> TestResult {
         err("not-yet-valid"),
         json!({ "now": NOW - 60 - 301 }),
     )?;
-    neg("err-replayed", "the same envelope opened twice", &a, &b, &good, err("replayed"), json!({ "open_twice": true }))?;
+    neg(
+        "err-replayed",
+        "the same envelope opened twice",
+        &a,
+        &b,
+        &good,
+        err("replayed"),
+        json!({ "open_twice": true }),
+    )?;
     neg(
         "err-unknown-kid",
         "signer key not trusted",
@@ -500,10 +584,26 @@ fn regenerate_vectors() -> TestResult {
             "signed_hex": hex::encode(signed_bytes(&base, &a.sign, &rng)?),
         }),
     )?;
-    neg("err-truncated", "last 10 bytes cut off", &a, &b, &good[..good.len() - 10], err("malformed"), json!({}))?;
+    neg(
+        "err-truncated",
+        "last 10 bytes cut off",
+        &a,
+        &b,
+        &good[..good.len() - 10],
+        err("malformed"),
+        json!({}),
+    )?;
     let mut trailing = good.clone();
     trailing.push(0x00);
-    neg("err-trailing-bytes", "one byte after the COSE_Encrypt", &a, &b, &trailing, err("malformed"), json!({}))?;
+    neg(
+        "err-trailing-bytes",
+        "one byte after the COSE_Encrypt",
+        &a,
+        &b,
+        &trailing,
+        err("malformed"),
+        json!({}),
+    )?;
     neg(
         "err-oversize",
         "envelope larger than the configured limit of 512 bytes",
@@ -515,14 +615,38 @@ fn regenerate_vectors() -> TestResult {
     )?;
     let mut deep = vec![0x81u8; 64];
     deep.push(0x00);
-    neg("err-deep-nesting", "64 nested arrays", &a, &b, &deep, err("malformed"), json!({}))?;
+    neg(
+        "err-deep-nesting",
+        "64 nested arrays",
+        &a,
+        &b,
+        &deep,
+        err("malformed"),
+        json!({}),
+    )?;
     let mut indefinite = vec![0xd8, 0x60, 0x9f];
     indefinite.extend_from_slice(&[0x40; 4]);
     indefinite.push(0xff);
-    neg("err-indefinite-length", "indefinite-length array", &a, &b, &indefinite, err("malformed"), json!({}))?;
+    neg(
+        "err-indefinite-length",
+        "indefinite-length array",
+        &a,
+        &b,
+        &indefinite,
+        err("malformed"),
+        json!({}),
+    )?;
     let mut encrypt0 = good.clone();
     encrypt0[1] = 0x10; // tag 96 (d8 60) becomes tag 16 (d8 10): COSE_Encrypt0
-    neg("err-wrong-tag", "COSE_Encrypt0 tag instead of COSE_Encrypt", &a, &b, &encrypt0, err("malformed"), json!({}))?;
+    neg(
+        "err-wrong-tag",
+        "COSE_Encrypt0 tag instead of COSE_Encrypt",
+        &a,
+        &b,
+        &encrypt0,
+        err("malformed"),
+        json!({}),
+    )?;
 
     // Claims-level faults: valid signatures over bad claims.
     let raw = |claims: Value| -> Result<Vec<u8>, Box<dyn std::error::Error>> {
@@ -531,14 +655,25 @@ fn regenerate_vectors() -> TestResult {
     };
     let mut cv = claims_value(&base)?;
     map_set(&mut cv, "extra", Value::Bool(true));
-    neg("err-unknown-claim", "claims map has an unknown key", &a, &b, &raw(cv)?, err("malformed"), json!({}))?;
+    neg(
+        "err-unknown-claim",
+        "claims map has an unknown key",
+        &a,
+        &b,
+        &raw(cv)?,
+        err("malformed"),
+        json!({}),
+    )?;
     let mut cv = claims_value(&base)?;
     if let Some(Value::Map(body)) = cv
         .as_map_mut()
         .and_then(|m| m.iter_mut().find(|(k, _)| k.as_text() == Some("body")))
         .map(|(_, v)| v)
     {
-        body.push((Value::Text("unexpected-field".into()), Value::Integer(1.into())));
+        body.push((
+            Value::Text("unexpected-field".into()),
+            Value::Integer(1.into()),
+        ));
     }
     neg(
         "err-unknown-body-field",
@@ -551,13 +686,37 @@ fn regenerate_vectors() -> TestResult {
     )?;
     let mut cv = claims_value(&base)?;
     map_set(&mut cv, "v", Value::Integer(2.into()));
-    neg("err-unsupported-version", "claims v = 2", &a, &b, &raw(cv)?, err("unsupported-version"), json!({}))?;
+    neg(
+        "err-unsupported-version",
+        "claims v = 2",
+        &a,
+        &b,
+        &raw(cv)?,
+        err("unsupported-version"),
+        json!({}),
+    )?;
     let mut cv = claims_value(&base)?;
     map_set(&mut cv, "kind", Value::Text("mla-teleport".into()));
-    neg("err-unknown-kind", "kind not defined", &a, &b, &raw(cv)?, err("malformed"), json!({}))?;
+    neg(
+        "err-unknown-kind",
+        "kind not defined",
+        &a,
+        &b,
+        &raw(cv)?,
+        err("malformed"),
+        json!({}),
+    )?;
     let mut cv = claims_value(&base)?;
     map_set(&mut cv, "exp", Value::Integer((NOW - 120).into()));
-    neg("err-exp-before-iat", "exp earlier than iat", &a, &b, &raw(cv)?, err("malformed"), json!({}))?;
+    neg(
+        "err-exp-before-iat",
+        "exp earlier than iat",
+        &a,
+        &b,
+        &raw(cv)?,
+        err("malformed"),
+        json!({}),
+    )?;
 
     // Low-order X25519 ephemeral point.
     let to_x = sealed(&a, &d, &msg(&a, &d.agency, mla_request())?)?;
@@ -571,9 +730,15 @@ fn regenerate_vectors() -> TestResult {
             .and_then(|r| r.as_array_mut())
             .and_then(|r| r.get_mut(1))
             .and_then(|h| h.as_map_mut())
-            .and_then(|h| h.iter_mut().find(|(k, _)| k.as_integer() == Some((-1).into())))
+            .and_then(|h| {
+                h.iter_mut()
+                    .find(|(k, _)| k.as_integer() == Some((-1).into()))
+            })
             .and_then(|(_, key)| key.as_map_mut())
-            .and_then(|key| key.iter_mut().find(|(k, _)| k.as_integer() == Some((-2).into())))
+            .and_then(|key| {
+                key.iter_mut()
+                    .find(|(k, _)| k.as_integer() == Some((-2).into()))
+            })
             .map(|(_, x)| x),
         _ => None,
     };
