@@ -27,48 +27,28 @@ pub fn decoders(data: &[u8]) {
 /// exercise the structural checks before decryption).
 pub fn open(data: &[u8]) {
     thread_local! {
-        static KEYS: Option<(EncryptionKey, EncryptionKey, SigningKey)> = {
-            let rng = ring::rand::SystemRandom::new();
-            match (
-                EncryptionKey::generate(EncryptionCurve::P256, &rng),
-                EncryptionKey::generate(EncryptionCurve::X25519, &rng),
-                SigningKey::generate(SignatureAlgorithm::Ed25519, &rng),
-            ) {
-                (Ok(a), Ok(b), Ok(c)) => Some((a, b, c)),
-                _ => None,
-            }
-        };
+        static FIXTURE: Option<(Vec<EncryptionKey>, Vec<SenderKey>)> = fixture();
     }
-    KEYS.with(|k| {
-        let Some((p, x, s)) = k else { return };
-        let (Ok(me), Ok(them)) = (AgencyId::new("iq.moj.ca"), AgencyId::new("fr.mj.bepi")) else {
-            return;
-        };
-        let keys = [clone_key(p), clone_key(x)];
-        let senders = vec![SenderKey {
-            agency: them,
-            key: s.verifying_key().clone(),
-            valid_from: None,
-            valid_until: None,
-        }];
-        let opener = Opener {
-            me: &me,
-            keys: &keys,
-            limits: Limits::default(),
-        };
-        let _ = opener.open(
-            data,
-            1_800_000_000,
-            &senders,
-            &mut MemoryReplayGuard::default(),
-        );
+    FIXTURE.with(|f| {
+        let Some((keys, senders)) = f else { return };
+        let Ok(me) = AgencyId::new("iq.moj.ca") else { return };
+        let opener = Opener { me: &me, keys, limits: Limits::default() };
+        let _ = opener.open(data, 1_800_000_000, senders, &mut MemoryReplayGuard::default());
     });
 }
 
-fn clone_key(k: &EncryptionKey) -> EncryptionKey {
-    // Round-trips through PEM; only for fuzzing set-up.
-    match EncryptionKey::from_pkcs8_pem(&k.to_pkcs8_pem()) {
-        Ok(k) => k,
-        Err(_) => unreachable!("a key we generated parses"),
-    }
+fn fixture() -> Option<(Vec<EncryptionKey>, Vec<SenderKey>)> {
+    let rng = ring::rand::SystemRandom::new();
+    let keys = vec![
+        EncryptionKey::generate(EncryptionCurve::P256, &rng).ok()?,
+        EncryptionKey::generate(EncryptionCurve::X25519, &rng).ok()?,
+    ];
+    let signer = SigningKey::generate(SignatureAlgorithm::Ed25519, &rng).ok()?;
+    let senders = vec![SenderKey {
+        agency: AgencyId::new("fr.mj.bepi").ok()?,
+        key: signer.verifying_key().clone(),
+        valid_from: None,
+        valid_until: None,
+    }];
+    Some((keys, senders))
 }

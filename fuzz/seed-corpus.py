@@ -1,0 +1,28 @@
+#!/usr/bin/env python3
+"""Writes seed inputs for the fuzz targets from spec/vectors (fuzz/seeds/<target>/)."""
+import glob
+import json
+import os
+
+here = os.path.dirname(os.path.abspath(__file__))
+spec = os.path.join(here, "..", "spec", "vectors")
+
+
+def put(target, name, data):
+    d = os.path.join(here, "seeds", target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+for path in glob.glob(os.path.join(spec, "envelope", "*.json")):
+    v = json.load(open(path, encoding="utf-8"))
+    name = os.path.basename(path)[:-5]
+    put("envelope_open", name, bytes.fromhex(v["envelope_hex"]))
+    for key in ("claims_hex", "signed_hex"):
+        if key in v:
+            put("envelope_decoders", f"{name}-{key}", bytes.fromhex(v[key]))
+    put("envelope_decoders", f"{name}-sign-cose", bytes.fromhex(v["sender"]["sign_cose_key_hex"]))
+    put("envelope_decoders", f"{name}-enc-cose", bytes.fromhex(v["recipient"]["enc_cose_key_hex"]))
+    put("envelope_decoders", f"{name}-pem", v["sender"]["sign_pkcs8_pem"].encode())
+
