@@ -391,6 +391,36 @@ impl Opener<'_> {
             )
             .map_err(|_| unauthentic(UnauthenticDetail::DecryptFailed))?;
         let signed = plaintext.to_vec();
+        self.verify_signed(signed, Digest::sha256(envelope), senders, now)
+    }
+
+    /// Verifies a message that is signed but not encrypted (a bare tagged
+    /// COSE_Sign1, as receipts travel): the same checks as [`Opener::open`]
+    /// from step 5 on, except the replay check — a receipt is idempotent and
+    /// the caller matches it to the message it acknowledges.
+    pub fn open_signed(
+        &self,
+        signed: &[u8],
+        now: u64,
+        senders: &dyn SenderKeys,
+    ) -> Result<Opened, OpenError> {
+        if signed.len() > self.limits.max_envelope_bytes {
+            return Err(OpenError::TooLarge {
+                size: signed.len(),
+                max: self.limits.max_envelope_bytes,
+            });
+        }
+        self.verify_signed(signed.to_vec(), Digest::sha256(signed), senders, Some(now))
+    }
+
+    fn verify_signed(
+        &self,
+        signed: Vec<u8>,
+        envelope_digest: Digest,
+        senders: &dyn SenderKeys,
+        now: Option<u64>,
+    ) -> Result<Opened, OpenError> {
+        let limits = &self.limits;
         // 5. the COSE_Sign1 inside.
         cbor::scan(&signed, limits).map_err(malformed)?;
         let sign1 = CoseSign1::from_tagged_slice(&signed)
@@ -482,7 +512,7 @@ impl Opener<'_> {
         Ok(Opened {
             message: Message { header: h, body },
             signer,
-            envelope_digest: Digest::sha256(envelope),
+            envelope_digest,
             signed,
         })
     }
@@ -514,6 +544,30 @@ pub fn seal(
         });
     }
     Ok(envelope)
+}
+
+/// Signs `msg` without encrypting it: a tagged COSE_Sign1, as receipts
+/// travel (spec/protocol.md §4.4). Open with [`Opener::open_signed`].
+pub fn seal_signed(
+    msg: &Message,
+    signer: &SigningKey,
+    limits: &Limits,
+    rng: &dyn SecureRandom,
+) -> Result<Vec<u8>, SealError> {
+    let h = &msg.header;
+    if h.expires <= h.created || h.expires - h.created > limits.max_lifetime_secs {
+        return Err(SealError::Invalid(MalformedReason::Lifetime(
+            limits.max_lifetime_secs,
+        )));
+    }
+    let signed = sign(msg, signer, rng)?;
+    if signed.len() > limits.max_envelope_bytes {
+        return Err(SealError::TooLarge {
+            size: signed.len(),
+            max: limits.max_envelope_bytes,
+        });
+    }
+    Ok(signed)
 }
 
 /// Builds the tagged COSE_Sign1 over the message claims.

@@ -31,9 +31,20 @@ pub fn open(data: &[u8]) {
     }
     FIXTURE.with(|f| {
         let Some((keys, senders)) = f else { return };
-        let Ok(me) = AgencyId::new("iq.moj.ca") else { return };
-        let opener = Opener { me: &me, keys, limits: Limits::default() };
-        let _ = opener.open(data, 1_800_000_000, senders, &mut MemoryReplayGuard::default());
+        let Ok(me) = AgencyId::new("iq.moj.ca") else {
+            return;
+        };
+        let opener = Opener {
+            me: &me,
+            keys,
+            limits: Limits::default(),
+        };
+        let _ = opener.open(
+            data,
+            1_800_000_000,
+            senders,
+            &mut MemoryReplayGuard::default(),
+        );
     });
 }
 

@@ -80,8 +80,8 @@ pub mod testing;
 pub use cbor::CborError;
 pub use codec::MalformedReason;
 pub use envelope::{
-    seal, MemoryReplayGuard, OpenError, Opened, Opener, ReplayGuard, SealError, SenderKey,
-    SenderKeys, Unauthentic, UnauthenticDetail, CONTENT_TYPE,
+    seal, seal_signed, MemoryReplayGuard, OpenError, Opened, Opener, ReplayGuard, SealError,
+    SenderKey, SenderKeys, Unauthentic, UnauthenticDetail, CONTENT_TYPE,
 };
 pub use ids::{AgencyId, AgencyIdError, MessageId, RandomError, MAX_AGENCY_ID_LEN};
 pub use keys::{

@@ -109,3 +109,54 @@ proptest! {
         prop_assert!(r.is_err());
     }
 }
+
+#[test]
+fn signed_only_messages_verify_and_reject_tampering() {
+    let f = fixture();
+    let rng = SystemRandom::new();
+    let msg = Message {
+        header: Header {
+            id: MessageId::random(&rng).expect("rng"),
+            sender: f.them.clone(),
+            recipient: f.me.clone(),
+            created: 1_800_000_000,
+            expires: 1_800_003_600,
+        },
+        body: Body::Receipt(Receipt {
+            message_id: MessageId::from_bytes([4; 16]),
+            envelope_digest: Digest::sha256(b"x"),
+            log_index: 7,
+            received_at: 1_800_000_000,
+        }),
+    };
+    let opener = Opener {
+        me: &f.me,
+        keys: &f.keys,
+        limits: Limits::default(),
+    };
+    for signer in &f.signers {
+        let signed = seal_signed(&msg, signer, &Limits::default(), &rng).expect("sign");
+        let opened = opener
+            .open_signed(&signed, 1_800_000_001, &senders(&f))
+            .expect("verify");
+        assert_eq!(opened.message, msg);
+        assert_eq!(opened.envelope_digest, Digest::sha256(&signed));
+        let mut bad = signed.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 0x80;
+        assert!(matches!(
+            opener.open_signed(&bad, 1_800_000_001, &senders(&f)),
+            Err(OpenError::Unauthentic(_))
+        ));
+        let other = AgencyId::new("fr.pn.ocrtis").expect("id");
+        let elsewhere = Opener {
+            me: &other,
+            keys: &f.keys,
+            limits: Limits::default(),
+        };
+        assert!(matches!(
+            elsewhere.open_signed(&signed, 1_800_000_001, &senders(&f)),
+            Err(OpenError::Misaddressed { .. })
+        ));
+    }
+}
