@@ -35,7 +35,7 @@ pub enum CborError {
 
 /// Checks that `bytes` is exactly one well-formed CBOR data item within
 /// `limits`. Does not allocate.
-pub(crate) fn scan(bytes: &[u8], limits: &Limits) -> Result<(), CborError> {
+pub fn scan(bytes: &[u8], limits: &Limits) -> Result<(), CborError> {
     let mut pos = 0usize;
     scan_item(bytes, &mut pos, 0, limits)?;
     if pos != bytes.len() {
@@ -120,7 +120,7 @@ fn scan_item(
 /// Encodes `value` with RFC 8949 §4.2.1 core deterministic encoding: map keys
 /// sorted by the bytewise order of their encodings, shortest-form integers
 /// and lengths, definite lengths only.
-pub(crate) fn to_deterministic_vec(value: &Value) -> Vec<u8> {
+pub fn to_deterministic_vec(value: &Value) -> Vec<u8> {
     let mut out = Vec::new();
     encode(value, &mut out);
     out

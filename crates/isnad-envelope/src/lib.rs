@@ -65,7 +65,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod cbor;
+pub mod cbor;
 mod codec;
 mod envelope;
 mod ids;
