@@ -1,0 +1,432 @@
+//! Isnad transport framing: what travels on one QUIC bidirectional stream
+//! (spec/transport.md).
+//!
+//! ```text
+//!  client ── request frame ──▶ server      (client finishes its send side)
+//!  client ◀── response frame ── server     (server finishes its send side)
+//!  frame = u32 big-endian length ‖ one CBOR map of that length
+//! ```
+//!
+//! What it does: encodes and strictly decodes request and response frames,
+//! with the size bound checked from the 4-byte prefix before the body is read.
+//! What it does not do: no sockets, no QUIC, no envelope cryptography — the
+//! node reads bytes from quinn and hands them here.
+//!
+//! ```
+//! use isnad_wire::*;
+//! # fn main() -> Result<(), FrameError> {
+//! let frame = Request { op: Op::Deliver, payload: b"envelope".to_vec() }.encode();
+//! let len = body_len(frame[..4].try_into().expect("4 bytes"), MAX_REQUEST_BODY)?;
+//! let req = Request::decode(&frame[4..4 + len])?;
+//! assert_eq!(req.payload, b"envelope");
+//! # Ok(())
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use ciborium::value::{Integer, Value};
+use isnad_envelope::cbor::{scan, to_deterministic_vec};
+use isnad_envelope::{ErrorCode, Limits, MessageId};
+
+/// The ALPN protocol id.
+pub const ALPN: &[u8] = b"isnad/1";
+/// Version carried in every frame.
+pub const WIRE_VERSION: u64 = 1;
+/// Largest request body: the envelope limit plus room for the outer map.
+pub const MAX_REQUEST_BODY: usize = 4 * 1024 * 1024 + 1024;
+/// Largest response body.
+pub const MAX_RESPONSE_BODY: usize = 64 * 1024;
+
+/// Why a frame is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// The length prefix announces more than the limit for this direction.
+    #[error("frame body of {len} bytes exceeds the {max}-byte limit")]
+    TooLarge {
+        /// Announced length.
+        len: u64,
+        /// The limit.
+        max: usize,
+    },
+    /// Not one well-formed CBOR item within limits.
+    #[error("frame body is not well-formed CBOR: {0}")]
+    Cbor(#[from] isnad_envelope::CborError),
+    /// Well-formed CBOR but not a frame of this version's schema.
+    #[error("frame does not follow the schema: {0}")]
+    Schema(&'static str),
+    /// A version other than [`WIRE_VERSION`].
+    #[error("unsupported wire version {0}")]
+    Version(u64),
+}
+
+impl FrameError {
+    /// The error code to answer with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::TooLarge { .. } => ErrorCode::TooLarge,
+            Self::Version(_) => ErrorCode::UnsupportedVersion,
+            Self::Cbor(_) | Self::Schema(_) => ErrorCode::Malformed,
+        }
+    }
+}
+
+/// Checks a 4-byte length prefix against `max` and returns the body length.
+pub fn body_len(prefix: [u8; 4], max: usize) -> Result<usize, FrameError> {
+    let len = u32::from_be_bytes(prefix);
+    if len as usize > max {
+        return Err(FrameError::TooLarge {
+            len: u64::from(len),
+            max,
+        });
+    }
+    Ok(len as usize)
+}
+
+/// Operations a request may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Op {
+    /// Deliver an envelope (payload: COSE_Encrypt bytes); answered by a receipt.
+    Deliver,
+}
+
+impl Op {
+    const fn code(self) -> u64 {
+        match self {
+            Self::Deliver => 1,
+        }
+    }
+    fn from_code(c: u64) -> Option<Self> {
+        match c {
+            1 => Some(Self::Deliver),
+            _ => None,
+        }
+    }
+}
+
+/// A request frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The operation.
+    pub op: Op,
+    /// The payload bytes (for `Deliver`, the envelope exactly as sealed).
+    pub payload: Vec<u8>,
+}
+
+/// A response frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    /// Accepted: the payload is the recipient's signed receipt (tagged COSE_Sign1).
+    Receipt(Vec<u8>),
+    /// Refused or failed.
+    Error {
+        /// The error code.
+        code: ErrorCode,
+        /// The message concerned, when known.
+        message_id: Option<MessageId>,
+        /// A short human-readable detail (never which cryptographic check failed).
+        detail: Option<String>,
+    },
+}
+
+fn int(i: u64) -> Value {
+    Value::Integer(Integer::from(i))
+}
+
+fn frame(map: Vec<(Value, Value)>) -> Vec<u8> {
+    let body = to_deterministic_vec(&Value::Map(map));
+    let mut out = Vec::with_capacity(body.len() + 4);
+    // Bodies we build are far below 4 GiB.
+    out.extend_from_slice(&u32::try_from(body.len()).unwrap_or(u32::MAX).to_be_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Decodes a frame body into its integer-keyed map, refusing duplicate or
+/// unknown keys (`allowed`), and checks the version.
+fn decode_map(body: &[u8], max: usize, allowed: &[u64]) -> Result<Vec<Option<Value>>, FrameError> {
+    let limits = Limits {
+        max_envelope_bytes: max,
+        max_depth: 4,
+        max_items: 16,
+        ..Limits::default()
+    };
+    scan(body, &limits)?;
+    let value: Value =
+        ciborium::de::from_reader(body).map_err(|_| FrameError::Schema("undecodable CBOR"))?;
+    let Value::Map(entries) = value else {
+        return Err(FrameError::Schema("frame body must be a map"));
+    };
+    let mut slots: Vec<Option<Value>> = vec![None; allowed.len()];
+    for (k, v) in entries {
+        let key = k
+            .as_integer()
+            .and_then(|i| u64::try_from(i).ok())
+            .ok_or(FrameError::Schema("keys must be unsigned integers"))?;
+        let pos = allowed
+            .iter()
+            .position(|a| *a == key)
+            .ok_or(FrameError::Schema("unknown key"))?;
+        if slots[pos].replace(v).is_some() {
+            return Err(FrameError::Schema("duplicate key"));
+        }
+    }
+    let version = slots[0]
+        .take()
+        .and_then(|v| v.as_integer().and_then(|i| u64::try_from(i).ok()))
+        .ok_or(FrameError::Schema(
+            "version (key 1) missing or not an unsigned integer",
+        ))?;
+    if version != WIRE_VERSION {
+        return Err(FrameError::Version(version));
+    }
+    Ok(slots)
+}
+
+fn uint(v: Option<Value>, what: &'static str) -> Result<u64, FrameError> {
+    v.and_then(|v| v.as_integer().and_then(|i| u64::try_from(i).ok()))
+        .ok_or(FrameError::Schema(what))
+}
+
+impl Request {
+    /// The complete frame: length prefix and body.
+    pub fn encode(&self) -> Vec<u8> {
+        frame(vec![
+            (int(1), int(WIRE_VERSION)),
+            (int(2), int(self.op.code())),
+            (int(3), Value::Bytes(self.payload.clone())),
+        ])
+    }
+
+    /// Decodes a request body (the bytes after the length prefix).
+    pub fn decode(body: &[u8]) -> Result<Self, FrameError> {
+        if body.len() > MAX_REQUEST_BODY {
+            return Err(FrameError::TooLarge {
+                len: body.len() as u64,
+                max: MAX_REQUEST_BODY,
+            });
+        }
+        let mut s = decode_map(body, MAX_REQUEST_BODY, &[1, 2, 3])?;
+        let op = Op::from_code(uint(
+            s[1].take(),
+            "op (key 2) missing or not an unsigned integer",
+        )?)
+        .ok_or(FrameError::Schema("unknown op"))?;
+        let payload = s[2]
+            .take()
+            .and_then(|v| v.into_bytes().ok())
+            .ok_or(FrameError::Schema(
+                "payload (key 3) missing or not a byte string",
+            ))?;
+        Ok(Self { op, payload })
+    }
+}
+
+impl Response {
+    /// The complete frame: length prefix and body.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Self::Receipt(r) => frame(vec![
+                (int(1), int(WIRE_VERSION)),
+                (int(2), int(0)),
+                (int(3), Value::Bytes(r.clone())),
+            ]),
+            Self::Error {
+                code,
+                message_id,
+                detail,
+            } => {
+                let mut m = vec![
+                    (int(1), int(WIRE_VERSION)),
+                    (int(2), int(1)),
+                    (int(4), Value::Text(code.as_str().to_owned())),
+                ];
+                if let Some(d) = detail {
+                    m.push((int(5), Value::Text(d.clone())));
+                }
+                if let Some(id) = message_id {
+                    m.push((int(6), Value::Bytes(id.as_bytes().to_vec())));
+                }
+                frame(m)
+            }
+        }
+    }
+
+    /// Decodes a response body (the bytes after the length prefix).
+    pub fn decode(body: &[u8]) -> Result<Self, FrameError> {
+        if body.len() > MAX_RESPONSE_BODY {
+            return Err(FrameError::TooLarge {
+                len: body.len() as u64,
+                max: MAX_RESPONSE_BODY,
+            });
+        }
+        let mut s = decode_map(body, MAX_RESPONSE_BODY, &[1, 2, 3, 4, 5, 6])?;
+        match uint(
+            s[1].take(),
+            "status (key 2) missing or not an unsigned integer",
+        )? {
+            0 => {
+                if s[3].is_some() || s[4].is_some() || s[5].is_some() {
+                    return Err(FrameError::Schema(
+                        "a receipt response has only keys 1, 2, 3",
+                    ));
+                }
+                let r = s[2]
+                    .take()
+                    .and_then(|v| v.into_bytes().ok())
+                    .ok_or(FrameError::Schema(
+                        "receipt (key 3) missing or not a byte string",
+                    ))?;
+                Ok(Self::Receipt(r))
+            }
+            1 => {
+                if s[2].is_some() {
+                    return Err(FrameError::Schema("an error response has no key 3"));
+                }
+                let code_text = s[3]
+                    .take()
+                    .and_then(|v| v.into_text().ok())
+                    .ok_or(FrameError::Schema("code (key 4) missing or not text"))?;
+                let code =
+                    parse_code(&code_text).ok_or(FrameError::Schema("unknown error code"))?;
+                let detail = match s[4].take() {
+                    None => None,
+                    Some(v) => Some(
+                        v.into_text()
+                            .map_err(|_| FrameError::Schema("detail must be text"))?,
+                    ),
+                };
+                let message_id = match s[5].take() {
+                    None => None,
+                    Some(v) => Some(
+                        v.into_bytes()
+                            .ok()
+                            .and_then(|b| <[u8; 16]>::try_from(b).ok())
+                            .map(MessageId::from_bytes)
+                            .ok_or(FrameError::Schema("message id must be 16 bytes"))?,
+                    ),
+                };
+                Ok(Self::Error {
+                    code,
+                    message_id,
+                    detail,
+                })
+            }
+            _ => Err(FrameError::Schema("unknown status")),
+        }
+    }
+}
+
+/// Parses an error code's wire name.
+pub fn parse_code(s: &str) -> Option<ErrorCode> {
+    [
+        ErrorCode::Malformed,
+        ErrorCode::TooLarge,
+        ErrorCode::Unauthentic,
+        ErrorCode::Misaddressed,
+        ErrorCode::Expired,
+        ErrorCode::NotYetValid,
+        ErrorCode::Replayed,
+        ErrorCode::UnsupportedVersion,
+        ErrorCode::PolicyDenied,
+        ErrorCode::Unavailable,
+    ]
+    .into_iter()
+    .find(|c| c.as_str() == s)
+}
+
+#[doc(hidden)]
+pub mod fuzzing {
+    //! Entry points for the fuzz targets.
+
+    /// Decodes `data` as a request and as a response frame (prefix included).
+    pub fn frames(data: &[u8]) {
+        if data.len() >= 4 {
+            let prefix = [data[0], data[1], data[2], data[3]];
+            if let Ok(n) = super::body_len(prefix, super::MAX_REQUEST_BODY) {
+                if let Some(body) = data.get(4..4 + n) {
+                    let _ = super::Request::decode(body);
+                    let _ = super::Response::decode(body);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(frame: &[u8]) -> &[u8] {
+        &frame[4..]
+    }
+
+    #[test]
+    fn request_round_trip_and_exact_bytes() -> Result<(), FrameError> {
+        let f = Request {
+            op: Op::Deliver,
+            payload: vec![0xaa, 0xbb],
+        }
+        .encode();
+        assert_eq!(&f[..4], &[0, 0, 0, 9]);
+        assert_eq!(
+            body(&f),
+            [0xa3, 0x01, 0x01, 0x02, 0x01, 0x03, 0x42, 0xaa, 0xbb]
+        );
+        assert_eq!(Request::decode(body(&f))?.payload, vec![0xaa, 0xbb]);
+        Ok(())
+    }
+
+    #[test]
+    fn response_round_trips() -> Result<(), FrameError> {
+        let r = Response::Receipt(vec![1, 2, 3]);
+        assert_eq!(Response::decode(body(&r.encode()))?, r);
+        let e = Response::Error {
+            code: ErrorCode::Replayed,
+            message_id: Some(MessageId::from_bytes([5; 16])),
+            detail: Some("seen".into()),
+        };
+        assert_eq!(Response::decode(body(&e.encode()))?, e);
+        Ok(())
+    }
+
+    #[test]
+    fn refusals() {
+        assert!(matches!(
+            body_len([0xff, 0, 0, 0], MAX_REQUEST_BODY),
+            Err(FrameError::TooLarge { .. })
+        ));
+        // version 2
+        assert_eq!(
+            Request::decode(&[0xa3, 0x01, 0x02, 0x02, 0x01, 0x03, 0x40]),
+            Err(FrameError::Version(2))
+        );
+        // unknown key 9
+        assert!(matches!(
+            Request::decode(&[0xa4, 0x01, 0x01, 0x02, 0x01, 0x03, 0x40, 0x09, 0x00]),
+            Err(FrameError::Schema(_))
+        ));
+        // duplicate key
+        assert!(matches!(
+            Request::decode(&[0xa3, 0x01, 0x01, 0x01, 0x01, 0x03, 0x40]),
+            Err(FrameError::Schema(_))
+        ));
+        // trailing byte
+        assert!(matches!(
+            Request::decode(&[0xa3, 0x01, 0x01, 0x02, 0x01, 0x03, 0x40, 0x00]),
+            Err(FrameError::Cbor(_))
+        ));
+        // unknown op
+        assert!(matches!(
+            Request::decode(&[0xa3, 0x01, 0x01, 0x02, 0x07, 0x03, 0x40]),
+            Err(FrameError::Schema(_))
+        ));
+        // receipt with an error code
+        assert!(matches!(
+            Response::decode(&[0xa4, 0x01, 0x01, 0x02, 0x00, 0x03, 0x40, 0x04, 0x61, 0x78]),
+            Err(FrameError::Schema(_))
+        ));
+    }
+}
