@@ -1,0 +1,5 @@
+//! The Isnad node (work in progress).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod store;

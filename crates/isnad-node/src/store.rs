@@ -1,0 +1,567 @@
+//! The node's durable state in redb: outbox, inbox, the replay set, and
+//! metadata. Every write goes through one writer thread that batches the
+//! pending writes of many tasks into a single transaction and one fsync
+//! (group commit); a write's future resolves only after its commit is durable.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use isnad_envelope::{AgencyId, Digest, MessageId};
+use redb::{
+    Database, ReadableDatabase as _, ReadableTable as _, ReadableTableMetadata as _,
+    TableDefinition, WriteTransaction,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+/// Outbox: message id → [`OutboxRecord`].
+const OUTBOX: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("outbox");
+/// Due index: next attempt (u64 BE) ‖ message id → ().
+const DUE: TableDefinition<'_, &[u8], ()> = TableDefinition::new("outbox_due");
+/// Inbox: message id ‖ sender id → [`InboxRecord`]. Also the replay set.
+const INBOX: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("inbox");
+/// Envelope digest → inbox key, to answer exact retransmissions without decrypting.
+const DIGESTS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("inbox_digests");
+/// Small metadata values.
+const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
+
+/// Most writes folded into one transaction.
+const MAX_BATCH: usize = 512;
+
+/// Errors from the state store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database could not be opened, read or committed (disk full,
+    /// permissions, corruption). The operation did not take effect.
+    #[error("state database error: {0}")]
+    Db(String),
+    /// A stored record could not be decoded: the state file is damaged or
+    /// was written by an incompatible version.
+    #[error("stored record is unreadable: {0}")]
+    Corrupt(String),
+    /// The writer thread has stopped (the node is shutting down).
+    #[error("state store is shut down")]
+    Closed,
+}
+
+macro_rules! db_err {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self { StoreError::Db(e.to_string()) }
+        }
+    )*};
+}
+db_err!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// Delivery state of an outgoing message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutState {
+    /// Waiting for delivery or a retry.
+    Pending,
+    /// Delivered; the receipt is stored.
+    Delivered,
+    /// Refused by the recipient with a final error.
+    Failed,
+    /// Expired before it could be delivered.
+    Expired,
+}
+
+/// An outgoing message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxRecord {
+    /// Message id.
+    pub id: [u8; 16],
+    /// Recipient agency.
+    pub recipient: String,
+    /// Message kind (wire name).
+    pub kind: String,
+    /// The sealed envelope, exactly as sent.
+    #[serde(with = "serde_bytes_vec")]
+    pub envelope: Vec<u8>,
+    /// SHA-256 of the envelope.
+    pub digest: [u8; 32],
+    /// Creation time (seconds).
+    pub created: u64,
+    /// Expiry time (seconds).
+    pub expires: u64,
+    /// Current state.
+    pub state: OutState,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// Next attempt time in milliseconds since the epoch (when pending).
+    pub next_attempt_ms: u64,
+    /// Last error seen, for operators.
+    pub last_error: Option<String>,
+    /// Index of our `sent` audit entry, once written.
+    pub sent_index: Option<u64>,
+    /// The recipient's signed receipt, once received.
+    #[serde(with = "serde_opt_bytes")]
+    pub receipt: Option<Vec<u8>>,
+    /// The recipient's audit-log index from the receipt.
+    pub peer_log_index: Option<u64>,
+    /// When the receipt arrived (milliseconds).
+    pub delivered_ms: Option<u64>,
+    /// Index of our `receipt-received` / `delivery-failed` / `delivery-expired` entry.
+    pub final_index: Option<u64>,
+}
+
+/// A received message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboxRecord {
+    /// Message id.
+    pub id: [u8; 16],
+    /// Authenticated sender agency.
+    pub sender: String,
+    /// Message kind (wire name).
+    pub kind: String,
+    /// The envelope exactly as received (still encrypted).
+    #[serde(with = "serde_bytes_vec")]
+    pub envelope: Vec<u8>,
+    /// SHA-256 of the envelope.
+    pub digest: [u8; 32],
+    /// Signed expiry of the message (the replay entry is kept at least until then).
+    pub expires: u64,
+    /// When it was accepted (milliseconds).
+    pub received_ms: u64,
+    /// Index of our `received` audit entry.
+    pub log_index: u64,
+    /// The receipt we returned (tagged COSE_Sign1).
+    #[serde(with = "serde_bytes_vec")]
+    pub receipt: Vec<u8>,
+}
+
+mod serde_bytes_vec {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub(super) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let v = ciborium::value::Value::deserialize(d)?;
+        v.into_bytes()
+            .map_err(|_| serde::de::Error::custom("expected bytes"))
+    }
+}
+
+mod serde_opt_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub(super) fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(b) => s.serialize_bytes(b),
+            None => s.serialize_none(),
+        }
+    }
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Vec<u8>>, D::Error> {
+        match ciborium::value::Value::deserialize(d)? {
+            ciborium::value::Value::Null => Ok(None),
+            v => v
+                .into_bytes()
+                .map(Some)
+                .map_err(|_| serde::de::Error::custom("expected bytes")),
+        }
+    }
+}
+
+fn encode<T: Serialize>(t: &T) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::new();
+    ciborium::ser::into_writer(t, &mut out).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(out)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, StoreError> {
+    ciborium::de::from_reader(b).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn due_key(at_ms: u64, id: &[u8; 16]) -> [u8; 24] {
+    let mut k = [0u8; 24];
+    k[..8].copy_from_slice(&at_ms.to_be_bytes());
+    k[8..].copy_from_slice(id);
+    k
+}
+
+fn inbox_key(id: &MessageId, sender: &AgencyId) -> Vec<u8> {
+    let mut k = id.as_bytes().to_vec();
+    k.extend_from_slice(sender.as_str().as_bytes());
+    k
+}
+
+type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+type Job = Box<dyn FnOnce(&WriteTransaction) -> Finish + Send>;
+
+/// The state store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+/// Outcome of inserting a received message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InboxInsert {
+    /// Newly stored.
+    Stored,
+    /// Already present (a retry or replay): the stored record.
+    Duplicate(Box<InboxRecord>),
+}
+
+impl Store {
+    /// Opens (or creates) the database file and starts the writer thread.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Arc::new(Database::create(path)?);
+        {
+            let txn = db.begin_write()?;
+            txn.open_table(OUTBOX)?;
+            txn.open_table(DUE)?;
+            txn.open_table(INBOX)?;
+            txn.open_table(DIGESTS)?;
+            txn.open_table(META)?;
+            txn.commit()?;
+        }
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let wdb = Arc::clone(&db);
+        std::thread::Builder::new()
+            .name("isnad-store-writer".into())
+            .spawn(move || writer_loop(&wdb, &rx))
+            .map_err(|e| StoreError::Db(format!("cannot start writer thread: {e}")))?;
+        Ok(Self { db, jobs: tx })
+    }
+
+    /// Runs `f` inside a write transaction shared with other concurrent
+    /// writes; resolves after the commit is durable. `f` must check before it
+    /// writes: an `Err` from `f` does not undo what `f` already wrote.
+    pub async fn write<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |txn| {
+            let r = f(txn);
+            Box::new(move |commit: Result<(), StoreError>| {
+                let _ = tx.send(commit.and(r));
+            })
+        });
+        self.jobs.send(job).map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Stores a new outgoing message, due now.
+    pub async fn insert_outbox(&self, rec: OutboxRecord) -> Result<(), StoreError> {
+        self.write(move |txn| {
+            let bytes = encode(&rec)?;
+            txn.open_table(OUTBOX)?
+                .insert(&rec.id[..], bytes.as_slice())?;
+            txn.open_table(DUE)?
+                .insert(&due_key(rec.next_attempt_ms, &rec.id)[..], ())?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Replaces an outbox record, keeping the due index in step.
+    pub async fn update_outbox(
+        &self,
+        old_due_ms: u64,
+        rec: OutboxRecord,
+    ) -> Result<(), StoreError> {
+        self.write(move |txn| {
+            let bytes = encode(&rec)?;
+            txn.open_table(OUTBOX)?
+                .insert(&rec.id[..], bytes.as_slice())?;
+            let mut due = txn.open_table(DUE)?;
+            due.remove(&due_key(old_due_ms, &rec.id)[..])?;
+            if rec.state == OutState::Pending {
+                due.insert(&due_key(rec.next_attempt_ms, &rec.id)[..], ())?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// One outbox record.
+    pub fn outbox(&self, id: &MessageId) -> Result<Option<OutboxRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(OUTBOX)?;
+        t.get(&id.as_bytes()[..])?
+            .map(|v| decode(v.value()))
+            .transpose()
+    }
+
+    /// Pending messages due at or before `now_ms`, earliest first, at most `limit`.
+    pub fn due(&self, now_ms: u64, limit: usize) -> Result<Vec<OutboxRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let due = txn.open_table(DUE)?;
+        let out = txn.open_table(OUTBOX)?;
+        let end = due_key(now_ms, &[0xff; 16]);
+        let mut recs = Vec::new();
+        for item in due.range::<&[u8]>(..=&end[..])? {
+            let (k, _) = item?;
+            let id = &k.value()[8..];
+            if let Some(v) = out.get(id)? {
+                recs.push(decode(v.value())?);
+            }
+            if recs.len() >= limit {
+                break;
+            }
+        }
+        Ok(recs)
+    }
+
+    /// The earliest next-attempt time of any pending message.
+    pub fn next_due_ms(&self) -> Result<Option<u64>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let due = txn.open_table(DUE)?;
+        let first = due.first()?;
+        Ok(first.map(|(k, _)| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&k.value()[..8]);
+            u64::from_be_bytes(b)
+        }))
+    }
+
+    /// Every outbox record (for listings and recovery).
+    pub fn all_outbox(&self) -> Result<Vec<OutboxRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(OUTBOX)?;
+        t.iter()?.map(|i| decode(i?.1.value())).collect()
+    }
+
+    /// Counts of pending outbox messages.
+    pub fn pending_count(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(DUE)?.len()?)
+    }
+
+    /// Looks up an inbox record by the digest of its envelope.
+    pub fn inbox_by_digest(&self, digest: &Digest) -> Result<Option<InboxRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let d = txn.open_table(DIGESTS)?;
+        let Some(key) = d.get(&digest.0[..])? else {
+            return Ok(None);
+        };
+        let inbox = txn.open_table(INBOX)?;
+        inbox
+            .get(key.value())?
+            .map(|v| decode(v.value()))
+            .transpose()
+    }
+
+    /// Looks up an inbox record by sender and message id.
+    pub fn inbox_get(
+        &self,
+        id: &MessageId,
+        sender: &AgencyId,
+    ) -> Result<Option<InboxRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let inbox = txn.open_table(INBOX)?;
+        inbox
+            .get(inbox_key(id, sender).as_slice())?
+            .map(|v| decode(v.value()))
+            .transpose()
+    }
+
+    /// Inbox records with this message id (normally one).
+    pub fn inbox_by_id(&self, id: &MessageId) -> Result<Vec<InboxRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let inbox = txn.open_table(INBOX)?;
+        let start = id.as_bytes().to_vec();
+        let mut end = start.clone();
+        end.push(0xff);
+        let mut out = Vec::new();
+        for item in inbox.range::<&[u8]>(start.as_slice()..end.as_slice())? {
+            out.push(decode(item?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Every inbox record.
+    pub fn all_inbox(&self) -> Result<Vec<InboxRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(INBOX)?;
+        t.iter()?.map(|i| decode(i?.1.value())).collect()
+    }
+
+    /// Stores a received message unless (sender, id) is already present, in
+    /// which case the stored record is returned: the replay set and the
+    /// inbox are one table, so a message is accepted at most once.
+    pub async fn insert_inbox(&self, rec: InboxRecord) -> Result<InboxInsert, StoreError> {
+        self.write(move |txn| {
+            let id = MessageId::from_bytes(rec.id);
+            let sender =
+                AgencyId::new(&rec.sender).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let key = inbox_key(&id, &sender);
+            let mut inbox = txn.open_table(INBOX)?;
+            if let Some(existing) = inbox.get(key.as_slice())? {
+                return Ok(InboxInsert::Duplicate(Box::new(decode(existing.value())?)));
+            }
+            let bytes = encode(&rec)?;
+            inbox.insert(key.as_slice(), bytes.as_slice())?;
+            txn.open_table(DIGESTS)?
+                .insert(&rec.digest[..], key.as_slice())?;
+            Ok(InboxInsert::Stored)
+        })
+        .await
+    }
+
+    /// Reads a metadata value.
+    pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(META)?;
+        Ok(t.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Writes a metadata value durably.
+    pub async fn set_meta(&self, key: &'static str, value: Vec<u8>) -> Result<(), StoreError> {
+        self.write(move |txn| {
+            txn.open_table(META)?.insert(key, value.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn writer_loop(db: &Database, rx: &std::sync::mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let txn = match db.begin_write() {
+            Ok(t) => t,
+            Err(e) => {
+                let msg = e.to_string();
+                tracing::error!(error = %msg, "cannot begin state transaction");
+                // Nothing ran: fail every job of the batch.
+                for job in batch {
+                    // Run against no transaction is impossible; report the error.
+                    drop(job);
+                }
+                continue;
+            }
+        };
+        let finishers: Vec<Finish> = batch.into_iter().map(|job| job(&txn)).collect();
+        let result = txn.commit().map_err(StoreError::from);
+        for f in finishers {
+            f(match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(StoreError::Db(e.to_string())),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(id: u8, due: u64) -> OutboxRecord {
+        OutboxRecord {
+            id: [id; 16],
+            recipient: "fr.mj.bepi".into(),
+            kind: "mla-request".into(),
+            envelope: vec![1, 2, 3],
+            digest: [id; 32],
+            created: 1,
+            expires: 100,
+            state: OutState::Pending,
+            attempts: 0,
+            next_attempt_ms: due,
+            last_error: None,
+            sent_index: None,
+            receipt: None,
+            peer_log_index: None,
+            delivered_ms: None,
+            final_index: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn outbox_due_order_and_update() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(&dir.path().join("state.redb"))?;
+        store.insert_outbox(rec(2, 200)).await?;
+        store.insert_outbox(rec(1, 100)).await?;
+        store.insert_outbox(rec(3, 300)).await?;
+        let due: Vec<u8> = store.due(250, 10)?.iter().map(|r| r.id[0]).collect();
+        assert_eq!(due, vec![1, 2]);
+        assert_eq!(store.next_due_ms()?, Some(100));
+        let mut r = rec(1, 100);
+        r.state = OutState::Delivered;
+        store.update_outbox(100, r).await?;
+        assert_eq!(store.next_due_ms()?, Some(200));
+        assert_eq!(store.pending_count()?, 2);
+        assert_eq!(
+            store
+                .outbox(&MessageId::from_bytes([1; 16]))?
+                .map(|r| r.state),
+            Some(OutState::Delivered)
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn inbox_accepts_once_and_survives_reopen() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("state.redb");
+        let r = InboxRecord {
+            id: [9; 16],
+            sender: "iq.moi.ahtd".into(),
+            kind: "mla-request".into(),
+            envelope: vec![7; 10],
+            digest: [4; 32],
+            expires: 100,
+            received_ms: 5,
+            log_index: 3,
+            receipt: vec![8; 5],
+        };
+        {
+            let store = Store::open(&path)?;
+            assert_eq!(store.insert_inbox(r.clone()).await?, InboxInsert::Stored);
+            assert_eq!(
+                store.insert_inbox(r.clone()).await?,
+                InboxInsert::Duplicate(Box::new(r.clone()))
+            );
+        }
+        // The writer thread holds the database until its channel closes.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let store = Store::open(&path)?;
+        assert_eq!(store.inbox_by_digest(&Digest([4; 32]))?, Some(r.clone()));
+        assert_eq!(store.inbox_by_id(&MessageId::from_bytes([9; 16]))?, vec![r]);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn concurrent_writes_share_commits() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(&dir.path().join("state.redb"))?;
+        let mut tasks = Vec::new();
+        for i in 0..200u8 {
+            let s = store.clone();
+            tasks.push(tokio::spawn(async move {
+                s.insert_outbox(rec(i, u64::from(i))).await
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+        assert_eq!(store.pending_count()?, 200);
+        Ok(())
+    }
+}
