@@ -3,4 +3,8 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod metrics;
+mod node;
 pub mod store;
+
+pub use node::{AuditSink, Directory, Identity, NodeError, NodeHandle, Peer};

@@ -1,0 +1,224 @@
+//! Prometheus metrics, rendered in the text exposition format.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// A monotonically increasing counter.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds one.
+    pub fn inc(&self) {
+        self.add(1);
+    }
+    /// Adds `n`.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A value that goes up and down.
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicU64);
+
+impl Gauge {
+    /// Sets the value.
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Upper bounds of the latency histogram buckets, milliseconds.
+const BUCKETS_MS: [u64; 12] = [1, 2, 5, 10, 25, 50, 100, 250, 1000, 5000, 30_000, 300_000];
+
+/// A latency histogram with fixed buckets.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; 12],
+    count: AtomicU64,
+    sum_ms: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe_ms(&self, ms: u64) {
+        for (i, b) in BUCKETS_MS.iter().enumerate() {
+            if ms <= *b {
+                self.buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_ms.fetch_add(ms, Ordering::Relaxed);
+    }
+}
+
+/// Every metric the node exports.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Messages accepted from local clients.
+    pub submitted: Counter,
+    /// Messages delivered (receipt verified).
+    pub delivered: Counter,
+    /// Delivery attempts that failed and will be retried.
+    pub retries: Counter,
+    /// Messages refused by the recipient with a final error.
+    pub failed: Counter,
+    /// Messages that expired undelivered.
+    pub expired: Counter,
+    /// Retransmissions answered with a stored receipt.
+    pub duplicates: Counter,
+    /// Bytes of envelopes received.
+    pub received_bytes: Counter,
+    /// Audit-log appends.
+    pub log_appends: Counter,
+    /// Pending outbox messages.
+    pub queue_depth: Gauge,
+    /// Submission-to-receipt latency.
+    pub latency: Histogram,
+    received_by_kind: Mutex<BTreeMap<String, u64>>,
+    rejected_by_reason: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Metrics {
+    /// Counts an accepted incoming message of `kind`.
+    pub fn inc(&self, kind: &str) {
+        if let Ok(mut m) = self.received_by_kind.lock() {
+            *m.entry(kind.to_owned()).or_default() += 1;
+        }
+    }
+
+    /// Counts a rejection by reason.
+    pub fn rejected(&self, reason: &str) {
+        if let Ok(mut m) = self.rejected_by_reason.lock() {
+            *m.entry(reason.to_owned()).or_default() += 1;
+        }
+    }
+
+    /// Total rejections with this reason.
+    pub fn rejected_count(&self, reason: &str) -> u64 {
+        self.rejected_by_reason
+            .lock()
+            .map(|m| m.get(reason).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    /// Renders all metrics; `log_size` is the audit log's current size.
+    pub fn render(&self, log_size: u64) -> String {
+        let mut out = String::new();
+        let mut counter = |name: &str, help: &str, v: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        };
+        counter(
+            "isnad_messages_submitted_total",
+            "Messages accepted from local clients.",
+            self.submitted.get(),
+        );
+        counter(
+            "isnad_messages_delivered_total",
+            "Messages delivered with a verified receipt.",
+            self.delivered.get(),
+        );
+        counter(
+            "isnad_delivery_retries_total",
+            "Delivery attempts that will be retried.",
+            self.retries.get(),
+        );
+        counter(
+            "isnad_messages_failed_total",
+            "Messages refused by the recipient.",
+            self.failed.get(),
+        );
+        counter(
+            "isnad_messages_expired_total",
+            "Messages expired undelivered.",
+            self.expired.get(),
+        );
+        counter(
+            "isnad_duplicates_total",
+            "Retransmissions answered with the stored receipt.",
+            self.duplicates.get(),
+        );
+        counter(
+            "isnad_received_bytes_total",
+            "Envelope bytes received.",
+            self.received_bytes.get(),
+        );
+        counter(
+            "isnad_log_appends_total",
+            "Audit-log appends.",
+            self.log_appends.get(),
+        );
+        let _ = writeln!(out, "# HELP isnad_messages_received_total Messages accepted from peers.\n# TYPE isnad_messages_received_total counter");
+        if let Ok(m) = self.received_by_kind.lock() {
+            for (k, v) in m.iter() {
+                let _ = writeln!(out, "isnad_messages_received_total{{kind=\"{k}\"}} {v}");
+            }
+        }
+        let _ = writeln!(out, "# HELP isnad_rejected_total Incoming envelopes, streams or connections refused.\n# TYPE isnad_rejected_total counter");
+        if let Ok(m) = self.rejected_by_reason.lock() {
+            for (k, v) in m.iter() {
+                let _ = writeln!(out, "isnad_rejected_total{{reason=\"{k}\"}} {v}");
+            }
+        }
+        let _ = writeln!(out, "# HELP isnad_queue_depth Pending outbox messages.\n# TYPE isnad_queue_depth gauge\nisnad_queue_depth {}", self.queue_depth.get());
+        let _ = writeln!(out, "# HELP isnad_log_size Entries in the audit log.\n# TYPE isnad_log_size gauge\nisnad_log_size {log_size}");
+        let _ = writeln!(out, "# HELP isnad_delivery_latency_seconds Submission to verified receipt.\n# TYPE isnad_delivery_latency_seconds histogram");
+        for (i, b) in BUCKETS_MS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "isnad_delivery_latency_seconds_bucket{{le=\"{}\"}} {}",
+                *b as f64 / 1000.0,
+                self.latency.buckets[i].load(Ordering::Relaxed)
+            );
+        }
+        let count = self.latency.count.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "isnad_delivery_latency_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "isnad_delivery_latency_seconds_sum {}",
+            self.latency.sum_ms.load(Ordering::Relaxed) as f64 / 1000.0
+        );
+        let _ = writeln!(out, "isnad_delivery_latency_seconds_count {count}");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_labels_and_histogram() {
+        let m = Metrics::default();
+        m.submitted.inc();
+        m.inc("mla-request");
+        m.rejected("replayed");
+        m.rejected("replayed");
+        m.latency.observe_ms(7);
+        let text = m.render(42);
+        assert!(text.contains("isnad_messages_submitted_total 1"));
+        assert!(text.contains("isnad_messages_received_total{kind=\"mla-request\"} 1"));
+        assert!(text.contains("isnad_rejected_total{reason=\"replayed\"} 2"));
+        assert!(text.contains("isnad_delivery_latency_seconds_bucket{le=\"0.005\"} 0"));
+        assert!(text.contains("isnad_delivery_latency_seconds_bucket{le=\"0.01\"} 1"));
+        assert!(text.contains("isnad_log_size 42"));
+        assert_eq!(m.rejected_count("replayed"), 2);
+    }
+}

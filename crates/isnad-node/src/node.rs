@@ -1,0 +1,974 @@
+//! The running node: QUIC server and client, inbound deliveries answered
+//! with signed receipts, the outbox delivery loop with retries, and the audit
+//! trail of both.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use isnad_envelope::{
+    seal, seal_signed, AgencyId, Body, Digest, EncryptionKey, EncryptionPublicKey, ErrorCode,
+    Header, Kind, Limits, Message, MessageId, OpenError, Opened, Opener, Receipt, ReplayGuard,
+    SenderKeys, SigningKey,
+};
+use isnad_log::{Entry, EventType};
+use isnad_wire::{body_len, FrameError, Op, Request, Response, MAX_RESPONSE_BODY};
+use ring::rand::{SecureRandom, SystemRandom};
+use tokio::sync::{watch, Notify, Semaphore};
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::store::{InboxInsert, InboxRecord, OutState, OutboxRecord, Store, StoreError};
+
+/// Lifetime of a receipt message.
+const RECEIPT_TTL_SECS: u64 = 30 * 24 * 3600;
+/// QUIC application error code used when refusing a stream or connection.
+const REFUSED: quinn::VarInt = quinn::VarInt::from_u32(0x49);
+
+/// What the node needs from the federation layer: trusted keys, peers,
+/// policy, and the mapping of TLS certificates to agencies.
+pub trait Directory: SenderKeys + Send + Sync + 'static {
+    /// How to reach an agency and encrypt to it, if it is in a trusted directory.
+    fn peer(&self, agency: &AgencyId) -> Option<Peer>;
+    /// Whether policy allows `sender` to send `kind` to `recipient`; the
+    /// error names the rule that denies it.
+    fn allows(&self, sender: &AgencyId, recipient: &AgencyId, kind: Kind) -> Result<(), String>;
+    /// The agency whose listed TLS key is in this end-entity certificate.
+    fn agency_of_certificate(&self, cert_der: &[u8]) -> Option<AgencyId>;
+}
+
+/// Contact details of a peer agency.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// Where its QUIC endpoint listens.
+    pub addr: SocketAddr,
+    /// Its current encryption key.
+    pub encryption_key: EncryptionPublicKey,
+}
+
+/// The durable audit log as the node sees it.
+pub trait AuditSink: Send + Sync + 'static {
+    /// Appends `entry`; returns its index once it is durable.
+    fn append(&self, entry: Entry) -> Result<u64, String>;
+}
+
+/// The node's own keys and TLS configuration.
+pub struct Identity {
+    /// Signing key for messages and receipts.
+    pub signing_key: SigningKey,
+    /// Encryption keys (the current one first; older ones during a rotation overlap).
+    pub encryption_keys: Vec<EncryptionKey>,
+    /// rustls server configuration (TLS 1.3, mutual auth, ALPN `isnad/1`).
+    pub tls_server: Arc<rustls::ServerConfig>,
+    /// rustls client configuration (TLS 1.3, client certificate, ALPN `isnad/1`).
+    pub tls_client: Arc<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("signing_key", &self.signing_key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Errors starting or operating the node.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The QUIC endpoint could not be bound or configured.
+    #[error("cannot start QUIC endpoint on {addr}: {detail}")]
+    Endpoint {
+        /// The address.
+        addr: SocketAddr,
+        /// What failed.
+        detail: String,
+    },
+    /// The state store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The audit log could not be appended to.
+    #[error("audit log append failed: {0}")]
+    Audit(String),
+    /// The recipient is not in any trusted directory.
+    #[error("recipient {0} is not in any trusted directory; import its country's directory first")]
+    UnknownRecipient(AgencyId),
+    /// Policy does not allow this message.
+    #[error("policy denies it: {0}")]
+    PolicyDenied(String),
+    /// The message could not be sealed.
+    #[error("cannot seal the message: {0}")]
+    Seal(#[from] isnad_envelope::SealError),
+    /// The system clock or random number generator failed.
+    #[error("system clock or random number generator failed")]
+    System,
+}
+
+/// A running node. Dropping it does not stop it; call [`NodeHandle::shutdown`].
+#[derive(Debug, Clone)]
+pub struct NodeHandle {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    identity: Identity,
+    directory: Arc<dyn Directory>,
+    audit: Arc<dyn AuditSink>,
+    store: Store,
+    metrics: Arc<Metrics>,
+    endpoint: quinn::Endpoint,
+    limits: Limits,
+    rng: SystemRandom,
+    wake: Notify,
+    in_flight: Mutex<HashSet<[u8; 16]>>,
+    connections: tokio::sync::Mutex<HashMap<AgencyId, quinn::Connection>>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("agency", &self.config.agency)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Seconds and milliseconds since the Unix epoch.
+pub(crate) fn now() -> (u64, u64) {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    (d.as_secs(), d.as_millis() as u64)
+}
+
+impl NodeHandle {
+    /// Binds the QUIC endpoint and starts serving and delivering.
+    pub async fn start(
+        config: Config,
+        identity: Identity,
+        directory: Arc<dyn Directory>,
+        audit: Arc<dyn AuditSink>,
+        store: Store,
+    ) -> Result<Self, NodeError> {
+        let endpoint = bind_endpoint(&config, &identity)?;
+        let limits = Limits {
+            max_envelope_bytes: config.limits.max_envelope_bytes,
+            ..Limits::default()
+        };
+        let metrics = Arc::new(Metrics::default());
+        let (shutdown, _) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            config,
+            identity,
+            directory,
+            audit,
+            store,
+            metrics,
+            endpoint,
+            limits,
+            rng: SystemRandom::new(),
+            wake: Notify::new(),
+            in_flight: Mutex::new(HashSet::new()),
+            connections: tokio::sync::Mutex::new(HashMap::new()),
+            shutdown,
+        });
+        inner.recover().await?;
+        tokio::spawn(accept_loop(Arc::clone(&inner)));
+        tokio::spawn(delivery_loop(Arc::clone(&inner)));
+        Ok(Self { inner })
+    }
+
+    /// The bound QUIC address.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.inner.endpoint.local_addr().ok()
+    }
+
+    /// This node's agency.
+    pub fn agency(&self) -> &AgencyId {
+        &self.inner.config.agency
+    }
+
+    /// The state store (read access for the API and CLI).
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// Accepts a message from a local client: seals it, stores it durably,
+    /// logs `sent`, and only then returns its id. Delivery follows.
+    pub async fn submit(
+        &self,
+        recipient: AgencyId,
+        body: Body,
+        ttl_secs: Option<u64>,
+    ) -> Result<MessageId, NodeError> {
+        let inner = &self.inner;
+        let peer = inner
+            .directory
+            .peer(&recipient)
+            .ok_or_else(|| NodeError::UnknownRecipient(recipient.clone()))?;
+        inner
+            .directory
+            .allows(&inner.config.agency, &recipient, body.kind())
+            .map_err(NodeError::PolicyDenied)?;
+        let (secs, ms) = now();
+        let ttl = ttl_secs.unwrap_or(inner.config.delivery.default_ttl_secs);
+        let id = MessageId::random(&inner.rng).map_err(|_| NodeError::System)?;
+        let kind = body.kind();
+        let msg = Message {
+            header: Header {
+                id,
+                sender: inner.config.agency.clone(),
+                recipient: recipient.clone(),
+                created: secs,
+                expires: secs.saturating_add(ttl),
+            },
+            body,
+        };
+        let envelope = seal(
+            &msg,
+            &inner.identity.signing_key,
+            &peer.encryption_key,
+            &inner.limits,
+            &inner.rng,
+        )?;
+        let digest = Digest::sha256(&envelope);
+        let rec = OutboxRecord {
+            id: *id.as_bytes(),
+            recipient: recipient.to_string(),
+            kind: kind.as_str().to_owned(),
+            envelope,
+            digest: digest.0,
+            created: secs,
+            expires: msg.header.expires,
+            state: OutState::Pending,
+            attempts: 0,
+            next_attempt_ms: ms,
+            last_error: None,
+            sent_index: None,
+            receipt: None,
+            peer_log_index: None,
+            delivered_ms: None,
+            final_index: None,
+        };
+        inner.store.insert_outbox(rec.clone()).await?;
+        inner.log_sent(rec).await?;
+        inner.metrics.submitted.inc();
+        inner.wake.notify_one();
+        Ok(id)
+    }
+
+    /// Opens a stored inbox message again (decrypt on read).
+    pub fn read_inbox(&self, rec: &InboxRecord) -> Result<Opened, OpenError> {
+        let inner = &self.inner;
+        let opener = Opener {
+            me: &inner.config.agency,
+            keys: &inner.identity.encryption_keys,
+            limits: inner.limits,
+        };
+        opener.reopen_accepted(&rec.envelope, inner.directory.as_ref())
+    }
+
+    /// Asks the delivery loop to look at the outbox now.
+    pub fn kick(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Stops accepting connections and deliveries, closes the endpoint
+    /// gracefully and waits for it to drain. Everything acknowledged is
+    /// already durable, so nothing is lost whether or not this runs.
+    pub async fn shutdown(&self) {
+        let _ = self.inner.shutdown.send(true);
+        self.inner.wake.notify_waiters();
+        self.inner
+            .endpoint
+            .close(quinn::VarInt::from_u32(0), b"shutdown");
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.inner.endpoint.wait_idle()).await;
+    }
+}
+
+fn bind_endpoint(config: &Config, identity: &Identity) -> Result<quinn::Endpoint, NodeError> {
+    let err = |detail: String| NodeError::Endpoint {
+        addr: config.listen,
+        detail,
+    };
+    let l = &config.limits;
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .max_concurrent_bidi_streams(quinn::VarInt::from_u32(l.max_concurrent_streams))
+        .max_concurrent_uni_streams(quinn::VarInt::from_u32(0))
+        .max_idle_timeout(Some(
+            quinn::IdleTimeout::try_from(Duration::from_secs(l.idle_timeout_secs))
+                .map_err(|e| err(e.to_string()))?,
+        ))
+        .keep_alive_interval(Some(Duration::from_secs((l.idle_timeout_secs / 3).max(1))));
+    let transport = Arc::new(transport);
+    let server_crypto =
+        quinn::crypto::rustls::QuicServerConfig::try_from(Arc::clone(&identity.tls_server))
+            .map_err(|e| err(e.to_string()))?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
+    server.transport_config(Arc::clone(&transport));
+    let client_crypto =
+        quinn::crypto::rustls::QuicClientConfig::try_from(Arc::clone(&identity.tls_client))
+            .map_err(|e| err(e.to_string()))?;
+    let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
+    client.transport_config(transport);
+    let mut endpoint =
+        quinn::Endpoint::server(server, config.listen).map_err(|e| err(e.to_string()))?;
+    endpoint.set_default_client_config(client);
+    Ok(endpoint)
+}
+
+// ---------------------------------------------------------------------------
+// Inbound
+
+async fn accept_loop(inner: Arc<Inner>) {
+    let conns = Arc::new(Semaphore::new(inner.config.limits.max_connections));
+    let mut stop = inner.shutdown.subscribe();
+    loop {
+        let incoming = tokio::select! {
+            i = inner.endpoint.accept() => i,
+            _ = stop.changed() => return,
+        };
+        let Some(incoming) = incoming else { return };
+        let Ok(permit) = Arc::clone(&conns).try_acquire_owned() else {
+            incoming.refuse();
+            inner.metrics.rejected("connection-limit");
+            continue;
+        };
+        let inner = Arc::clone(&inner);
+        tokio::spawn(async move {
+            let _permit = permit;
+            match incoming.await {
+                Ok(conn) => serve_connection(inner, conn).await,
+                Err(e) => {
+                    // TLS refusals of unlisted peers end here.
+                    inner.metrics.rejected("handshake");
+                    tracing::info!(error = %e, "incoming connection failed");
+                }
+            }
+        });
+    }
+}
+
+fn peer_agency(inner: &Inner, conn: &quinn::Connection) -> Option<AgencyId> {
+    let identity = conn.peer_identity()?;
+    let certs = identity
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .ok()?;
+    let leaf = certs.first()?;
+    inner.directory.agency_of_certificate(leaf.as_ref())
+}
+
+async fn serve_connection(inner: Arc<Inner>, conn: quinn::Connection) {
+    let Some(peer) = peer_agency(&inner, &conn) else {
+        // The TLS verifier accepted a certificate the directory cannot map:
+        // only possible if the directory changed in between. Refuse.
+        conn.close(REFUSED, b"unknown peer");
+        return;
+    };
+    tracing::debug!(%peer, addr = %conn.remote_address(), "peer connected");
+    loop {
+        let (send, recv) = match conn.accept_bi().await {
+            Ok(s) => s,
+            Err(_) => return,
+        };
+        let inner = Arc::clone(&inner);
+        let peer = peer.clone();
+        tokio::spawn(async move {
+            let limit = Duration::from_secs(inner.config.limits.stream_timeout_secs);
+            if tokio::time::timeout(limit, serve_stream(&inner, &peer, send, recv))
+                .await
+                .is_err()
+            {
+                inner.metrics.rejected("stream-timeout");
+            }
+        });
+    }
+}
+
+async fn serve_stream(
+    inner: &Inner,
+    peer: &AgencyId,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    let response = match read_request(inner, &mut recv).await {
+        Ok(req) => match req.op {
+            Op::Deliver => inner.deliver_in(peer, req.payload).await,
+            _ => error_response(ErrorCode::Malformed, None, Some("unsupported op")),
+        },
+        Err(resp) => {
+            let _ = recv.stop(REFUSED);
+            if let Response::Error { code, .. } = &resp {
+                inner.log_rejected(peer, *code, "frame", None).await;
+            }
+            resp
+        }
+    };
+    if send.write_all(&response.encode()).await.is_ok() {
+        let _ = send.finish();
+        // Wait for the peer to read the answer (or give up at the stream timeout).
+        let _ = send.stopped().await;
+    }
+}
+
+fn error_response(code: ErrorCode, id: Option<MessageId>, detail: Option<&str>) -> Response {
+    Response::Error {
+        code,
+        message_id: id,
+        detail: detail.map(str::to_owned),
+    }
+}
+
+/// Reads one request frame, refusing oversize prefixes before reading the body
+/// and bytes after the frame.
+async fn read_request(inner: &Inner, recv: &mut quinn::RecvStream) -> Result<Request, Response> {
+    let mut prefix = [0u8; 4];
+    recv.read_exact(&mut prefix)
+        .await
+        .map_err(|_| error_response(ErrorCode::Malformed, None, Some("truncated frame")))?;
+    let max = inner.limits.max_envelope_bytes + 1024;
+    let len = body_len(prefix, max)
+        .map_err(|e| error_response(e.code(), None, Some("frame too large")))?;
+    let mut body = vec![0u8; len];
+    recv.read_exact(&mut body)
+        .await
+        .map_err(|_| error_response(ErrorCode::Malformed, None, Some("truncated frame")))?;
+    let mut extra = [0u8; 1];
+    match recv.read(&mut extra).await {
+        Ok(None) => {}
+        _ => {
+            return Err(error_response(
+                ErrorCode::Malformed,
+                None,
+                Some("bytes after the frame"),
+            ))
+        }
+    }
+    Request::decode(&body).map_err(|e: FrameError| error_response(e.code(), None, None))
+}
+
+/// The replay check backed by the inbox: a (sender, id) already stored is a
+/// duplicate, and its record is kept to answer with the original receipt.
+struct InboxGuard<'a> {
+    store: &'a Store,
+    hit: Option<InboxRecord>,
+    failed: bool,
+}
+
+impl ReplayGuard for InboxGuard<'_> {
+    fn first_sight(&mut self, sender: &AgencyId, id: &MessageId, _expires: u64) -> bool {
+        match self.store.inbox_get(id, sender) {
+            Ok(Some(rec)) => {
+                self.hit = Some(rec);
+                false
+            }
+            Ok(None) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "replay check failed");
+                self.failed = true;
+                false
+            }
+        }
+    }
+}
+
+impl Inner {
+    async fn append(&self, entry: Entry) -> Result<u64, NodeError> {
+        let audit = Arc::clone(&self.audit);
+        let r = tokio::task::spawn_blocking(move || audit.append(entry))
+            .await
+            .map_err(|e| NodeError::Audit(e.to_string()))?
+            .map_err(NodeError::Audit);
+        if r.is_ok() {
+            self.metrics.log_appends.inc();
+        }
+        r
+    }
+
+    async fn log_rejected(
+        &self,
+        peer: &AgencyId,
+        code: ErrorCode,
+        stage: &str,
+        digest: Option<Digest>,
+    ) {
+        self.metrics.rejected(code.as_str());
+        let mut e = Entry::new(EventType::Rejected, now().1);
+        e.sender = Some(peer.clone());
+        e.recipient = Some(self.config.agency.clone());
+        e.envelope_sha256 = digest.map(|d| d.0);
+        e.reason = Some(code.as_str().to_owned());
+        e.detail.insert("stage".into(), stage.to_owned());
+        if let Err(err) = self.append(e).await {
+            tracing::error!(error = %err, "could not log a rejection");
+        }
+    }
+
+    /// Handles one delivered envelope and returns the answer.
+    async fn deliver_in(&self, peer: &AgencyId, envelope: Vec<u8>) -> Response {
+        self.metrics.received_bytes.add(envelope.len() as u64);
+        let digest = Digest::sha256(&envelope);
+        // An exact retransmission: answer with the receipt we gave before.
+        match self.store.inbox_by_digest(&digest) {
+            Ok(Some(rec)) => {
+                self.metrics.duplicates.inc();
+                return Response::Receipt(rec.receipt);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "inbox lookup failed");
+                return error_response(ErrorCode::Unavailable, None, Some("try again later"));
+            }
+        }
+        let (secs, ms) = now();
+        let opener = Opener {
+            me: &self.config.agency,
+            keys: &self.identity.encryption_keys,
+            limits: self.limits,
+        };
+        let mut guard = InboxGuard {
+            store: &self.store,
+            hit: None,
+            failed: false,
+        };
+        let opened = match opener.open(&envelope, secs, self.directory.as_ref(), &mut guard) {
+            Ok(o) => o,
+            Err(OpenError::Replayed { .. }) if guard.hit.is_some() => {
+                self.metrics.duplicates.inc();
+                return Response::Receipt(guard.hit.map(|r| r.receipt).unwrap_or_default());
+            }
+            Err(_) if guard.failed => {
+                return error_response(ErrorCode::Unavailable, None, Some("try again later"));
+            }
+            Err(e) => {
+                let detail = match &e {
+                    OpenError::Unauthentic(u) => u.detail().as_str().to_owned(),
+                    other => other.to_string(),
+                };
+                tracing::info!(%peer, code = %e.code(), %detail, "envelope rejected");
+                self.log_rejected(peer, e.code(), "open", Some(digest))
+                    .await;
+                let id = match &e {
+                    OpenError::Expired { .. } | OpenError::Misaddressed { .. } => None,
+                    _ => None,
+                };
+                let public_detail = match &e {
+                    OpenError::Unauthentic(_) => None,
+                    other => Some(other.to_string()),
+                };
+                return error_response(e.code(), id, public_detail.as_deref());
+            }
+        };
+        let h = &opened.message.header;
+        let kind = opened.message.body.kind();
+        if &h.sender != peer {
+            self.log_rejected(
+                peer,
+                ErrorCode::PolicyDenied,
+                "sender-is-not-peer",
+                Some(digest),
+            )
+            .await;
+            return error_response(
+                ErrorCode::PolicyDenied,
+                Some(h.id),
+                Some("a node delivers only its own agency's messages"),
+            );
+        }
+        if let Err(rule) = self.directory.allows(&h.sender, &h.recipient, kind) {
+            self.log_rejected(peer, ErrorCode::PolicyDenied, &rule, Some(digest))
+                .await;
+            return error_response(ErrorCode::PolicyDenied, Some(h.id), Some(&rule));
+        }
+        // Durable order: audit entry, then the inbox record, then the answer.
+        let mut e = Entry::new(EventType::Received, ms);
+        e.message_id = Some(h.id);
+        e.sender = Some(h.sender.clone());
+        e.recipient = Some(h.recipient.clone());
+        e.envelope_sha256 = Some(digest.0);
+        e.detail.insert("kind".into(), kind.as_str().to_owned());
+        let index = match self.append(e).await {
+            Ok(i) => i,
+            Err(err) => {
+                tracing::error!(error = %err, "audit append failed; refusing delivery");
+                return error_response(ErrorCode::Unavailable, Some(h.id), Some("try again later"));
+            }
+        };
+        let receipt = match self.make_receipt(&opened, digest, index, secs) {
+            Ok(r) => r,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot sign receipt");
+                return error_response(ErrorCode::Unavailable, Some(h.id), Some("try again later"));
+            }
+        };
+        let rec = InboxRecord {
+            id: *h.id.as_bytes(),
+            sender: h.sender.to_string(),
+            kind: kind.as_str().to_owned(),
+            envelope,
+            digest: digest.0,
+            expires: h.expires,
+            received_ms: ms,
+            log_index: index,
+            receipt: receipt.clone(),
+        };
+        match self.store.insert_inbox(rec).await {
+            Ok(InboxInsert::Stored) => {}
+            Ok(InboxInsert::Duplicate(existing)) => {
+                self.metrics.duplicates.inc();
+                return Response::Receipt(existing.receipt);
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "inbox write failed");
+                return error_response(ErrorCode::Unavailable, Some(h.id), Some("try again later"));
+            }
+        }
+        let mut e = Entry::new(EventType::ReceiptSent, now().1);
+        e.message_id = Some(h.id);
+        e.sender = Some(self.config.agency.clone());
+        e.recipient = Some(h.sender.clone());
+        e.envelope_sha256 = Some(digest.0);
+        e.detail
+            .insert("receipt-sha256".into(), Digest::sha256(&receipt).to_hex());
+        e.detail.insert("received-index".into(), index.to_string());
+        if let Err(err) = self.append(e).await {
+            // The message is stored and its `received` entry durable; the
+            // sender will retry and get this same receipt.
+            tracing::error!(error = %err, "could not log receipt-sent");
+            return error_response(ErrorCode::Unavailable, Some(h.id), Some("try again later"));
+        }
+        self.metrics.inc(kind.as_str());
+        Response::Receipt(receipt)
+    }
+
+    fn make_receipt(
+        &self,
+        opened: &Opened,
+        digest: Digest,
+        index: u64,
+        secs: u64,
+    ) -> Result<Vec<u8>, NodeError> {
+        let h = &opened.message.header;
+        let msg = Message {
+            header: Header {
+                id: MessageId::random(&self.rng).map_err(|_| NodeError::System)?,
+                sender: self.config.agency.clone(),
+                recipient: h.sender.clone(),
+                created: secs,
+                expires: secs + RECEIPT_TTL_SECS,
+            },
+            body: Body::Receipt(Receipt {
+                message_id: h.id,
+                envelope_digest: digest,
+                log_index: index,
+                received_at: secs,
+            }),
+        };
+        Ok(seal_signed(
+            &msg,
+            &self.identity.signing_key,
+            &self.limits,
+            &self.rng,
+        )?)
+    }
+
+    // -----------------------------------------------------------------------
+    // Outbound
+
+    async fn log_sent(&self, mut rec: OutboxRecord) -> Result<(), NodeError> {
+        let mut e = Entry::new(EventType::Sent, rec.created * 1000);
+        e.message_id = Some(MessageId::from_bytes(rec.id));
+        e.sender = Some(self.config.agency.clone());
+        e.recipient = AgencyId::new(&rec.recipient).ok();
+        e.envelope_sha256 = Some(rec.digest);
+        e.detail.insert("kind".into(), rec.kind.clone());
+        let index = self.append(e).await?;
+        // The state may have moved on (a fast delivery); only record the index.
+        if let Some(current) = self.store.outbox(&MessageId::from_bytes(rec.id))? {
+            rec = current;
+        }
+        rec.sent_index = Some(index);
+        let due = rec.next_attempt_ms;
+        self.store.update_outbox(due, rec).await?;
+        Ok(())
+    }
+
+    /// After a crash: every outbox message whose `sent` entry is missing gets it now.
+    async fn recover(&self) -> Result<(), NodeError> {
+        for rec in self.store.all_outbox()? {
+            if rec.sent_index.is_none() {
+                tracing::warn!(id = %MessageId::from_bytes(rec.id), "logging a sent entry missed before a crash");
+                self.log_sent(rec).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn backoff_ms(&self, attempts: u32) -> u64 {
+        let d = &self.config.delivery;
+        let base = d
+            .initial_backoff_ms
+            .saturating_mul(1u64 << attempts.min(20));
+        let capped = base.min(d.max_backoff_secs.saturating_mul(1000)).max(1);
+        let mut r = [0u8; 2];
+        let _ = self.rng.fill(&mut r);
+        let unit = f64::from(u16::from_le_bytes(r)) / f64::from(u16::MAX); // 0..=1
+        let jitter = f64::from(d.jitter_percent) / 100.0 * (unit * 2.0 - 1.0);
+        ((capped as f64) * (1.0 + jitter)).max(1.0) as u64
+    }
+
+    async fn connection(
+        &self,
+        agency: &AgencyId,
+        addr: SocketAddr,
+    ) -> Result<quinn::Connection, String> {
+        let mut conns = self.connections.lock().await;
+        if let Some(c) = conns.get(agency) {
+            if c.close_reason().is_none() {
+                return Ok(c.clone());
+            }
+        }
+        let connecting = self
+            .endpoint
+            .connect(addr, agency.as_str())
+            .map_err(|e| e.to_string())?;
+        let conn = tokio::time::timeout(Duration::from_secs(10), connecting)
+            .await
+            .map_err(|_| "connect timeout".to_owned())?
+            .map_err(|e| e.to_string())?;
+        conns.insert(agency.clone(), conn.clone());
+        Ok(conn)
+    }
+
+    async fn forget_connection(&self, agency: &AgencyId) {
+        self.connections.lock().await.remove(agency);
+    }
+
+    /// One delivery attempt; updates the record and the log.
+    async fn deliver_out(&self, mut rec: OutboxRecord) -> Result<(), NodeError> {
+        let id = MessageId::from_bytes(rec.id);
+        let old_due = rec.next_attempt_ms;
+        let (secs, ms) = now();
+        let recipient =
+            AgencyId::new(&rec.recipient).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        if secs >= rec.expires {
+            let mut e = Entry::new(EventType::DeliveryExpired, ms);
+            e.message_id = Some(id);
+            e.sender = Some(self.config.agency.clone());
+            e.recipient = Some(recipient.clone());
+            e.envelope_sha256 = Some(rec.digest);
+            e.reason = rec.last_error.clone();
+            rec.final_index = Some(self.append(e).await?);
+            rec.state = OutState::Expired;
+            self.metrics.expired.inc();
+            tracing::warn!(%id, %recipient, "message expired undelivered");
+            return Ok(self.store.update_outbox(old_due, rec).await?);
+        }
+        let outcome = match self.directory.peer(&recipient) {
+            None => Err(format!("{recipient} is not in any trusted directory")),
+            Some(peer) => self.attempt(&recipient, peer.addr, &rec).await,
+        };
+        rec.attempts = rec.attempts.saturating_add(1);
+        match outcome {
+            Ok(Attempt::Receipt { bytes, peer_index }) => {
+                let mut e = Entry::new(EventType::ReceiptReceived, ms);
+                e.message_id = Some(id);
+                e.sender = Some(self.config.agency.clone());
+                e.recipient = Some(recipient.clone());
+                e.envelope_sha256 = Some(rec.digest);
+                e.peer_index = Some(peer_index);
+                e.detail
+                    .insert("receipt-sha256".into(), Digest::sha256(&bytes).to_hex());
+                rec.final_index = Some(self.append(e).await?);
+                rec.state = OutState::Delivered;
+                rec.receipt = Some(bytes);
+                rec.peer_log_index = Some(peer_index);
+                rec.delivered_ms = Some(ms);
+                rec.last_error = None;
+                self.metrics.delivered.inc();
+                self.metrics
+                    .latency
+                    .observe_ms(ms.saturating_sub(rec.created * 1000));
+            }
+            Ok(Attempt::Refused { code, detail }) if code != ErrorCode::Unavailable => {
+                let mut e = Entry::new(EventType::DeliveryFailed, ms);
+                e.message_id = Some(id);
+                e.sender = Some(self.config.agency.clone());
+                e.recipient = Some(recipient.clone());
+                e.envelope_sha256 = Some(rec.digest);
+                e.reason = Some(code.as_str().to_owned());
+                rec.final_index = Some(self.append(e).await?);
+                rec.state = OutState::Failed;
+                rec.last_error = Some(format!(
+                    "{code}{}",
+                    detail.map(|d| format!(": {d}")).unwrap_or_default()
+                ));
+                self.metrics.failed.inc();
+                tracing::warn!(%id, %recipient, %code, "delivery refused");
+            }
+            Ok(Attempt::Refused { code, detail }) => {
+                rec.last_error = Some(format!(
+                    "{code}{}",
+                    detail.map(|d| format!(": {d}")).unwrap_or_default()
+                ));
+                rec.next_attempt_ms = ms + self.backoff_ms(rec.attempts);
+            }
+            Err(err) => {
+                tracing::debug!(%id, %recipient, error = %err, attempt = rec.attempts, "delivery attempt failed");
+                self.forget_connection(&recipient).await;
+                rec.last_error = Some(err);
+                rec.next_attempt_ms = ms + self.backoff_ms(rec.attempts);
+                self.metrics.retries.inc();
+            }
+        }
+        Ok(self.store.update_outbox(old_due, rec).await?)
+    }
+
+    async fn attempt(
+        &self,
+        recipient: &AgencyId,
+        addr: SocketAddr,
+        rec: &OutboxRecord,
+    ) -> Result<Attempt, String> {
+        let conn = self.connection(recipient, addr).await?;
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+        let frame = Request {
+            op: Op::Deliver,
+            payload: rec.envelope.clone(),
+        }
+        .encode();
+        send.write_all(&frame).await.map_err(|e| e.to_string())?;
+        send.finish().map_err(|e| e.to_string())?;
+        let mut prefix = [0u8; 4];
+        let limit = Duration::from_secs(self.config.limits.stream_timeout_secs);
+        let body = tokio::time::timeout(limit, async {
+            recv.read_exact(&mut prefix)
+                .await
+                .map_err(|e| e.to_string())?;
+            let len = body_len(prefix, MAX_RESPONSE_BODY).map_err(|e| e.to_string())?;
+            let mut body = vec![0u8; len];
+            recv.read_exact(&mut body)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(body)
+        })
+        .await
+        .map_err(|_| "response timeout".to_owned())??;
+        match Response::decode(&body).map_err(|e| e.to_string())? {
+            Response::Error { code, detail, .. } => Ok(Attempt::Refused { code, detail }),
+            Response::Receipt(bytes) => {
+                let peer_index = self.check_receipt(recipient, rec, &bytes)?;
+                Ok(Attempt::Receipt { bytes, peer_index })
+            }
+        }
+    }
+
+    /// Verifies a receipt: signed by the recipient, addressed to us, for this
+    /// message and these exact envelope bytes. Returns the peer's log index.
+    fn check_receipt(
+        &self,
+        recipient: &AgencyId,
+        rec: &OutboxRecord,
+        bytes: &[u8],
+    ) -> Result<u64, String> {
+        let opener = Opener {
+            me: &self.config.agency,
+            keys: &[],
+            limits: self.limits,
+        };
+        let opened = opener
+            .open_signed(bytes, now().0, self.directory.as_ref())
+            .map_err(|e| format!("invalid receipt: {e}"))?;
+        if &opened.message.header.sender != recipient {
+            return Err("receipt signed by another agency than the recipient".into());
+        }
+        match opened.message.body {
+            Body::Receipt(r)
+                if r.message_id.as_bytes() == &rec.id && r.envelope_digest.0 == rec.digest =>
+            {
+                Ok(r.log_index)
+            }
+            _ => Err("receipt does not acknowledge this message and envelope".into()),
+        }
+    }
+}
+
+enum Attempt {
+    Receipt {
+        bytes: Vec<u8>,
+        peer_index: u64,
+    },
+    Refused {
+        code: ErrorCode,
+        detail: Option<String>,
+    },
+}
+
+async fn delivery_loop(inner: Arc<Inner>) {
+    let slots = Arc::new(Semaphore::new(inner.config.delivery.max_in_flight));
+    let stop = inner.shutdown.subscribe();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let (_, ms) = now();
+        let due = match inner.store.due(ms, inner.config.delivery.max_in_flight * 2) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the outbox");
+                Vec::new()
+            }
+        };
+        inner
+            .metrics
+            .queue_depth
+            .set(inner.store.pending_count().unwrap_or(0));
+        for rec in due {
+            let fresh = inner
+                .in_flight
+                .lock()
+                .map(|mut s| s.insert(rec.id))
+                .unwrap_or(false);
+            if !fresh {
+                continue;
+            }
+            let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+                return;
+            };
+            let inner2 = Arc::clone(&inner);
+            tokio::spawn(async move {
+                let id = rec.id;
+                if let Err(e) = inner2.deliver_out(rec).await {
+                    tracing::error!(error = %e, "delivery bookkeeping failed");
+                }
+                if let Ok(mut s) = inner2.in_flight.lock() {
+                    s.remove(&id);
+                }
+                drop(permit);
+                inner2.wake.notify_one();
+            });
+        }
+        let wait_ms = match inner.store.next_due_ms() {
+            Ok(Some(t)) => t.saturating_sub(now().1).clamp(10, 1000),
+            _ => 1000,
+        };
+        tokio::select! {
+            _ = inner.wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send() {
+    fn is_send<T: Send + Sync>() {}
+    is_send::<NodeHandle>();
+}
