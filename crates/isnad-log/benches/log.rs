@@ -1,0 +1,2 @@
+//! Audit-log benchmarks (written below).
+fn main() {}
