@@ -241,9 +241,7 @@ fn export_verifies_and_proves() {
         parsed.verify(&entry, &key().verifier()).unwrap();
         assert!(parsed
             .verify(
-                &isnad_log::entry::Entry::new(EventType::KeyRotated, 1)
-                    .encode()
-                    .unwrap(),
+                &Entry::new(EventType::KeyRotated, 1).encode().unwrap(),
                 &key().verifier()
             )
             .is_err());
