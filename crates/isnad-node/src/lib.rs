@@ -2,9 +2,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod config;
 pub mod metrics;
 mod node;
 pub mod store;
 
-pub use node::{AuditSink, Directory, Identity, NodeError, NodeHandle, Peer};
+pub use node::{Directory, Identity, NodeError, NodeHandle, Peer};

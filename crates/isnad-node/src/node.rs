@@ -12,7 +12,7 @@ use isnad_envelope::{
     Header, Kind, Limits, Message, MessageId, OpenError, Opened, Opener, Receipt, ReplayGuard,
     SenderKeys, SigningKey,
 };
-use isnad_log::{Entry, EventType};
+use isnad_log::{Entry, EventType, Log, SignerKey};
 use isnad_wire::{body_len, FrameError, Op, Request, Response, MAX_RESPONSE_BODY};
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio::sync::{watch, Notify, Semaphore};
@@ -45,12 +45,6 @@ pub struct Peer {
     pub addr: SocketAddr,
     /// Its current encryption key.
     pub encryption_key: EncryptionPublicKey,
-}
-
-/// The durable audit log as the node sees it.
-pub trait AuditSink: Send + Sync + 'static {
-    /// Appends `entry`; returns its index once it is durable.
-    fn append(&self, entry: Entry) -> Result<u64, String>;
 }
 
 /// The node's own keys and TLS configuration.
@@ -115,7 +109,9 @@ struct Inner {
     config: Config,
     identity: Identity,
     directory: Arc<dyn Directory>,
-    audit: Arc<dyn AuditSink>,
+    audit: Arc<Log>,
+    log_key: Arc<SignerKey>,
+    latest_checkpoint: Mutex<Option<String>>,
     store: Store,
     metrics: Arc<Metrics>,
     endpoint: quinn::Endpoint,
@@ -149,7 +145,8 @@ impl NodeHandle {
         config: Config,
         identity: Identity,
         directory: Arc<dyn Directory>,
-        audit: Arc<dyn AuditSink>,
+        audit: Arc<Log>,
+        log_key: SignerKey,
         store: Store,
     ) -> Result<Self, NodeError> {
         let endpoint = bind_endpoint(&config, &identity)?;
@@ -164,6 +161,8 @@ impl NodeHandle {
             identity,
             directory,
             audit,
+            log_key: Arc::new(log_key),
+            latest_checkpoint: Mutex::new(None),
             store,
             metrics,
             endpoint,
@@ -177,6 +176,7 @@ impl NodeHandle {
         inner.recover().await?;
         tokio::spawn(accept_loop(Arc::clone(&inner)));
         tokio::spawn(delivery_loop(Arc::clone(&inner)));
+        tokio::spawn(checkpoint_loop(Arc::clone(&inner)));
         Ok(Self { inner })
     }
 
@@ -273,6 +273,26 @@ impl NodeHandle {
             limits: inner.limits,
         };
         opener.reopen_accepted(&rec.envelope, inner.directory.as_ref())
+    }
+
+    /// The audit log.
+    pub fn log(&self) -> &Arc<Log> {
+        &self.inner.audit
+    }
+
+    /// Signs a checkpoint of the audit log now (if it grew since the last
+    /// one) and returns the latest signed checkpoint note.
+    pub async fn checkpoint_now(&self) -> Result<String, NodeError> {
+        self.inner.checkpoint().await
+    }
+
+    /// The latest signed checkpoint note, if one was signed since start.
+    pub fn latest_checkpoint(&self) -> Option<String> {
+        self.inner
+            .latest_checkpoint
+            .lock()
+            .ok()
+            .and_then(|c| c.clone())
     }
 
     /// Asks the delivery loop to look at the outbox now.
@@ -486,7 +506,7 @@ impl Inner {
         let r = tokio::task::spawn_blocking(move || audit.append(entry))
             .await
             .map_err(|e| NodeError::Audit(e.to_string()))?
-            .map_err(NodeError::Audit);
+            .map_err(|e| NodeError::Audit(e.to_string()));
         if r.is_ok() {
             self.metrics.log_appends.inc();
         }
@@ -678,6 +698,19 @@ impl Inner {
             &self.limits,
             &self.rng,
         )?)
+    }
+
+    async fn checkpoint(&self) -> Result<String, NodeError> {
+        let log = Arc::clone(&self.audit);
+        let key = Arc::clone(&self.log_key);
+        let signed = tokio::task::spawn_blocking(move || log.sign_checkpoint(&key))
+            .await
+            .map_err(|e| NodeError::Audit(e.to_string()))?
+            .map_err(|e| NodeError::Audit(e.to_string()))?;
+        if let Ok(mut c) = self.latest_checkpoint.lock() {
+            *c = Some(signed.note.clone());
+        }
+        Ok(signed.note)
     }
 
     // -----------------------------------------------------------------------
@@ -967,8 +1000,22 @@ async fn delivery_loop(inner: Arc<Inner>) {
     }
 }
 
-#[allow(dead_code)]
-fn _assert_send() {
-    fn is_send<T: Send + Sync>() {}
-    is_send::<NodeHandle>();
+/// Signs a checkpoint every `checkpoint.interval_secs` when the log grew.
+async fn checkpoint_loop(inner: Arc<Inner>) {
+    let mut stop = inner.shutdown.subscribe();
+    let every = Duration::from_secs(inner.config.checkpoint.interval_secs.max(1));
+    let mut signed_size = None;
+    loop {
+        let size = inner.audit.size();
+        if signed_size != Some(size) {
+            match inner.checkpoint().await {
+                Ok(_) => signed_size = Some(size),
+                Err(e) => tracing::error!(error = %e, "cannot sign a checkpoint"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+    }
 }

@@ -1,0 +1,291 @@
+//! The local HTTP/JSON API for case-management systems (spec/api.yaml).
+//!
+//! Loopback only, every request carries `Authorization: Bearer <token>`.
+//! A submission is answered only after the message is durable.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use isnad_envelope::{body_from_json, body_to_json, AgencyId, Kind, MessageId};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::metrics::Metrics;
+use crate::node::NodeError;
+use crate::store::{InboxRecord, OutboxRecord};
+use crate::NodeHandle;
+
+/// Shared state of the API handlers.
+#[derive(Clone)]
+struct Api {
+    node: NodeHandle,
+    token: Arc<String>,
+}
+
+/// Serves the API on `addr` until the process ends. Returns the bound address.
+pub async fn serve(
+    node: NodeHandle,
+    addr: SocketAddr,
+    token: String,
+) -> std::io::Result<SocketAddr> {
+    let api = Api {
+        node,
+        token: Arc::new(token),
+    };
+    let app = Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/messages", post(submit))
+        .route("/v1/messages/{id}", get(message))
+        .route("/v1/messages/{id}/status", get(status))
+        .route("/v1/inbox", get(inbox))
+        .route("/v1/outbox", get(outbox))
+        .route("/v1/checkpoint", get(checkpoint).post(checkpoint_now))
+        .with_state(api);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "local API stopped");
+        }
+    });
+    Ok(bound)
+}
+
+/// Serves `GET /metrics` (Prometheus text format) on `addr`.
+pub async fn serve_metrics(node: NodeHandle, addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    async fn metrics(State(node): State<NodeHandle>) -> String {
+        let m: &Arc<Metrics> = node.metrics();
+        m.render(node.log().size())
+    }
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(node);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics endpoint stopped");
+        }
+    });
+    Ok(bound)
+}
+
+/// An API error: status code and a JSON body `{"error": code, "message": text}`.
+struct ApiError(StatusCode, &'static str, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1, "message": self.2 }))).into_response()
+    }
+}
+
+impl From<NodeError> for ApiError {
+    fn from(e: NodeError) -> Self {
+        let (status, code) = match &e {
+            NodeError::UnknownRecipient(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "unknown-recipient")
+            }
+            NodeError::PolicyDenied(_) => (StatusCode::FORBIDDEN, "policy-denied"),
+            NodeError::Seal(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-message"),
+            _ => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        };
+        Self(status, code, e.to_string())
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+}
+
+fn authorize(api: &Api, headers: &HeaderMap) -> Result<(), ApiError> {
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Compare digests so the time taken does not depend on where they differ.
+    let a = ring::digest::digest(&ring::digest::SHA256, given.as_bytes());
+    let b = ring::digest::digest(&ring::digest::SHA256, api.token.as_bytes());
+    let ok = a
+        .as_ref()
+        .iter()
+        .zip(b.as_ref())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0;
+    if ok && !api.token.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong bearer token".into(),
+        ))
+    }
+}
+
+async fn health(State(api): State<Api>) -> Json<Value> {
+    Json(json!({ "agency": api.node.agency().as_str(), "status": "ok" }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Submit {
+    to: String,
+    kind: String,
+    body: Value,
+    #[serde(default)]
+    ttl_secs: Option<u64>,
+}
+
+async fn submit(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Json(req): Json<Submit>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&api, &headers)?;
+    let bad = |m: String| ApiError(StatusCode::UNPROCESSABLE_ENTITY, "invalid-message", m);
+    let to = AgencyId::new(&req.to).map_err(|e| bad(format!("to: {e}")))?;
+    let kind = Kind::parse(&req.kind).ok_or_else(|| bad(format!("unknown kind {:?}", req.kind)))?;
+    let body = body_from_json(kind, &req.body.to_string()).map_err(|e| bad(e.to_string()))?;
+    let id = api.node.submit(to, body, req.ttl_secs).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "id": id.to_hex() }))))
+}
+
+fn parse_id(s: &str) -> Result<MessageId, ApiError> {
+    MessageId::from_hex(s).ok_or_else(|| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            "bad-id",
+            "message id must be 32 hex characters".into(),
+        )
+    })
+}
+
+/// The JSON summary of an outbox record (no content: the sender keeps only
+/// the envelope sealed to the recipient).
+pub fn outbox_json(r: &OutboxRecord) -> Value {
+    json!({
+        "id": hex::encode(r.id),
+        "direction": "out",
+        "to": r.recipient,
+        "kind": r.kind,
+        "state": r.state,
+        "attempts": r.attempts,
+        "created": r.created,
+        "expires": r.expires,
+        "envelope_sha256": hex::encode(r.digest),
+        "last_error": r.last_error,
+        "sent_log_index": r.sent_index,
+        "delivered_ms": r.delivered_ms,
+        "peer_log_index": r.peer_log_index,
+        "receipt_hex": r.receipt.as_ref().map(hex::encode),
+        "final_log_index": r.final_index,
+    })
+}
+
+/// The JSON summary of an inbox record.
+pub fn inbox_json(r: &InboxRecord) -> Value {
+    json!({
+        "id": hex::encode(r.id),
+        "direction": "in",
+        "from": r.sender,
+        "kind": r.kind,
+        "received_ms": r.received_ms,
+        "expires": r.expires,
+        "envelope_sha256": hex::encode(r.digest),
+        "log_index": r.log_index,
+        "receipt_hex": hex::encode(&r.receipt),
+    })
+}
+
+async fn message(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&api, &headers)?;
+    let id = parse_id(&id)?;
+    let store = api.node.store();
+    if let Some(rec) = store.inbox_by_id(&id).map_err(internal)?.into_iter().next() {
+        // Decrypt on read.
+        let opened = api
+            .node
+            .read_inbox(&rec)
+            .map_err(|e| internal(format!("stored envelope no longer opens: {e}")))?;
+        let h = &opened.message.header;
+        let body: Value =
+            serde_json::from_str(&body_to_json(&opened.message.body).map_err(internal)?)
+                .map_err(internal)?;
+        let mut v = inbox_json(&rec);
+        v["message"] = json!({
+            "id": h.id.to_hex(), "from": h.sender.as_str(), "to": h.recipient.as_str(),
+            "created": h.created, "expires": h.expires, "kind": opened.message.body.kind().as_str(), "body": body,
+        });
+        return Ok(Json(v));
+    }
+    if let Some(rec) = store.outbox(&id).map_err(internal)? {
+        return Ok(Json(outbox_json(&rec)));
+    }
+    Err(ApiError(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        format!("no message {id}"),
+    ))
+}
+
+async fn status(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&api, &headers)?;
+    let id = parse_id(&id)?;
+    let store = api.node.store();
+    if let Some(rec) = store.outbox(&id).map_err(internal)? {
+        return Ok(Json(outbox_json(&rec)));
+    }
+    if let Some(rec) = store.inbox_by_id(&id).map_err(internal)?.into_iter().next() {
+        return Ok(Json(inbox_json(&rec)));
+    }
+    Err(ApiError(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        format!("no message {id}"),
+    ))
+}
+
+async fn inbox(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    authorize(&api, &headers)?;
+    let mut recs = api.node.store().all_inbox().map_err(internal)?;
+    recs.sort_by_key(|r| r.received_ms);
+    Ok(Json(Value::Array(recs.iter().map(inbox_json).collect())))
+}
+
+async fn outbox(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    authorize(&api, &headers)?;
+    let mut recs = api.node.store().all_outbox().map_err(internal)?;
+    recs.sort_by_key(|r| r.created);
+    Ok(Json(Value::Array(recs.iter().map(outbox_json).collect())))
+}
+
+async fn checkpoint(State(api): State<Api>, headers: HeaderMap) -> Result<Response, ApiError> {
+    authorize(&api, &headers)?;
+    match api.node.latest_checkpoint() {
+        Some(note) => Ok(note.into_response()),
+        None => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "no-checkpoint",
+            "no checkpoint signed yet".into(),
+        )),
+    }
+}
+
+async fn checkpoint_now(State(api): State<Api>, headers: HeaderMap) -> Result<Response, ApiError> {
+    authorize(&api, &headers)?;
+    Ok(api.node.checkpoint_now().await?.into_response())
+}
