@@ -6,6 +6,7 @@
 use clap::{Parser, Subcommand};
 
 mod audit;
+mod client;
 mod directory;
 mod envelope;
 mod keys;
@@ -33,6 +34,18 @@ enum Command {
     /// Create, sign and inspect national directories.
     #[command(subcommand)]
     Directory(directory::DirectoryCommand),
+    /// Submit a message to the local node (durable before the id is printed).
+    Send(client::SendArgs),
+    /// List received messages.
+    Inbox(client::ListArgs),
+    /// List sent messages and their delivery state.
+    Outbox(client::ListArgs),
+    /// Show one message (received messages are decrypted on read).
+    Show(client::IdArgs),
+    /// Delivery status and receipt of one message.
+    Status(client::IdArgs),
+    /// Print (or, with --now, sign) the node's latest audit-log checkpoint.
+    Checkpoint(client::CheckpointArgs),
     /// Manage trusted partner roots.
     #[command(subcommand)]
     Trust(trust::TrustCommand),
@@ -46,6 +59,12 @@ fn main() -> std::process::ExitCode {
         Command::Audit(cmd) => audit::run(cmd),
         Command::Directory(cmd) => directory::run(cmd),
         Command::Trust(cmd) => trust::run(cmd),
+        Command::Send(a) => client::send(a),
+        Command::Inbox(a) => client::inbox(a),
+        Command::Outbox(a) => client::outbox(a),
+        Command::Show(a) => client::show(a),
+        Command::Status(a) => client::status(a),
+        Command::Checkpoint(a) => client::checkpoint(a),
     };
     match result {
         Ok(code) => code,
