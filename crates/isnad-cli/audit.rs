@@ -1,11 +1,370 @@
-//! `isnad audit …` (issue 2).
+//! `isnad audit …`: log keys, export, verification and inclusion proofs.
+//!
+//! Exit codes (spec/audit-log.md §10): 0 verified / done, 1 usage or IO
+//! error (bad arguments, unreadable key or file), 2 verification failed.
 
-use clap::Subcommand;
+use std::io::{IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use isnad_log::note::{SignerKey, VerifierKey};
+use isnad_log::{AuditError, Entry, EventType, Log, TlogProof};
+
+/// File names written by `isnad audit keygen` inside `--out`.
+const LOG_KEY: &str = "log.key";
+const LOG_PUB: &str = "log.pub";
+
+/// Exit code for a verification failure.
+const VERIFY_FAILED: u8 = 2;
 
 /// Audit-log commands.
-#[derive(Debug, Subcommand)]
-pub(crate) enum AuditCommand {}
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Create a log signing key (checkpoint origin = key name).
+    #[command(
+        after_help = "Example:\n  isnad audit keygen --name iq.moi.ahtd/audit --out keys/\n\n\
+Writes log.key (signer key PRIVATE+KEY+..., mode 0600) and log.pub (the\n\
+verifier key name+keyid+key to give auditors). Existing files are never\n\
+overwritten."
+    )]
+    Keygen {
+        /// Key name and checkpoint origin, by convention `<agency-id>/audit`.
+        #[arg(long)]
+        name: String,
+        /// Directory to write log.key and log.pub into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign a checkpoint of the log and export it in the C2SP tlog-tiles layout.
+    #[command(
+        after_help = "Example:\n  isnad audit export --log /var/lib/isnad/audit --log-key keys/log.key --out export/"
+    )]
+    Export {
+        /// The log directory.
+        #[arg(long)]
+        log: PathBuf,
+        /// The log signer key file (written by `isnad audit keygen`).
+        #[arg(long)]
+        log_key: PathBuf,
+        /// Output directory (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Verify an export offline: entries, tiles, root, signature, consistency.
+    #[command(
+        after_help = "Example:\n  isnad audit verify export/ --log-key log.pub --previous old-checkpoint\n\n\
+Exit status: 0 verified, 1 usage or IO error, 2 verification failed."
+    )]
+    Verify {
+        /// The export directory.
+        dir: PathBuf,
+        /// File holding the log's verifier key (name+keyid+key).
+        #[arg(long)]
+        log_key: PathBuf,
+        /// A previously trusted checkpoint file; the export must extend it.
+        #[arg(long)]
+        previous: Option<PathBuf>,
+    },
+    /// Print a C2SP tlog-proof of inclusion for one entry of an export.
+    #[command(
+        after_help = "Example:\n  isnad audit prove export/ --index 42 > entry42.tlog-proof\n\n\
+The entry bytes travel in the proof's `extra` line."
+    )]
+    Prove {
+        /// The export directory.
+        dir: PathBuf,
+        /// Zero-based entry index.
+        #[arg(long)]
+        index: u64,
+    },
+    /// Check a tlog-proof against the log key.
+    #[command(
+        after_help = "Example:\n  isnad audit verify-proof entry42.tlog-proof --log-key log.pub\n\n\
+The entry is taken from --entry FILE (raw CBOR bytes) if given, else from\n\
+the proof's `extra` line. Exit status: 0 verified, 1 usage or IO error,\n\
+2 verification failed."
+    )]
+    VerifyProof {
+        /// The proof file.
+        proof: PathBuf,
+        /// File holding the log's verifier key.
+        #[arg(long)]
+        log_key: PathBuf,
+        /// The entry's raw CBOR bytes (default: the proof's extra data).
+        #[arg(long)]
+        entry: Option<PathBuf>,
+    },
+    /// TEST TOOL (hidden): append synthetic entries, printing each durable index.
+    #[command(hide = true)]
+    AppendTest {
+        /// The log directory.
+        #[arg(long)]
+        log: PathBuf,
+        /// Entries per thread (0 = until killed).
+        #[arg(long, default_value_t = 100)]
+        count: u64,
+        /// Appending threads.
+        #[arg(long, default_value_t = 1)]
+        threads: u64,
+    },
+}
 
-pub(crate) fn run(cmd: AuditCommand) -> anyhow::Result<std::process::ExitCode> {
-    match cmd {}
+pub(crate) fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        AuditCommand::Keygen { name, out } => keygen(&name, &out),
+        AuditCommand::Export { log, log_key, out } => export(&log, &log_key, &out),
+        AuditCommand::Verify {
+            dir,
+            log_key,
+            previous,
+        } => verify(&dir, &log_key, previous.as_deref()),
+        AuditCommand::Prove { dir, index } => prove(&dir, index),
+        AuditCommand::VerifyProof {
+            proof,
+            log_key,
+            entry,
+        } => verify_proof(&proof, &log_key, entry.as_deref()),
+        AuditCommand::AppendTest {
+            log,
+            count,
+            threads,
+        } => append_test(&log, count, threads),
+    }
+}
+
+fn keygen(name: &str, out: &Path) -> anyhow::Result<ExitCode> {
+    let key = SignerKey::generate(name, &ring::rand::SystemRandom::new())
+        .with_context(|| format!("cannot create a log key named {name:?}"))?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    write_new(&out.join(LOG_KEY), &(key.to_secret_string() + "\n"), true)?;
+    write_new(
+        &out.join(LOG_PUB),
+        &(key.verifier().to_string() + "\n"),
+        false,
+    )?;
+    println!("{}", key.verifier());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export(log_dir: &Path, key_file: &Path, out: &Path) -> anyhow::Result<ExitCode> {
+    let key = read_signer(key_file)?;
+    if !log_dir.join("entries").is_file() {
+        anyhow::bail!(
+            "{} is not an audit log directory (no entries file)",
+            log_dir.display()
+        );
+    }
+    let (log, report) =
+        Log::open(log_dir).with_context(|| format!("cannot open log {}", log_dir.display()))?;
+    if report.truncated_bytes > 0 {
+        eprintln!(
+            "recovered: cut {} bytes of an incomplete final record",
+            report.truncated_bytes
+        );
+    }
+    let s = log.export(out, &key).context("export failed")?;
+    println!(
+        "exported {} entries ({} tiles, {} entry bundles) to {}",
+        s.size,
+        s.tiles,
+        s.bundles,
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(dir: &Path, key_file: &Path, previous: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let key = read_verifier(key_file)?;
+    let prev = previous
+        .map(|p| std::fs::read(p).with_context(|| format!("cannot read {}", p.display())))
+        .transpose()?;
+    let tty = std::io::stderr().is_terminal();
+    let mut last_pct = u64::MAX;
+    let mut progress = |done: u64, total: u64| {
+        if !tty || total < 100_000 {
+            return;
+        }
+        let pct = done * 100 / total;
+        if pct != last_pct {
+            last_pct = pct;
+            let bar = "#".repeat((pct / 4) as usize);
+            eprint!("\r[{bar:<25}] {pct:>3}% {done}/{total} entries");
+            if done == total {
+                eprintln!();
+            }
+            let _ = std::io::stderr().flush();
+        }
+    };
+    let report = match isnad_log::verify_export(dir, &key, prev.as_deref(), &mut progress) {
+        Ok(r) => r,
+        Err(AuditError::Directory { path, source }) => {
+            anyhow::bail!("cannot read export directory {}: {source}", path.display())
+        }
+        Err(e) => {
+            println!("FAILED: {e}");
+            return Ok(ExitCode::from(VERIFY_FAILED));
+        }
+    };
+    let cp = &report.checkpoint;
+    if report.is_ok() {
+        println!(
+            "OK: {} entries, origin {}, root {}",
+            cp.size,
+            cp.origin,
+            cp.root.to_base64()
+        );
+        if let Some(p) = &report.previous {
+            println!(
+                "consistent with the previous checkpoint of {} entries",
+                p.size
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    for p in &report.problems {
+        println!("FAILED: {p}");
+    }
+    if report.problem_count > report.problems.len() as u64 {
+        println!(
+            "… and {} more problems",
+            report.problem_count - report.problems.len() as u64
+        );
+    }
+    println!(
+        "verification FAILED: {} problem(s) in the export of {} entries (origin {})",
+        report.problem_count, cp.size, cp.origin
+    );
+    Ok(ExitCode::from(VERIFY_FAILED))
+}
+
+fn prove(dir: &Path, index: u64) -> anyhow::Result<ExitCode> {
+    match isnad_log::prove_from_export(dir, index) {
+        Ok(p) => {
+            print!("{}", p.to_text());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(AuditError::CheckpointFile { path, source }) => {
+            anyhow::bail!("cannot read {}: {source}", path.display())
+        }
+        Err(e) => {
+            eprintln!("FAILED: {e}");
+            Ok(ExitCode::from(VERIFY_FAILED))
+        }
+    }
+}
+
+fn verify_proof(proof: &Path, key_file: &Path, entry: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let key = read_verifier(key_file)?;
+    let text = std::fs::read(proof).with_context(|| format!("cannot read {}", proof.display()))?;
+    let entry_bytes = entry
+        .map(|p| std::fs::read(p).with_context(|| format!("cannot read {}", p.display())))
+        .transpose()?;
+    let parsed = match TlogProof::parse(&text) {
+        Ok(p) => p,
+        Err(e) => {
+            println!("FAILED: {e}");
+            return Ok(ExitCode::from(VERIFY_FAILED));
+        }
+    };
+    let leaf = match (&entry_bytes, &parsed.extra) {
+        (Some(e), Some(x)) if e != x => {
+            println!("FAILED: --entry differs from the entry in the proof's extra line");
+            return Ok(ExitCode::from(VERIFY_FAILED));
+        }
+        (Some(e), _) => e.clone(),
+        (None, Some(x)) => x.clone(),
+        (None, None) => anyhow::bail!("the proof carries no entry; pass it with --entry FILE"),
+    };
+    match parsed.verify(&leaf, &key) {
+        Ok(cp) => {
+            println!(
+                "OK: entry {} is in {} at size {}",
+                parsed.index, cp.origin, cp.size
+            );
+            match Entry::decode(&leaf) {
+                Ok(e) => println!(
+                    "entry: seq {} time_ms {} event {}{}",
+                    e.seq,
+                    e.time_ms,
+                    e.event,
+                    e.message_id
+                        .map(|m| format!(" message {m}"))
+                        .unwrap_or_default()
+                ),
+                Err(e) => println!("warning: the proven entry does not decode: {e}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("FAILED: {e}");
+            Ok(ExitCode::from(VERIFY_FAILED))
+        }
+    }
+}
+
+/// Test tool: appends `count` entries per thread (forever if 0) and prints
+/// each index once `append` returned, i.e. once it is durable.
+fn append_test(log_dir: &Path, count: u64, threads: u64) -> anyhow::Result<ExitCode> {
+    let (log, _) =
+        Log::open(log_dir).with_context(|| format!("cannot open log {}", log_dir.display()))?;
+    let log = std::sync::Arc::new(log);
+    let handles: Vec<_> = (0..threads.max(1))
+        .map(|t| {
+            let log = log.clone();
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                let mut i = 0u64;
+                while count == 0 || i < count {
+                    let mut e = Entry::new(EventType::LocalAccess, t * 1_000_000_000 + i);
+                    let mut id = [0u8; 16];
+                    id[..8].copy_from_slice(&t.to_be_bytes());
+                    id[8..].copy_from_slice(&i.to_be_bytes());
+                    e.message_id = Some(isnad_envelope::MessageId::from_bytes(id));
+                    let index = log.append(e)?;
+                    let mut out = std::io::stdout().lock();
+                    writeln!(out, "{index}")?;
+                    out.flush()?;
+                    i += 1;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join()
+            .map_err(|_| anyhow::anyhow!("an appending thread panicked"))??;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_signer(path: &Path) -> anyhow::Result<SignerKey> {
+    let s = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read log key {}", path.display()))?;
+    SignerKey::parse(s.trim())
+        .with_context(|| format!("{} is not a log signer key", path.display()))
+}
+
+fn read_verifier(path: &Path) -> anyhow::Result<VerifierKey> {
+    let s = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read verifier key {}", path.display()))?;
+    VerifierKey::parse(s.trim())
+        .with_context(|| format!("{} is not a verifier key (name+keyid+key)", path.display()))
+}
+
+fn write_new(path: &Path, contents: &str, secret: bool) -> anyhow::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    if secret {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = secret;
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("cannot create {} (it must not exist yet)", path.display()))?;
+    f.write_all(contents.as_bytes())
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
