@@ -138,7 +138,7 @@ pub struct Log {
     path: PathBuf,
     file: File,
     state: Mutex<State>,
-    cond: Condvar,
+    cond: [Condvar; 2],
     signing: Mutex<Option<Checkpoint>>,
 }
 
@@ -153,6 +153,8 @@ struct State {
     end: u64,
     durable: u64,
     syncing: bool,
+    /// Number of the batch new records join (the one after the syncing one).
+    open_batch: u64,
     failed: bool,
 }
 
@@ -212,9 +214,10 @@ impl Log {
                 end,
                 durable: size,
                 syncing: false,
+                open_batch: 0,
                 failed: false,
             }),
-            cond: Condvar::new(),
+            cond: [Condvar::new(), Condvar::new()],
             signing: Mutex::new(last),
         };
         Ok((log, report))
@@ -263,6 +266,10 @@ impl Log {
         if first == last {
             return Ok(first..last);
         }
+        // The batch these entries will be synced in; its waiters sleep on
+        // `cond[batch % 2]` so that finishing one batch does not wake the
+        // threads queued for the next one.
+        let batch_no = st.open_batch;
         loop {
             if st.durable >= last {
                 return Ok(first..last);
@@ -271,11 +278,15 @@ impl Log {
                 return Err(LogError::Poisoned);
             }
             if st.syncing {
-                st = self.cond.wait(st).unwrap_or_else(|p| p.into_inner());
+                st = self.cond[(batch_no % 2) as usize]
+                    .wait(st)
+                    .unwrap_or_else(|p| p.into_inner());
                 continue;
             }
             // Become the leader for everything queued so far.
             st.syncing = true;
+            let syncing_batch = st.open_batch;
+            st.open_batch += 1;
             let batch = std::mem::take(&mut st.buf);
             let target = st.tree.size();
             drop(st);
@@ -293,14 +304,19 @@ impl Log {
                         b.clear();
                         st.buf = b;
                     }
+                    // Wake the followers of the synced batch (they return), and
+                    // one thread of the next batch to lead it.
+                    self.cond[(syncing_batch % 2) as usize].notify_all();
+                    if !st.buf.is_empty() {
+                        self.cond[(st.open_batch % 2) as usize].notify_one();
+                    }
                 }
                 Err(e) => {
                     st.failed = true;
-                    self.cond.notify_all();
+                    self.cond.iter().for_each(Condvar::notify_all);
                     return Err(io_err("append to", &self.path)(e));
                 }
             }
-            self.cond.notify_all();
         }
     }
 
