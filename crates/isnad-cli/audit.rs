@@ -137,7 +137,9 @@ fn keygen(name: &str, out: &Path) -> anyhow::Result<ExitCode> {
     let key = SignerKey::generate(name, &ring::rand::SystemRandom::new())
         .with_context(|| format!("cannot create a log key named {name:?}"))?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    write_new(&out.join(LOG_KEY), &(key.to_secret_string() + "\n"), true)?;
+    let mut secret = key.to_secret_string();
+    secret.push('\n');
+    write_new(&out.join(LOG_KEY), &secret, true)?;
     write_new(
         &out.join(LOG_PUB),
         &(key.verifier().to_string() + "\n"),

@@ -140,6 +140,13 @@ pub struct Commitment([u8; 32]);
 /// not `Clone` so that it is not copied around by accident.
 pub struct CommitmentSalt([u8; 32]);
 
+impl Drop for CommitmentSalt {
+    fn drop(&mut self) {
+        use zeroize::Zeroize as _;
+        self.0.zeroize();
+    }
+}
+
 impl fmt::Debug for CommitmentSalt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("CommitmentSalt(..)")

@@ -11,6 +11,7 @@ use std::fmt;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use ring::signature::{self, Ed25519KeyPair, KeyPair as _};
+use zeroize::Zeroizing;
 
 /// Signature type of Ed25519 note signatures.
 pub const TYPE_ED25519: u8 = 0x01;
@@ -107,6 +108,13 @@ pub struct SignerKey {
     id: u32,
 }
 
+impl Drop for SignerKey {
+    fn drop(&mut self) {
+        use zeroize::Zeroize as _;
+        self.seed.zeroize();
+    }
+}
+
 impl fmt::Debug for SignerKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SignerKey({}+{:08x}, ..)", self.name, self.id)
@@ -164,9 +172,10 @@ impl SignerKey {
                 "signer key must be a type byte and a 32-byte seed",
             ));
         }
-        let mut seed = [0u8; 32];
+        let key = Zeroizing::new(key);
+        let mut seed = Zeroizing::new([0u8; 32]);
         seed.copy_from_slice(&key[1..]);
-        let k = Self::from_seed(name, key[0], seed)?;
+        let k = Self::from_seed(name, key[0], *seed)?;
         if k.id != id {
             return Err(NoteError::KeyFormat("key id does not match the key"));
         }
@@ -546,7 +555,7 @@ mod tests {
         let s = SignerKey::parse(GO_SKEY).unwrap();
         assert_eq!(s.verifier(), v);
         assert_eq!(s.verifier().to_string(), GO_VKEY);
-        assert_eq!(s.to_secret_string(), GO_SKEY);
+        assert_eq!(s.to_secret_string().as_str(), GO_SKEY);
         assert_eq!(s.sign_note(GO_TEXT).unwrap(), note);
     }
 

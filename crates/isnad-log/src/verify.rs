@@ -244,35 +244,61 @@ pub fn verify_export(
         problem_count: 0,
     };
 
-    // Entries and level-0 tiles, bundle by bundle.
+    // Entries and level-0 tiles, bundle by bundle. Bundles are decoded and
+    // hashed in parallel, in rounds; the tree is built in order.
     let mut tree = Tree::new();
     let bundles = size.div_ceil(TILE_WIDTH);
-    for n in 0..bundles {
-        let width = (size - n * TILE_WIDTH).min(TILE_WIDTH);
-        let first = n * TILE_WIDTH;
-        let bpath = tiles::entries_path(n, width);
-        let tpath = tiles::tile_path(0, n, width);
-        let leaves = check_bundle(dir, &bpath, first, width, &mut report);
-        let tile = read_tile(dir, &tpath, width, &mut report);
-        for j in 0..width {
-            let computed = leaves.as_ref().map(|l| l[j as usize]);
-            let stored = tile.as_ref().map(|t| t[j as usize]);
-            if let (Some(c), Some(s)) = (computed, stored) {
-                if c != s {
-                    report.push(Problem::TileHash {
-                        path: tpath.clone(),
-                        level: 0,
-                        position: j,
-                        index: Some(first + j),
-                    });
-                }
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(16) as u64;
+    let round = threads * 16;
+    let mut next = 0;
+    while next < bundles {
+        let end = (next + round).min(bundles);
+        let results: Vec<BundleCheck> = if threads == 1 || end - next == 1 {
+            (next..end)
+                .map(|n| check_bundle_and_tile(dir, n, size))
+                .collect()
+        } else {
+            let per = (end - next).div_ceil(threads);
+            std::thread::scope(|s| {
+                let handles: Vec<_> = (0..threads)
+                    .map(|t| {
+                        let lo = (next + t * per).min(end);
+                        let hi = (lo + per).min(end);
+                        s.spawn(move || {
+                            (lo..hi)
+                                .map(|n| check_bundle_and_tile(dir, n, size))
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().unwrap_or_default())
+                    .collect()
+            })
+        };
+        for r in results {
+            for p in r.problems {
+                report.push(p);
             }
-            // Without a decodable entry, fall back to the stored hash so that
-            // upper tiles can still be checked; the problem is already listed.
-            let leaf = computed.or(stored).unwrap_or_else(merkle::empty_root);
-            tree.push(leaf);
+            for leaf in r.leaves {
+                tree.push(leaf);
+            }
         }
-        progress(first + width, size);
+        next = end;
+        progress((end * TILE_WIDTH).min(size), size);
+    }
+    if tree.size() != size {
+        // A worker thread panicked (it cannot on valid or invalid input; this
+        // guards the invariant instead of building a short tree).
+        report.push(Problem::MissingFile {
+            path: "(internal: bundle worker failed)".into(),
+        });
+        while tree.size() < size {
+            tree.push(merkle::empty_root());
+        }
     }
 
     // Upper tile levels.
@@ -281,7 +307,10 @@ pub fn verify_export(
             continue;
         }
         let path = tiles::tile_path(level, index, width);
-        if let Some(stored) = read_tile(dir, &path, width, &mut report) {
+        let mut problems = Vec::new();
+        let stored = read_tile(dir, &path, width, &mut problems);
+        problems.into_iter().for_each(|p| report.push(p));
+        if let Some(stored) = stored {
             for (j, s) in stored.iter().enumerate() {
                 let expect = tree.node(level * TILE_HEIGHT, index * TILE_WIDTH + j as u64);
                 if expect != Some(*s) {
@@ -369,12 +398,7 @@ pub fn prove_from_export(dir: &Path, index: u64) -> Result<TlogProof, AuditError
             .into(),
         });
     }
-    let mut scratch = Report {
-        checkpoint: cp.clone(),
-        previous: None,
-        problems: vec![],
-        problem_count: 0,
-    };
+    let mut scratch = Vec::new();
     let mut tree = Tree::new();
     for n in 0..cp.size.div_ceil(TILE_WIDTH) {
         let width = (cp.size - n * TILE_WIDTH).min(TILE_WIDTH);
@@ -382,10 +406,7 @@ pub fn prove_from_export(dir: &Path, index: u64) -> Result<TlogProof, AuditError
         let hashes = read_tile(dir, &path, width, &mut scratch);
         let Some(hashes) = hashes else {
             return Err(AuditError::Export(
-                scratch
-                    .problems
-                    .pop()
-                    .unwrap_or(Problem::MissingFile { path }),
+                scratch.pop().unwrap_or(Problem::MissingFile { path }),
             ));
         };
         for h in hashes {
@@ -440,13 +461,54 @@ fn bundle_limit(width: u64) -> u64 {
     width * (2 + MAX_ENTRY_LEN as u64)
 }
 
+/// What checking one entry bundle and its level-0 tile found.
+#[derive(Default)]
+struct BundleCheck {
+    /// One leaf hash per entry position (recomputed, else the stored one).
+    leaves: Vec<Hash>,
+    problems: Vec<Problem>,
+}
+
+/// Checks bundle `n` of a tree of `size` entries against its level-0 tile.
+fn check_bundle_and_tile(dir: &Path, n: u64, size: u64) -> BundleCheck {
+    let width = (size - n * TILE_WIDTH).min(TILE_WIDTH);
+    let first = n * TILE_WIDTH;
+    let bpath = tiles::entries_path(n, width);
+    let tpath = tiles::tile_path(0, n, width);
+    let mut problems = Vec::new();
+    let leaves = check_bundle(dir, &bpath, first, width, &mut problems);
+    let tile = read_tile(dir, &tpath, width, &mut problems);
+    let mut out = Vec::with_capacity(width as usize);
+    for j in 0..width {
+        let computed = leaves.as_ref().map(|l| l[j as usize]);
+        let stored = tile.as_ref().map(|t| t[j as usize]);
+        if let (Some(c), Some(s)) = (computed, stored) {
+            if c != s {
+                problems.push(Problem::TileHash {
+                    path: tpath.clone(),
+                    level: 0,
+                    position: j,
+                    index: Some(first + j),
+                });
+            }
+        }
+        // Without a usable bundle, fall back to the stored hash so that the
+        // upper tiles can still be checked; the problem is already listed.
+        out.push(computed.or(stored).unwrap_or_else(merkle::empty_root));
+    }
+    BundleCheck {
+        leaves: out,
+        problems,
+    }
+}
+
 /// Reads, decodes and hashes one bundle; `None` if it is unusable.
 fn check_bundle(
     dir: &Path,
     path: &str,
     first: u64,
     width: u64,
-    report: &mut Report,
+    report: &mut Vec<Problem>,
 ) -> Option<Vec<Hash>> {
     let data = match read_bounded(&dir.join(path), bundle_limit(width)) {
         Ok(d) => d,
@@ -490,7 +552,7 @@ fn check_bundle(
     Some(leaves)
 }
 
-fn read_tile(dir: &Path, path: &str, width: u64, report: &mut Report) -> Option<Vec<Hash>> {
+fn read_tile(dir: &Path, path: &str, width: u64, report: &mut Vec<Problem>) -> Option<Vec<Hash>> {
     let expected = width * Hash::LEN as u64;
     let data = match read_bounded(&dir.join(path), expected) {
         Ok(d) => d,
