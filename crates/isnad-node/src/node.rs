@@ -23,6 +23,10 @@ use crate::store::{InboxInsert, InboxRecord, OutState, OutboxRecord, Store, Stor
 
 /// Lifetime of a receipt message.
 const RECEIPT_TTL_SECS: u64 = 30 * 24 * 3600;
+/// How long a QUIC handshake to a peer may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// One peer's cached connection, behind its own lock.
+type PeerSlot = Arc<tokio::sync::Mutex<Option<quinn::Connection>>>;
 /// QUIC application error code used when refusing a stream or connection.
 const REFUSED: quinn::VarInt = quinn::VarInt::from_u32(0x49);
 
@@ -119,7 +123,7 @@ struct Inner {
     rng: SystemRandom,
     wake: Notify,
     in_flight: Mutex<HashSet<[u8; 16]>>,
-    connections: tokio::sync::Mutex<HashMap<AgencyId, quinn::Connection>>,
+    connections: tokio::sync::Mutex<HashMap<AgencyId, PeerSlot>>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -658,7 +662,9 @@ impl Inner {
         e.envelope_sha256 = Some(digest.0);
         e.detail
             .insert("receipt-sha256".into(), Digest::sha256(&receipt).to_hex());
-        e.detail.insert("received-index".into(), index.to_string());
+        // Key 8 holds the log index the receipt carries: on both ends of an
+        // exchange it names the recipient's `received` entry.
+        e.peer_index = Some(index);
         if let Err(err) = self.append(e).await {
             // The message is stored and its `received` entry durable; the
             // sender will retry and get this same receipt.
@@ -758,31 +764,44 @@ impl Inner {
         ((capped as f64) * (1.0 + jitter)).max(1.0) as u64
     }
 
+    /// The cached connection to `agency`, or a new one. Deliveries to one
+    /// peer share one connection and wait for one handshake; other peers are
+    /// not held up.
     async fn connection(
         &self,
         agency: &AgencyId,
         addr: SocketAddr,
     ) -> Result<quinn::Connection, String> {
-        let mut conns = self.connections.lock().await;
-        if let Some(c) = conns.get(agency) {
+        let slot = {
+            let mut conns = self.connections.lock().await;
+            Arc::clone(conns.entry(agency.clone()).or_default())
+        };
+        let mut slot = slot.lock().await;
+        if let Some(c) = slot.as_ref() {
             if c.close_reason().is_none() {
                 return Ok(c.clone());
             }
         }
+        *slot = None;
         let connecting = self
             .endpoint
             .connect(addr, agency.as_str())
             .map_err(|e| e.to_string())?;
-        let conn = tokio::time::timeout(Duration::from_secs(10), connecting)
+        let conn = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
             .await
-            .map_err(|_| "connect timeout".to_owned())?
+            .map_err(|_| format!("no answer from {addr} within {CONNECT_TIMEOUT:?}"))?
             .map_err(|e| e.to_string())?;
-        conns.insert(agency.clone(), conn.clone());
+        *slot = Some(conn.clone());
         Ok(conn)
     }
 
     async fn forget_connection(&self, agency: &AgencyId) {
-        self.connections.lock().await.remove(agency);
+        let slot = self.connections.lock().await.get(agency).cloned();
+        if let Some(slot) = slot {
+            if let Some(c) = slot.lock().await.take() {
+                c.close(quinn::VarInt::from_u32(0), b"reconnecting");
+            }
+        }
     }
 
     /// One delivery attempt; updates the record and the log.

@@ -1,0 +1,684 @@
+//! Two nodes in one process over real QUIC on loopback: delivery with signed
+//! receipts, replay and misaddressing refused, peer outage then recovery,
+//! restart mid-queue, unlisted peers refused at TLS, oversize frames refused.
+//!
+//! The directory here is a fixed table and TLS pins whole certificates: the
+//! federation layer's directories and SPKI verifier are tested in
+//! isnad-federation; this file tests the node.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use isnad_envelope::*;
+use isnad_log::{Log, SignerKey};
+use isnad_node::config::Config;
+use isnad_node::store::{OutState, Store};
+use isnad_node::{Directory, Identity, NodeHandle, Peer};
+use ring::rand::SystemRandom;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// One agency's long-lived material, kept across node restarts.
+struct Agency {
+    id: AgencyId,
+    sign_pem: String,
+    enc_pem: String,
+    cert: Vec<u8>,
+    tls_key: Vec<u8>,
+    log_key: String,
+    addr: SocketAddr,
+}
+
+#[derive(Default)]
+struct Table {
+    agencies: HashMap<AgencyId, (SocketAddr, EncryptionPublicKey, VerifyingKey, Vec<u8>)>,
+    denied_kinds: Vec<Kind>,
+}
+
+/// A fixed directory shared by the test nodes.
+#[derive(Clone, Default)]
+struct TestDirectory(Arc<RwLock<Table>>);
+
+impl SenderKeys for TestDirectory {
+    fn sender_key(&self, kid: &KeyId) -> Option<SenderKey> {
+        let t = self.0.read().ok()?;
+        t.agencies
+            .iter()
+            .find(|(_, v)| v.2.key_id() == *kid)
+            .map(|(a, v)| SenderKey {
+                agency: a.clone(),
+                key: v.2.clone(),
+                valid_from: None,
+                valid_until: None,
+            })
+    }
+}
+
+impl Directory for TestDirectory {
+    fn peer(&self, agency: &AgencyId) -> Option<Peer> {
+        let t = self.0.read().ok()?;
+        t.agencies.get(agency).map(|v| Peer {
+            addr: v.0,
+            encryption_key: v.1.clone(),
+        })
+    }
+    fn allows(&self, _s: &AgencyId, _r: &AgencyId, kind: Kind) -> Result<(), String> {
+        let t = self.0.read().map_err(|_| "poisoned".to_owned())?;
+        if t.denied_kinds.contains(&kind) {
+            Err(format!("test-rule: no {kind}"))
+        } else {
+            Ok(())
+        }
+    }
+    fn agency_of_certificate(&self, cert_der: &[u8]) -> Option<AgencyId> {
+        let t = self.0.read().ok()?;
+        t.agencies
+            .iter()
+            .find(|(_, v)| v.3 == cert_der)
+            .map(|(a, _)| a.clone())
+    }
+}
+
+/// Accepts exactly the certificates in the table (test pinning).
+#[derive(Debug)]
+struct Pin {
+    dir: Arc<RwLock<Table>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Table")
+    }
+}
+
+impl Pin {
+    fn listed(&self, cert: &CertificateDer<'_>, name: Option<&str>) -> bool {
+        let Ok(t) = self.dir.read() else { return false };
+        t.agencies
+            .iter()
+            .any(|(a, v)| v.3 == cert.as_ref() && name.is_none_or(|n| n == a.as_str()))
+    }
+}
+
+impl ServerCertVerifier for Pin {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let name = match server_name {
+            ServerName::DnsName(d) => d.as_ref().to_owned(),
+            _ => return Err(rustls::Error::General("not an agency name".into())),
+        };
+        if self.listed(end_entity, Some(&name)) {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer,
+            ))
+        }
+    }
+    fn verify_tls12_signature(
+        &self,
+        _m: &[u8],
+        _c: &CertificateDer<'_>,
+        _d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("TLS 1.2 is not used".into()))
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            m,
+            c,
+            d,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+impl ClientCertVerifier for Pin {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        if self.listed(end_entity, None) {
+            Ok(ClientCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer,
+            ))
+        }
+    }
+    fn verify_tls12_signature(
+        &self,
+        _m: &[u8],
+        _c: &CertificateDer<'_>,
+        _d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("TLS 1.2 is not used".into()))
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            m,
+            c,
+            d,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+fn free_udp_port() -> Result<SocketAddr, std::io::Error> {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    s.local_addr()
+}
+
+fn agency(id: &str) -> Result<Agency, Box<dyn std::error::Error>> {
+    let rng = SystemRandom::new();
+    let ck = rcgen::generate_simple_self_signed(vec![id.to_owned()])?;
+    Ok(Agency {
+        id: AgencyId::new(id)?,
+        sign_pem: SigningKey::generate(SignatureAlgorithm::Ed25519, &rng)?
+            .to_pkcs8_pem()
+            .to_string(),
+        enc_pem: EncryptionKey::generate(EncryptionCurve::X25519, &rng)?
+            .to_pkcs8_pem()
+            .to_string(),
+        cert: ck.cert.der().to_vec(),
+        tls_key: ck.signing_key.serialize_der(),
+        log_key: SignerKey::generate(&format!("{id}/audit"), &rng)?.to_secret_string(),
+        addr: free_udp_port()?,
+    })
+}
+
+fn list(dir: &TestDirectory, a: &Agency) -> TestResult {
+    let sign = SigningKey::from_pkcs8_pem(&a.sign_pem)?;
+    let enc = EncryptionKey::from_pkcs8_pem(&a.enc_pem)?;
+    dir.0.write().map_err(|_| "poisoned")?.agencies.insert(
+        a.id.clone(),
+        (
+            a.addr,
+            enc.public_key().clone(),
+            sign.verifying_key().clone(),
+            a.cert.clone(),
+        ),
+    );
+    Ok(())
+}
+
+fn tls(
+    a: &Agency,
+    dir: &TestDirectory,
+) -> Result<(Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>), Box<dyn std::error::Error>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let pin = Arc::new(Pin {
+        dir: Arc::clone(&dir.0),
+        provider: Arc::clone(&provider),
+    });
+    let cert = CertificateDer::from(a.cert.clone());
+    let key = || PrivateKeyDer::Pkcs8(a.tls_key.clone().into());
+    let mut server = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(pin.clone())
+        .with_single_cert(vec![cert.clone()], key())?;
+    server.alpn_protocols = vec![isnad_wire::ALPN.to_vec()];
+    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(pin)
+        .with_client_auth_cert(vec![cert], key())?;
+    client.alpn_protocols = vec![isnad_wire::ALPN.to_vec()];
+    Ok((Arc::new(server), Arc::new(client)))
+}
+
+async fn start(
+    a: &Agency,
+    dir: &TestDirectory,
+    root: &Path,
+) -> Result<NodeHandle, Box<dyn std::error::Error>> {
+    let mut config = Config::parse(&format!("agency = \"{}\"\nlisten = \"{}\"\n", a.id, a.addr))?;
+    config.delivery.initial_backoff_ms = 50;
+    config.delivery.max_backoff_secs = 1;
+    let home = root.join(a.id.as_str());
+    std::fs::create_dir_all(&home)?;
+    let (server, client) = tls(a, dir)?;
+    let identity = Identity {
+        signing_key: SigningKey::from_pkcs8_pem(&a.sign_pem)?,
+        encryption_keys: vec![EncryptionKey::from_pkcs8_pem(&a.enc_pem)?],
+        tls_server: server,
+        tls_client: client,
+    };
+    let (log, _) = Log::open(&home.join("log"))?;
+    let store = Store::open(&home.join("state.redb"))?;
+    let d: Arc<dyn Directory> = Arc::new(dir.clone());
+    Ok(NodeHandle::start(
+        config,
+        identity,
+        d,
+        Arc::new(log),
+        SignerKey::parse(&a.log_key)?,
+        store,
+    )
+    .await?)
+}
+
+fn intel(text: &str) -> Body {
+    Body::IntelShare(Box::new(IntelShare {
+        share_id: MessageId::from_bytes([1; 16]),
+        handling: HandlingCode::H0,
+        source_grading: SourceGrading::B,
+        information_grading: 2,
+        tlp: Tlp::Green,
+        classification: "RESTRICTED".into(),
+        case_id: None,
+        summary: text.into(),
+        content: text.into(),
+        entities: vec![],
+        extensions: Extensions::new(),
+    }))
+}
+
+async fn wait_state(node: &NodeHandle, id: &MessageId, want: OutState, secs: u64) -> TestResult {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let rec = node.store().outbox(id)?.ok_or("no outbox record")?;
+        if rec.state == want {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!(
+                "message {id} is {:?} ({:?}), wanted {want:?}",
+                rec.state, rec.last_error
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliver_both_ways_with_receipts_and_audit() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = TestDirectory::default();
+    let (a, b) = (agency("iq.moi.ahtd")?, agency("fr.mj.bepi")?);
+    list(&dir, &a)?;
+    list(&dir, &b)?;
+    let na = start(&a, &dir, tmp.path()).await?;
+    let nb = start(&b, &dir, tmp.path()).await?;
+
+    let id1 = na.submit(b.id.clone(), intel("to france"), None).await?;
+    let id2 = nb.submit(a.id.clone(), intel("to iraq"), None).await?;
+    wait_state(&na, &id1, OutState::Delivered, 10).await?;
+    wait_state(&nb, &id2, OutState::Delivered, 10).await?;
+
+    // The receiver decrypts on read; the receipt's log index names its `received` entry.
+    let inb = nb.store().inbox_by_id(&id1)?;
+    assert_eq!(inb.len(), 1);
+    let opened = nb.read_inbox(&inb[0])?;
+    assert_eq!(opened.message.header.sender, a.id);
+    assert!(matches!(&opened.message.body, Body::IntelShare(s) if s.content == "to france"));
+    let out = na.store().outbox(&id1)?.ok_or("outbox")?;
+    assert_eq!(out.peer_log_index, Some(inb[0].log_index));
+    let entry = isnad_log::Entry::decode(&nb.log().entry_bytes(inb[0].log_index)?)?;
+    assert_eq!(entry.event, isnad_log::EventType::Received);
+    assert_eq!(entry.message_id, Some(id1));
+    assert_eq!(entry.envelope_sha256, Some(out.digest));
+    // Sender side: sent and receipt-received, with the peer's index.
+    let sent =
+        isnad_log::Entry::decode(&na.log().entry_bytes(out.sent_index.ok_or("sent index")?)?)?;
+    assert_eq!(sent.event, isnad_log::EventType::Sent);
+    let rr = isnad_log::Entry::decode(
+        &na.log()
+            .entry_bytes(out.final_index.ok_or("final index")?)?,
+    )?;
+    assert_eq!(rr.event, isnad_log::EventType::ReceiptReceived);
+    assert_eq!(rr.peer_index, Some(inb[0].log_index));
+    // Checkpoints sign the grown log.
+    let note = na.checkpoint_now().await?;
+    assert!(note.starts_with("iq.moi.ahtd/audit\n"), "{note}");
+    na.shutdown().await;
+    nb.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_down_then_up_and_restart_mid_queue_lose_nothing() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = TestDirectory::default();
+    let (a, b) = (agency("iq.moj.ca")?, agency("fr.mj.bepi")?);
+    list(&dir, &a)?;
+    list(&dir, &b)?;
+    // The recipient is down: messages queue.
+    let na = start(&a, &dir, tmp.path()).await?;
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(
+            na.submit(b.id.clone(), intel(&format!("queued {i}")), None)
+                .await?,
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for id in &ids {
+        assert_eq!(
+            na.store().outbox(id)?.map(|r| r.state),
+            Some(OutState::Pending)
+        );
+    }
+    // The sender restarts mid-queue.
+    na.shutdown().await;
+    drop(na);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let na = start(&a, &dir, tmp.path()).await?;
+    // The recipient comes up: everything is delivered, once.
+    let nb = start(&b, &dir, tmp.path()).await?;
+    for id in &ids {
+        wait_state(&na, id, OutState::Delivered, 20).await?;
+    }
+    let inbox = nb.store().all_inbox()?;
+    assert_eq!(inbox.len(), ids.len());
+    for id in &ids {
+        assert_eq!(nb.store().inbox_by_id(id)?.len(), 1);
+    }
+    na.shutdown().await;
+    nb.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_denial_is_final_and_logged() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = TestDirectory::default();
+    let (a, b) = (agency("iq.moi.ahtd")?, agency("iq.moj.ca")?);
+    list(&dir, &a)?;
+    list(&dir, &b)?;
+    let na = start(&a, &dir, tmp.path()).await?;
+    let nb = start(&b, &dir, tmp.path()).await?;
+    // The sender's own policy check refuses at submission.
+    dir.0
+        .write()
+        .map_err(|_| "poisoned")?
+        .denied_kinds
+        .push(Kind::IntelShare);
+    assert!(na.submit(b.id.clone(), intel("x"), None).await.is_err());
+    na.shutdown().await;
+    nb.shutdown().await;
+    Ok(())
+}
+
+/// A raw client: one QUIC connection with `who`'s TLS identity.
+async fn raw_connect(
+    who: &Agency,
+    dir: &TestDirectory,
+    to: &Agency,
+) -> Result<quinn::Connection, Box<dyn std::error::Error>> {
+    let (_, client) = tls(who, dir)?;
+    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+    ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(client)?,
+    )));
+    Ok(ep.connect(to.addr, to.id.as_str())?.await?)
+}
+
+/// Sends raw bytes on one stream and decodes the answer.
+async fn raw_request(
+    conn: &quinn::Connection,
+    bytes: &[u8],
+) -> Result<isnad_wire::Response, Box<dyn std::error::Error>> {
+    let (mut send, mut recv) = conn.open_bi().await?;
+    send.write_all(bytes).await?;
+    send.finish()?;
+    let answer = recv.read_to_end(1 << 20).await?;
+    Ok(isnad_wire::Response::decode(
+        answer.get(4..).ok_or("short answer")?,
+    )?)
+}
+
+fn error_code(r: &isnad_wire::Response) -> Option<ErrorCode> {
+    match r {
+        isnad_wire::Response::Error { code, .. } => Some(*code),
+        isnad_wire::Response::Receipt(_) => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_inputs_are_refused_and_logged() -> TestResult {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let tmp = tempfile::tempdir()?;
+    let dir = TestDirectory::default();
+    let (a, b, c) = (
+        agency("iq.moi.ahtd")?,
+        agency("fr.mj.bepi")?,
+        agency("fr.pn.ocrtis")?,
+    );
+    for x in [&a, &b, &c] {
+        list(&dir, x)?;
+    }
+    let nb = start(&b, &dir, tmp.path()).await?;
+    let conn = raw_connect(&a, &dir, &b).await?;
+    let rng = SystemRandom::new();
+    let a_sign = SigningKey::from_pkcs8_pem(&a.sign_pem)?;
+    let b_enc = EncryptionKey::from_pkcs8_pem(&b.enc_pem)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let msg = |to: &AgencyId| -> Result<Message, Box<dyn std::error::Error>> {
+        Ok(Message {
+            header: Header {
+                id: MessageId::random(&rng)?,
+                sender: a.id.clone(),
+                recipient: to.clone(),
+                created: now,
+                expires: now + 3600,
+            },
+            body: intel("hostile"),
+        })
+    };
+    let frame = |env: Vec<u8>| {
+        isnad_wire::Request {
+            op: isnad_wire::Op::Deliver,
+            payload: env,
+        }
+        .encode()
+    };
+    let log_size = |n: &NodeHandle| n.log().size();
+
+    // A valid envelope is accepted; sending the same bytes again returns the
+    // same receipt and creates nothing new (replay).
+    let good = seal(
+        &msg(&b.id)?,
+        &a_sign,
+        b_enc.public_key(),
+        &Limits::default(),
+        &rng,
+    )?;
+    let first = raw_request(&conn, &frame(good.clone())).await?;
+    assert!(error_code(&first).is_none(), "{first:?}");
+    let size_after_first = log_size(&nb);
+    let again = raw_request(&conn, &frame(good.clone())).await?;
+    assert_eq!(again, first);
+    assert_eq!(nb.store().all_inbox()?.len(), 1);
+    assert_eq!(
+        log_size(&nb),
+        size_after_first,
+        "a replay adds no log entry"
+    );
+
+    // The same signed message re-encrypted (different envelope bytes): still one inbox record.
+    let m = nb.read_inbox(&nb.store().all_inbox()?[0])?;
+    let reenc = testing::encrypt_raw(&m.signed, b_enc.public_key(), &rng)?;
+    let replay = raw_request(&conn, &frame(reenc)).await?;
+    assert_eq!(replay, first);
+    assert_eq!(nb.store().all_inbox()?.len(), 1);
+
+    // Addressed to another agency (but encrypted to b): misaddressed, logged.
+    let mis = seal(
+        &msg(&c.id)?,
+        &a_sign,
+        b_enc.public_key(),
+        &Limits::default(),
+        &rng,
+    )?;
+    assert_eq!(
+        error_code(&raw_request(&conn, &frame(mis)).await?),
+        Some(ErrorCode::Misaddressed)
+    );
+    // Tampered: unauthentic, and the answer does not say which check failed.
+    let mut bad = good.clone();
+    let n = bad.len() - 30;
+    bad[n] ^= 1;
+    let r = raw_request(&conn, &frame(bad)).await?;
+    assert_eq!(error_code(&r), Some(ErrorCode::Unauthentic));
+    assert!(matches!(
+        &r,
+        isnad_wire::Response::Error { detail: None, .. }
+    ));
+    // Expired.
+    let mut old = msg(&b.id)?;
+    old.header.created = now - 7200;
+    old.header.expires = now - 3600;
+    let env = seal(&old, &a_sign, b_enc.public_key(), &Limits::default(), &rng)?;
+    assert_eq!(
+        error_code(&raw_request(&conn, &frame(env)).await?),
+        Some(ErrorCode::Expired)
+    );
+    // Sender is not the TLS peer: c's message delivered over a's connection.
+    let c_sign = SigningKey::from_pkcs8_pem(&c.sign_pem)?;
+    let mut from_c = msg(&b.id)?;
+    from_c.header.sender = c.id.clone();
+    let env = seal(
+        &from_c,
+        &c_sign,
+        b_enc.public_key(),
+        &Limits::default(),
+        &rng,
+    )?;
+    assert_eq!(
+        error_code(&raw_request(&conn, &frame(env)).await?),
+        Some(ErrorCode::PolicyDenied)
+    );
+    // Policy forbids the kind.
+    dir.0
+        .write()
+        .map_err(|_| "poisoned")?
+        .denied_kinds
+        .push(Kind::IntelShare);
+    let env = seal(
+        &msg(&b.id)?,
+        &a_sign,
+        b_enc.public_key(),
+        &Limits::default(),
+        &rng,
+    )?;
+    assert_eq!(
+        error_code(&raw_request(&conn, &frame(env)).await?),
+        Some(ErrorCode::PolicyDenied)
+    );
+    dir.0.write().map_err(|_| "poisoned")?.denied_kinds.clear();
+    // Garbage and truncated frames.
+    assert_eq!(
+        error_code(&raw_request(&conn, &[0, 0, 0, 3, 0xff, 0xff, 0xff]).await?),
+        Some(ErrorCode::Malformed)
+    );
+    assert_eq!(
+        error_code(&raw_request(&conn, &[0, 0, 0, 9, 0xa3]).await?),
+        Some(ErrorCode::Malformed)
+    );
+    let mut trailing = frame(good.clone());
+    trailing.push(0);
+    assert_eq!(
+        error_code(&raw_request(&conn, &trailing).await?),
+        Some(ErrorCode::Malformed)
+    );
+    // Oversize: refused from the length prefix, before the body is read.
+    let huge = [0x7f, 0xff, 0xff, 0xff, 0xa3];
+    assert_eq!(
+        error_code(&raw_request(&conn, &huge).await?),
+        Some(ErrorCode::TooLarge)
+    );
+
+    // Every refusal above is in the audit log with its reason.
+    let mut reasons = Vec::new();
+    for i in 0..nb.log().size() {
+        let e = isnad_log::Entry::decode(&nb.log().entry_bytes(i)?)?;
+        if e.event == isnad_log::EventType::Rejected {
+            reasons.push(e.reason.unwrap_or_default());
+        }
+    }
+    for want in [
+        "misaddressed",
+        "unauthentic",
+        "expired",
+        "policy-denied",
+        "malformed",
+        "too-large",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r == want),
+            "no rejected entry for {want}: {reasons:?}"
+        );
+    }
+    // The honest path still works after all that.
+    let ok = seal(
+        &msg(&b.id)?,
+        &a_sign,
+        b_enc.public_key(),
+        &Limits::default(),
+        &rng,
+    )?;
+    assert!(error_code(&raw_request(&conn, &frame(ok)).await?).is_none());
+
+    // A peer whose certificate is in no directory cannot complete TLS.
+    let stranger = agency("de.bka.x")?;
+    // (In TLS 1.3 the client may finish its side before the server refuses
+    // the client certificate, so the refusal can surface on first use.)
+    let refused = match raw_connect(&stranger, &dir, &b).await {
+        Err(_) => true,
+        Ok(conn) => raw_request(&conn, &frame(good.clone())).await.is_err(),
+    };
+    assert!(refused, "an unlisted client completed a request");
+    // And a node does not talk to a server whose certificate is unlisted.
+    let (_, client) = tls(&a, &dir)?;
+    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+    ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(client)?,
+    )));
+    // The real b presents its listed certificate, but under another name it is refused.
+    assert!(ep.connect(b.addr, "fr.pn.ocrtis")?.await.is_err());
+    nb.shutdown().await;
+    Ok(())
+}
