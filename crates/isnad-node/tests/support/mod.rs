@@ -1,0 +1,373 @@
+//! Test support shared by the node's integration tests and its round-trip
+//! benchmark: agencies with keys and self-signed TLS certificates, a fixed
+//! directory, TLS that pins whole listed certificates, and raw clients.
+//!
+//! The directory here is a fixed table: the federation layer's signed
+//! directories and SPKI verifier are tested in isnad-federation; this
+//! support lets the node be tested on its own.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use isnad_envelope::*;
+use isnad_log::{Log, SignerKey};
+use isnad_node::config::Config;
+use isnad_node::store::{OutState, Store};
+use isnad_node::{Directory, Identity, NodeHandle, Peer};
+use ring::rand::SystemRandom;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+
+pub type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// One agency's long-lived material, kept across node restarts.
+pub struct Agency {
+    pub id: AgencyId,
+    pub sign_pem: String,
+    pub enc_pem: String,
+    pub cert: Vec<u8>,
+    pub tls_key: Vec<u8>,
+    pub log_key: String,
+    pub addr: SocketAddr,
+}
+
+#[derive(Default)]
+pub struct Table {
+    pub agencies: HashMap<AgencyId, (SocketAddr, EncryptionPublicKey, VerifyingKey, Vec<u8>)>,
+    pub denied_kinds: Vec<Kind>,
+}
+
+/// A fixed directory shared by the test nodes.
+#[derive(Clone, Default)]
+pub struct TestDirectory(pub Arc<RwLock<Table>>);
+
+impl SenderKeys for TestDirectory {
+    fn sender_key(&self, kid: &KeyId) -> Option<SenderKey> {
+        let t = self.0.read().ok()?;
+        t.agencies
+            .iter()
+            .find(|(_, v)| v.2.key_id() == *kid)
+            .map(|(a, v)| SenderKey {
+                agency: a.clone(),
+                key: v.2.clone(),
+                valid_from: None,
+                valid_until: None,
+            })
+    }
+}
+
+impl Directory for TestDirectory {
+    fn peer(&self, agency: &AgencyId) -> Option<Peer> {
+        let t = self.0.read().ok()?;
+        t.agencies.get(agency).map(|v| Peer {
+            addr: v.0,
+            encryption_key: v.1.clone(),
+        })
+    }
+    fn allows(&self, _s: &AgencyId, _r: &AgencyId, kind: Kind) -> Result<(), String> {
+        let t = self.0.read().map_err(|_| "poisoned".to_owned())?;
+        if t.denied_kinds.contains(&kind) {
+            Err(format!("test-rule: no {kind}"))
+        } else {
+            Ok(())
+        }
+    }
+    fn agency_of_certificate(&self, cert_der: &[u8]) -> Option<AgencyId> {
+        let t = self.0.read().ok()?;
+        t.agencies
+            .iter()
+            .find(|(_, v)| v.3 == cert_der)
+            .map(|(a, _)| a.clone())
+    }
+}
+
+/// Accepts exactly the certificates in the table (test pinning).
+#[derive(Debug)]
+pub struct Pin {
+    dir: Arc<RwLock<Table>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Table")
+    }
+}
+
+impl Pin {
+    fn listed(&self, cert: &CertificateDer<'_>, name: Option<&str>) -> bool {
+        let Ok(t) = self.dir.read() else { return false };
+        t.agencies
+            .iter()
+            .any(|(a, v)| v.3 == cert.as_ref() && name.is_none_or(|n| n == a.as_str()))
+    }
+}
+
+impl ServerCertVerifier for Pin {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let name = match server_name {
+            ServerName::DnsName(d) => d.as_ref().to_owned(),
+            _ => return Err(rustls::Error::General("not an agency name".into())),
+        };
+        if self.listed(end_entity, Some(&name)) {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer,
+            ))
+        }
+    }
+    fn verify_tls12_signature(
+        &self,
+        _m: &[u8],
+        _c: &CertificateDer<'_>,
+        _d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("TLS 1.2 is not used".into()))
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            m,
+            c,
+            d,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+impl ClientCertVerifier for Pin {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        if self.listed(end_entity, None) {
+            Ok(ClientCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer,
+            ))
+        }
+    }
+    fn verify_tls12_signature(
+        &self,
+        _m: &[u8],
+        _c: &CertificateDer<'_>,
+        _d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("TLS 1.2 is not used".into()))
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            m,
+            c,
+            d,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+pub fn free_udp_port() -> Result<SocketAddr, std::io::Error> {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    s.local_addr()
+}
+
+pub fn agency(id: &str) -> Result<Agency, Box<dyn std::error::Error>> {
+    let rng = SystemRandom::new();
+    let ck = rcgen::generate_simple_self_signed(vec![id.to_owned()])?;
+    Ok(Agency {
+        id: AgencyId::new(id)?,
+        sign_pem: SigningKey::generate(SignatureAlgorithm::Ed25519, &rng)?
+            .to_pkcs8_pem()
+            .to_string(),
+        enc_pem: EncryptionKey::generate(EncryptionCurve::X25519, &rng)?
+            .to_pkcs8_pem()
+            .to_string(),
+        cert: ck.cert.der().to_vec(),
+        tls_key: ck.signing_key.serialize_der(),
+        log_key: SignerKey::generate(&format!("{id}/audit"), &rng)?.to_secret_string(),
+        addr: free_udp_port()?,
+    })
+}
+
+pub fn list(dir: &TestDirectory, a: &Agency) -> TestResult {
+    let sign = SigningKey::from_pkcs8_pem(&a.sign_pem)?;
+    let enc = EncryptionKey::from_pkcs8_pem(&a.enc_pem)?;
+    dir.0.write().map_err(|_| "poisoned")?.agencies.insert(
+        a.id.clone(),
+        (
+            a.addr,
+            enc.public_key().clone(),
+            sign.verifying_key().clone(),
+            a.cert.clone(),
+        ),
+    );
+    Ok(())
+}
+
+pub fn tls(
+    a: &Agency,
+    dir: &TestDirectory,
+) -> Result<(Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>), Box<dyn std::error::Error>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let pin = Arc::new(Pin {
+        dir: Arc::clone(&dir.0),
+        provider: Arc::clone(&provider),
+    });
+    let cert = CertificateDer::from(a.cert.clone());
+    let key = || PrivateKeyDer::Pkcs8(a.tls_key.clone().into());
+    let mut server = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(pin.clone())
+        .with_single_cert(vec![cert.clone()], key())?;
+    server.alpn_protocols = vec![isnad_wire::ALPN.to_vec()];
+    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(pin)
+        .with_client_auth_cert(vec![cert], key())?;
+    client.alpn_protocols = vec![isnad_wire::ALPN.to_vec()];
+    Ok((Arc::new(server), Arc::new(client)))
+}
+
+pub async fn start(
+    a: &Agency,
+    dir: &TestDirectory,
+    root: &Path,
+) -> Result<NodeHandle, Box<dyn std::error::Error>> {
+    let mut config = Config::parse(&format!("agency = \"{}\"\nlisten = \"{}\"\n", a.id, a.addr))?;
+    config.delivery.initial_backoff_ms = 50;
+    config.delivery.max_backoff_secs = 1;
+    let home = root.join(a.id.as_str());
+    std::fs::create_dir_all(&home)?;
+    let (server, client) = tls(a, dir)?;
+    let identity = Identity {
+        signing_key: SigningKey::from_pkcs8_pem(&a.sign_pem)?,
+        encryption_keys: vec![EncryptionKey::from_pkcs8_pem(&a.enc_pem)?],
+        tls_server: server,
+        tls_client: client,
+    };
+    let (log, _) = Log::open(&home.join("log"))?;
+    let store = Store::open(&home.join("state.redb"))?;
+    let d: Arc<dyn Directory> = Arc::new(dir.clone());
+    Ok(NodeHandle::start(
+        config,
+        identity,
+        d,
+        Arc::new(log),
+        SignerKey::parse(&a.log_key)?,
+        store,
+    )
+    .await?)
+}
+
+pub fn intel(text: &str) -> Body {
+    Body::IntelShare(Box::new(IntelShare {
+        share_id: MessageId::from_bytes([1; 16]),
+        handling: HandlingCode::H0,
+        source_grading: SourceGrading::B,
+        information_grading: 2,
+        tlp: Tlp::Green,
+        classification: "RESTRICTED".into(),
+        case_id: None,
+        summary: text.into(),
+        content: text.into(),
+        entities: vec![],
+        extensions: Extensions::new(),
+    }))
+}
+
+pub async fn wait_state(
+    node: &NodeHandle,
+    id: &MessageId,
+    want: OutState,
+    secs: u64,
+) -> TestResult {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let rec = node.store().outbox(id)?.ok_or("no outbox record")?;
+        if rec.state == want {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!(
+                "message {id} is {:?} ({:?}), wanted {want:?}",
+                rec.state, rec.last_error
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A raw client: one QUIC connection with `who`'s TLS identity.
+pub async fn raw_connect(
+    who: &Agency,
+    dir: &TestDirectory,
+    to: &Agency,
+) -> Result<quinn::Connection, Box<dyn std::error::Error>> {
+    let (_, client) = tls(who, dir)?;
+    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+    ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(client)?,
+    )));
+    Ok(ep.connect(to.addr, to.id.as_str())?.await?)
+}
+
+/// Sends raw bytes on one stream and decodes the answer.
+pub async fn raw_request(
+    conn: &quinn::Connection,
+    bytes: &[u8],
+) -> Result<isnad_wire::Response, Box<dyn std::error::Error>> {
+    let (mut send, mut recv) = conn.open_bi().await?;
+    send.write_all(bytes).await?;
+    send.finish()?;
+    let answer = recv.read_to_end(1 << 20).await?;
+    Ok(isnad_wire::Response::decode(
+        answer.get(4..).ok_or("short answer")?,
+    )?)
+}
+
+pub fn error_code(r: &isnad_wire::Response) -> Option<ErrorCode> {
+    match r {
+        isnad_wire::Response::Error { code, .. } => Some(*code),
+        isnad_wire::Response::Receipt(_) => None,
+    }
+}
