@@ -125,6 +125,8 @@ struct Inner {
     in_flight: Mutex<HashSet<[u8; 16]>>,
     connections: tokio::sync::Mutex<HashMap<AgencyId, PeerSlot>>,
     shutdown: watch::Sender<bool>,
+    /// Waiters for a message's final state, woken by the delivery loop.
+    waiters: Mutex<HashMap<[u8; 16], Vec<tokio::sync::oneshot::Sender<OutState>>>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -176,6 +178,7 @@ impl NodeHandle {
             in_flight: Mutex::new(HashSet::new()),
             connections: tokio::sync::Mutex::new(HashMap::new()),
             shutdown,
+            waiters: Mutex::new(HashMap::new()),
         });
         inner.recover().await?;
         tokio::spawn(accept_loop(Arc::clone(&inner)));
@@ -297,6 +300,32 @@ impl NodeHandle {
             .lock()
             .ok()
             .and_then(|c| c.clone())
+    }
+
+    /// Waits until message `id` leaves the pending state (delivered, failed
+    /// or expired) and returns that state; `None` if it is unknown.
+    pub async fn wait_final(&self, id: &MessageId) -> Result<Option<OutState>, NodeError> {
+        let rx = {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if let Ok(mut w) = self.inner.waiters.lock() {
+                w.entry(*id.as_bytes()).or_default().push(tx);
+            }
+            rx
+        };
+        // Checked after registering, so a completion in between is not missed.
+        let done = match self.inner.store.outbox(id)? {
+            None => Some(None),
+            Some(r) if r.state != OutState::Pending => Some(Some(r.state)),
+            Some(_) => None,
+        };
+        if let Some(result) = done {
+            // Already final: nothing will wake these waiters, drop them.
+            if let Ok(mut w) = self.inner.waiters.lock() {
+                w.remove(id.as_bytes());
+            }
+            return Ok(result);
+        }
+        Ok(rx.await.ok())
     }
 
     /// Asks the delivery loop to look at the outbox now.
@@ -822,7 +851,7 @@ impl Inner {
             rec.state = OutState::Expired;
             self.metrics.expired.inc();
             tracing::warn!(%id, %recipient, "message expired undelivered");
-            return Ok(self.store.update_outbox(old_due, rec).await?);
+            return self.finish(old_due, rec).await;
         }
         let outcome = match self.directory.peer(&recipient) {
             None => Err(format!("{recipient} is not in any trusted directory")),
@@ -881,7 +910,20 @@ impl Inner {
                 self.metrics.retries.inc();
             }
         }
-        Ok(self.store.update_outbox(old_due, rec).await?)
+        self.finish(old_due, rec).await
+    }
+
+    /// Stores the updated record and wakes whoever waits for its final state.
+    async fn finish(&self, old_due: u64, rec: OutboxRecord) -> Result<(), NodeError> {
+        let (id, state) = (rec.id, rec.state);
+        self.store.update_outbox(old_due, rec).await?;
+        if state != OutState::Pending {
+            let waiters = self.waiters.lock().ok().and_then(|mut w| w.remove(&id));
+            for w in waiters.unwrap_or_default() {
+                let _ = w.send(state);
+            }
+        }
+        Ok(())
     }
 
     async fn attempt(

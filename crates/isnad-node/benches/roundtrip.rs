@@ -1,0 +1,346 @@
+//! Request → signed-receipt round trips between two nodes, next to the two
+//! bounds that limit them, measured in one run on the same machine:
+//!
+//! - **crypto**: seal + open + sign receipt + verify receipt in a loop on
+//!   every core (no IO at all);
+//! - **raw QUIC**: the same TLS, framing and stream pattern with a server that
+//!   answers a fixed receipt-sized frame (no crypto beyond TLS, no disk);
+//! - **node**: two real nodes (redb outbox/inbox, fsync'd audit logs, signed
+//!   receipts) with 1, 16 and 128 messages in flight.
+//!
+//! `cargo bench -p isnad-node --bench roundtrip` runs 8 s per measurement
+//! (`ISNAD_BENCH_SECS` to change). Under `cargo test` it runs a short smoke
+//! pass only. Results are printed and written to `target/isnad-roundtrip.json`.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use isnad_envelope::*;
+use ring::rand::SystemRandom;
+use support::*;
+
+type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+#[derive(Debug, Clone, serde::Serialize)]
+struct Row {
+    what: String,
+    in_flight: usize,
+    round_trips: u64,
+    per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)] as f64 / 1000.0
+}
+
+fn row(what: &str, in_flight: usize, mut lat_us: Vec<u64>, elapsed: Duration) -> Row {
+    lat_us.sort_unstable();
+    Row {
+        what: what.into(),
+        in_flight,
+        round_trips: lat_us.len() as u64,
+        per_sec: lat_us.len() as f64 / elapsed.as_secs_f64(),
+        p50_ms: percentile(&lat_us, 0.50),
+        p99_ms: percentile(&lat_us, 0.99),
+    }
+}
+
+/// The crypto bound: what one round trip costs in public-key operations,
+/// on every core.
+fn crypto_bound(secs: f64) -> BenchResult<Row> {
+    let rng = SystemRandom::new();
+    let (me, them) = (AgencyId::new("fr.mj.bepi")?, AgencyId::new("iq.moi.ahtd")?);
+    let a_sign = Arc::new(SigningKey::generate(SignatureAlgorithm::Ed25519, &rng)?);
+    let b_sign = Arc::new(SigningKey::generate(SignatureAlgorithm::Ed25519, &rng)?);
+    let b_enc_pem = EncryptionKey::generate(EncryptionCurve::X25519, &rng)?
+        .to_pkcs8_pem()
+        .to_string();
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut handles = Vec::new();
+    for _ in 0..threads {
+        let (a_sign, b_sign, stop, count) = (
+            Arc::clone(&a_sign),
+            Arc::clone(&b_sign),
+            Arc::clone(&stop),
+            Arc::clone(&count),
+        );
+        let (me, them, pem) = (me.clone(), them.clone(), b_enc_pem.clone());
+        handles.push(std::thread::spawn(move || -> Result<Vec<u64>, String> {
+            let rng = SystemRandom::new();
+            let b_enc = [EncryptionKey::from_pkcs8_pem(&pem).map_err(|e| e.to_string())?];
+            let senders_b = vec![SenderKey {
+                agency: them.clone(),
+                key: a_sign.verifying_key().clone(),
+                valid_from: None,
+                valid_until: None,
+            }];
+            let senders_a = vec![SenderKey {
+                agency: me.clone(),
+                key: b_sign.verifying_key().clone(),
+                valid_from: None,
+                valid_until: None,
+            }];
+            let at_b = Opener {
+                me: &me,
+                keys: &b_enc,
+                limits: Limits::default(),
+            };
+            let at_a = Opener {
+                me: &them,
+                keys: &[],
+                limits: Limits::default(),
+            };
+            let mut lat = Vec::new();
+            let mut guard = MemoryReplayGuard::default();
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let msg = Message {
+                    header: Header {
+                        id: MessageId::random(&rng).map_err(|e| e.to_string())?,
+                        sender: them.clone(),
+                        recipient: me.clone(),
+                        created: 1_800_000_000,
+                        expires: 1_800_003_600,
+                    },
+                    body: intel("x".repeat(1024).as_str()),
+                };
+                let env = seal(
+                    &msg,
+                    &a_sign,
+                    b_enc[0].public_key(),
+                    &Limits::default(),
+                    &rng,
+                )
+                .map_err(|e| e.to_string())?;
+                let opened = at_b
+                    .open(&env, 1_800_000_000, &senders_b, &mut guard)
+                    .map_err(|e| e.to_string())?;
+                let receipt = Message {
+                    header: Header {
+                        id: MessageId::random(&rng).map_err(|e| e.to_string())?,
+                        sender: me.clone(),
+                        recipient: them.clone(),
+                        created: 1_800_000_000,
+                        expires: 1_800_003_600,
+                    },
+                    body: Body::Receipt(Receipt {
+                        message_id: opened.message.header.id,
+                        envelope_digest: opened.envelope_digest,
+                        log_index: 1,
+                        received_at: 1_800_000_000,
+                    }),
+                };
+                let signed = seal_signed(&receipt, &b_sign, &Limits::default(), &rng)
+                    .map_err(|e| e.to_string())?;
+                at_a.open_signed(&signed, 1_800_000_000, &senders_a)
+                    .map_err(|e| e.to_string())?;
+                lat.push(t.elapsed().as_micros() as u64);
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(lat)
+        }));
+    }
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.join().map_err(|_| "crypto thread panicked")??);
+    }
+    Ok(row(
+        &format!("crypto only ({threads} threads)"),
+        threads,
+        all,
+        start.elapsed(),
+    ))
+}
+
+/// The raw QUIC bound: same TLS, framing and one stream per request, a
+/// server that answers immediately with a receipt-sized frame.
+async fn raw_quic(k: usize, secs: f64) -> BenchResult<Row> {
+    let dir = TestDirectory::default();
+    let (a, b) = (agency("iq.moi.ahtd")?, agency("fr.mj.bepi")?);
+    list(&dir, &a)?;
+    list(&dir, &b)?;
+    let (server_tls, _) = tls(&b, &dir)?;
+    let server_cfg = quinn::ServerConfig::with_crypto(Arc::new(
+        quinn::crypto::rustls::QuicServerConfig::try_from(server_tls)?,
+    ));
+    let server = quinn::Endpoint::server(server_cfg, b.addr)?;
+    let answer = isnad_wire::Response::Receipt(vec![0u8; 330]).encode();
+    tokio::spawn(async move {
+        while let Some(inc) = server.accept().await {
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let Ok(conn) = inc.await else { return };
+                while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                    let answer = answer.clone();
+                    tokio::spawn(async move {
+                        if recv.read_to_end(8 << 20).await.is_ok()
+                            && send.write_all(&answer).await.is_ok()
+                        {
+                            let _ = send.finish();
+                        }
+                    });
+                }
+            });
+        }
+    });
+    let conn = raw_connect(&a, &dir, &b).await?;
+    let frame = isnad_wire::Request {
+        op: isnad_wire::Op::Deliver,
+        payload: vec![0u8; 1500],
+    }
+    .encode();
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..k {
+        let (conn, frame) = (conn.clone(), frame.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let Ok((mut send, mut recv)) = conn.open_bi().await else {
+                    break;
+                };
+                if send.write_all(&frame).await.is_err() || send.finish().is_err() {
+                    break;
+                }
+                if recv.read_to_end(1 << 16).await.is_err() {
+                    break;
+                }
+                lat.push(t.elapsed().as_micros() as u64);
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await?);
+    }
+    Ok(row(
+        "raw QUIC (TLS + framing, no crypto, no disk)",
+        k,
+        all,
+        start.elapsed(),
+    ))
+}
+
+/// Two real nodes: submit (durable) → deliver → signed receipt verified → both logs.
+async fn nodes(k: usize, secs: f64) -> BenchResult<Row> {
+    let tmp = tempfile::tempdir()?;
+    let dir = TestDirectory::default();
+    let (a, b) = (agency("iq.moi.ahtd")?, agency("fr.mj.bepi")?);
+    list(&dir, &a)?;
+    list(&dir, &b)?;
+    let na = start(&a, &dir, tmp.path()).await?;
+    let nb = start(&b, &dir, tmp.path()).await?;
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let begin = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..k {
+        let (na, to) = (na.clone(), b.id.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let Ok(id) = na.submit(to.clone(), intel(&"x".repeat(1024)), None).await else {
+                    break;
+                };
+                match na.wait_final(&id).await {
+                    Ok(Some(isnad_node::store::OutState::Delivered)) => {
+                        lat.push(t.elapsed().as_micros() as u64)
+                    }
+                    _ => break,
+                }
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await?);
+    }
+    let elapsed = begin.elapsed();
+    na.shutdown().await;
+    nb.shutdown().await;
+    Ok(row("two nodes (durable, audited)", k, all, elapsed))
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    format!("{cores} cores, {cpu}")
+}
+
+fn main() -> BenchResult<()> {
+    let full = std::env::args().any(|a| a == "--bench");
+    let secs: f64 = if full {
+        std::env::var("ISNAD_BENCH_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(8.0)
+    } else {
+        0.3
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut rows = vec![crypto_bound(secs)?];
+    for k in [1, 16, 128] {
+        rows.push(rt.block_on(raw_quic(k, secs))?);
+    }
+    for k in [1, 16, 128] {
+        rows.push(rt.block_on(nodes(k, secs))?);
+    }
+    let crypto = rows[0].per_sec;
+    println!("\nmachine: {}", machine());
+    println!(
+        "{:<48} {:>9} {:>10} {:>10} {:>9} {:>9} {:>9}",
+        "measurement", "in flight", "trips", "trips/s", "p50 ms", "p99 ms", "÷crypto"
+    );
+    for r in &rows {
+        println!(
+            "{:<48} {:>9} {:>10} {:>10.0} {:>9.2} {:>9.2} {:>8.0}%",
+            r.what,
+            r.in_flight,
+            r.round_trips,
+            r.per_sec,
+            r.p50_ms,
+            r.p99_ms,
+            100.0 * r.per_sec / crypto
+        );
+    }
+    if full {
+        let out = serde_json::json!({ "machine": machine(), "seconds_per_measurement": secs, "rows": rows });
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../target/isnad-roundtrip.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&out)?)?;
+        println!("written to {}", path.display());
+    }
+    Ok(())
+}
