@@ -1014,7 +1014,17 @@ async fn delivery_loop(inner: Arc<Inner>) {
             return;
         }
         let (_, ms) = now();
-        let due = match inner.store.due(ms, inner.config.delivery.max_in_flight * 2) {
+        let busy = |id: &[u8; 16]| {
+            inner
+                .in_flight
+                .lock()
+                .map(|s| s.contains(id))
+                .unwrap_or(true)
+        };
+        let due = match inner
+            .store
+            .due(ms, inner.config.delivery.max_in_flight, &busy)
+        {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the outbox");

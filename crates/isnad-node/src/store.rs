@@ -301,8 +301,14 @@ impl Store {
             .transpose()
     }
 
-    /// Pending messages due at or before `now_ms`, earliest first, at most `limit`.
-    pub fn due(&self, now_ms: u64, limit: usize) -> Result<Vec<OutboxRecord>, StoreError> {
+    /// Pending messages due at or before `now_ms`, earliest first, at most
+    /// `limit`, leaving out (without decoding them) those `skip` names.
+    pub fn due(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        skip: &dyn Fn(&[u8; 16]) -> bool,
+    ) -> Result<Vec<OutboxRecord>, StoreError> {
         let txn = self.db.begin_read()?;
         let due = txn.open_table(DUE)?;
         let out = txn.open_table(OUTBOX)?;
@@ -310,8 +316,12 @@ impl Store {
         let mut recs = Vec::new();
         for item in due.range::<&[u8]>(..=&end[..])? {
             let (k, _) = item?;
-            let id = &k.value()[8..];
-            if let Some(v) = out.get(id)? {
+            let mut id = [0u8; 16];
+            id.copy_from_slice(&k.value()[8..]);
+            if skip(&id) {
+                continue;
+            }
+            if let Some(v) = out.get(&id[..])? {
                 recs.push(decode(v.value())?);
             }
             if recs.len() >= limit {
@@ -499,7 +509,17 @@ mod tests {
         store.insert_outbox(rec(2, 200)).await?;
         store.insert_outbox(rec(1, 100)).await?;
         store.insert_outbox(rec(3, 300)).await?;
-        let due: Vec<u8> = store.due(250, 10)?.iter().map(|r| r.id[0]).collect();
+        let due: Vec<u8> = store
+            .due(250, 10, &|_| false)?
+            .iter()
+            .map(|r| r.id[0])
+            .collect();
+        let skipped: Vec<u8> = store
+            .due(250, 10, &|id| id[0] == 1)?
+            .iter()
+            .map(|r| r.id[0])
+            .collect();
+        assert_eq!(skipped, vec![2]);
         assert_eq!(due, vec![1, 2]);
         assert_eq!(store.next_due_ms()?, Some(100));
         let mut r = rec(1, 100);
