@@ -65,7 +65,7 @@ fn concurrent_appends_get_distinct_durable_indexes() {
     let dir = tempfile::tempdir().unwrap();
     let (log, _) = Log::open(dir.path()).unwrap();
     let log = Arc::new(log);
-    let handles: Vec<_> = (0..16)
+    let handles: Vec<_> = (0..64)
         .map(|t| {
             let log = log.clone();
             std::thread::spawn(move || {
@@ -80,11 +80,11 @@ fn concurrent_appends_get_distinct_durable_indexes() {
         .flat_map(|h| h.join().unwrap())
         .collect();
     all.sort_unstable();
-    assert_eq!(all, (0..800).collect::<Vec<_>>());
+    assert_eq!(all, (0..3200).collect::<Vec<_>>());
     drop(log);
     let (log, _) = Log::open(dir.path()).unwrap();
-    assert_eq!(log.size(), 800);
-    for i in [0, 399, 799] {
+    assert_eq!(log.size(), 3200);
+    for i in [0, 1599, 3199] {
         assert_eq!(Entry::decode(&log.entry_bytes(i).unwrap()).unwrap().seq, i);
     }
 }
