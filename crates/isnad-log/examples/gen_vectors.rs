@@ -1,7 +1,8 @@
 //! Regenerates `spec/vectors/audit-log/{entries,checkpoint,tlog-proof}.json`
 //! (the Isnad-specific vectors). `merkle-rfc6962.json`, `signed-note.json`
-//! and `tiles.json` hold data from other implementations and are edited by
-//! hand. Run: `cargo run -p isnad-log --example gen_vectors`.
+//! and `tiles.json` hold data from other implementations and are written by
+//! `hand_vectors.py` next to this file. Run:
+//! `cargo run -p isnad-log --example gen_vectors`.
 #![allow(clippy::unwrap_used)] // A developer tool: panics are fine.
 
 use std::collections::BTreeMap;

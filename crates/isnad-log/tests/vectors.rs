@@ -134,6 +134,12 @@ fn signed_note(v: &Value) -> usize {
             let names: Vec<&str> = n.signatures.iter().map(|s| s.name.as_str()).collect();
             let want: Vec<&str> = c["verified"].as_array().unwrap().iter().map(s).collect();
             assert_eq!(names, want, "{name}");
+            // The Go checksum database's tree heads are checkpoints too.
+            if let Some(size) = name.strip_prefix("sum.golang.org-checkpoint-") {
+                let cp = isnad_log::Checkpoint::parse_body(&n.text).unwrap();
+                assert_eq!(cp.origin, "go.sum database tree");
+                assert_eq!(cp.size.to_string(), size);
+            }
         }
         count += 1;
     }
