@@ -23,8 +23,8 @@
 //!
 //! What it does not do: no networking, no clock and no randomness of its
 //! own (time is a field the caller fills, keys and salts take an RNG). It
-//! does not run a witness or gossip checkpoints, and it does not lock the
-//! log directory against a second process: one node process owns a log.
+//! does not run a witness or gossip checkpoints. One [`Log`] owns a log
+//! directory at a time (a pid lock file, see [`LOCK_FILE`]).
 //! Normative description: `spec/audit-log.md`.
 //!
 //! ```
@@ -65,7 +65,7 @@ pub mod fuzzing;
 
 pub use checkpoint::{open_checkpoint, origin_for, Checkpoint, CheckpointError, TlogProof};
 pub use entry::{Commitment, CommitmentSalt, Entry, EntryError, EventType, MAX_ENTRY_LEN};
-pub use log::{ExportSummary, Log, LogError, OpenReport, SignedCheckpoint};
+pub use log::{ExportSummary, Log, LogError, OpenReport, SignedCheckpoint, LOCK_FILE};
 pub use merkle::{
     empty_root, leaf_hash, node_hash, verify_consistency, verify_inclusion, Hash, ProofError, Tree,
 };

@@ -39,6 +39,10 @@ pub(crate) const ENTRIES_MAGIC: &[u8; 8] = b"ISNADLG1";
 pub(crate) const ENTRIES_FILE: &str = "entries";
 /// Name of the last-signed-checkpoint file inside the log directory.
 pub(crate) const CHECKPOINT_FILE: &str = "checkpoint";
+/// Lock file inside the log directory: holds the owning process id while a
+/// [`Log`] is open, removed when it is dropped. A lock file left by a
+/// process that died is detected through `/proc/<pid>` and taken over.
+pub const LOCK_FILE: &str = "lock";
 /// Bytes of framing before each record payload.
 pub(crate) const RECORD_HEADER_LEN: u64 = 8;
 
@@ -57,6 +61,17 @@ pub enum LogError {
         /// The underlying error.
         #[source]
         source: io::Error,
+    },
+    /// Another `Log` in this process, or another live process, has the
+    /// directory open. Only one writer may own a log; if no process owns
+    /// it, the lock file is stale and is taken over automatically on Linux
+    /// (elsewhere, remove it by hand).
+    #[error("log directory {dir} is in use by process {pid}; stop it or use its API")]
+    Locked {
+        /// The log directory.
+        dir: PathBuf,
+        /// The owning process id as recorded in the lock file.
+        pid: u32,
     },
     /// An earlier write or sync failed; the in-memory state may be ahead of
     /// the disk. Close the log and open it again to recover.
@@ -145,6 +160,8 @@ pub struct Log {
     /// Mirror of `State::durable`, read by woken followers without the lock.
     durable: AtomicU64,
     signing: Mutex<Option<Checkpoint>>,
+    /// Held for the lifetime of the `Log`; dropped last.
+    _lock: DirLock,
 }
 
 #[derive(Debug)]
@@ -175,8 +192,12 @@ impl Log {
     /// final record is truncated; a damaged record followed by data is
     /// [`LogError::Corrupted`]; the entries are checked against the last
     /// signed checkpoint.
+    ///
+    /// One `Log` owns a directory: a second open, from this process or
+    /// another live one, fails with [`LogError::Locked`] (see [`LOCK_FILE`]).
     pub fn open(dir: &Path) -> Result<(Self, OpenReport), LogError> {
         fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+        let lock = DirLock::acquire(dir)?;
         let path = dir.join(ENTRIES_FILE);
         match OpenOptions::new().write(true).create_new(true).open(&path) {
             Ok(mut f) => {
@@ -231,6 +252,7 @@ impl Log {
             }),
             durable: AtomicU64::new(size),
             signing: Mutex::new(last),
+            _lock: lock,
         };
         Ok((log, report))
     }
@@ -727,5 +749,75 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Log
         op,
         path: path.to_owned(),
         source,
+    }
+}
+
+/// Directories opened by a `Log` in this process (canonical paths).
+static OPEN_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Exclusive ownership of a log directory: an entry in [`OPEN_DIRS`] and a
+/// `lock` file holding this process id.
+#[derive(Debug)]
+struct DirLock {
+    canonical: PathBuf,
+    file: PathBuf,
+}
+
+impl DirLock {
+    fn acquire(dir: &Path) -> Result<Self, LogError> {
+        let canonical = fs::canonicalize(dir).map_err(io_err("resolve", dir))?;
+        let me = std::process::id();
+        {
+            let mut open = OPEN_DIRS.lock().unwrap_or_else(|p| p.into_inner());
+            if open.contains(&canonical) {
+                return Err(LogError::Locked {
+                    dir: dir.to_owned(),
+                    pid: me,
+                });
+            }
+            open.push(canonical.clone());
+        }
+        let guard = Self {
+            canonical,
+            file: dir.join(LOCK_FILE),
+        };
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&guard.file)
+        {
+            Ok(mut f) => {
+                f.write_all(me.to_string().as_bytes())
+                    .map_err(io_err("write", &guard.file))?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let owner = fs::read_to_string(&guard.file)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u32>().ok());
+                if let Some(pid) = owner {
+                    // Our own pid here is a previous incarnation (e.g. pid 1 in
+                    // a restarted container): this process has no open `Log`.
+                    let alive = pid != me && Path::new("/proc").join(pid.to_string()).exists();
+                    if alive || (pid != me && !Path::new("/proc/self").exists()) {
+                        return Err(LogError::Locked {
+                            dir: dir.to_owned(),
+                            pid,
+                        });
+                    }
+                }
+                // Stale (owner dead, or the file was never completed): take over.
+                fs::write(&guard.file, me.to_string()).map_err(io_err("write", &guard.file))?;
+            }
+            Err(e) => return Err(io_err("create", &guard.file)(e)),
+        }
+        Ok(guard)
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.file);
+        let mut open = OPEN_DIRS.lock().unwrap_or_else(|p| p.into_inner());
+        open.retain(|d| d != &self.canonical);
     }
 }

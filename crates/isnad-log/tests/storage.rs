@@ -367,3 +367,39 @@ fn checkpoint_signature_tampering_and_previous() {
     let other = SignerKey::from_seed("iq.moi.ahtd/audit", TYPE_ED25519, [3; 32]).unwrap();
     assert!(verify_export(&out, &other.verifier(), None, &mut |_, _| {}).is_err());
 }
+
+#[test]
+fn one_owner_per_log_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = fill(dir.path(), 1);
+    // A second open in this process is refused, also through another path.
+    assert!(matches!(
+        Log::open(dir.path()),
+        Err(LogError::Locked { .. })
+    ));
+    let other_path = dir.path().join(".").join("");
+    assert!(matches!(
+        Log::open(&other_path),
+        Err(LogError::Locked { .. })
+    ));
+    drop(log);
+    assert!(!dir.path().join(isnad_log::LOCK_FILE).exists());
+    // A live foreign owner (pid 1 always exists) is refused.
+    fs::write(dir.path().join(isnad_log::LOCK_FILE), "1").unwrap();
+    assert!(matches!(
+        Log::open(dir.path()),
+        Err(LogError::Locked { pid: 1, .. })
+    ));
+    // A dead owner's lock is stale and taken over.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    fs::write(dir.path().join(isnad_log::LOCK_FILE), dead.to_string()).unwrap();
+    let (log, report) = Log::open(dir.path()).unwrap();
+    assert_eq!(report.size, 1);
+    assert_eq!(
+        fs::read_to_string(dir.path().join(isnad_log::LOCK_FILE)).unwrap(),
+        std::process::id().to_string()
+    );
+    drop(log);
+}
