@@ -277,6 +277,15 @@ async fn nodes(k: usize, secs: f64) -> BenchResult<Row> {
         all.extend(t.await?);
     }
     let elapsed = begin.elapsed();
+    if std::env::var("ISNAD_BENCH_ONLY").is_ok() {
+        for (n, node) in [("sender", &na), ("recipient", &nb)] {
+            eprintln!(
+                "{n}: mean log append {:.2} ms over {} appends",
+                node.metrics().append_latency.mean_ms(),
+                node.metrics().log_appends.get()
+            );
+        }
+    }
     na.shutdown().await;
     nb.shutdown().await;
     Ok(row("two nodes (durable, audited)", k, all, elapsed))
@@ -310,11 +319,18 @@ fn main() -> BenchResult<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let mut rows = vec![crypto_bound(secs)?];
-    for k in [1, 16, 128] {
-        rows.push(rt.block_on(raw_quic(k, secs))?);
+    // ISNAD_BENCH_ONLY=nodes measures only the nodes (for profiling).
+    let only_nodes = std::env::var("ISNAD_BENCH_ONLY").as_deref() == Ok("nodes");
+    let mut rows = vec![crypto_bound(if only_nodes { 0.2 } else { secs })?];
+    if !only_nodes {
+        for k in [1, 16, 128] {
+            rows.push(rt.block_on(raw_quic(k, secs))?);
+        }
     }
     for k in [1, 16, 128] {
+        if only_nodes && k != 128 {
+            continue;
+        }
         rows.push(rt.block_on(nodes(k, secs))?);
     }
     let crypto = rows[0].per_sec;

@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+mod audit;
 pub mod config;
 pub mod metrics;
 mod node;

@@ -51,6 +51,37 @@ pub struct Histogram {
 }
 
 impl Histogram {
+    /// Renders the histogram in the text format under `name`.
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (i, b) in BUCKETS_MS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{}\"}} {}",
+                *b as f64 / 1000.0,
+                self.buckets[i].load(Ordering::Relaxed)
+            );
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_ms.load(Ordering::Relaxed) as f64 / 1000.0
+        );
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+
+    /// Mean of the observations in milliseconds.
+    pub fn mean_ms(&self) -> f64 {
+        let c = self.count.load(Ordering::Relaxed);
+        if c == 0 {
+            0.0
+        } else {
+            self.sum_ms.load(Ordering::Relaxed) as f64 / c as f64
+        }
+    }
+
     /// Records one observation.
     pub fn observe_ms(&self, ms: u64) {
         for (i, b) in BUCKETS_MS.iter().enumerate() {
@@ -86,6 +117,8 @@ pub struct Metrics {
     pub queue_depth: Gauge,
     /// Submission-to-receipt latency.
     pub latency: Histogram,
+    /// Time for one durable audit-log append (queueing and group commit included).
+    pub append_latency: Histogram,
     received_by_kind: Mutex<BTreeMap<String, u64>>,
     rejected_by_reason: Mutex<BTreeMap<String, u64>>,
 }
@@ -185,6 +218,11 @@ impl Metrics {
                 self.latency.buckets[i].load(Ordering::Relaxed)
             );
         }
+        self.append_latency.render(
+            &mut out,
+            "isnad_log_append_seconds",
+            "Time for one durable audit-log append.",
+        );
         let count = self.latency.count.load(Ordering::Relaxed);
         let _ = writeln!(
             out,

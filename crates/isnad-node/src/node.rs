@@ -17,9 +17,12 @@ use isnad_wire::{body_len, FrameError, Op, Request, Response, MAX_RESPONSE_BODY}
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio::sync::{watch, Notify, Semaphore};
 
+use crate::audit::AuditWriter;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::store::{InboxInsert, InboxRecord, OutState, OutboxRecord, Store, StoreError};
+use crate::store::{
+    Durability, InboxInsert, InboxRecord, OutState, OutboxRecord, Store, StoreError,
+};
 
 /// Lifetime of a receipt message.
 const RECEIPT_TTL_SECS: u64 = 30 * 24 * 3600;
@@ -114,6 +117,7 @@ struct Inner {
     identity: Identity,
     directory: Arc<dyn Directory>,
     audit: Arc<Log>,
+    writer: AuditWriter,
     log_key: Arc<SignerKey>,
     latest_checkpoint: Mutex<Option<String>>,
     store: Store,
@@ -166,6 +170,8 @@ impl NodeHandle {
             config,
             identity,
             directory,
+            writer: AuditWriter::start(Arc::clone(&audit))
+                .map_err(|e| NodeError::Audit(e.to_string()))?,
             audit,
             log_key: Arc::new(log_key),
             latest_checkpoint: Mutex::new(None),
@@ -265,7 +271,7 @@ impl NodeHandle {
             final_index: None,
         };
         inner.store.insert_outbox(rec.clone()).await?;
-        inner.log_sent(rec).await?;
+        inner.log_sent(&rec).await?;
         inner.metrics.submitted.inc();
         inner.wake.notify_one();
         Ok(id)
@@ -535,13 +541,13 @@ impl ReplayGuard for InboxGuard<'_> {
 
 impl Inner {
     async fn append(&self, entry: Entry) -> Result<u64, NodeError> {
-        let audit = Arc::clone(&self.audit);
-        let r = tokio::task::spawn_blocking(move || audit.append(entry))
-            .await
-            .map_err(|e| NodeError::Audit(e.to_string()))?
-            .map_err(|e| NodeError::Audit(e.to_string()));
+        let started = std::time::Instant::now();
+        let r = self.writer.append(entry).await.map_err(NodeError::Audit);
         if r.is_ok() {
             self.metrics.log_appends.inc();
+            self.metrics
+                .append_latency
+                .observe_ms(started.elapsed().as_millis() as u64);
         }
         r
     }
@@ -751,7 +757,10 @@ impl Inner {
     // -----------------------------------------------------------------------
     // Outbound
 
-    async fn log_sent(&self, mut rec: OutboxRecord) -> Result<(), NodeError> {
+    /// Appends the `sent` entry; the index is recorded in the outbox in the
+    /// background (a crash before that only means a second `sent` entry for
+    /// the same message after restart, see [`Inner::recover`]).
+    async fn log_sent(self: &Arc<Self>, rec: &OutboxRecord) -> Result<(), NodeError> {
         let mut e = Entry::new(EventType::Sent, rec.created * 1000);
         e.message_id = Some(MessageId::from_bytes(rec.id));
         e.sender = Some(self.config.agency.clone());
@@ -759,22 +768,26 @@ impl Inner {
         e.envelope_sha256 = Some(rec.digest);
         e.detail.insert("kind".into(), rec.kind.clone());
         let index = self.append(e).await?;
-        // The state may have moved on (a fast delivery); only record the index.
-        if let Some(current) = self.store.outbox(&MessageId::from_bytes(rec.id))? {
-            rec = current;
-        }
-        rec.sent_index = Some(index);
-        let due = rec.next_attempt_ms;
-        self.store.update_outbox(due, rec).await?;
+        let me = Arc::clone(self);
+        let id = rec.id;
+        tokio::spawn(async move {
+            if let Err(e) = me
+                .store
+                .modify_outbox(id, Durability::Lazy, move |r| r.sent_index = Some(index))
+                .await
+            {
+                tracing::error!(error = %e, "could not record the sent index");
+            }
+        });
         Ok(())
     }
 
     /// After a crash: every outbox message whose `sent` entry is missing gets it now.
-    async fn recover(&self) -> Result<(), NodeError> {
+    async fn recover(self: &Arc<Self>) -> Result<(), NodeError> {
         for rec in self.store.all_outbox()? {
             if rec.sent_index.is_none() {
                 tracing::warn!(id = %MessageId::from_bytes(rec.id), "logging a sent entry missed before a crash");
-                self.log_sent(rec).await?;
+                self.log_sent(&rec).await?;
             }
         }
         Ok(())
@@ -836,7 +849,6 @@ impl Inner {
     /// One delivery attempt; updates the record and the log.
     async fn deliver_out(&self, mut rec: OutboxRecord) -> Result<(), NodeError> {
         let id = MessageId::from_bytes(rec.id);
-        let old_due = rec.next_attempt_ms;
         let (secs, ms) = now();
         let recipient =
             AgencyId::new(&rec.recipient).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -851,7 +863,7 @@ impl Inner {
             rec.state = OutState::Expired;
             self.metrics.expired.inc();
             tracing::warn!(%id, %recipient, "message expired undelivered");
-            return self.finish(old_due, rec).await;
+            return self.finish(rec).await;
         }
         let outcome = match self.directory.peer(&recipient) {
             None => Err(format!("{recipient} is not in any trusted directory")),
@@ -910,13 +922,22 @@ impl Inner {
                 self.metrics.retries.inc();
             }
         }
-        self.finish(old_due, rec).await
+        self.finish(rec).await
     }
 
-    /// Stores the updated record and wakes whoever waits for its final state.
-    async fn finish(&self, old_due: u64, rec: OutboxRecord) -> Result<(), NodeError> {
+    /// Stores the updated record (keeping a `sent` index recorded meanwhile)
+    /// and wakes whoever waits for its final state.
+    async fn finish(&self, rec: OutboxRecord) -> Result<(), NodeError> {
         let (id, state) = (rec.id, rec.state);
-        self.store.update_outbox(old_due, rec).await?;
+        // Lazy: if this is lost in a crash the message is delivered again and
+        // the recipient answers with the same receipt.
+        self.store
+            .modify_outbox(id, Durability::Lazy, move |stored| {
+                let sent = stored.sent_index;
+                *stored = rec;
+                stored.sent_index = stored.sent_index.or(sent);
+            })
+            .await?;
         if state != OutState::Pending {
             let waiters = self.waiters.lock().ok().and_then(|mut w| w.remove(&id));
             for w in waiters.unwrap_or_default() {

@@ -195,7 +195,24 @@ fn inbox_key(id: &MessageId, sender: &AgencyId) -> Vec<u8> {
 }
 
 type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
-type Job = Box<dyn FnOnce(&WriteTransaction) -> Finish + Send>;
+/// A write job and whether its effect must be on disk when it completes.
+type Job = (
+    Durability,
+    Box<dyn FnOnce(&WriteTransaction) -> Finish + Send>,
+);
+
+/// Whether a write must be on disk before its future resolves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync'd before the write completes: anything acknowledged to a client
+    /// or a peer.
+    Durable,
+    /// Committed (visible to readers) but synced only with the next durable
+    /// commit: bookkeeping that recovery can redo, such as a delivered mark
+    /// (a lost one means a redelivery, which the recipient answers with its
+    /// original receipt).
+    Lazy,
+}
 
 /// The state store. Cheap to clone.
 #[derive(Clone)]
@@ -248,13 +265,25 @@ impl Store {
         &self,
         f: impl FnOnce(&WriteTransaction) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
+        self.write_with(Durability::Durable, f).await
+    }
+
+    /// [`Store::write`] with a choice of [`Durability`].
+    pub async fn write_with<R: Send + 'static>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&WriteTransaction) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |txn| {
-            let r = f(txn);
-            Box::new(move |commit: Result<(), StoreError>| {
-                let _ = tx.send(commit.and(r));
-            })
-        });
+        let job: Job = (
+            durability,
+            Box::new(move |txn| {
+                let r = f(txn);
+                Box::new(move |commit: Result<(), StoreError>| {
+                    let _ = tx.send(commit.and(r));
+                })
+            }),
+        );
         self.jobs.send(job).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
@@ -272,22 +301,35 @@ impl Store {
         .await
     }
 
-    /// Replaces an outbox record, keeping the due index in step.
-    pub async fn update_outbox(
+    /// Reads, changes and writes one outbox record inside one transaction,
+    /// keeping the due index in step. Returns the new record, or `None` if
+    /// there is no such message. Concurrent changes cannot interleave: all
+    /// writes run one after another on the writer thread.
+    pub async fn modify_outbox(
         &self,
-        old_due_ms: u64,
-        rec: OutboxRecord,
-    ) -> Result<(), StoreError> {
-        self.write(move |txn| {
-            let bytes = encode(&rec)?;
-            txn.open_table(OUTBOX)?
-                .insert(&rec.id[..], bytes.as_slice())?;
+        id: [u8; 16],
+        durability: Durability,
+        f: impl FnOnce(&mut OutboxRecord) + Send + 'static,
+    ) -> Result<Option<OutboxRecord>, StoreError> {
+        self.write_with(durability, move |txn| {
+            let mut out = txn.open_table(OUTBOX)?;
+            let old: OutboxRecord = match out.get(&id[..])? {
+                Some(v) => decode(v.value())?,
+                None => return Ok(None),
+            };
+            let mut new = old.clone();
+            f(&mut new);
+            new.id = id;
+            let bytes = encode(&new)?;
+            out.insert(&id[..], bytes.as_slice())?;
             let mut due = txn.open_table(DUE)?;
-            due.remove(&due_key(old_due_ms, &rec.id)[..])?;
-            if rec.state == OutState::Pending {
-                due.insert(&due_key(rec.next_attempt_ms, &rec.id)[..], ())?;
+            if old.state == OutState::Pending {
+                due.remove(&due_key(old.next_attempt_ms, &id)[..])?;
             }
-            Ok(())
+            if new.state == OutState::Pending {
+                due.insert(&due_key(new.next_attempt_ms, &id)[..], ())?;
+            }
+            Ok(Some(new))
         })
         .await
     }
@@ -453,21 +495,24 @@ fn writer_loop(db: &Database, rx: &std::sync::mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let txn = match db.begin_write() {
+        let durable = batch.iter().any(|(d, _)| *d == Durability::Durable);
+        let mut txn = match db.begin_write() {
             Ok(t) => t,
             Err(e) => {
-                let msg = e.to_string();
-                tracing::error!(error = %msg, "cannot begin state transaction");
-                // Nothing ran: fail every job of the batch.
-                for job in batch {
-                    // Run against no transaction is impossible; report the error.
-                    drop(job);
-                }
+                // Dropping the jobs drops their reply channels: every waiter
+                // gets an error and nothing was written.
+                tracing::error!(error = %e, "cannot begin state transaction");
                 continue;
             }
         };
-        let finishers: Vec<Finish> = batch.into_iter().map(|job| job(&txn)).collect();
+        if !durable {
+            if let Err(e) = txn.set_durability(redb::Durability::None) {
+                tracing::warn!(error = %e, "lazy commit not possible, committing durably");
+            }
+        }
+        let finishers: Vec<Finish> = batch.into_iter().map(|(_, job)| job(&txn)).collect();
         let result = txn.commit().map_err(StoreError::from);
+
         for f in finishers {
             f(match &result {
                 Ok(()) => Ok(()),
@@ -522,9 +567,15 @@ mod tests {
         assert_eq!(skipped, vec![2]);
         assert_eq!(due, vec![1, 2]);
         assert_eq!(store.next_due_ms()?, Some(100));
-        let mut r = rec(1, 100);
-        r.state = OutState::Delivered;
-        store.update_outbox(100, r).await?;
+        store
+            .modify_outbox([1; 16], Durability::Durable, |r| {
+                r.state = OutState::Delivered
+            })
+            .await?;
+        assert!(store
+            .modify_outbox([9; 16], Durability::Lazy, |_| {})
+            .await?
+            .is_none());
         assert_eq!(store.next_due_ms()?, Some(200));
         assert_eq!(store.pending_count()?, 2);
         assert_eq!(
