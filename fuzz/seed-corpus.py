@@ -26,3 +26,35 @@ for path in glob.glob(os.path.join(spec, "envelope", "*.json")):
     put("envelope_decoders", f"{name}-enc-cose", bytes.fromhex(v["recipient"]["enc_cose_key_hex"]))
     put("envelope_decoders", f"{name}-pem", v["sender"]["sign_pkcs8_pem"].encode())
 
+
+
+def strings(v):
+    if isinstance(v, str):
+        yield v
+    elif isinstance(v, dict):
+        for x in v.values():
+            yield from strings(x)
+    elif isinstance(v, list):
+        for x in v:
+            yield from strings(x)
+
+
+# Audit-log targets: every hex string (as bytes) and every multi-line text
+# (notes, proofs) in spec/vectors/audit-log is a seed for every log_* target.
+log_targets = ["log_entry", "log_note", "log_tlog_proof", "log_bundle"]
+n = 0
+for path in sorted(glob.glob(os.path.join(spec, "audit-log", "*.json"))):
+    v = json.load(open(path, encoding="utf-8"))
+    for s in strings(v):
+        data = None
+        if len(s) >= 8 and len(s) % 2 == 0:
+            try:
+                data = bytes.fromhex(s)
+            except ValueError:
+                data = None
+        if data is None and "\n" in s:
+            data = s.encode()
+        if data is not None:
+            n += 1
+            for t in log_targets:
+                put(t, f"vec{n}", data)
