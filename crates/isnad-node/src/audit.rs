@@ -1,28 +1,35 @@
 //! The node's path to its audit log: one writer thread takes every entry
 //! queued by any task and appends them as one batch, so all of them share a
 //! single fdatasync (group commit) and no task blocks a thread while waiting.
+//!
+//! The writer is the only appender of the node's log (a log directory has
+//! one owner), so it knows the index each entry will get before appending:
+//! a job may build entries that refer to their own indices (the `received`
+//! and `receipt-sent` pair of a delivery share one sync that way).
 
 use std::sync::mpsc;
 use std::sync::Arc;
 
-use isnad_log::{Entry, Log, LogError};
+use isnad_log::{Entry, Log};
 use tokio::sync::oneshot;
 
-/// Most entries appended in one batch.
+/// Most jobs appended in one batch.
 const MAX_BATCH: usize = 4096;
 
+/// Builds a job's entries from the index its first entry will get.
+type Build = Box<dyn FnOnce(u64) -> Vec<Entry> + Send>;
 type Reply = oneshot::Sender<Result<u64, String>>;
 
 /// A handle to the writer thread. Cheap to clone.
 #[derive(Debug, Clone)]
 pub(crate) struct AuditWriter {
-    tx: mpsc::Sender<(Entry, Reply)>,
+    tx: mpsc::Sender<(Build, Reply)>,
 }
 
 impl AuditWriter {
     /// Starts the writer thread for `log`.
     pub(crate) fn start(log: Arc<Log>) -> std::io::Result<Self> {
-        let (tx, rx) = mpsc::channel::<(Entry, Reply)>();
+        let (tx, rx) = mpsc::channel::<(Build, Reply)>();
         std::thread::Builder::new()
             .name("isnad-audit-writer".into())
             .spawn(move || {
@@ -34,35 +41,42 @@ impl AuditWriter {
                             Err(_) => break,
                         }
                     }
-                    let (entries, replies): (Vec<Entry>, Vec<Reply>) = batch.into_iter().unzip();
-                    match log.append_batch(entries) {
-                        Ok(range) => {
-                            for (index, reply) in range.zip(replies) {
-                                let _ = reply.send(Ok(index));
-                            }
-                        }
-                        Err(e) => {
-                            let msg = describe(&e);
-                            for reply in replies {
-                                let _ = reply.send(Err(msg.clone()));
-                            }
-                        }
-                    }
+                    write_batch(&log, batch);
                 }
             })?;
         Ok(Self { tx })
     }
 
-    /// Appends `entry`; resolves with its index once it is durable.
-    pub(crate) async fn append(&self, entry: Entry) -> Result<u64, String> {
+    /// Appends the entries `build` makes from the index of the first one;
+    /// resolves with that index once all of them are durable.
+    pub(crate) async fn append_with(&self, build: Build) -> Result<u64, String> {
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send((entry, tx))
+            .send((build, tx))
             .map_err(|_| "audit writer stopped".to_owned())?;
         rx.await.map_err(|_| "audit writer stopped".to_owned())?
     }
 }
 
-fn describe(e: &LogError) -> String {
-    e.to_string()
+fn write_batch(log: &Log, batch: Vec<(Build, Reply)>) {
+    let base = log.size();
+    let mut entries = Vec::new();
+    let mut replies = Vec::with_capacity(batch.len());
+    for (build, reply) in batch {
+        let first = base + entries.len() as u64;
+        entries.extend(build(first));
+        replies.push((first, reply));
+    }
+    let result = match log.append_batch(entries) {
+        // Only this thread appends, so the indices are the ones promised.
+        Ok(range) if range.start == base => Ok(()),
+        Ok(range) => Err(format!(
+            "log appended at {} instead of {base}: another appender?",
+            range.start
+        )),
+        Err(e) => Err(e.to_string()),
+    };
+    for (first, reply) in replies {
+        let _ = reply.send(result.clone().map(|()| first));
+    }
 }

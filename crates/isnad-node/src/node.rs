@@ -541,8 +541,21 @@ impl ReplayGuard for InboxGuard<'_> {
 
 impl Inner {
     async fn append(&self, entry: Entry) -> Result<u64, NodeError> {
+        self.append_with(Box::new(move |_| vec![entry])).await
+    }
+
+    /// Appends the entries `build` makes from the first one's index; returns
+    /// that index once all are durable.
+    async fn append_with(
+        &self,
+        build: Box<dyn FnOnce(u64) -> Vec<Entry> + Send>,
+    ) -> Result<u64, NodeError> {
         let started = std::time::Instant::now();
-        let r = self.writer.append(entry).await.map_err(NodeError::Audit);
+        let r = self
+            .writer
+            .append_with(build)
+            .await
+            .map_err(NodeError::Audit);
         if r.is_ok() {
             self.metrics.log_appends.inc();
             self.metrics
@@ -648,13 +661,26 @@ impl Inner {
             return error_response(ErrorCode::PolicyDenied, Some(h.id), Some(&rule));
         }
         // Durable order: audit entry, then the inbox record, then the answer.
-        let mut e = Entry::new(EventType::Received, ms);
-        e.message_id = Some(h.id);
-        e.sender = Some(h.sender.clone());
-        e.recipient = Some(h.recipient.clone());
-        e.envelope_sha256 = Some(digest.0);
-        e.detail.insert("kind".into(), kind.as_str().to_owned());
-        let index = match self.append(e).await {
+        // `received` and `receipt-sent` share one sync: the receipt carries
+        // the index of `received`, and `receipt-sent` names it (key 8).
+        let mut received = Entry::new(EventType::Received, ms);
+        received.message_id = Some(h.id);
+        received.sender = Some(h.sender.clone());
+        received.recipient = Some(h.recipient.clone());
+        received.envelope_sha256 = Some(digest.0);
+        received
+            .detail
+            .insert("kind".into(), kind.as_str().to_owned());
+        let mut sent = Entry::new(EventType::ReceiptSent, ms);
+        sent.message_id = Some(h.id);
+        sent.sender = Some(self.config.agency.clone());
+        sent.recipient = Some(h.sender.clone());
+        sent.envelope_sha256 = Some(digest.0);
+        let build = Box::new(move |first: u64| {
+            sent.peer_index = Some(first);
+            vec![received, sent]
+        });
+        let index = match self.append_with(build).await {
             Ok(i) => i,
             Err(err) => {
                 tracing::error!(error = %err, "audit append failed; refusing delivery");
@@ -689,22 +715,6 @@ impl Inner {
                 tracing::error!(error = %err, "inbox write failed");
                 return error_response(ErrorCode::Unavailable, Some(h.id), Some("try again later"));
             }
-        }
-        let mut e = Entry::new(EventType::ReceiptSent, now().1);
-        e.message_id = Some(h.id);
-        e.sender = Some(self.config.agency.clone());
-        e.recipient = Some(h.sender.clone());
-        e.envelope_sha256 = Some(digest.0);
-        e.detail
-            .insert("receipt-sha256".into(), Digest::sha256(&receipt).to_hex());
-        // Key 8 holds the log index the receipt carries: on both ends of an
-        // exchange it names the recipient's `received` entry.
-        e.peer_index = Some(index);
-        if let Err(err) = self.append(e).await {
-            // The message is stored and its `received` entry durable; the
-            // sender will retry and get this same receipt.
-            tracing::error!(error = %err, "could not log receipt-sent");
-            return error_response(ErrorCode::Unavailable, Some(h.id), Some("try again later"));
         }
         self.metrics.inc(kind.as_str());
         Response::Receipt(receipt)
