@@ -1,0 +1,226 @@
+//! TLS identity: self-signed node certificates whose key is pinned by its
+//! SPKI hash in the national directory, and rustls verifiers that accept a
+//! peer only if its certificate's SPKI hash is listed in a verified, current
+//! directory (spec/federation.md §7). TLS 1.3 only, ALPN `isnad/1`, ring.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use isnad_envelope::AgencyId;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::ParsedCertificate;
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+
+use crate::TrustError;
+
+/// The ALPN protocol id of Isnad version 1.
+pub const ALPN: &[u8] = b"isnad/1";
+
+/// A node's TLS certificate and private key (PKCS#8 DER).
+#[derive(Clone)]
+pub struct TlsIdentity {
+    /// The self-signed certificate, DER.
+    pub cert_der: Vec<u8>,
+    /// The ECDSA P-256 private key, PKCS#8 DER.
+    pub key_der: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsIdentity").finish_non_exhaustive()
+    }
+}
+
+impl TlsIdentity {
+    /// A new ECDSA P-256 key and a self-signed certificate naming `agency`.
+    pub fn generate(agency: &AgencyId) -> Result<Self, TrustError> {
+        let ck = rcgen::generate_simple_self_signed(vec![agency.as_str().to_owned()])
+            .map_err(|e| TrustError::Tls(e.to_string()))?;
+        Ok(Self {
+            cert_der: ck.cert.der().to_vec(),
+            key_der: ck.signing_key.serialize_der(),
+        })
+    }
+
+    /// SHA-256 of this certificate's SubjectPublicKeyInfo.
+    pub fn spki_sha256(&self) -> Result<[u8; 32], TrustError> {
+        spki_sha256(&self.cert_der)
+    }
+}
+
+/// SHA-256 over the DER SubjectPublicKeyInfo of a certificate: the value
+/// directories list as `tls-spki-sha256`.
+pub fn spki_sha256(cert_der: &[u8]) -> Result<[u8; 32], TrustError> {
+    let cert = CertificateDer::from(cert_der);
+    let parsed = ParsedCertificate::try_from(&cert).map_err(|e| TrustError::Tls(e.to_string()))?;
+    let spki = parsed.subject_public_key_info();
+    let d = ring::digest::digest(&ring::digest::SHA256, spki.as_ref());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    Ok(out)
+}
+
+/// The set of acceptable peers: SPKI hash → agency. Shared between the
+/// verifiers and whoever accepts new directories; replace its content with
+/// [`PeerSet::replace`] and new handshakes use it at once.
+#[derive(Debug, Clone, Default)]
+pub struct PeerSet(Arc<RwLock<BTreeMap<[u8; 32], AgencyId>>>);
+
+impl PeerSet {
+    /// Replaces the accepted identities.
+    pub fn replace(&self, ids: BTreeMap<[u8; 32], AgencyId>) {
+        if let Ok(mut g) = self.0.write() {
+            *g = ids;
+        }
+    }
+
+    /// The agency whose listed TLS key is in `cert_der`.
+    pub fn agency_of(&self, cert_der: &[u8]) -> Option<AgencyId> {
+        let h = spki_sha256(cert_der).ok()?;
+        self.0.read().ok()?.get(&h).cloned()
+    }
+}
+
+/// Verifies peers against a [`PeerSet`], and handshake signatures with the
+/// ring provider's algorithms.
+#[derive(Debug)]
+struct SpkiVerifier {
+    peers: PeerSet,
+    provider: Arc<CryptoProvider>,
+}
+
+fn refuse() -> rustls::Error {
+    rustls::Error::InvalidCertificate(rustls::CertificateError::ApplicationVerificationFailure)
+}
+
+impl ServerCertVerifier for SpkiVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        // The server name is the agency we meant to reach; its listed key
+        // must be the one presented.
+        let ServerName::DnsName(name) = server_name else {
+            return Err(refuse());
+        };
+        match self.peers.agency_of(end_entity) {
+            Some(a) if a.as_str() == name.as_ref() => Ok(ServerCertVerified::assertion()),
+            _ => Err(refuse()),
+        }
+    }
+    fn verify_tls12_signature(
+        &self,
+        _m: &[u8],
+        _c: &CertificateDer<'_>,
+        _d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls13RequiredForQuic,
+        ))
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            m,
+            c,
+            d,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+impl ClientCertVerifier for SpkiVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        match self.peers.agency_of(end_entity) {
+            Some(_) => Ok(ClientCertVerified::assertion()),
+            None => Err(refuse()),
+        }
+    }
+    fn verify_tls12_signature(
+        &self,
+        _m: &[u8],
+        _c: &CertificateDer<'_>,
+        _d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls13RequiredForQuic,
+        ))
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            m,
+            c,
+            d,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// rustls server and client configurations for a node: TLS 1.3 only, ring,
+/// ALPN `isnad/1`, client certificates required, both sides verified
+/// against `peers`.
+pub fn configs(
+    identity: &TlsIdentity,
+    peers: &PeerSet,
+) -> Result<(Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>), TrustError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(SpkiVerifier {
+        peers: peers.clone(),
+        provider: Arc::clone(&provider),
+    });
+    let cert = CertificateDer::from(identity.cert_der.clone());
+    let key = || PrivateKeyDer::Pkcs8(identity.key_der.clone().into());
+    let tls = |e: rustls::Error| TrustError::Tls(e.to_string());
+    let mut server = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(tls)?
+        .with_client_cert_verifier(verifier.clone())
+        .with_single_cert(vec![cert.clone()], key())
+        .map_err(tls)?;
+    server.alpn_protocols = vec![ALPN.to_vec()];
+    // rustls puts every custom server verifier behind `dangerous()`; this one
+    // verifies (pinned SPKI plus the TLS 1.3 handshake signature).
+    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(tls)?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_client_auth_cert(vec![cert], key())
+        .map_err(tls)?;
+    client.alpn_protocols = vec![ALPN.to_vec()];
+    Ok((Arc::new(server), Arc::new(client)))
+}
