@@ -53,8 +53,7 @@ pub use store::{diff, role_of, Accepted, Change, Decision, Held, TrustStore};
 /// groups of four hex digits (first 16 bytes), e.g. `3f2a 91c0 …`.
 pub fn fingerprint(key: &isnad_envelope::VerifyingKey) -> String {
     let hex = key.key_id().to_hex();
-    hex[..32]
-        .as_bytes()
+    hex.as_bytes()[..32]
         .chunks(4)
         .map(|c| String::from_utf8_lossy(c).into_owned())
         .collect::<Vec<_>>()

@@ -367,7 +367,7 @@ impl TrustStore {
         if ddir.exists() {
             for entry in std::fs::read_dir(&ddir).map_err(|e| io(&ddir, e))? {
                 let p = entry.map_err(|e| io(&ddir, e))?.path();
-                if !p.extension().is_some_and(|x| x == "cose") {
+                if p.extension().is_none_or(|x| x != "cose") {
                     continue;
                 }
                 let bytes = std::fs::read(&p).map_err(|e| io(&p, e))?;
