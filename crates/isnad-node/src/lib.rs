@@ -5,6 +5,7 @@
 pub mod api;
 mod audit;
 pub mod config;
+pub mod federation;
 pub mod metrics;
 mod node;
 pub mod store;

@@ -334,6 +334,15 @@ impl NodeHandle {
         Ok(rx.await.ok())
     }
 
+    /// Appends entries to the audit log (e.g. directory changes the operator
+    /// imported); returns once they are durable.
+    pub async fn record(&self, entries: Vec<Entry>) -> Result<(), NodeError> {
+        if !entries.is_empty() {
+            self.inner.append_with(Box::new(move |_| entries)).await?;
+        }
+        Ok(())
+    }
+
     /// Asks the delivery loop to look at the outbox now.
     pub fn kick(&self) {
         self.inner.wake.notify_one();

@@ -1,0 +1,125 @@
+//! The node's view of the federation: the trust store (roots and verified
+//! directories) behind the [`Directory`] trait, the TLS peer set kept in step
+//! with it, and directory imports written to the trust directory and the
+//! audit log.
+
+use std::net::{SocketAddr, ToSocketAddrs as _};
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+use isnad_envelope::{AgencyId, KeyId, Kind, SenderKey, SenderKeys};
+use isnad_log::{Entry, EventType};
+use isnad_trust::tls::PeerSet;
+use isnad_trust::{Accepted, Change, Decision, TrustError, TrustStore};
+
+use crate::node::now;
+use crate::{Directory, Peer};
+
+/// The trust store as a [`Directory`] for the node.
+#[derive(Debug)]
+pub struct Federation {
+    store: RwLock<TrustStore>,
+    peers: PeerSet,
+    path: PathBuf,
+}
+
+impl Federation {
+    /// Loads the trust directory at `path` (see `isnad trust`).
+    pub fn load(path: &Path) -> Result<Self, TrustError> {
+        let store = TrustStore::load(path)?;
+        let peers = PeerSet::default();
+        peers.replace(store.tls_identities(now().0));
+        Ok(Self { store: RwLock::new(store), peers, path: path.to_owned() })
+    }
+
+    /// Wraps an in-memory store (tests, the demo); imports are saved to `path`.
+    pub fn from_store(store: TrustStore, path: &Path) -> Self {
+        let peers = PeerSet::default();
+        peers.replace(store.tls_identities(now().0));
+        Self { store: RwLock::new(store), peers, path: path.to_owned() }
+    }
+
+    /// The TLS peer set the node's verifiers use.
+    pub fn peers(&self) -> &PeerSet {
+        &self.peers
+    }
+
+    /// A copy of the trust store.
+    pub fn snapshot(&self) -> Option<TrustStore> {
+        self.store.read().ok().map(|s| s.clone())
+    }
+
+    /// Accepts a signed directory, saves the store, refreshes the TLS peers,
+    /// and returns the audit entries describing what changed (the caller
+    /// appends them).
+    pub fn import(&self, signed: &[u8]) -> Result<Vec<Entry>, TrustError> {
+        let (secs, ms) = now();
+        let mut store = self.store.write().map_err(|_| TrustError::Io("trust store lock poisoned".into()))?;
+        let accepted = store.accept(signed, secs)?;
+        store.save(&self.path)?;
+        self.peers.replace(store.tls_identities(secs));
+        Ok(match accepted {
+            Accepted::Unchanged => Vec::new(),
+            Accepted::Updated { country, version, changes } => change_entries(&country, version, &changes, ms),
+        })
+    }
+}
+
+/// The audit entries for an accepted directory version.
+pub fn change_entries(country: &str, version: u64, changes: &[Change], ms: u64) -> Vec<Entry> {
+    let mut out = Vec::new();
+    let mut e = Entry::new(EventType::DirectoryChanged, ms);
+    e.detail.insert("country".into(), country.to_owned());
+    e.detail.insert("version".into(), version.to_string());
+    e.detail.insert("changes".into(), changes.len().to_string());
+    out.push(e);
+    for c in changes {
+        match c {
+            Change::KeyRotated { agency, kid, until } => {
+                let mut e = Entry::new(EventType::KeyRotated, ms);
+                e.sender = Some(agency.clone());
+                e.detail.insert("kid".into(), kid.to_hex());
+                e.detail.insert("valid-until".into(), until.to_string());
+                out.push(e);
+            }
+            Change::KeyRevoked { agency, kid, at, reason } => {
+                let mut e = Entry::new(EventType::KeyRevoked, ms);
+                e.sender = Some(agency.clone());
+                e.reason = reason.clone();
+                e.detail.insert("kid".into(), kid.to_hex());
+                e.detail.insert("revoked-at".into(), at.to_string());
+                out.push(e);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+impl SenderKeys for Federation {
+    fn sender_key(&self, kid: &KeyId) -> Option<SenderKey> {
+        self.store.read().ok()?.sender_key(kid, now().0)
+    }
+}
+
+impl Directory for Federation {
+    fn peer(&self, agency: &AgencyId) -> Option<Peer> {
+        let secs = now().0;
+        let store = self.store.read().ok()?;
+        let entry = store.agency(agency, secs)?;
+        let addr: SocketAddr = entry.endpoints.iter().find_map(|e| e.to_socket_addrs().ok()?.next())?;
+        Some(Peer { addr, encryption_key: store.encryption_key(agency, secs)? })
+    }
+
+    fn allows(&self, sender: &AgencyId, recipient: &AgencyId, kind: Kind) -> Result<(), String> {
+        let store = self.store.read().map_err(|_| "trust store unavailable".to_owned())?;
+        match store.evaluate(sender, recipient, kind, false, now().0) {
+            Decision::Allowed { .. } => Ok(()),
+            Decision::Denied(why) => Err(why),
+        }
+    }
+
+    fn agency_of_certificate(&self, cert_der: &[u8]) -> Option<AgencyId> {
+        self.peers.agency_of(cert_der)
+    }
+}
