@@ -1,11 +1,427 @@
-//! `isnad directory …` (issue 3).
+//! `isnad directory …`: a country's root key and its signed directory.
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
 use clap::Subcommand;
+use isnad_envelope::{AgencyId, Kind, SignatureAlgorithm, SigningKey, VerifyingKey};
+use isnad_trust::{
+    fingerprint, verify_signed, AgencyEntry, Directory, KeyEntry, Role, Rule, Selector,
+};
+use ring::rand::SystemRandom;
+
+use crate::keys::{read_signing_key, write_private, write_public};
 
 /// Directory commands.
 #[derive(Debug, Subcommand)]
-pub(crate) enum DirectoryCommand {}
+pub(crate) enum DirectoryCommand {
+    /// Create a country's root signing key (keep it offline).
+    #[command(
+        after_help = "Example:\n  isnad directory root-init --country IQ --out iq-root\n\n\
+Writes root.key.pem (mode 0600) and root.pub.cose, and prints the fingerprint\n\
+partners confirm out of band before trusting it."
+    )]
+    RootInit {
+        /// Two-letter country code.
+        #[arg(long)]
+        country: String,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Add or update an agency's node in a directory draft (JSON).
+    #[command(
+        after_help = "Example:\n  isnad directory add-node --draft iq.json --node nodes/moi --role law-enforcement \\\n    \
+--endpoint moi.example.iq:7401 --name en='Anti-Trafficking Directorate' --name ar='مديرية مكافحة الاتجار بالبشر'\n\n\
+Reads the node's public files written by `isnad init` (keys/sign.pub.cose,\n\
+keys/enc.pub.cose, keys/tls.cert.der, keys/log.pub) and its agency id from\n\
+its config.toml. Creates the draft if it does not exist."
+    )]
+    AddNode {
+        /// The draft file (JSON).
+        #[arg(long)]
+        draft: PathBuf,
+        /// The node's directory (as made by `isnad init`).
+        #[arg(long)]
+        node: PathBuf,
+        /// Role: central-authority, law-enforcement, prosecution, judicial, financial-intelligence, other.
+        #[arg(long)]
+        role: String,
+        /// Endpoint host:port (repeatable).
+        #[arg(long, required = true)]
+        endpoint: Vec<String>,
+        /// A name as LANG=TEXT (repeatable), e.g. ar='وزارة العدل'.
+        #[arg(long)]
+        name: Vec<String>,
+    },
+    /// Add a policy rule to a draft.
+    #[command(
+        after_help = "Example:\n  isnad directory allow --draft iq.json --id iq-ca-out --from-role central-authority \\\n    \
+--to-role central-authority --to-country fr --kind mla-request --kind mla-status"
+    )]
+    Allow {
+        /// The draft file (JSON).
+        #[arg(long)]
+        draft: PathBuf,
+        /// Rule name, quoted in decisions.
+        #[arg(long)]
+        id: String,
+        /// Sender agency.
+        #[arg(long)]
+        from_agency: Option<AgencyId>,
+        /// Sender role.
+        #[arg(long)]
+        from_role: Option<String>,
+        /// Sender country.
+        #[arg(long)]
+        from_country: Option<String>,
+        /// Recipient agency.
+        #[arg(long)]
+        to_agency: Option<AgencyId>,
+        /// Recipient role.
+        #[arg(long)]
+        to_role: Option<String>,
+        /// Recipient country.
+        #[arg(long)]
+        to_country: Option<String>,
+        /// Allowed kind (repeatable; none = all kinds).
+        #[arg(long)]
+        kind: Vec<String>,
+        /// Only when relayed through the central authorities.
+        #[arg(long)]
+        via_central_authority: bool,
+    },
+    /// Sign a draft with the root key.
+    #[command(
+        after_help = "Example:\n  isnad directory sign --root-key iq-root/root.key.pem --draft iq.json --version 2 --valid-days 90 --out iq-v2.cose"
+    )]
+    Sign {
+        /// The country's root key (PKCS#8 PEM).
+        #[arg(long)]
+        root_key: PathBuf,
+        /// The draft (JSON).
+        #[arg(long)]
+        draft: PathBuf,
+        /// Version; must be greater than every version published before.
+        #[arg(long)]
+        version: u64,
+        /// Days of validity from now.
+        #[arg(long, default_value_t = 90)]
+        valid_days: u64,
+        /// Output file (signed CBOR).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print a signed directory in human-readable form (verifying it if --root is given).
+    #[command(
+        after_help = "Example:\n  isnad directory show iq-v2.cose --root iq-root/root.pub.cose"
+    )]
+    Show {
+        /// The signed directory.
+        file: PathBuf,
+        /// The root public key (COSE_Key) to verify against.
+        #[arg(long)]
+        root: PathBuf,
+    },
+}
 
-pub(crate) fn run(cmd: DirectoryCommand) -> anyhow::Result<std::process::ExitCode> {
-    match cmd {}
+pub(crate) fn run(cmd: DirectoryCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        DirectoryCommand::RootInit { country, out } => root_init(&country, &out),
+        DirectoryCommand::AddNode {
+            draft,
+            node,
+            role,
+            endpoint,
+            name,
+        } => {
+            let mut d = read_draft(&draft, None)?;
+            let entry = node_entry(&node, parse_role(&role)?, endpoint, &name)?;
+            if d.country.is_empty() {
+                d.country = entry.id.country().to_owned();
+            }
+            if entry.id.country() != d.country {
+                anyhow::bail!(
+                    "{} does not belong to the {} directory",
+                    entry.id,
+                    d.country
+                );
+            }
+            let id = entry.id.clone();
+            match d.agencies.iter_mut().find(|a| a.id == id) {
+                Some(a) => *a = entry,
+                None => d.agencies.push(entry),
+            }
+            write_draft(&draft, &d)?;
+            println!("{id} added to {}", draft.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        DirectoryCommand::Allow {
+            draft,
+            id,
+            from_agency,
+            from_role,
+            from_country,
+            to_agency,
+            to_role,
+            to_country,
+            kind,
+            via_central_authority,
+        } => {
+            let mut d = read_draft(&draft, None)?;
+            let kinds = kind
+                .iter()
+                .map(|k| Kind::parse(k).with_context(|| format!("unknown kind {k:?}")))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let sel = |agency: Option<AgencyId>,
+                       role: Option<String>,
+                       country: Option<String>|
+             -> anyhow::Result<Selector> {
+                Ok(Selector {
+                    agency,
+                    role: role.as_deref().map(parse_role).transpose()?,
+                    country: country.map(|c| c.to_ascii_lowercase()),
+                })
+            };
+            let rule = Rule {
+                id: id.clone(),
+                from: sel(from_agency, from_role, from_country)?,
+                to: sel(to_agency, to_role, to_country)?,
+                kinds,
+                via_central_authority,
+            };
+            d.policy.retain(|r| r.id != id);
+            d.policy.push(rule);
+            write_draft(&draft, &d)?;
+            println!("rule {id} added to {}", draft.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        DirectoryCommand::Sign {
+            root_key,
+            draft,
+            version,
+            valid_days,
+            out,
+        } => {
+            let root = read_signing_key(&root_key)?;
+            let mut d = read_draft(&draft, None)?;
+            let now = crate::node_cmd::unix_now()?;
+            d.version = version;
+            d.issued_at = now;
+            d.valid_from = now.saturating_sub(300);
+            d.valid_until = now + valid_days * 86400;
+            let signed = d
+                .sign(&root, &SystemRandom::new())
+                .context("the draft is not a valid directory")?;
+            std::fs::write(&out, &signed)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!(
+                "signed {} directory version {version} ({} agencies, {} rules) → {}",
+                d.country,
+                d.agencies.len(),
+                d.policy.len(),
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        DirectoryCommand::Show { file, root } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let root = read_verifying_key(&root)?;
+            let d = verify_signed(&bytes, &root)
+                .context("the directory does not verify against this root")?;
+            print!("{}", describe(&d));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn root_init(country: &str, out: &Path) -> anyhow::Result<ExitCode> {
+    let cc = country.to_ascii_lowercase();
+    if cc.len() != 2 || !cc.bytes().all(|b| b.is_ascii_lowercase()) {
+        anyhow::bail!("--country must be a two-letter code, e.g. IQ");
+    }
+    std::fs::create_dir_all(out)?;
+    let root = SigningKey::generate(SignatureAlgorithm::Ed25519, &SystemRandom::new())?;
+    write_private(&out.join("root.key.pem"), root.to_pkcs8_pem().as_bytes())?;
+    write_public(
+        &out.join("root.pub.cose"),
+        &root.verifying_key().to_cose_key(),
+    )?;
+    println!(
+        "root key for {} written to {}",
+        cc.to_uppercase(),
+        out.display()
+    );
+    println!("fingerprint: {}", fingerprint(root.verifying_key()));
+    println!("keep root.key.pem offline; give root.pub.cose and the fingerprint to partners");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn read_verifying_key(path: &Path) -> anyhow::Result<VerifyingKey> {
+    let b = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    VerifyingKey::from_cose_key(&b)
+        .with_context(|| format!("{} is not a signing public key (COSE_Key)", path.display()))
+}
+
+fn parse_role(s: &str) -> anyhow::Result<Role> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+        .with_context(|| format!("unknown role {s:?}: central-authority, law-enforcement, prosecution, judicial, financial-intelligence, other"))
+}
+
+fn read_draft(path: &Path, country: Option<&str>) -> anyhow::Result<Directory> {
+    if !path.exists() {
+        return Ok(Directory::new(country.unwrap_or("")));
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a directory draft", path.display()))
+}
+
+fn write_draft(path: &Path, d: &Directory) -> anyhow::Result<()> {
+    std::fs::write(path, serde_json::to_string_pretty(d)? + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The directory entry for the node initialised in `node_dir`.
+pub(crate) fn node_entry(
+    node_dir: &Path,
+    role: Role,
+    endpoints: Vec<String>,
+    names: &[String],
+) -> anyhow::Result<AgencyEntry> {
+    let cfg = isnad_node::config::Config::load(&node_dir.join("config.toml"))?;
+    let keys = &cfg.paths.keys;
+    let read = |n: &str| {
+        std::fs::read(keys.join(n))
+            .with_context(|| format!("cannot read {}", keys.join(n).display()))
+    };
+    let now = crate::node_cmd::unix_now()?;
+    let mut name_map = BTreeMap::new();
+    for n in names {
+        let (lang, text) = n
+            .split_once('=')
+            .with_context(|| format!("--name {n:?} must be LANG=TEXT"))?;
+        name_map.insert(lang.to_owned(), text.to_owned());
+    }
+    if name_map.is_empty() {
+        name_map.insert("en".into(), cfg.agency.to_string());
+    }
+    let key = |bytes: Vec<u8>| KeyEntry {
+        key: bytes,
+        valid_from: now.saturating_sub(300),
+        valid_until: None,
+        revoked_at: None,
+        revocation_reason: None,
+    };
+    let log_key = std::fs::read_to_string(keys.join("log.pub"))
+        .ok()
+        .map(|s| s.trim().to_owned());
+    Ok(AgencyEntry {
+        id: cfg.agency.clone(),
+        names: name_map,
+        role,
+        endpoints,
+        tls_spki_sha256: isnad_trust::tls::spki_sha256(&read("tls.cert.der")?)?,
+        signing_keys: vec![key(read("sign.pub.cose")?)],
+        encryption_keys: vec![key(read("enc.pub.cose")?)],
+        log_key,
+    })
+}
+
+/// Human-readable rendering of a directory.
+pub(crate) fn describe(d: &Directory) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "directory of {} — version {}, valid {} to {} (Unix seconds)",
+        d.country.to_uppercase(),
+        d.version,
+        d.valid_from,
+        d.valid_until
+    );
+    for a in &d.agencies {
+        let _ = writeln!(
+            s,
+            "\n  {}  [{}]",
+            a.id,
+            serde_json::to_value(a.role)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        );
+        for (lang, name) in &a.names {
+            let _ = writeln!(s, "    name ({lang}): {name}");
+        }
+        let _ = writeln!(s, "    endpoints: {}", a.endpoints.join(", "));
+        let _ = writeln!(
+            s,
+            "    TLS SPKI SHA-256: {}",
+            a.tls_spki_sha256
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        for (what, keys) in [
+            ("signing", &a.signing_keys),
+            ("encryption", &a.encryption_keys),
+        ] {
+            for k in keys.iter() {
+                let kid = VerifyingKey::from_cose_key(&k.key)
+                    .map(|v| v.key_id())
+                    .or_else(|_| {
+                        isnad_envelope::EncryptionPublicKey::from_cose_key(&k.key)
+                            .map(|e| e.key_id())
+                    })
+                    .map(|id| id.to_hex()[..16].to_owned())
+                    .unwrap_or_else(|_| "?".into());
+                let mut line = format!("    {what} key {kid}… from {}", k.valid_from);
+                if let Some(u) = k.valid_until {
+                    let _ = write!(line, " until {u}");
+                }
+                if let Some(r) = k.revoked_at {
+                    let _ = write!(
+                        line,
+                        " REVOKED at {r} ({})",
+                        k.revocation_reason.as_deref().unwrap_or("no reason given")
+                    );
+                }
+                let _ = writeln!(s, "{line}");
+            }
+        }
+        if let Some(l) = &a.log_key {
+            let _ = writeln!(s, "    audit log key: {l}");
+        }
+    }
+    if !d.policy.is_empty() {
+        let _ = writeln!(s, "\n  policy:");
+        for r in &d.policy {
+            let kinds = if r.kinds.is_empty() {
+                "all kinds".to_owned()
+            } else {
+                r.kinds
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let _ = writeln!(
+                s,
+                "    {}: {:?} → {:?}: {kinds}{}",
+                r.id,
+                r.from,
+                r.to,
+                if r.via_central_authority {
+                    " (via central authorities)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    s
 }

@@ -7,9 +7,11 @@ use clap::{Parser, Subcommand};
 
 mod audit;
 mod client;
+mod demo;
 mod directory;
 mod envelope;
 mod keys;
+mod node_cmd;
 mod trust;
 
 /// Isnad: signed, encrypted and audited exchange of MLA requests and
@@ -23,6 +25,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a local demo federation of four nodes end to end (the main job).
+    Demo(demo::DemoArgs),
+    /// Create everything a new node needs (keys, TLS certificate, config).
+    Init(node_cmd::InitArgs),
+    /// Run the node daemon.
+    #[command(subcommand)]
+    Node(node_cmd::NodeCommand),
     /// Generate a node's signing and encryption keys.
     Keygen(keys::KeygenArgs),
     /// Seal and open envelopes (debugging and interoperability tools).
@@ -54,6 +63,9 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(a) => demo::run(a),
+        Command::Init(a) => node_cmd::init(a),
+        Command::Node(c) => node_cmd::run(c),
         Command::Keygen(args) => keys::run(args),
         Command::Envelope(cmd) => envelope::run(cmd),
         Command::Audit(cmd) => audit::run(cmd),

@@ -1,0 +1,545 @@
+//! `isnad demo`: a local federation of four real nodes on loopback — Iraq's
+//! anti-trafficking directorate and central authority, a partner country's
+//! central authority and police — walking an MLA request and an
+//! intelligence share end to end, then exporting and verifying every audit
+//! log and matching both ends of every exchange.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use isnad_envelope::*;
+use isnad_log::{Entry, EventType, SignerKey, VerifierKey};
+use isnad_node::store::OutState;
+use isnad_trust::{fingerprint, Directory, Role, Rule, Selector, TrustStore};
+use ring::rand::SystemRandom;
+
+use crate::directory::node_entry;
+use crate::node_cmd::{create_node, start, unix_now, Running};
+
+/// Arguments of `isnad demo`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  cargo run --release -- demo\n  isnad demo --keep /tmp/isnad-demo   # leave the federation on disk to explore\n\n\
+Exit code 0 only if every message was delivered with a verified receipt and\n\
+every exported audit log verified and matched its peers."
+)]
+pub(crate) struct DemoArgs {
+    /// Keep the federation in this directory (created; must be empty or absent).
+    #[arg(long)]
+    keep: Option<PathBuf>,
+}
+
+struct Agency {
+    id: &'static str,
+    role: Role,
+    names: &'static [(&'static str, &'static str)],
+}
+
+const AGENCIES: [Agency; 4] = [
+    Agency {
+        id: "iq.moi.ahtd",
+        role: Role::LawEnforcement,
+        names: &[
+            ("ar", "مديرية مكافحة الاتجار بالبشر، وزارة الداخلية"),
+            ("en", "Anti-Trafficking Directorate, Ministry of Interior"),
+        ],
+    },
+    Agency {
+        id: "iq.moj.ca",
+        role: Role::CentralAuthority,
+        names: &[
+            ("ar", "وزارة العدل — السلطة المركزية"),
+            ("en", "Ministry of Justice, Central Authority"),
+        ],
+    },
+    Agency {
+        id: "fr.mj.bepi",
+        role: Role::CentralAuthority,
+        names: &[
+            (
+                "fr",
+                "Ministère de la Justice, Bureau de l'entraide pénale internationale",
+            ),
+            ("en", "Ministry of Justice, MLA Office"),
+        ],
+    },
+    Agency {
+        id: "fr.pn.ocrtis",
+        role: Role::LawEnforcement,
+        names: &[
+            ("fr", "Police nationale, OCRTEH"),
+            ("en", "National Police, trafficking office"),
+        ],
+    },
+];
+
+fn say(line: &str) {
+    println!("{line}");
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn rule(id: &str, from: Selector, to: Selector, kinds: &[Kind], via: bool) -> Rule {
+    Rule {
+        id: id.into(),
+        from,
+        to,
+        kinds: kinds.to_vec(),
+        via_central_authority: via,
+    }
+}
+
+fn sel(country: Option<&str>, role: Option<Role>) -> Selector {
+    Selector {
+        agency: None,
+        role,
+        country: country.map(str::to_owned),
+    }
+}
+
+pub(crate) fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
+    let tmp;
+    let base: PathBuf = match &a.keep {
+        Some(d) => {
+            if d.exists() && std::fs::read_dir(d)?.next().is_some() {
+                anyhow::bail!("{} is not empty; give --keep a new directory", d.display());
+            }
+            std::fs::create_dir_all(d)?;
+            d.clone()
+        }
+        None => {
+            tmp = tempfile::tempdir()?;
+            tmp.path().to_owned()
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let ok = rt.block_on(demo(&base))?;
+    if let Some(d) = &a.keep {
+        say(&format!("\nThe federation is in {}. Try:", d.display()));
+        say(&format!(
+            "  isnad directory show {0}/iq-directory.cose --root {0}/iq-root/root.pub.cose",
+            d.display()
+        ));
+        say(&format!(
+            "  isnad node run --config {}/iq.moj.ca/config.toml",
+            d.display()
+        ));
+        say(&format!(
+            "  isnad audit verify {0}/exports/iq.moj.ca --log-key {0}/iq.moj.ca/keys/log.pub",
+            d.display()
+        ));
+    }
+    if ok {
+        say("\nDEMO PASSED: every message delivered once with a verified receipt; every audit log verified.");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        say("\nDEMO FAILED: see the lines marked FAIL above.");
+        Ok(ExitCode::from(1))
+    }
+}
+
+async fn demo(base: &Path) -> anyhow::Result<bool> {
+    let rng = SystemRandom::new();
+    say("== Isnad demo: a local federation on loopback ==");
+    // 1. Roots and nodes.
+    let mut roots = std::collections::BTreeMap::new();
+    for cc in ["iq", "fr"] {
+        let dir = base.join(format!("{cc}-root"));
+        std::fs::create_dir_all(&dir)?;
+        let key = SigningKey::generate(SignatureAlgorithm::Ed25519, &rng)?;
+        crate::keys::write_private(&dir.join("root.key.pem"), key.to_pkcs8_pem().as_bytes())?;
+        crate::keys::write_public(
+            &dir.join("root.pub.cose"),
+            &key.verifying_key().to_cose_key(),
+        )?;
+        say(&format!(
+            "root of {}: fingerprint {}",
+            cc.to_uppercase(),
+            fingerprint(key.verifying_key())
+        ));
+        roots.insert(cc, key);
+    }
+    let mut endpoints = Vec::new();
+    for ag in &AGENCIES {
+        let id = AgencyId::new(ag.id)?;
+        let quic = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let api = SocketAddr::from((
+            [127, 0, 0, 1],
+            std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port(),
+        ));
+        create_node(&base.join(ag.id), &id, quic, api, None)?;
+        endpoints.push(quic);
+    }
+    // 2. Directories with policy, signed by each root.
+    let mut dirs = std::collections::BTreeMap::new();
+    for cc in ["iq", "fr"] {
+        let other = if cc == "iq" { "fr" } else { "iq" };
+        let mut d = Directory::new(cc);
+        for (ag, ep) in AGENCIES.iter().zip(&endpoints) {
+            if ag.id.starts_with(cc) {
+                let names: Vec<String> = ag.names.iter().map(|(l, n)| format!("{l}={n}")).collect();
+                d.agencies.push(node_entry(
+                    &base.join(ag.id),
+                    ag.role,
+                    vec![ep.to_string()],
+                    &names,
+                )?);
+            }
+        }
+        let ca = Some(Role::CentralAuthority);
+        let le = Some(Role::LawEnforcement);
+        d.policy = vec![
+            rule(
+                &format!("{cc}-internal"),
+                sel(Some(cc), None),
+                sel(Some(cc), None),
+                &[],
+                false,
+            ),
+            rule(
+                &format!("{cc}-mla-ca-to-ca"),
+                sel(None, ca),
+                sel(None, ca),
+                &[
+                    Kind::MlaRequest,
+                    Kind::MlaStatus,
+                    Kind::Receipt,
+                    Kind::Error,
+                ],
+                false,
+            ),
+            rule(
+                &format!("{cc}-intel-police"),
+                sel(None, le),
+                sel(None, le),
+                &[Kind::IntelShare],
+                false,
+            ),
+            rule(
+                &format!("{cc}-mla-via-ca"),
+                sel(Some(cc), le),
+                sel(Some(other), None),
+                &[Kind::MlaRequest],
+                true,
+            ),
+        ];
+        let now = unix_now()?;
+        d.version = 1;
+        d.issued_at = now;
+        d.valid_from = now.saturating_sub(300);
+        d.valid_until = now + 90 * 86400;
+        let signed = d.sign(&roots[cc], &rng)?;
+        std::fs::write(base.join(format!("{cc}-directory.cose")), &signed)?;
+        say(&format!(
+            "signed the {} directory v1: {} agencies, {} policy rules",
+            cc.to_uppercase(),
+            d.agencies.len(),
+            d.policy.len()
+        ));
+        dirs.insert(cc, signed);
+    }
+    // 3. Each node trusts its own root, imports the partner's, holds both directories.
+    for ag in &AGENCIES {
+        let own = &ag.id[..2];
+        let other = if own == "iq" { "fr" } else { "iq" };
+        let mut store = TrustStore::new(own, roots[own].verifying_key().clone());
+        store.add_partner(other, roots[other].verifying_key().clone())?;
+        let now = unix_now()?;
+        store.accept(&dirs["iq"], now)?;
+        store.accept(&dirs["fr"], now)?;
+        store.save(&base.join(ag.id).join("trust"))?;
+    }
+    say("each node trusts its own root and the partner's, and holds both signed directories\n");
+    // 4. Start the nodes.
+    let mut nodes: Vec<Running> = Vec::new();
+    for ag in &AGENCIES {
+        let r = start(&base.join(ag.id).join("config.toml"))
+            .await
+            .with_context(|| format!("starting {}", ag.id))?;
+        say(&format!(
+            "node {:<13} QUIC {}  API http://{}",
+            ag.id,
+            r.node
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            r.api
+        ));
+        nodes.push(r);
+    }
+    let node = |id: &str| {
+        nodes
+            .iter()
+            .find(|n| n.node.agency().as_str() == id)
+            .map(|n| &n.node)
+            .context("no such node")
+    };
+    let mut ok = true;
+    let mut delivered: Vec<(String, String, MessageId)> = Vec::new();
+
+    // 5. The exchanges.
+    say("\n-- an MLA request: Iraqi directorate → Iraqi central authority → French central authority");
+    let send = |from: &'static str, to: &'static str, body: Body, what: &str| {
+        let (from, to, what) = (from.to_owned(), to.to_owned(), what.to_owned());
+        let n = node(&from).cloned();
+        async move {
+            let n = n?;
+            let id = n.submit(AgencyId::new(&to)?, body, Some(7 * 86400)).await?;
+            let state = tokio::time::timeout(Duration::from_secs(20), n.wait_final(&id))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten();
+            let rec = n.store().outbox(&id)?.context("outbox record")?;
+            let good = state == Some(OutState::Delivered);
+            say(&format!(
+                "{} {from} → {to}: {what}; id {}; {}",
+                if good { "  ok " } else { "  FAIL" },
+                &id.to_hex()[..12],
+                match (good, rec.peer_log_index) {
+                    (true, Some(i)) =>
+                        format!("signed receipt verified, recipient logged it at index {i}"),
+                    _ => format!("not delivered: {:?}", rec.last_error),
+                }
+            ));
+            anyhow::Ok((good, from, to, id))
+        }
+    };
+    let request = mla_request();
+    let request_hex;
+    {
+        let (g, f, t, id) = send(
+            "iq.moi.ahtd",
+            "iq.moj.ca",
+            request.clone(),
+            "mla-request (draft for the central authority)",
+        )
+        .await?;
+        ok &= g;
+        delivered.push((f, t, id));
+        let (g, f, t, id) = send(
+            "iq.moj.ca",
+            "fr.mj.bepi",
+            request,
+            "mla-request, transmitted by the central authority",
+        )
+        .await?;
+        ok &= g;
+        request_hex = id;
+        delivered.push((f, t, id));
+    }
+    say("\n-- the French central authority works the request; each status change is a signed message");
+    for (state, reason) in [
+        (MlaState::Registered, None),
+        (MlaState::UnderReview, None),
+        (
+            MlaState::SupplementRequested,
+            Some("please state the account numbers"),
+        ),
+        (MlaState::UnderReview, Some("supplement received")),
+        (MlaState::Accepted, None),
+        (MlaState::InExecution, None),
+        (
+            MlaState::ResultsTransmitted,
+            Some("bank records sent under separate cover"),
+        ),
+    ] {
+        let body = Body::MlaStatus(MlaStatus {
+            request_id: request_hex,
+            status: state,
+            reason: reason.map(str::to_owned),
+            refusal_grounds: vec![],
+            extensions: Extensions::new(),
+        });
+        let name = serde_json::to_value(state)?
+            .as_str()
+            .unwrap_or("?")
+            .to_owned();
+        let (g, f, t, id) = send(
+            "fr.mj.bepi",
+            "iq.moj.ca",
+            body,
+            &format!("mla-status {name}"),
+        )
+        .await?;
+        ok &= g;
+        delivered.push((f, t, id));
+    }
+    say("\n-- intelligence: Iraqi directorate → French police (H2, TLP:AMBER+STRICT)");
+    {
+        let (g, f, t, id) = send("iq.moi.ahtd", "fr.pn.ocrtis", intel(), "intel-share").await?;
+        ok &= g;
+        delivered.push((f, t, id));
+    }
+    say("\n-- policy at work: the directorate may not send an MLA request abroad directly");
+    match node("iq.moi.ahtd")?
+        .submit(AgencyId::new("fr.mj.bepi")?, mla_request(), None)
+        .await
+    {
+        Err(e) => say(&format!("  ok  refused before anything was sent: {e}")),
+        Ok(id) => {
+            ok = false;
+            say(&format!("  FAIL the direct request {id} was accepted"));
+        }
+    }
+    // 6. The recipient reads a message: decrypted on read, from the stored envelope.
+    let frmj = node("fr.mj.bepi")?;
+    if let Some(rec) = frmj.store().inbox_by_id(&request_hex)?.first() {
+        let opened = frmj.read_inbox(rec)?;
+        if let Body::MlaRequest(r) = &opened.message.body {
+            say(&format!(
+                "\nfr.mj.bepi reads request {}: \"{}\" from {}",
+                &request_hex.to_hex()[..12],
+                r.subject,
+                opened.message.header.sender
+            ));
+        }
+    }
+    // 7. Checkpoints, then stop the nodes and hand the logs to the auditor.
+    say("\n-- signed checkpoints (C2SP signed notes)");
+    for n in &nodes {
+        let note = n.node.checkpoint_now().await?;
+        let mut lines = note.lines();
+        let origin = lines.next().unwrap_or("");
+        let size = lines.next().unwrap_or("");
+        say(&format!("  {origin}: {size} entries"));
+    }
+    for n in &nodes {
+        n.node.shutdown().await;
+    }
+    say("\n-- the auditor: export every log (C2SP tlog-tiles), verify it offline, match both ends");
+    let mut logs = std::collections::BTreeMap::new();
+    for n in &nodes {
+        let agency = n.node.agency();
+        let keys = &n.config.paths.keys;
+        let signer = SignerKey::parse(std::fs::read_to_string(keys.join("log.key"))?.trim())?;
+        let verifier = VerifierKey::parse(std::fs::read_to_string(keys.join("log.pub"))?.trim())?;
+        let out = base.join("exports").join(agency.as_str());
+        // The node owns its log directory; export through its handle.
+        let log = n.node.log();
+        log.export(&out, &signer)?;
+        let report = isnad_log::verify_export(&out, &verifier, None, &mut |_, _| {})?;
+        let entries: Vec<Entry> = (0..log.size())
+            .map(|i| {
+                log.entry_bytes(i)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|b| Ok(Entry::decode(&b)?))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let good = report.is_ok();
+        ok &= good;
+        say(&format!(
+            "  {} {agency}: {} entries, export verified offline: {}",
+            if good { "ok  " } else { "FAIL" },
+            entries.len(),
+            if good {
+                "yes".into()
+            } else {
+                format!("{:?}", report.problems)
+            }
+        ));
+        logs.insert(agency.to_string(), entries);
+    }
+    let trusted = nodes
+        .iter()
+        .filter(|n| n.federation.snapshot().is_some())
+        .count();
+    debug_assert_eq!(trusted, nodes.len());
+    // Every delivered message: sent + receipt-received at the sender, received +
+    // receipt-sent at the recipient, same envelope digest, and the sender's
+    // receipt names the recipient's `received` index.
+    let mut matched = 0;
+    for (from, to, id) in &delivered {
+        let find = |log: &str, ev: EventType| {
+            logs.get(log).and_then(|l| {
+                l.iter()
+                    .find(|e| e.event == ev && e.message_id == Some(*id))
+                    .cloned()
+            })
+        };
+        let sent = find(from, EventType::Sent);
+        let rr = find(from, EventType::ReceiptReceived);
+        let recv = find(to, EventType::Received);
+        let rs = find(to, EventType::ReceiptSent);
+        let good = match (sent, rr, recv, rs) {
+            (Some(s), Some(rr), Some(r), Some(rs)) => {
+                s.envelope_sha256 == r.envelope_sha256
+                    && rr.peer_index == Some(r.seq)
+                    && rs.peer_index == Some(r.seq)
+            }
+            _ => false,
+        };
+        if good {
+            matched += 1;
+        } else {
+            ok = false;
+            say(&format!(
+                "  FAIL message {} from {from} to {to} is not logged consistently at both ends",
+                id.to_hex()
+            ));
+        }
+    }
+    say(&format!(
+        "  {} both ends of {matched}/{} exchanges match (digests and receipt indexes)",
+        if matched == delivered.len() {
+            "ok  "
+        } else {
+            "FAIL"
+        },
+        delivered.len()
+    ));
+    Ok(ok)
+}
+
+fn mla_request() -> Body {
+    Body::MlaRequest(Box::new(MlaRequest {
+        reference: "IQ-MOI-AHTD-2026-0042".into(),
+        requesting_authority: "مديرية مكافحة الاتجار بالبشر — Anti-Trafficking Directorate, Ministry of Interior, Iraq".into(),
+        requested_authority: Some("Ministère de la Justice (BEPI), France".into()),
+        subject: "Recruitment of Iraqi nationals through fictitious job offers in Europe".into(),
+        nature: ProceedingNature::Investigation,
+        summary_of_facts: "Since 2025 a network has recruited victims online and moved them through third countries; payments went through French accounts.".into(),
+        offences: vec![Offence { description: "trafficking in persons".into(), legal_provision: "Law No. 28 of 2012, art. 6".into(), penalty: "imprisonment up to 15 years".into() }],
+        assistance_sought: vec![AssistanceType::Records, AssistanceType::LocatingPersons],
+        assistance_details: "Account records for two accounts; current address of one suspect.".into(),
+        persons: vec![Person { role: PersonRole::Suspect, name: "أحمد علي".into(), name_latin: Some("Ahmed Ali".into()), date_of_birth: Some("1988-03-14".into()), nationality: Some("IQ".into()), identifiers: None }],
+        procedure: None,
+        confidentiality: Confidentiality { required: true, reason: Some("ongoing investigation".into()) },
+        urgency: Urgency::Urgent,
+        deadline: Some(Deadline { date: "2026-12-15".into(), reason: Some("trial date".into()) }),
+        legal_basis: vec!["UNTOC art. 18".into()],
+        case_references: vec![CaseReference { authority: "Baghdad Investigative Court".into(), reference: "2026/117".into() }],
+        extensions: Extensions::new(),
+    }))
+}
+
+fn intel() -> Body {
+    Body::IntelShare(Box::new(IntelShare {
+        share_id: MessageId::from_bytes([0x5a; 16]),
+        handling: HandlingCode::H2,
+        source_grading: SourceGrading::B,
+        information_grading: 2,
+        tlp: Tlp::AmberStrict,
+        classification: "RESTRICTED".into(),
+        case_id: Some("AHTD-OPS-19".into()),
+        summary: "Departure of a group planned for early December".into(),
+        content:
+            "A group of 12 is expected to be moved through Marseille in the first week of December."
+                .into(),
+        entities: vec![Entity {
+            entity_type: EntityType::Phone,
+            value: "+964 770 000 0000".into(),
+            note: Some("organiser".into()),
+        }],
+        extensions: Extensions::new(),
+    }))
+}
