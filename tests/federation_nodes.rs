@@ -1,0 +1,443 @@
+//! The real binary end to end: a federation built with the CLI (roots,
+//! `isnad init`, directories, trust), three node processes (two Iraqi
+//! agencies, one French) exchanging messages all ways through the local API,
+//! then each exported audit log verified and both ends of every exchange
+//! found in the logs. Also: the demo command as a user runs it.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests panic on failure by design.
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use isnad_log::{Entry, EventType, Log};
+
+const BIN: &str = env!("CARGO_BIN_EXE_isnad");
+
+fn isnad(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("run isnad")
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = isnad(args);
+    assert!(
+        o.status.success(),
+        "isnad {args:?} failed: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+fn udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct NodeProc {
+    id: &'static str,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl NodeProc {
+    fn config(&self) -> PathBuf {
+        self.dir.join("config.toml")
+    }
+    fn start(&mut self) {
+        let log = std::fs::File::create(self.dir.join("node.log")).unwrap();
+        let child = Command::new(BIN)
+            .args(["node", "run", "--config", p(&self.config())])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // Graceful: SIGTERM, then wait.
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if c.try_wait().unwrap().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+            panic!("{} did not stop on SIGTERM", self.id);
+        }
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn wait_api(n: &NodeProc) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if isnad(&["outbox", "--config", p(&n.config()), "--json"])
+            .status
+            .success()
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "{} API did not come up: {}",
+        n.id,
+        std::fs::read_to_string(n.dir.join("node.log")).unwrap_or_default()
+    );
+}
+
+fn json(args: &[&str]) -> serde_json::Value {
+    serde_json::from_str(&ok(args)).expect("JSON output")
+}
+
+fn intel_body(text: &str) -> serde_json::Value {
+    serde_json::json!({
+        "share-id": "00112233445566778899aabbccddeeff",
+        "handling": "H1", "source-grading": "B", "information-grading": 2, "tlp": "amber",
+        "classification": "RESTRICTED", "summary": text, "content": text,
+    })
+}
+
+#[test]
+fn three_node_processes_exchange_all_ways_and_logs_record_both_ends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path();
+    ok(&[
+        "directory",
+        "root-init",
+        "--country",
+        "IQ",
+        "--out",
+        p(&base.join("iq-root")),
+    ]);
+    ok(&[
+        "directory",
+        "root-init",
+        "--country",
+        "FR",
+        "--out",
+        p(&base.join("fr-root")),
+    ]);
+    let mut nodes: Vec<NodeProc> = Vec::new();
+    for (id, cc) in [
+        ("iq.moi.ahtd", "IQ"),
+        ("iq.moj.ca", "IQ"),
+        ("fr.mj.bepi", "FR"),
+    ] {
+        let dir = base.join(id);
+        let quic = SocketAddr::from(([127, 0, 0, 1], udp_port()));
+        let api = SocketAddr::from(([127, 0, 0, 1], tcp_port()));
+        ok(&[
+            "init",
+            "--dir",
+            p(&dir),
+            "--agency",
+            id,
+            "--country",
+            cc,
+            "--listen",
+            &quic.to_string(),
+            "--api",
+            &api.to_string(),
+        ]);
+        let draft = base.join(format!("{}.json", &id[..2]));
+        let role = if id.contains("moi") {
+            "law-enforcement"
+        } else {
+            "central-authority"
+        };
+        ok(&[
+            "directory",
+            "add-node",
+            "--draft",
+            p(&draft),
+            "--node",
+            p(&dir),
+            "--role",
+            role,
+            "--endpoint",
+            &quic.to_string(),
+            "--name",
+            "ar=وزارة",
+            "--name",
+            &format!("en={id}"),
+        ]);
+        nodes.push(NodeProc {
+            id,
+            dir,
+            child: None,
+        });
+    }
+    for cc in ["iq", "fr"] {
+        let draft = base.join(format!("{cc}.json"));
+        ok(&[
+            "directory",
+            "allow",
+            "--draft",
+            p(&draft),
+            "--id",
+            &format!("{cc}-all"),
+        ]);
+        ok(&[
+            "directory",
+            "sign",
+            "--root-key",
+            p(&base.join(format!("{cc}-root/root.key.pem"))),
+            "--draft",
+            p(&draft),
+            "--version",
+            "1",
+            "--out",
+            p(&base.join(format!("{cc}.cose"))),
+        ]);
+    }
+    let shown = ok(&[
+        "directory",
+        "show",
+        p(&base.join("iq.cose")),
+        "--root",
+        p(&base.join("iq-root/root.pub.cose")),
+    ]);
+    assert!(
+        shown.contains("وزارة") && shown.contains("iq.moj.ca"),
+        "{shown}"
+    );
+    // A directory checked against the wrong root is refused.
+    assert!(!isnad(&[
+        "directory",
+        "show",
+        p(&base.join("iq.cose")),
+        "--root",
+        p(&base.join("fr-root/root.pub.cose"))
+    ])
+    .status
+    .success());
+    for n in &nodes {
+        let own = &n.id[..2];
+        let other = if own == "iq" { "fr" } else { "iq" };
+        let trust = n.dir.join("trust");
+        ok(&[
+            "trust",
+            "init",
+            "--trust-dir",
+            p(&trust),
+            "--country",
+            own,
+            "--root",
+            p(&base.join(format!("{own}-root/root.pub.cose"))),
+        ]);
+        let fp = ok(&[
+            "trust",
+            "add-partner",
+            "--trust-dir",
+            p(&trust),
+            "--country",
+            other,
+            "--root",
+            p(&base.join(format!("{other}-root/root.pub.cose"))),
+        ]);
+        assert!(fp.contains("fingerprint"), "{fp}");
+        ok(&[
+            "trust",
+            "import",
+            "--trust-dir",
+            p(&trust),
+            p(&base.join("iq.cose")),
+        ]);
+        ok(&[
+            "trust",
+            "import",
+            "--trust-dir",
+            p(&trust),
+            p(&base.join("fr.cose")),
+        ]);
+    }
+    for n in &mut nodes {
+        n.start();
+    }
+    for n in &nodes {
+        wait_api(n);
+    }
+    // Every node sends one message to every other node.
+    let payload = base.join("intel.json");
+    let mut sent = Vec::new();
+    for from in &nodes {
+        for to in &nodes {
+            if from.id == to.id {
+                continue;
+            }
+            std::fs::write(
+                &payload,
+                intel_body(&format!("{} to {}", from.id, to.id)).to_string(),
+            )
+            .unwrap();
+            let id = ok(&[
+                "send",
+                "--config",
+                p(&from.config()),
+                "--to",
+                to.id,
+                "--kind",
+                "intel-share",
+                "--payload",
+                p(&payload),
+            ])
+            .trim()
+            .to_owned();
+            assert_eq!(id.len(), 32, "message id {id:?}");
+            sent.push((from.id, to.id, id));
+        }
+    }
+    // All delivered with a receipt.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (from, _, id) in &sent {
+        let n = nodes.iter().find(|n| n.id == *from).unwrap();
+        loop {
+            let st = json(&["status", "--config", p(&n.config()), id, "--json"]);
+            if st["state"] == "delivered" {
+                assert!(
+                    st["peer_log_index"].is_u64() && st["receipt_hex"].is_string(),
+                    "{st}"
+                );
+                break;
+            }
+            assert!(Instant::now() < deadline, "{id} not delivered: {st}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    // Each inbox holds exactly the two messages addressed to it, readable.
+    for n in &nodes {
+        let inbox = json(&["inbox", "--config", p(&n.config()), "--json"]);
+        let ids: Vec<&str> = inbox
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap())
+            .collect();
+        let expected: Vec<&str> = sent
+            .iter()
+            .filter(|s| s.1 == n.id)
+            .map(|s| s.2.as_str())
+            .collect();
+        assert_eq!(ids.len(), expected.len(), "{} inbox {inbox}", n.id);
+        for id in expected {
+            assert!(ids.contains(&id));
+            let shown = json(&["show", "--config", p(&n.config()), id]);
+            assert_eq!(shown["message"]["to"], n.id);
+            assert!(shown["message"]["body"]["content"]
+                .as_str()
+                .unwrap()
+                .ends_with(n.id));
+        }
+    }
+    for n in &mut nodes {
+        n.stop();
+    }
+    // Each log exports and verifies offline; both ends of every exchange are there.
+    let mut logs = std::collections::BTreeMap::new();
+    for n in &nodes {
+        let out = base.join("export").join(n.id);
+        ok(&[
+            "audit",
+            "export",
+            "--log",
+            p(&n.dir.join("log")),
+            "--log-key",
+            p(&n.dir.join("keys/log.key")),
+            "--out",
+            p(&out),
+        ]);
+        let v = ok(&[
+            "audit",
+            "verify",
+            p(&out),
+            "--log-key",
+            p(&n.dir.join("keys/log.pub")),
+        ]);
+        assert!(v.starts_with("OK"), "{v}");
+        let (log, _) = Log::open(&n.dir.join("log")).unwrap();
+        let entries: Vec<Entry> = (0..log.size())
+            .map(|i| Entry::decode(&log.entry_bytes(i).unwrap()).unwrap())
+            .collect();
+        logs.insert(n.id, entries);
+    }
+    for (from, to, id) in &sent {
+        let mid = isnad_envelope::MessageId::from_hex(id).unwrap();
+        let find = |who: &str, ev: EventType| {
+            logs[who]
+                .iter()
+                .find(|e| e.event == ev && e.message_id == Some(mid))
+                .cloned()
+        };
+        let s = find(from, EventType::Sent).expect("sent");
+        let rr = find(from, EventType::ReceiptReceived).expect("receipt-received");
+        let r = find(to, EventType::Received).expect("received");
+        let rs = find(to, EventType::ReceiptSent).expect("receipt-sent");
+        assert_eq!(s.envelope_sha256, r.envelope_sha256);
+        assert_eq!(rr.peer_index, Some(r.seq));
+        assert_eq!(rs.peer_index, Some(r.seq));
+    }
+}
+
+#[test]
+fn demo_runs_as_a_user_would_and_its_logs_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keep = tmp.path().join("demo");
+    let o = isnad(&["demo", "--keep", p(&keep)]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "demo failed:\n{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("DEMO PASSED"));
+    for agency in ["iq.moi.ahtd", "iq.moj.ca", "fr.mj.bepi", "fr.pn.ocrtis"] {
+        let v = ok(&[
+            "audit",
+            "verify",
+            p(&keep.join("exports").join(agency)),
+            "--log-key",
+            p(&keep.join(agency).join("keys/log.pub")),
+        ]);
+        assert!(v.starts_with("OK"), "{agency}: {v}");
+    }
+    // The kept federation is usable: its directories verify.
+    ok(&[
+        "directory",
+        "show",
+        p(&keep.join("iq-directory.cose")),
+        "--root",
+        p(&keep.join("iq-root/root.pub.cose")),
+    ]);
+}
