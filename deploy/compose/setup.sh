@@ -1,0 +1,37 @@
+#!/bin/sh
+# One-shot set-up of the compose federation (idempotent: does nothing if the
+# nodes already exist). In production the root keys never sit next to the
+# nodes: each country signs its directory offline and ships only the signed
+# file and the root's public key.
+set -eu
+if [ -f /nodes/iq-moi/config.toml ]; then
+  echo "federation already set up"; exit 0
+fi
+cd /roots
+isnad directory root-init --country IQ --out iq-root
+isnad directory root-init --country FR --out fr-root
+isnad init --dir /nodes/iq-moi --agency iq.moi.ahtd --country IQ --listen 0.0.0.0:7401
+isnad init --dir /nodes/iq-moj --agency iq.moj.ca --country IQ --listen 0.0.0.0:7401
+isnad init --dir /nodes/fr-mj --agency fr.mj.bepi --country FR --listen 0.0.0.0:7401
+isnad directory add-node --draft iq.json --node /nodes/iq-moi --role law-enforcement --endpoint iq-moi:7401 \
+  --name "ar=مديرية مكافحة الاتجار بالبشر" --name "en=Anti-Trafficking Directorate"
+isnad directory add-node --draft iq.json --node /nodes/iq-moj --role central-authority --endpoint iq-moj:7401 \
+  --name "ar=وزارة العدل" --name "en=Ministry of Justice"
+isnad directory add-node --draft fr.json --node /nodes/fr-mj --role central-authority --endpoint fr-mj:7401 \
+  --name "fr=Ministère de la Justice" --name "en=Ministry of Justice"
+isnad directory allow --draft iq.json --id iq-internal --from-country iq --to-country iq
+for cc in iq fr; do
+  isnad directory allow --draft $cc.json --id $cc-mla-ca --from-role central-authority --to-role central-authority \
+    --kind mla-request --kind mla-status
+done
+isnad directory sign --root-key iq-root/root.key.pem --draft iq.json --version 1 --out iq.cose
+isnad directory sign --root-key fr-root/root.key.pem --draft fr.json --version 1 --out fr.cose
+for n in iq-moi iq-moj fr-mj; do
+  case $n in iq-*) own=IQ; other=FR ;; *) own=FR; other=IQ ;; esac
+  lo=$(echo $own | tr A-Z a-z); lp=$(echo $other | tr A-Z a-z)
+  isnad trust init --trust-dir /nodes/$n/trust --country $own --root $lo-root/root.pub.cose
+  isnad trust add-partner --trust-dir /nodes/$n/trust --country $other --root $lp-root/root.pub.cose
+  isnad trust import --trust-dir /nodes/$n/trust iq.cose
+  isnad trust import --trust-dir /nodes/$n/trust fr.cose
+done
+echo "federation set up"
