@@ -23,6 +23,20 @@ pub const DIRECTORY_CONTENT_TYPE: &str = "application/vnd.isnad.directory+cbor";
 pub const DIRECTORY_SCHEMA: u64 = 1;
 /// Largest signed directory accepted, bytes.
 pub const MAX_DIRECTORY_BYTES: usize = 1024 * 1024;
+/// Most agencies in one directory.
+pub const MAX_AGENCIES: usize = 1000;
+/// Most policy rules in one directory.
+pub const MAX_RULES: usize = 1000;
+/// Most keys of one kind (signing or encryption) per agency.
+pub const MAX_KEYS_PER_KIND: usize = 8;
+/// Most endpoints per agency.
+pub const MAX_ENDPOINTS: usize = 16;
+/// Longest endpoint (`host:port`), bytes.
+pub const MAX_ENDPOINT_BYTES: usize = 255;
+/// Longest agency name, rule id or revocation reason, bytes (UTF-8).
+pub const MAX_TEXT_BYTES: usize = 256;
+/// Most names (languages) per agency.
+pub const MAX_NAMES: usize = 16;
 
 /// Roles an agency can have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -180,14 +194,16 @@ impl Directory {
         self.agencies.iter().find(|a| &a.id == id)
     }
 
-    /// Checks the rules that the types do not: country codes, agencies of
-    /// this country, unique ids, decodable keys, a validity window.
+    /// Checks the rules that the types do not (spec/federation.md §3.3):
+    /// country codes, a validity window, size bounds, agencies of this
+    /// country listed once, names with plausible BCP 47 tags, decodable keys,
+    /// `host:port` endpoints, log keys named for their agency, unique rule ids.
     pub fn check(&self) -> Result<(), TrustError> {
         let bad = |m: String| Err(TrustError::InvalidDirectory(m));
         if self.schema != DIRECTORY_SCHEMA {
             return bad(format!("schema {} is not supported", self.schema));
         }
-        if self.country.len() != 2 || !self.country.bytes().all(|b| b.is_ascii_lowercase()) {
+        if !is_country(&self.country) {
             return bad(format!(
                 "country {:?} must be two lower-case letters",
                 self.country
@@ -195,6 +211,18 @@ impl Directory {
         }
         if self.valid_until <= self.valid_from {
             return bad("valid-until must be after valid-from".into());
+        }
+        if self.agencies.len() > MAX_AGENCIES {
+            return bad(format!(
+                "{} agencies listed; at most {MAX_AGENCIES} are allowed",
+                self.agencies.len()
+            ));
+        }
+        if self.policy.len() > MAX_RULES {
+            return bad(format!(
+                "{} policy rules; at most {MAX_RULES} are allowed",
+                self.policy.len()
+            ));
         }
         let mut seen = std::collections::BTreeSet::new();
         for a in &self.agencies {
@@ -207,35 +235,28 @@ impl Directory {
             if !seen.insert(a.id.clone()) {
                 return bad(format!("agency {} is listed twice", a.id));
             }
-            if a.signing_keys.is_empty() || a.encryption_keys.is_empty() {
-                return bad(format!(
-                    "agency {} needs a signing and an encryption key",
-                    a.id
-                ));
-            }
-            for k in &a.signing_keys {
-                VerifyingKey::from_cose_key(&k.key).map_err(|e| {
-                    TrustError::InvalidDirectory(format!("{}: signing key: {e}", a.id))
-                })?;
-            }
-            for k in &a.encryption_keys {
-                EncryptionPublicKey::from_cose_key(&k.key).map_err(|e| {
-                    TrustError::InvalidDirectory(format!("{}: encryption key: {e}", a.id))
-                })?;
-            }
-            for e in &a.endpoints {
-                if e.rsplit_once(':')
-                    .and_then(|(_, p)| p.parse::<u16>().ok())
-                    .is_none()
-                {
-                    return bad(format!("{}: endpoint {e:?} is not host:port", a.id));
-                }
-            }
+            check_agency(a)?;
         }
         let mut ids = std::collections::BTreeSet::new();
         for r in &self.policy {
+            if r.id.is_empty() || r.id.len() > MAX_TEXT_BYTES {
+                return bad(format!(
+                    "policy rule id {:?} must be 1 to {MAX_TEXT_BYTES} bytes",
+                    r.id
+                ));
+            }
             if !ids.insert(r.id.clone()) {
                 return bad(format!("policy rule id {:?} is used twice", r.id));
+            }
+            for sel in [&r.from, &r.to] {
+                if let Some(c) = &sel.country {
+                    if !is_country(c) {
+                        return bad(format!(
+                            "policy rule {:?}: country {c:?} must be two lower-case letters",
+                            r.id
+                        ));
+                    }
+                }
             }
         }
         Ok(())
@@ -333,6 +354,133 @@ pub fn verify_signed(bytes: &[u8], root: &VerifyingKey) -> Result<Directory, Tru
     Directory::from_cbor(payload)
 }
 
+/// The per-agency rules of [`Directory::check`].
+fn check_agency(a: &AgencyEntry) -> Result<(), TrustError> {
+    let bad = |m: String| Err(TrustError::InvalidDirectory(m));
+    if a.names.is_empty() {
+        return bad(format!(
+            "agency {} has no name; give at least one (e.g. en=…, ar=…)",
+            a.id
+        ));
+    }
+    if a.names.len() > MAX_NAMES {
+        return bad(format!(
+            "agency {} has {} names; at most {MAX_NAMES} are allowed",
+            a.id,
+            a.names.len()
+        ));
+    }
+    for (lang, name) in &a.names {
+        if !is_language_tag(lang) {
+            return bad(format!(
+                "agency {}: {lang:?} is not a BCP 47 language tag (e.g. ar, en, fr, ar-IQ)",
+                a.id
+            ));
+        }
+        if name.trim().is_empty() {
+            return bad(format!("agency {}: the {lang} name is empty", a.id));
+        }
+        if name.len() > MAX_TEXT_BYTES {
+            return bad(format!(
+                "agency {}: the {lang} name is {} bytes; at most {MAX_TEXT_BYTES} are allowed",
+                a.id,
+                name.len()
+            ));
+        }
+    }
+    if a.endpoints.len() > MAX_ENDPOINTS {
+        return bad(format!(
+            "agency {} has {} endpoints; at most {MAX_ENDPOINTS} are allowed",
+            a.id,
+            a.endpoints.len()
+        ));
+    }
+    for e in &a.endpoints {
+        if e.len() > MAX_ENDPOINT_BYTES {
+            return bad(format!(
+                "{}: an endpoint is {} bytes; at most {MAX_ENDPOINT_BYTES} are allowed",
+                a.id,
+                e.len()
+            ));
+        }
+        let ok = e
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+        if !ok {
+            return bad(format!("{}: endpoint {e:?} is not host:port", a.id));
+        }
+    }
+    if a.signing_keys.is_empty() || a.encryption_keys.is_empty() {
+        return bad(format!(
+            "agency {} needs a signing and an encryption key",
+            a.id
+        ));
+    }
+    for (what, keys) in [
+        ("signing", &a.signing_keys),
+        ("encryption", &a.encryption_keys),
+    ] {
+        if keys.len() > MAX_KEYS_PER_KIND {
+            return bad(format!(
+                "agency {} has {} {what} keys; at most {MAX_KEYS_PER_KIND} are allowed (drop expired ones)",
+                a.id,
+                keys.len()
+            ));
+        }
+        for k in keys.iter() {
+            if k.revocation_reason
+                .as_ref()
+                .is_some_and(|r| r.len() > MAX_TEXT_BYTES)
+            {
+                return bad(format!(
+                    "{}: a revocation reason is longer than {MAX_TEXT_BYTES} bytes",
+                    a.id
+                ));
+            }
+        }
+    }
+    for k in &a.signing_keys {
+        VerifyingKey::from_cose_key(&k.key)
+            .map_err(|e| TrustError::InvalidDirectory(format!("{}: signing key: {e}", a.id)))?;
+    }
+    for k in &a.encryption_keys {
+        EncryptionPublicKey::from_cose_key(&k.key)
+            .map_err(|e| TrustError::InvalidDirectory(format!("{}: encryption key: {e}", a.id)))?;
+    }
+    if let Some(text) = &a.log_key {
+        let key = isnad_log::VerifierKey::parse(text).map_err(|e| {
+            TrustError::InvalidDirectory(format!(
+                "{}: log-key is not a C2SP verifier key: {e}",
+                a.id
+            ))
+        })?;
+        let want = isnad_log::origin_for(&a.id);
+        if key.name() != want {
+            return bad(format!(
+                "{}: log-key is named {:?}; it must be {want:?}",
+                a.id,
+                key.name()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Two lower-case ASCII letters.
+fn is_country(c: &str) -> bool {
+    c.len() == 2 && c.bytes().all(|b| b.is_ascii_lowercase())
+}
+
+/// A plausible BCP 47 tag: a primary subtag of 2–8 ASCII letters, then
+/// optional subtags of 1–8 ASCII letters or digits, separated by `-`.
+fn is_language_tag(tag: &str) -> bool {
+    let mut parts = tag.split('-');
+    let primary = parts.next().unwrap_or("");
+    (2..=8).contains(&primary.len())
+        && primary.bytes().all(|b| b.is_ascii_alphabetic())
+        && parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
 mod bytes {
     use serde::{Deserialize, Deserializer, Serializer};
     pub(super) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
@@ -375,4 +523,244 @@ pub(crate) fn hex(s: &str) -> Option<Vec<u8>> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use isnad_envelope::{EncryptionCurve, EncryptionKey};
+    use ring::rand::SystemRandom;
+
+    fn key(bytes: Vec<u8>) -> KeyEntry {
+        KeyEntry {
+            key: bytes,
+            valid_from: 1_000,
+            valid_until: None,
+            revoked_at: None,
+            revocation_reason: None,
+        }
+    }
+
+    /// A valid one-agency directory of `iq`.
+    fn sample() -> Result<Directory, Box<dyn std::error::Error>> {
+        let rng = SystemRandom::new();
+        let id = AgencyId::new("iq.moj.ca")?;
+        let sign = SigningKey::generate(SignatureAlgorithm::Ed25519, &rng)?;
+        let enc = EncryptionKey::generate(EncryptionCurve::P256, &rng)?;
+        let log = isnad_log::SignerKey::generate(&isnad_log::origin_for(&id), &rng)?;
+        let mut names = BTreeMap::new();
+        names.insert("ar".into(), "وزارة العدل".into());
+        names.insert("en".into(), "Ministry of Justice".into());
+        let mut d = Directory::new("iq");
+        d.version = 1;
+        d.valid_from = 1_000;
+        d.valid_until = 2_000;
+        d.agencies.push(AgencyEntry {
+            id,
+            names,
+            role: Role::CentralAuthority,
+            endpoints: vec!["ca.moj.example.iq:7401".into()],
+            tls_spki_sha256: [7; 32],
+            signing_keys: vec![key(sign.verifying_key().to_cose_key())],
+            encryption_keys: vec![key(enc.public_key().to_cose_key())],
+            log_key: Some(log.verifier().to_string()),
+        });
+        d.policy.push(Rule {
+            id: "all".into(),
+            from: Selector::default(),
+            to: Selector::default(),
+            kinds: Vec::new(),
+            via_central_authority: false,
+        });
+        Ok(d)
+    }
+
+    /// Applies `edit` to a valid directory and returns the check's message.
+    fn refused(edit: impl FnOnce(&mut Directory)) -> Result<String, Box<dyn std::error::Error>> {
+        let mut d = sample()?;
+        d.check()?;
+        edit(&mut d);
+        match d.check() {
+            Err(TrustError::InvalidDirectory(m)) => Ok(m),
+            other => Err(format!("expected InvalidDirectory, got {other:?}").into()),
+        }
+    }
+
+    fn agency(d: &mut Directory) -> &mut AgencyEntry {
+        &mut d.agencies[0]
+    }
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    #[test]
+    fn sample_passes_and_arabic_names_round_trip() -> TestResult {
+        let d = sample()?;
+        d.check()?;
+        let back = Directory::from_cbor(&d.to_cbor()?)?;
+        assert_eq!(back, d);
+        assert_eq!(back.agencies[0].names["ar"], "وزارة العدل");
+        Ok(())
+    }
+
+    #[test]
+    fn names_must_be_present_non_empty_and_tagged() -> TestResult {
+        assert!(refused(|d| agency(d).names.clear())?.contains("has no name"));
+        assert!(refused(|d| {
+            agency(d).names.insert("en".into(), "  ".into());
+        })?
+        .contains("name is empty"));
+        for tag in [
+            "",
+            "e",
+            "englishlanguage", "en-subtaglonger",
+            "en_GB",
+            "123",
+            "en--x",
+            "ar-",
+            "عر",
+        ] {
+            let m = refused(|d| {
+                agency(d).names.insert(tag.into(), "x".into());
+            })?;
+            assert!(m.contains("BCP 47"), "{tag:?}: {m}");
+        }
+        let mut d = sample()?;
+        for tag in ["fr", "ar-IQ", "zh-Hant-TW", "sr-Latn", "es-419"] {
+            agency(&mut d).names.insert(tag.into(), "x".into());
+        }
+        d.check()?;
+        assert!(refused(|d| {
+            // Tags "xa", "xb", … : MAX_NAMES of them plus the two present.
+            for c in b'a'..b'a' + MAX_NAMES as u8 {
+                agency(d)
+                    .names
+                    .insert(format!("x{}", c as char), "x".into());
+            }
+        })?
+        .contains("names; at most"));
+        Ok(())
+    }
+
+    #[test]
+    fn names_are_bounded_in_bytes_not_characters() -> TestResult {
+        let mut d = sample()?;
+        // 128 Arabic letters are 256 bytes: allowed.
+        agency(&mut d).names.insert("ar".into(), "ع".repeat(128));
+        d.check()?;
+        let m = refused(|d| {
+            agency(d).names.insert("ar".into(), "ع".repeat(129));
+        })?;
+        assert!(m.contains("258 bytes"), "{m}");
+        Ok(())
+    }
+
+    #[test]
+    fn endpoints_are_bounded_and_host_port() -> TestResult {
+        assert!(
+            refused(|d| agency(d).endpoints = vec!["a:1".into(); MAX_ENDPOINTS + 1])?
+                .contains("endpoints; at most 16")
+        );
+        let mut d = sample()?;
+        agency(&mut d).endpoints = vec!["a:1".into(); MAX_ENDPOINTS];
+        d.check()?;
+        let long = format!("{}:7401", "h".repeat(MAX_ENDPOINT_BYTES - 4));
+        assert!(refused(|d| agency(d).endpoints = vec![long])?.contains("at most 255"));
+        for e in ["no-port", "host:", ":7401", "host:70000", "host:port"] {
+            let m = refused(|d| agency(d).endpoints = vec![e.into()])?;
+            assert!(m.contains("not host:port"), "{e}: {m}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn keys_are_bounded_per_kind() -> TestResult {
+        let m = refused(|d| {
+            let k = agency(d).signing_keys[0].clone();
+            agency(d).signing_keys = vec![k; MAX_KEYS_PER_KIND + 1];
+        })?;
+        assert!(m.contains("9 signing keys"), "{m}");
+        let m = refused(|d| {
+            let k = agency(d).encryption_keys[0].clone();
+            agency(d).encryption_keys = vec![k; MAX_KEYS_PER_KIND + 1];
+        })?;
+        assert!(m.contains("9 encryption keys"), "{m}");
+        let m = refused(|d| agency(d).signing_keys.clear())?;
+        assert!(m.contains("needs a signing and an encryption key"), "{m}");
+        let m = refused(|d| {
+            agency(d).signing_keys[0].revocation_reason = Some("x".repeat(MAX_TEXT_BYTES + 1));
+        })?;
+        assert!(m.contains("revocation reason"), "{m}");
+        // An encryption key where a signing key belongs.
+        let m = refused(|d| {
+            let k = agency(d).encryption_keys[0].clone();
+            agency(d).signing_keys = vec![k];
+        })?;
+        assert!(m.contains("signing key"), "{m}");
+        Ok(())
+    }
+
+    #[test]
+    fn agencies_and_rules_are_bounded() -> TestResult {
+        let m = refused(|d| {
+            let a = d.agencies[0].clone();
+            d.agencies = vec![a; MAX_AGENCIES + 1];
+        })?;
+        assert!(m.contains("1001 agencies"), "{m}");
+        let m = refused(|d| {
+            let r = d.policy[0].clone();
+            d.policy = (0..=MAX_RULES)
+                .map(|i| Rule {
+                    id: format!("r{i}"),
+                    ..r.clone()
+                })
+                .collect();
+        })?;
+        assert!(m.contains("1001 policy rules"), "{m}");
+        assert!(refused(|d| d.policy[0].id.clear())?.contains("must be 1 to 256 bytes"));
+        assert!(refused(|d| {
+            let r = d.policy[0].clone();
+            d.policy.push(r);
+        })?
+        .contains("used twice"));
+        assert!(refused(|d| d.policy[0].to.country = Some("FRA".into()))?
+            .contains("two lower-case letters"));
+        Ok(())
+    }
+
+    #[test]
+    fn log_key_must_be_a_verifier_key_named_for_the_agency() -> TestResult {
+        let m = refused(|d| agency(d).log_key = Some("not a key".into()))?;
+        assert!(m.contains("not a C2SP verifier key"), "{m}");
+        let rng = SystemRandom::new();
+        let other = isnad_log::SignerKey::generate("iq.moi.ahtd/audit", &rng)?;
+        let m = refused(|d| agency(d).log_key = Some(other.verifier().to_string()))?;
+        assert!(m.contains("must be \"iq.moj.ca/audit\""), "{m}");
+        // The private key text is not a verifier key.
+        let own = isnad_log::SignerKey::generate("iq.moj.ca/audit", &rng)?;
+        let m = refused(|d| agency(d).log_key = Some(own.to_secret_string()))?;
+        assert!(m.contains("not a C2SP verifier key"), "{m}");
+        let mut d = sample()?;
+        agency(&mut d).log_key = None;
+        d.check()?;
+        Ok(())
+    }
+
+    #[test]
+    fn country_window_and_membership() -> TestResult {
+        assert!(refused(|d| d.valid_until = d.valid_from)?.contains("valid-until"));
+        assert!(refused(|d| d.country = "IQ".into())?.contains("two lower-case"));
+        assert!(refused(|d| d.schema = 2)?.contains("schema 2"));
+        let m = refused(|d| {
+            if let Ok(id) = AgencyId::new("fr.mj.bepi") {
+                agency(d).id = id;
+            }
+        })?;
+        assert!(m.contains("does not belong to country iq"), "{m}");
+        assert!(refused(|d| {
+            let a = d.agencies[0].clone();
+            d.agencies.push(a);
+        })?
+        .contains("listed twice"));
+        Ok(())
+    }
 }

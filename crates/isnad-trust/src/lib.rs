@@ -45,7 +45,8 @@ pub mod tls;
 
 pub use directory::{
     verify_signed, AgencyEntry, Directory, KeyEntry, Role, Rule, Selector, DIRECTORY_CONTENT_TYPE,
-    DIRECTORY_SCHEMA, MAX_DIRECTORY_BYTES,
+    DIRECTORY_SCHEMA, MAX_AGENCIES, MAX_DIRECTORY_BYTES, MAX_ENDPOINTS, MAX_ENDPOINT_BYTES,
+    MAX_KEYS_PER_KIND, MAX_NAMES, MAX_RULES, MAX_TEXT_BYTES,
 };
 pub use store::{diff, role_of, Accepted, Change, Decision, Held, TrustStore};
 
