@@ -29,14 +29,22 @@ impl Federation {
         let store = TrustStore::load(path)?;
         let peers = PeerSet::default();
         peers.replace(store.tls_identities(now().0));
-        Ok(Self { store: RwLock::new(store), peers, path: path.to_owned() })
+        Ok(Self {
+            store: RwLock::new(store),
+            peers,
+            path: path.to_owned(),
+        })
     }
 
     /// Wraps an in-memory store (tests, the demo); imports are saved to `path`.
     pub fn from_store(store: TrustStore, path: &Path) -> Self {
         let peers = PeerSet::default();
         peers.replace(store.tls_identities(now().0));
-        Self { store: RwLock::new(store), peers, path: path.to_owned() }
+        Self {
+            store: RwLock::new(store),
+            peers,
+            path: path.to_owned(),
+        }
     }
 
     /// The TLS peer set the node's verifiers use.
@@ -54,13 +62,20 @@ impl Federation {
     /// appends them).
     pub fn import(&self, signed: &[u8]) -> Result<Vec<Entry>, TrustError> {
         let (secs, ms) = now();
-        let mut store = self.store.write().map_err(|_| TrustError::Io("trust store lock poisoned".into()))?;
+        let mut store = self
+            .store
+            .write()
+            .map_err(|_| TrustError::Io("trust store lock poisoned".into()))?;
         let accepted = store.accept(signed, secs)?;
         store.save(&self.path)?;
         self.peers.replace(store.tls_identities(secs));
         Ok(match accepted {
             Accepted::Unchanged => Vec::new(),
-            Accepted::Updated { country, version, changes } => change_entries(&country, version, &changes, ms),
+            Accepted::Updated {
+                country,
+                version,
+                changes,
+            } => change_entries(&country, version, &changes, ms),
         })
     }
 }
@@ -82,7 +97,12 @@ pub fn change_entries(country: &str, version: u64, changes: &[Change], ms: u64) 
                 e.detail.insert("valid-until".into(), until.to_string());
                 out.push(e);
             }
-            Change::KeyRevoked { agency, kid, at, reason } => {
+            Change::KeyRevoked {
+                agency,
+                kid,
+                at,
+                reason,
+            } => {
                 let mut e = Entry::new(EventType::KeyRevoked, ms);
                 e.sender = Some(agency.clone());
                 e.reason = reason.clone();
@@ -107,12 +127,21 @@ impl Directory for Federation {
         let secs = now().0;
         let store = self.store.read().ok()?;
         let entry = store.agency(agency, secs)?;
-        let addr: SocketAddr = entry.endpoints.iter().find_map(|e| e.to_socket_addrs().ok()?.next())?;
-        Some(Peer { addr, encryption_key: store.encryption_key(agency, secs)? })
+        let addr: SocketAddr = entry
+            .endpoints
+            .iter()
+            .find_map(|e| e.to_socket_addrs().ok()?.next())?;
+        Some(Peer {
+            addr,
+            encryption_key: store.encryption_key(agency, secs)?,
+        })
     }
 
     fn allows(&self, sender: &AgencyId, recipient: &AgencyId, kind: Kind) -> Result<(), String> {
-        let store = self.store.read().map_err(|_| "trust store unavailable".to_owned())?;
+        let store = self
+            .store
+            .read()
+            .map_err(|_| "trust store unavailable".to_owned())?;
         match store.evaluate(sender, recipient, kind, false, now().0) {
             Decision::Allowed { .. } => Ok(()),
             Decision::Denied(why) => Err(why),

@@ -382,12 +382,23 @@ mod tests {
     /// The examples in spec/transport.md §3.
     #[test]
     fn spec_examples() {
-        let e = Response::Error { code: ErrorCode::Replayed, message_id: None, detail: None };
+        let e = Response::Error {
+            code: ErrorCode::Replayed,
+            message_id: None,
+            detail: None,
+        };
         let mut want = vec![0, 0, 0, 0x0f, 0xa3, 0x01, 0x01, 0x02, 0x01, 0x04, 0x68];
         want.extend_from_slice(b"replayed");
         assert_eq!(e.encode(), want);
-        let r = Request { op: Op::Deliver, payload: vec![0xaa, 0xbb] }.encode();
-        assert_eq!(r, [0, 0, 0, 9, 0xa3, 0x01, 0x01, 0x02, 0x01, 0x03, 0x42, 0xaa, 0xbb]);
+        let r = Request {
+            op: Op::Deliver,
+            payload: vec![0xaa, 0xbb],
+        }
+        .encode();
+        assert_eq!(
+            r,
+            [0, 0, 0, 9, 0xa3, 0x01, 0x01, 0x02, 0x01, 0x03, 0x42, 0xaa, 0xbb]
+        );
     }
 
     #[test]
