@@ -10,7 +10,10 @@ Uses pycose (https://pypi.org/project/pycose/) and cbor2, with keys made by
       the claims;
   (b) build envelopes from scratch (own ephemeral key, own IV, own
       signature) and check that `isnad envelope open` accepts them with the
-      same payload; and that it refuses one addressed elsewhere.
+      same payload; and that it refuses one addressed elsewhere or tampered;
+  (c) when pycddl is installed, validate the claims, COSE_Sign1, envelopes
+      and COSE_Keys of (a), (b) and spec/vectors/envelope/ok-*.json against
+      spec/messages.cddl.
 
 What pycose 1.1.0 does not do, and what this script does instead (see
 spec/protocol.md section 10):
