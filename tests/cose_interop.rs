@@ -29,7 +29,10 @@ fn python_ready() -> Result<(), String> {
         ),
         Ok(o) if !o.status.success() => Err(format!(
             "python3 lacks pycose/cbor2/cryptography (pip install \"pycose==1.1.0\" \"cbor2>=5.4,<6\"): {}",
-            String::from_utf8_lossy(&o.stderr).trim()
+            String::from_utf8_lossy(&o.stderr)
+                .lines()
+                .last()
+                .unwrap_or_default()
         )),
         Ok(_) => Ok(()),
     }
