@@ -175,7 +175,7 @@ impl SigningKey {
         };
         Ok(Self {
             inner,
-            pkcs8: Zeroizing::new(der.to_vec()),
+            pkcs8: ed25519_v1(der).unwrap_or_else(|| Zeroizing::new(der.to_vec())),
             public,
         })
     }
@@ -336,6 +336,28 @@ enum EncInner {
     X25519(x25519_dalek::StaticSecret),
 }
 
+/// DER prefix of an RFC 8410 PKCS#8 v1 Ed25519 private key; 32 seed bytes follow.
+const ED25519_PKCS8_V1_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+/// DER prefix of the RFC 5958 PKCS#8 v2 Ed25519 form ring generates; the
+/// 32-byte seed follows, then the public key.
+const ED25519_PKCS8_V2_PREFIX: [u8; 16] = [
+    0x30, 0x51, 0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// The 48-byte RFC 8410 v1 form of an Ed25519 key given in the v2 form, so
+/// key files open with OpenSSL and other tools (which refuse v2's extra
+/// public-key field). `None` if `der` is not the v2 form.
+fn ed25519_v1(der: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    if der.len() != 83 || der[..16] != ED25519_PKCS8_V2_PREFIX {
+        return None;
+    }
+    let mut v1 = Zeroizing::new(ED25519_PKCS8_V1_PREFIX.to_vec());
+    v1.extend_from_slice(&der[16..48]);
+    Some(v1)
+}
+
 /// DER prefix of an RFC 8410 PKCS#8 v1 X25519 private key; 32 key bytes follow.
 const X25519_PKCS8_PREFIX: [u8; 16] = [
     0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x04, 0x22, 0x04, 0x20,
@@ -397,7 +419,7 @@ impl EncryptionKey {
         };
         Ok(Self {
             inner,
-            pkcs8: Zeroizing::new(der.to_vec()),
+            pkcs8: ed25519_v1(der).unwrap_or_else(|| Zeroizing::new(der.to_vec())),
             public,
         })
     }
@@ -836,6 +858,17 @@ mod tests {
             .map_err(|_| KeyError::Rng)?;
             assert_eq!(ours.as_slice(), theirs.as_slice());
         }
+        Ok(())
+    }
+
+    #[test]
+    fn ed25519_keys_are_written_in_the_v1_form() -> Result<(), KeyError> {
+        let k = SigningKey::generate(SignatureAlgorithm::Ed25519, &SystemRandom::new())?;
+        let der = pem_decode(&k.to_pkcs8_pem())?;
+        assert_eq!(der.len(), 48);
+        assert_eq!(der[..16], ED25519_PKCS8_V1_PREFIX);
+        let again = SigningKey::from_pkcs8_der(&der)?;
+        assert_eq!(again.verifying_key(), k.verifying_key());
         Ok(())
     }
 
