@@ -46,14 +46,25 @@ enum Command {
     /// Submit a message to the local node (durable before the id is printed).
     Send(client::SendArgs),
     /// List received messages.
+    #[command(after_help = "Example:\n  isnad inbox --config /var/lib/isnad/config.toml --json")]
     Inbox(client::ListArgs),
     /// List sent messages and their delivery state.
+    #[command(after_help = "Example:\n  isnad outbox --config /var/lib/isnad/config.toml")]
     Outbox(client::ListArgs),
     /// Show one message (received messages are decrypted on read).
+    #[command(
+        after_help = "Example:\n  isnad show --config /var/lib/isnad/config.toml 927346b685d2e1c0a17f2ca599382a41"
+    )]
     Show(client::IdArgs),
     /// Delivery status and receipt of one message.
+    #[command(
+        after_help = "Example:\n  isnad status --config /var/lib/isnad/config.toml 927346b685d2e1c0a17f2ca599382a41"
+    )]
     Status(client::IdArgs),
     /// Print (or, with --now, sign) the node's latest audit-log checkpoint.
+    #[command(
+        after_help = "Example:\n  isnad checkpoint --config /var/lib/isnad/config.toml --now"
+    )]
     Checkpoint(client::CheckpointArgs),
     /// Manage trusted partner roots.
     #[command(subcommand)]
