@@ -612,7 +612,8 @@ mod tests {
         for tag in [
             "",
             "e",
-            "englishlanguage", "en-subtaglonger",
+            "englishlanguage",
+            "en-subtaglonger",
             "en_GB",
             "123",
             "en--x",

@@ -40,6 +40,8 @@
 #![warn(missing_docs)]
 
 mod directory;
+#[doc(hidden)]
+pub mod fuzzing;
 mod store;
 pub mod tls;
 
@@ -59,6 +61,28 @@ pub fn fingerprint(key: &isnad_envelope::VerifyingKey) -> String {
         .map(|c| String::from_utf8_lossy(c).into_owned())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+impl TrustError {
+    /// A stable kebab-case name for the error (used in test vectors and by
+    /// `isnad directory verify`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "malformed",
+            Self::InvalidDirectory(_) => "invalid-directory",
+            Self::UnknownRoot => "unknown-root",
+            Self::WrongRoot => "wrong-root",
+            Self::BadSignature => "bad-signature",
+            Self::Rollback { .. } => "rollback",
+            Self::VersionConflict(_) => "version-conflict",
+            Self::Expired { .. } => "expired",
+            Self::NotYetValid { .. } => "not-yet-valid",
+            Self::RootConflict(_) => "root-conflict",
+            Self::Io(_) => "io",
+            Self::Tls(_) => "tls",
+            Self::Crypto => "crypto",
+        }
+    }
 }
 
 /// Errors of the trust layer.
