@@ -58,3 +58,15 @@ for path in sorted(glob.glob(os.path.join(spec, "audit-log", "*.json"))):
             n += 1
             for t in log_targets:
                 put(t, f"vec{n}", data)
+
+
+# Federation targets: every signed directory (signed_hex, held) seeds
+# federation_verify; the payloads (payload_hex) seed federation_directory.
+for path in sorted(glob.glob(os.path.join(spec, "federation", "*.json"))):
+    v = json.load(open(path, encoding="utf-8"))
+    name = os.path.basename(path)[:-5]
+    put("federation_verify", name, bytes.fromhex(v["signed_hex"]))
+    for i, h in enumerate(v.get("held", [])):
+        put("federation_verify", f"{name}-held{i}", bytes.fromhex(h))
+    if "payload_hex" in v:
+        put("federation_directory", name, bytes.fromhex(v["payload_hex"]))

@@ -114,7 +114,25 @@ its config.toml. Creates the draft if it does not exist."
         #[arg(long)]
         out: PathBuf,
     },
-    /// Print a signed directory in human-readable form (verifying it if --root is given).
+    /// Check a signed directory against a root: signature, strict decoding,
+    /// directory rules and validity window (exit 0 valid, 2 invalid, 1 on a
+    /// usage or file error).
+    #[command(
+        after_help = "Example:\n  isnad directory verify fr-v3.cose --root fr-root.pub.cose\n\n\
+Does not compare versions: `isnad trust import` refuses rollbacks against the\n\
+version a node holds."
+    )]
+    Verify {
+        /// The signed directory.
+        file: PathBuf,
+        /// The root public key (COSE_Key) it must be signed by.
+        #[arg(long)]
+        root: PathBuf,
+        /// Check the validity window at this time (Unix seconds) instead of now.
+        #[arg(long, hide = true)]
+        now: Option<u64>,
+    },
+    /// Print a signed directory in human-readable form, after verifying it against --root.
     #[command(
         after_help = "Example:\n  isnad directory show iq-v2.cose --root iq-root/root.pub.cose"
     )]
@@ -225,6 +243,33 @@ pub(crate) fn run(cmd: DirectoryCommand) -> anyhow::Result<ExitCode> {
                 out.display()
             );
             Ok(ExitCode::SUCCESS)
+        }
+        DirectoryCommand::Verify { file, root, now } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let root = read_verifying_key(&root)?;
+            let now = match now {
+                Some(t) => t,
+                None => crate::node_cmd::unix_now()?,
+            };
+            match verify_signed(&bytes, &root).and_then(|d| d.current_at(now).map(|()| d)) {
+                Ok(d) => {
+                    println!(
+                        "valid: {} directory version {}, {} agencies, {} rules, valid from {} until {} (Unix seconds)",
+                        d.country.to_uppercase(),
+                        d.version,
+                        d.agencies.len(),
+                        d.policy.len(),
+                        d.valid_from,
+                        d.valid_until
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("invalid ({}): {e}", e.code());
+                    Ok(ExitCode::from(2))
+                }
+            }
         }
         DirectoryCommand::Show { file, root } => {
             let bytes =
@@ -411,10 +456,10 @@ pub(crate) fn describe(d: &Directory) -> String {
             };
             let _ = writeln!(
                 s,
-                "    {}: {:?} → {:?}: {kinds}{}",
+                "    {}: {} → {}: {kinds}{}",
                 r.id,
-                r.from,
-                r.to,
+                describe_selector(&r.from),
+                describe_selector(&r.to),
                 if r.via_central_authority {
                     " (via central authorities)"
                 } else {
@@ -424,4 +469,27 @@ pub(crate) fn describe(d: &Directory) -> String {
         }
     }
     s
+}
+
+/// A policy selector as text: `any`, or its fields joined with `, `.
+fn describe_selector(sel: &Selector) -> String {
+    let mut parts = Vec::new();
+    if let Some(a) = &sel.agency {
+        parts.push(format!("agency {a}"));
+    }
+    if let Some(r) = sel.role {
+        let role = serde_json::to_value(r)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        parts.push(format!("role {role}"));
+    }
+    if let Some(c) = &sel.country {
+        parts.push(format!("country {}", c.to_uppercase()));
+    }
+    if parts.is_empty() {
+        "any agency".to_owned()
+    } else {
+        parts.join(", ")
+    }
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Subcommand;
-use isnad_trust::{fingerprint, Accepted, TrustStore};
+use isnad_trust::{fingerprint, Accepted, Change, TrustStore};
 
 use crate::directory::read_verifying_key;
 
@@ -114,8 +114,8 @@ pub(crate) fn run(cmd: TrustCommand) -> anyhow::Result<ExitCode> {
                         "holding {} directory version {version}",
                         country.to_uppercase()
                     );
-                    for c in changes {
-                        println!("  {c:?}");
+                    for c in &changes {
+                        println!("  {}", describe_change(c));
                     }
                 }
             }
@@ -153,4 +153,32 @@ fn load(dir: &std::path::Path) -> anyhow::Result<TrustStore> {
             dir.display()
         )
     })
+}
+
+/// One line per change, as an operator reads it.
+fn describe_change(c: &Change) -> String {
+    let kid = |k: &isnad_envelope::KeyId| k.to_hex()[..16].to_owned();
+    match c {
+        Change::AgencyAdded(a) => format!("agency added: {a}"),
+        Change::AgencyRemoved(a) => format!("agency removed: {a}"),
+        Change::KeyAdded { agency, kid: k } => format!("key added: {agency} {}…", kid(k)),
+        Change::KeyRotated {
+            agency,
+            kid: k,
+            until,
+        } => format!("key rotated: {agency} {}… valid until {until}", kid(k)),
+        Change::KeyRevoked {
+            agency,
+            kid: k,
+            at,
+            reason,
+        } => format!(
+            "key REVOKED: {agency} {}… at {at} ({})",
+            kid(k),
+            reason.as_deref().unwrap_or("no reason given")
+        ),
+        Change::ContactChanged(a) => format!("endpoints or TLS key changed: {a}"),
+        Change::PolicyChanged => "policy rules changed".to_owned(),
+        other => format!("{other:?}"),
+    }
 }

@@ -262,6 +262,24 @@ impl Directory {
         Ok(())
     }
 
+    /// Whether the directory is within its validity window at `now`
+    /// (`valid-from ≤ now < valid-until`).
+    pub fn current_at(&self, now: u64) -> Result<(), TrustError> {
+        if now < self.valid_from {
+            return Err(TrustError::NotYetValid {
+                valid_from: self.valid_from,
+                now,
+            });
+        }
+        if now >= self.valid_until {
+            return Err(TrustError::Expired {
+                valid_until: self.valid_until,
+                now,
+            });
+        }
+        Ok(())
+    }
+
     /// Encodes the directory in deterministic CBOR.
     pub fn to_cbor(&self) -> Result<Vec<u8>, TrustError> {
         let v = Value::serialized(self).map_err(|e| TrustError::InvalidDirectory(e.to_string()))?;

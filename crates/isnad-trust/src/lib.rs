@@ -136,7 +136,9 @@ pub enum TrustError {
     // --- operator actions ---
     /// A different root is already trusted for this country.
     #[error(
-        "a different root is already trusted for {0}; remove it first if the change is intended"
+        "a different root is already trusted for {0}; if the partner really replaced its root \
+         (confirm the fingerprint out of band), delete roots/{0}.cose and directories/{0}.cose \
+         from the trust directory, then add the new root"
     )]
     RootConflict(String),
     // --- local failures ---

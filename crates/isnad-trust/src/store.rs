@@ -161,18 +161,7 @@ impl TrustStore {
         if dir.country != country {
             return Err(TrustError::WrongRoot);
         }
-        if now < dir.valid_from {
-            return Err(TrustError::NotYetValid {
-                valid_from: dir.valid_from,
-                now,
-            });
-        }
-        if now >= dir.valid_until {
-            return Err(TrustError::Expired {
-                valid_until: dir.valid_until,
-                now,
-            });
-        }
+        dir.current_at(now)?;
         let changes = match self.held.get(&country) {
             Some(h) if h.directory.version > dir.version => {
                 return Err(TrustError::Rollback {
