@@ -19,7 +19,8 @@ fi
 python3 seed-corpus.py
 for target in $("${fuzz[@]}" list); do
   echo "-- fuzz $target for ${secs}s"
-  mkdir -p "corpus/$target"
+  mkdir -p "corpus/$target" "seeds/$target"
   "${fuzz[@]}" run "$target" "corpus/$target" "seeds/$target" -- \
-    -max_total_time="$secs" -rss_limit_mb=2048 -print_final_stats=1 2>&1 | tail -n 4
+    -max_total_time="$secs" -rss_limit_mb=2048 -print_final_stats=1 2>&1 \
+    | grep -E "^stat::(number_of_executed_units|average_exec_per_sec|new_units_added)|ERROR|panicked|deadly signal"
 done
