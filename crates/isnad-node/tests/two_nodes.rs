@@ -258,6 +258,26 @@ async fn hostile_inputs_are_refused_and_logged() -> TestResult {
         Some(ErrorCode::PolicyDenied)
     );
     dir.0.write().map_err(|_| "poisoned")?.denied_kinds.clear();
+    // Signed with a key no directory lists: unauthentic.
+    let unknown = SigningKey::generate(SignatureAlgorithm::Ed25519, &rng)?;
+    let env = seal(
+        &msg(&b.id)?,
+        &unknown,
+        b_enc.public_key(),
+        &Limits::default(),
+        &rng,
+    )?;
+    assert_eq!(
+        error_code(&raw_request(&conn, &frame(env)).await?),
+        Some(ErrorCode::Unauthentic)
+    );
+    // Deeply nested CBOR as the envelope: malformed, refused before decoding.
+    let mut deep = vec![0x81u8; 10_000];
+    deep.push(0);
+    assert_eq!(
+        error_code(&raw_request(&conn, &frame(deep)).await?),
+        Some(ErrorCode::Malformed)
+    );
     // Garbage and truncated frames.
     assert_eq!(
         error_code(&raw_request(&conn, &[0, 0, 0, 3, 0xff, 0xff, 0xff]).await?),
