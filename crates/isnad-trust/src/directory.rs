@@ -99,7 +99,9 @@ impl KeyEntry {
 pub struct AgencyEntry {
     /// The agency id; its first label is the directory's country.
     pub id: AgencyId,
-    /// Names by BCP 47 language tag, UTF-8 (e.g. `ar`, `en`, `fr`).
+    /// Names by BCP 47 language tag, UTF-8 (e.g. `ar`, `en`, `fr`). A tag
+    /// repeated in the encoded map is malformed.
+    #[serde(deserialize_with = "unique_map")]
     pub names: BTreeMap<String, String>,
     /// Role.
     pub role: Role,
@@ -499,6 +501,34 @@ fn is_language_tag(tag: &str) -> bool {
         && parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
+/// A text → text map that refuses a repeated key (a signed document must
+/// not mean two things to two decoders).
+fn unique_map<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = BTreeMap<String, String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a map of language tags to names")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut m: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((k, v)) = m.next_entry::<String, String>()? {
+                if out.contains_key(&k) {
+                    return Err(serde::de::Error::custom(format!("name tag {k:?} repeated")));
+                }
+                out.insert(k, v);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(V)
+}
+
 mod bytes {
     use serde::{Deserialize, Deserializer, Serializer};
     pub(super) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
@@ -560,7 +590,7 @@ mod tests {
     }
 
     /// A valid one-agency directory of `iq`.
-    fn sample() -> Result<Directory, Box<dyn std::error::Error>> {
+    pub(super) fn sample() -> Result<Directory, Box<dyn std::error::Error>> {
         let rng = SystemRandom::new();
         let id = AgencyId::new("iq.moj.ca")?;
         let sign = SigningKey::generate(SignatureAlgorithm::Ed25519, &rng)?;
@@ -780,6 +810,52 @@ mod tests {
             d.agencies.push(a);
         })?
         .contains("listed twice"));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod duplicate_keys {
+    use super::*;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    /// Re-encodes the sample with one map entry repeated (in `map_of`).
+    fn with_repeat(path: &[&str]) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+        let d = tests::sample()?;
+        let mut v = Value::serialized(&d)?;
+        let mut cur = &mut v;
+        for key in path {
+            cur = match cur {
+                Value::Map(m) => m
+                    .iter_mut()
+                    .find(|(k, _)| k.as_text() == Some(key))
+                    .map(|(_, v)| v)
+                    .ok_or("no such key")?,
+                Value::Array(a) => a.first_mut().ok_or("empty array")?,
+                _ => return Err("not a container".into()),
+            };
+        }
+        if let Value::Map(m) = cur {
+            let first = m.first().cloned().ok_or("empty map")?;
+            m.push(first);
+        }
+        Ok(to_deterministic_vec(&v))
+    }
+
+    #[test]
+    fn repeated_keys_are_malformed() -> TestResult {
+        for path in [
+            &[][..],
+            &["agencies", "0"][..],
+            &["agencies", "0", "names"][..],
+        ] {
+            let bytes = with_repeat(path)?;
+            match Directory::from_cbor(&bytes) {
+                Err(TrustError::Malformed(_)) => {}
+                other => return Err(format!("{path:?}: expected Malformed, got {other:?}").into()),
+            }
+        }
         Ok(())
     }
 }
