@@ -1,7 +1,7 @@
 //! The national directory: a versioned CBOR document listing a country's
 //! agencies, their keys, endpoints and TLS identity, and the country's
 //! policy rules, signed by the country's root key as a COSE_Sign1
-//! (spec/federation.md §3).
+//! (spec/federation.md §3–§4).
 
 use std::collections::BTreeMap;
 

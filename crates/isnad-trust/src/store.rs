@@ -1,6 +1,6 @@
 //! The trust store: this country's root, the partner roots an operator
 //! imported, and the newest verified directory of each country; lookups of
-//! keys, peers and policy over them (spec/federation.md §4–§6).
+//! keys, peers and policy over them (spec/federation.md §5–§8, §10).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -145,7 +145,7 @@ impl TrustStore {
     }
 
     /// Verifies a signed directory and, if it is acceptable at `now`, holds
-    /// it. Checks (spec/federation.md §4): signed by the root trusted for its
+    /// it. Checks (spec/federation.md §5): signed by the root trusted for its
     /// country; `valid-from ≤ now < valid-until`; version strictly greater
     /// than the one held (the same bytes again are a no-op; a different
     /// document with the same version is a conflict).
@@ -264,7 +264,7 @@ impl TrustStore {
     /// Whether policy allows `sender` to send `kind` to `recipient`
     /// directly (`via_ca == false`) or through the central authorities.
     ///
-    /// Rule (spec/federation.md §6): both the sender's country and the
+    /// Rule (spec/federation.md §7): both the sender's country and the
     /// recipient's country must have a rule whose `from` selector matches the
     /// sender, whose `to` selector matches the recipient and whose kinds
     /// include `kind` (empty = all). A rule with `via-central-authority`

@@ -1,7 +1,7 @@
 //! TLS identity: self-signed node certificates whose key is pinned by its
 //! SPKI hash in the national directory, and rustls verifiers that accept a
 //! peer only if its certificate's SPKI hash is listed in a verified, current
-//! directory (spec/federation.md §7). TLS 1.3 only, ALPN `isnad/1`, ring.
+//! directory (spec/federation.md §9). TLS 1.3 only, ALPN `isnad/1`, ring.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
