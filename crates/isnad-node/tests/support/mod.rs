@@ -1,10 +1,7 @@
 //! Test support shared by the node's integration tests and its round-trip
 //! benchmark: agencies with keys and self-signed TLS certificates, a fixed
-//! directory, TLS that pins whole listed certificates, and raw clients.
-//!
-//! The directory here is a fixed table: the federation layer's signed
-//! directories and SPKI verifier are tested in isnad-federation; this
-//! support lets the node be tested on its own.
+//! directory table (so tests can change policy and addresses directly), the
+//! production TLS verifiers of isnad-trust, and raw clients.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 use std::collections::HashMap;
@@ -18,11 +15,8 @@ use isnad_log::{Log, SignerKey};
 use isnad_node::config::Config;
 use isnad_node::store::{OutState, Store};
 use isnad_node::{Directory, Identity, NodeHandle, Peer};
+use isnad_trust::tls::{configs, spki_sha256, PeerSet, TlsIdentity};
 use ring::rand::SystemRandom;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -43,9 +37,10 @@ pub struct Table {
     pub denied_kinds: Vec<Kind>,
 }
 
-/// A fixed directory shared by the test nodes.
+/// A fixed directory shared by the test nodes, and the TLS peer set the
+/// production verifiers (isnad-trust) check certificates against.
 #[derive(Clone, Default)]
-pub struct TestDirectory(pub Arc<RwLock<Table>>);
+pub struct TestDirectory(pub Arc<RwLock<Table>>, pub PeerSet);
 
 impl SenderKeys for TestDirectory {
     fn sender_key(&self, kid: &KeyId) -> Option<SenderKey> {
@@ -79,128 +74,13 @@ impl Directory for TestDirectory {
         }
     }
     fn agency_of_certificate(&self, cert_der: &[u8]) -> Option<AgencyId> {
-        let t = self.0.read().ok()?;
-        t.agencies
-            .iter()
-            .find(|(_, v)| v.3 == cert_der)
-            .map(|(a, _)| a.clone())
+        self.1.agency_of(cert_der)
     }
-}
-
-/// Accepts exactly the certificates in the table (test pinning).
-#[derive(Debug)]
-pub struct Pin {
-    dir: Arc<RwLock<Table>>,
-    provider: Arc<rustls::crypto::CryptoProvider>,
 }
 
 impl std::fmt::Debug for Table {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Table")
-    }
-}
-
-impl Pin {
-    fn listed(&self, cert: &CertificateDer<'_>, name: Option<&str>) -> bool {
-        let Ok(t) = self.dir.read() else { return false };
-        t.agencies
-            .iter()
-            .any(|(a, v)| v.3 == cert.as_ref() && name.is_none_or(|n| n == a.as_str()))
-    }
-}
-
-impl ServerCertVerifier for Pin {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let name = match server_name {
-            ServerName::DnsName(d) => d.as_ref().to_owned(),
-            _ => return Err(rustls::Error::General("not an agency name".into())),
-        };
-        if self.listed(end_entity, Some(&name)) {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::UnknownIssuer,
-            ))
-        }
-    }
-    fn verify_tls12_signature(
-        &self,
-        _m: &[u8],
-        _c: &CertificateDer<'_>,
-        _d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General("TLS 1.2 is not used".into()))
-    }
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            m,
-            c,
-            d,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-impl ClientCertVerifier for Pin {
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        &[]
-    }
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        if self.listed(end_entity, None) {
-            Ok(ClientCertVerified::assertion())
-        } else {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::UnknownIssuer,
-            ))
-        }
-    }
-    fn verify_tls12_signature(
-        &self,
-        _m: &[u8],
-        _c: &CertificateDer<'_>,
-        _d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General("TLS 1.2 is not used".into()))
-    }
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            m,
-            c,
-            d,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
     }
 }
 
@@ -230,7 +110,8 @@ pub fn agency(id: &str) -> Result<Agency, Box<dyn std::error::Error>> {
 pub fn list(dir: &TestDirectory, a: &Agency) -> TestResult {
     let sign = SigningKey::from_pkcs8_pem(&a.sign_pem)?;
     let enc = EncryptionKey::from_pkcs8_pem(&a.enc_pem)?;
-    dir.0.write().map_err(|_| "poisoned")?.agencies.insert(
+    let mut t = dir.0.write().map_err(|_| "poisoned")?;
+    t.agencies.insert(
         a.id.clone(),
         (
             a.addr,
@@ -239,32 +120,25 @@ pub fn list(dir: &TestDirectory, a: &Agency) -> TestResult {
             a.cert.clone(),
         ),
     );
+    let mut ids = std::collections::BTreeMap::new();
+    for (id, v) in &t.agencies {
+        ids.insert(spki_sha256(&v.3)?, id.clone());
+    }
+    dir.1.replace(ids);
     Ok(())
 }
 
+/// The production TLS configuration (isnad-trust: TLS 1.3, ALPN, SPKI
+/// pinning against the listed agencies).
 pub fn tls(
     a: &Agency,
     dir: &TestDirectory,
 ) -> Result<(Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>), Box<dyn std::error::Error>> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let pin = Arc::new(Pin {
-        dir: Arc::clone(&dir.0),
-        provider: Arc::clone(&provider),
-    });
-    let cert = CertificateDer::from(a.cert.clone());
-    let key = || PrivateKeyDer::Pkcs8(a.tls_key.clone().into());
-    let mut server = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_client_cert_verifier(pin.clone())
-        .with_single_cert(vec![cert.clone()], key())?;
-    server.alpn_protocols = vec![isnad_wire::ALPN.to_vec()];
-    let mut client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .dangerous()
-        .with_custom_certificate_verifier(pin)
-        .with_client_auth_cert(vec![cert], key())?;
-    client.alpn_protocols = vec![isnad_wire::ALPN.to_vec()];
-    Ok((Arc::new(server), Arc::new(client)))
+    let identity = TlsIdentity {
+        cert_der: a.cert.clone(),
+        key_der: a.tls_key.clone(),
+    };
+    Ok(configs(&identity, &dir.1)?)
 }
 
 pub async fn start(
