@@ -5,32 +5,15 @@
 //! verify. `ISNAD_CRASH_ROUNDS` sets the number of kills (default 6).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests panic on failure by design.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use common::*;
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_isnad");
-
-fn isnad(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("run isnad")
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = isnad(args);
-    assert!(
-        o.status.success(),
-        "isnad {args:?}: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
 
 struct Proc {
     dir: PathBuf,

@@ -5,49 +5,16 @@
 //! found in the logs. Also: the demo command as a user runs it.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests panic on failure by design.
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use common::*;
 use std::time::{Duration, Instant};
 
 use isnad_log::{Entry, EventType, Log};
-
-const BIN: &str = env!("CARGO_BIN_EXE_isnad");
-
-fn isnad(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("run isnad")
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = isnad(args);
-    assert!(
-        o.status.success(),
-        "isnad {args:?} failed: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
-}
-
-fn udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct NodeProc {
     id: &'static str,
