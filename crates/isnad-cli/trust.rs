@@ -54,6 +54,7 @@ pub(crate) enum TrustCommand {
         file: PathBuf,
     },
     /// List trusted roots and held directories.
+    #[command(after_help = "Example:\n  isnad trust list --trust-dir /var/lib/isnad/trust")]
     List {
         /// The node's trust directory.
         #[arg(long)]
