@@ -406,7 +406,10 @@ fn policy_allow_deny_table() -> TestResult {
 #[test]
 fn spki_hash_is_over_the_subject_public_key_info() -> TestResult {
     let ck = rcgen::generate_simple_self_signed(vec!["iq.moi.ahtd".to_owned()])?;
-    let want = ring::digest::digest(&ring::digest::SHA256, &rcgen::PublicKeyData::subject_public_key_info(&ck.signing_key));
+    let want = ring::digest::digest(
+        &ring::digest::SHA256,
+        &rcgen::PublicKeyData::subject_public_key_info(&ck.signing_key),
+    );
     assert_eq!(spki_sha256(ck.cert.der())?.as_slice(), want.as_ref());
     Ok(())
 }
