@@ -10,7 +10,7 @@ use ring::rand::SecureRandom;
 
 use crate::codec::{self, MalformedReason};
 use crate::keys::{ALG_EDDSA, ALG_ES256};
-use crate::message::{ErrorCode, Message, PROTOCOL_VERSION};
+use crate::message::{ErrorCode, Header, Message, PROTOCOL_VERSION};
 use crate::{
     cbor, AgencyId, Digest, EncryptionCurve, EncryptionKey, EncryptionPublicKey, KeyId, Limits,
     MessageId, SigningKey, VerifyingKey,
@@ -485,7 +485,7 @@ impl Opener<'_> {
             });
         }
         // 11. lifetime and time.
-        if h.expires <= h.created || h.expires - h.created > limits.max_lifetime_secs {
+        if !lifetime_ok(&h, limits) {
             return Err(malformed(MalformedReason::Lifetime(
                 limits.max_lifetime_secs,
             )));
@@ -529,21 +529,8 @@ pub fn seal(
     limits: &Limits,
     rng: &dyn SecureRandom,
 ) -> Result<Vec<u8>, SealError> {
-    let h = &msg.header;
-    if h.expires <= h.created || h.expires - h.created > limits.max_lifetime_secs {
-        return Err(SealError::Invalid(MalformedReason::Lifetime(
-            limits.max_lifetime_secs,
-        )));
-    }
-    let signed = sign(msg, signer, rng)?;
-    let envelope = encrypt(&signed, recipient_key, rng)?;
-    if envelope.len() > limits.max_envelope_bytes {
-        return Err(SealError::TooLarge {
-            size: envelope.len(),
-            max: limits.max_envelope_bytes,
-        });
-    }
-    Ok(envelope)
+    let signed = sign_checked(msg, signer, limits, rng)?;
+    within_size(encrypt(&signed, recipient_key, rng)?, limits)
 }
 
 /// Signs `msg` without encrypting it: a tagged COSE_Sign1, as receipts
@@ -554,20 +541,39 @@ pub fn seal_signed(
     limits: &Limits,
     rng: &dyn SecureRandom,
 ) -> Result<Vec<u8>, SealError> {
-    let h = &msg.header;
-    if h.expires <= h.created || h.expires - h.created > limits.max_lifetime_secs {
+    within_size(sign_checked(msg, signer, limits, rng)?, limits)
+}
+
+/// Whether `exp` is after `iat` and within the lifetime limit: checked when
+/// sealing and when opening.
+fn lifetime_ok(h: &Header, limits: &Limits) -> bool {
+    h.expires > h.created && h.expires - h.created <= limits.max_lifetime_secs
+}
+
+/// Checks the lifetime, then signs.
+fn sign_checked(
+    msg: &Message,
+    signer: &SigningKey,
+    limits: &Limits,
+    rng: &dyn SecureRandom,
+) -> Result<Vec<u8>, SealError> {
+    if !lifetime_ok(&msg.header, limits) {
         return Err(SealError::Invalid(MalformedReason::Lifetime(
             limits.max_lifetime_secs,
         )));
     }
-    let signed = sign(msg, signer, rng)?;
-    if signed.len() > limits.max_envelope_bytes {
+    sign(msg, signer, rng)
+}
+
+/// Refuses output larger than the envelope limit.
+fn within_size(bytes: Vec<u8>, limits: &Limits) -> Result<Vec<u8>, SealError> {
+    if bytes.len() > limits.max_envelope_bytes {
         return Err(SealError::TooLarge {
-            size: signed.len(),
+            size: bytes.len(),
             max: limits.max_envelope_bytes,
         });
     }
-    Ok(signed)
+    Ok(bytes)
 }
 
 /// Builds the tagged COSE_Sign1 over the message claims.
