@@ -419,7 +419,7 @@ impl EncryptionKey {
         };
         Ok(Self {
             inner,
-            pkcs8: ed25519_v1(der).unwrap_or_else(|| Zeroizing::new(der.to_vec())),
+            pkcs8: Zeroizing::new(der.to_vec()),
             public,
         })
     }

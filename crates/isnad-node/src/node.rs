@@ -637,15 +637,11 @@ impl Inner {
                 tracing::info!(%peer, code = %e.code(), %detail, "envelope rejected");
                 self.log_rejected(peer, e.code(), "open", Some(digest))
                     .await;
-                let id = match &e {
-                    OpenError::Expired { .. } | OpenError::Misaddressed { .. } => None,
-                    _ => None,
-                };
                 let public_detail = match &e {
                     OpenError::Unauthentic(_) => None,
                     other => Some(other.to_string()),
                 };
-                return error_response(e.code(), id, public_detail.as_deref());
+                return error_response(e.code(), None, public_detail.as_deref());
             }
         };
         let h = &opened.message.header;

@@ -50,7 +50,7 @@ pub use directory::{
     DIRECTORY_SCHEMA, MAX_AGENCIES, MAX_DIRECTORY_BYTES, MAX_ENDPOINTS, MAX_ENDPOINT_BYTES,
     MAX_KEYS_PER_KIND, MAX_NAMES, MAX_RULES, MAX_TEXT_BYTES,
 };
-pub use store::{diff, role_of, Accepted, Change, Decision, Held, TrustStore};
+pub use store::{diff, Accepted, Change, Decision, Held, TrustStore};
 
 /// Fingerprint of a root key for out-of-band confirmation: the key id in
 /// groups of four hex digits (first 16 bytes), e.g. `3f2a 91c0 …`.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use isnad_envelope::{AgencyId, EncryptionPublicKey, KeyId, Kind, SenderKey, VerifyingKey};
 
-use crate::directory::{verify_signed, AgencyEntry, Directory, KeyEntry, Role, Rule, Selector};
+use crate::directory::{verify_signed, AgencyEntry, Directory, KeyEntry, Rule, Selector};
 use crate::TrustError;
 
 /// A verified directory as held, with the exact signed bytes.
@@ -516,9 +516,4 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrustError> {
         let _ = d.sync_all();
     }
     Ok(())
-}
-
-/// The role of an agency, as listed.
-pub fn role_of(store: &TrustStore, id: &AgencyId, now: u64) -> Option<Role> {
-    store.agency(id, now).map(|a| a.role)
 }
