@@ -1,6 +1,6 @@
 //! Entry points for the fuzz targets in `fuzz/` (not a stable API).
 
-use crate::{checkpoint, entry, note, tiles};
+use crate::{checkpoint, entry, note, tiles, witness};
 
 /// Decodes `data` as an entry; a successful decode must re-encode to
 /// exactly `data` (the encoding is canonical).
@@ -51,6 +51,29 @@ pub fn bundle(data: &[u8]) {
     if let Ok(entries) = tiles::split_bundle(data.get(1..).unwrap_or(&[]), count) {
         for e in entries {
             let _ = entry::Entry::decode(e);
+        }
+    }
+}
+
+/// Parses `data` as an add-checkpoint request; one that parses must
+/// round-trip, and is decided against a fixed witness with no stored state.
+pub fn witness_request(data: &[u8]) {
+    if let Ok(r) = witness::AddCheckpoint::parse(data) {
+        assert_eq!(r.to_text().as_bytes(), data, "request does not round-trip");
+        if let (Some(keys), Ok(w)) = (
+            fixture(),
+            note::SignerKey::from_seed("witness.example/w1", note::TYPE_COSIGNATURE_V1, [2; 32]),
+        ) {
+            let _ = witness::add_checkpoint(&w, &keys[0], None, &r, 1);
+        }
+    }
+}
+
+/// Parses `data` as a fork evidence file and, if it parses, verifies it.
+pub fn fork_evidence(data: &[u8]) {
+    if let Ok(e) = witness::ForkEvidence::parse(data) {
+        if let Some(keys) = fixture() {
+            let _ = e.verify(&keys[0]);
         }
     }
 }

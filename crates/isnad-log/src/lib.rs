@@ -22,8 +22,8 @@
 //! the tiles export and the auditor's checks ([`verify_export`]).
 //!
 //! What it does not do: no networking, no clock and no randomness of its
-//! own (time is a field the caller fills, keys and salts take an RNG). It
-//! does not run a witness or gossip checkpoints. One [`Log`] owns a log
+//! own (time is a field the caller fills, keys and salts take an RNG). The
+//! witness decision ([`witness`]) is sans-IO too: it stores nothing itself. One [`Log`] owns a log
 //! directory at a time (a pid lock file, see [`LOCK_FILE`]).
 //! Normative description: `spec/audit-log.md`.
 //!
@@ -59,6 +59,7 @@ pub mod merkle;
 pub mod note;
 pub mod tiles;
 mod verify;
+pub mod witness;
 
 #[doc(hidden)]
 pub mod fuzzing;
@@ -67,10 +68,15 @@ pub use checkpoint::{open_checkpoint, origin_for, Checkpoint, CheckpointError, T
 pub use entry::{Commitment, CommitmentSalt, Entry, EntryError, EventType, MAX_ENTRY_LEN};
 pub use log::{ExportSummary, Log, LogError, OpenReport, SignedCheckpoint, LOCK_FILE};
 pub use merkle::{
-    empty_root, leaf_hash, node_hash, verify_consistency, verify_inclusion, Hash, ProofError, Tree,
+    consistency_roots, empty_root, leaf_hash, node_hash, verify_consistency, verify_inclusion,
+    Hash, ProofError, Tree,
 };
 pub use note::{NoteError, SignerKey, VerifierKey};
 pub use verify::{prove_from_export, verify_export, AuditError, Problem, Report, MAX_PROBLEMS};
+pub use witness::{
+    add_checkpoint, AddCheckpoint, Cosigned, ForkError, ForkEvidence, ForkProof, WitnessError,
+    Witnessed,
+};
 
 /// Lower-case hex.
 pub(crate) fn hex_encode(b: &[u8]) -> String {

@@ -224,6 +224,32 @@ pub fn verify_consistency(
             Err(ProofError::Mismatch)
         };
     }
+    let (fr, sr) = consistency_roots(first, second, first_root, proof)?;
+    if fr != *first_root || sr != *second_root {
+        return Err(ProofError::Mismatch);
+    }
+    Ok(())
+}
+
+/// The two roots a consistency proof between `0 < first < second` leads
+/// to: RFC 9162 §2.1.4.2 up to, but not including, the final comparison.
+///
+/// When `first` is an exact power of two the proof does not carry the first
+/// root and `first_root` is used as the subtree it starts from (so the first
+/// returned root is `first_root`); otherwise `first_root` is ignored and both
+/// roots come from the proof alone. A proof whose second root equals a
+/// signed root but whose first root differs from a signed root of size
+/// `first` shows that the log signed two histories that do not extend each
+/// other (fork evidence, `spec/witness.md` §5).
+pub fn consistency_roots(
+    first: u64,
+    second: u64,
+    first_root: &Hash,
+    proof: &[Hash],
+) -> Result<(Hash, Hash), ProofError> {
+    if first == 0 || first >= second {
+        return Err(ProofError::SizeOrder { first, second });
+    }
     if proof.is_empty() {
         return Err(ProofError::WrongLength);
     }
@@ -261,10 +287,7 @@ pub fn verify_consistency(
     if snode != 0 {
         return Err(ProofError::WrongLength);
     }
-    if fr != *first_root || sr != *second_root {
-        return Err(ProofError::Mismatch);
-    }
-    Ok(())
+    Ok((fr, sr))
 }
 
 /// An in-memory Merkle tree that keeps every complete subtree hash.
