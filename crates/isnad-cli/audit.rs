@@ -95,6 +95,20 @@ the proof's `extra` line. Exit status: 0 verified, 1 usage or IO error,\n\
         #[arg(long)]
         entry: Option<PathBuf>,
     },
+    /// Check fork evidence a witness recorded (spec/witness.md §5).
+    #[command(
+        after_help = "Example:\n  isnad audit verify-fork state/forks/3f2a….fork --log-key fr.mj.bepi-log.pub\n\n\
+Exit status: 0 the file proves that the log signed two inconsistent\n\
+checkpoints, 3 both checkpoints verify but no fork is shown, 1 unreadable\n\
+file or a checkpoint that does not verify under the key."
+    )]
+    VerifyFork {
+        /// The fork evidence file.
+        file: PathBuf,
+        /// File holding the log's verifier key.
+        #[arg(long)]
+        log_key: PathBuf,
+    },
     /// TEST TOOL (hidden): append synthetic entries, printing each durable index.
     #[command(hide = true)]
     AppendTest {
@@ -125,6 +139,9 @@ pub(crate) fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             log_key,
             entry,
         } => verify_proof(&proof, &log_key, entry.as_deref()),
+        AuditCommand::VerifyFork { file, log_key } => {
+            crate::witness::verify_fork(&file, &read_verifier(&log_key)?)
+        }
         AuditCommand::AppendTest {
             log,
             count,

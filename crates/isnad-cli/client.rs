@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 pub(crate) struct NodeRef {
     /// The node's config file (its api.listen and api.token_file are used).
     #[arg(long, env = "ISNAD_CONFIG", default_value = "config.toml")]
-    config: PathBuf,
+    pub(crate) config: PathBuf,
 }
 
 /// Arguments of `isnad send`.
@@ -72,14 +72,14 @@ pub(crate) struct CheckpointArgs {
     now: bool,
 }
 
-struct Client {
+pub(crate) struct Client {
     base: String,
     token: String,
     agent: ureq::Agent,
 }
 
 impl Client {
-    fn new(node: &NodeRef) -> anyhow::Result<Self> {
+    pub(crate) fn new(node: &NodeRef) -> anyhow::Result<Self> {
         let cfg = Config::load(&node.config).with_context(|| {
             format!(
                 "cannot load {} (pass --config or set ISNAD_CONFIG)",
@@ -129,7 +129,12 @@ impl Client {
         Ok((status, text))
     }
 
-    fn json(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    pub(crate) fn json(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
         let (status, text) = self.call(method, path, body)?;
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if !(200..300).contains(&status) {

@@ -374,6 +374,9 @@ pub(crate) fn node_entry(
         signing_keys: vec![key(read("sign.pub.cose")?)],
         encryption_keys: vec![key(read("enc.pub.cose")?)],
         log_key,
+        witness_key: std::fs::read_to_string(keys.join("witness.pub"))
+            .ok()
+            .map(|s| s.trim().to_owned()),
     })
 }
 

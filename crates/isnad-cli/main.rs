@@ -13,6 +13,7 @@ mod envelope;
 mod keys;
 mod node_cmd;
 mod trust;
+mod witness;
 
 /// Isnad: signed, encrypted and audited exchange of MLA requests and
 /// intelligence between agencies.
@@ -69,6 +70,9 @@ enum Command {
     /// Manage trusted partner roots.
     #[command(subcommand)]
     Trust(trust::TrustCommand),
+    /// Witnessing: what this node witnesses, who witnessed it, fork evidence.
+    #[command(subcommand)]
+    Witness(witness::WitnessCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -88,6 +92,7 @@ fn main() -> std::process::ExitCode {
         Command::Show(a) => client::show(a),
         Command::Status(a) => client::status(a),
         Command::Checkpoint(a) => client::checkpoint(a),
+        Command::Witness(cmd) => witness::run(cmd),
     };
     match result {
         Ok(code) => code,

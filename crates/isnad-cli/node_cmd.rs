@@ -136,6 +136,15 @@ pub(crate) fn create_node(
         &keys.join("log.pub"),
         format!("{}\n", log_key.verifier()).as_bytes(),
     )?;
+    let witness_key = SignerKey::generate_cosigner(&isnad_log::witness::witness_name_for(agency), &rng)?;
+    write_private(
+        &keys.join("witness.key"),
+        witness_key.to_secret_string().as_bytes(),
+    )?;
+    write_public(
+        &keys.join("witness.pub"),
+        format!("{}\n", witness_key.verifier()).as_bytes(),
+    )?;
     let mut token = [0u8; 32];
     rng.fill(&mut token)
         .map_err(|_| anyhow::anyhow!("random number generator failed"))?;
@@ -179,6 +188,12 @@ pub(crate) async fn start(config_path: &Path) -> anyhow::Result<Running> {
     let log_key_text = String::from_utf8(read("log.key")?).context("log.key is not text")?;
     let log_key =
         SignerKey::parse(log_key_text.trim()).context("log.key is not an audit-log signer key")?;
+    // Optional: a node created before witnessing existed has no witness key.
+    let witness_key = match std::fs::read_to_string(keys.join("witness.key")) {
+        Ok(t) => Some(SignerKey::parse(t.trim()).context("witness.key is not a witness cosigning key")?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).context("cannot read witness.key"),
+    };
     let federation = Arc::new(Federation::load(&config.paths.trust).with_context(|| {
         format!(
             "cannot load the trust store {} (isnad trust init / import)",
@@ -201,6 +216,7 @@ pub(crate) async fn start(config_path: &Path) -> anyhow::Result<Running> {
         encryption_keys: vec![enc],
         tls_server,
         tls_client,
+        witness_key,
     };
     let dir: Arc<dyn isnad_node::Directory> = federation.clone();
     let node =

@@ -66,11 +66,16 @@ pub enum EventType {
     DeliveryExpired,
     /// A local user accessed a message.
     LocalAccess,
+    /// This node, as a witness, cosigned a partner's checkpoint.
+    WitnessCosigned,
+    /// This node, as a witness, refused a partner's checkpoint that
+    /// contradicts one it cosigned, and kept fork evidence.
+    ForkDetected,
 }
 
 impl EventType {
     /// Every event type of schema version 1.
-    pub const ALL: [EventType; 13] = [
+    pub const ALL: [EventType; 15] = [
         Self::Sent,
         Self::Received,
         Self::ReceiptSent,
@@ -84,6 +89,8 @@ impl EventType {
         Self::DeliveryFailed,
         Self::DeliveryExpired,
         Self::LocalAccess,
+        Self::WitnessCosigned,
+        Self::ForkDetected,
     ];
 
     /// The wire name.
@@ -102,6 +109,8 @@ impl EventType {
             Self::DeliveryFailed => "delivery-failed",
             Self::DeliveryExpired => "delivery-expired",
             Self::LocalAccess => "local-access",
+            Self::WitnessCosigned => "witness-cosigned",
+            Self::ForkDetected => "fork-detected",
         }
     }
 
@@ -118,6 +127,7 @@ impl EventType {
             Self::Rejected => &[K_REASON],
             Self::DeliveryFailed | Self::DeliveryExpired => &[K_MSG, K_RECIPIENT],
             Self::LocalAccess => &[K_MSG],
+            Self::WitnessCosigned | Self::ForkDetected => &[K_SENDER],
             _ => &[],
         }
     }

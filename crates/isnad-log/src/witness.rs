@@ -36,6 +36,11 @@ pub const MAX_EVIDENCE_LEN: usize = 64 * 1024;
 /// The first line of a fork evidence file.
 pub const FORK_EVIDENCE_HEADER: &str = "isnad-fork-evidence/v1";
 
+/// The witness cosigning key name of an agency's node: `<agency-id>/witness`.
+pub fn witness_name_for(agency: &isnad_envelope::AgencyId) -> String {
+    format!("{agency}/witness")
+}
+
 /// An add-checkpoint request: the size the log believes the witness last
 /// cosigned, a consistency proof from that size, and the new signed
 /// checkpoint note.

@@ -45,6 +45,7 @@ pub async fn serve(
         .route("/v1/inbox", get(inbox))
         .route("/v1/outbox", get(outbox))
         .route("/v1/checkpoint", get(checkpoint).post(checkpoint_now))
+        .route("/v1/witness", get(witness_status))
         .with_state(api);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
@@ -288,4 +289,9 @@ async fn checkpoint(State(api): State<Api>, headers: HeaderMap) -> Result<Respon
 async fn checkpoint_now(State(api): State<Api>, headers: HeaderMap) -> Result<Response, ApiError> {
     authorize(&api, &headers)?;
     Ok(api.node.checkpoint_now().await?.into_response())
+}
+
+async fn witness_status(State(api): State<Api>, headers: HeaderMap) -> Result<Response, ApiError> {
+    authorize(&api, &headers)?;
+    Ok(Json(api.node.witness_status()?).into_response())
 }

@@ -63,6 +63,46 @@ pub struct Config {
     /// Audit-log checkpoints.
     #[serde(default)]
     pub checkpoint: CheckpointConfig,
+    /// Witnessing (spec/witness.md): of partners' logs, and of this node's log.
+    #[serde(default)]
+    pub witness: WitnessConfig,
+}
+
+/// Witnessing: this node as a witness of its partners' audit logs, and the
+/// partners that witness this node's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WitnessConfig {
+    /// Answer add-checkpoint requests from federated partners (needs
+    /// `witness.key` in the keys directory).
+    pub serve: bool,
+    /// Agencies whose nodes are asked to cosign each checkpoint of this
+    /// node's log; empty = the log is not witnessed.
+    pub witnesses: Vec<AgencyId>,
+    /// Cosignatures a checkpoint needs to count as witnessed (k of n);
+    /// 0 = all of `witnesses`.
+    pub quorum: usize,
+}
+
+impl Default for WitnessConfig {
+    fn default() -> Self {
+        Self {
+            serve: true,
+            witnesses: Vec::new(),
+            quorum: 0,
+        }
+    }
+}
+
+impl WitnessConfig {
+    /// The number of cosignatures that make a checkpoint witnessed.
+    pub fn required(&self) -> usize {
+        if self.quorum == 0 {
+            self.witnesses.len()
+        } else {
+            self.quorum
+        }
+    }
 }
 
 /// Where the node keeps its files.
@@ -240,6 +280,20 @@ impl Config {
                 "delivery.max_in_flight and delivery.initial_backoff_ms must be positive".into(),
             );
         }
+        let w = &self.witness;
+        if w.quorum > w.witnesses.len() {
+            return Err(format!(
+                "witness.quorum is {} but only {} witnesses are listed",
+                w.quorum,
+                w.witnesses.len()
+            ));
+        }
+        if w.witnesses.contains(&self.agency) {
+            return Err("witness.witnesses must not list this node's own agency".into());
+        }
+        if w.witnesses.len() > 64 {
+            return Err("witness.witnesses lists more than 64 agencies".into());
+        }
         if !self.api.listen.ip().is_loopback() {
             return Err(
                 "api.listen must be a loopback address: the local API is not for the network"
@@ -280,5 +334,20 @@ mod tests {
             "agency = \"iq.moi\"\nlisten = \"127.0.0.1:1\"\n[api]\nlisten = \"0.0.0.0:80\"",
         );
         assert!(c.map(|c| c.check()).is_ok_and(|r| r.is_err()));
+        let c = Config::parse(
+            "agency = \"iq.moi\"\nlisten = \"127.0.0.1:1\"\n[witness]\nwitnesses = [\"fr.mj\"]\nquorum = 2",
+        );
+        assert!(c.map(|c| c.check()).is_ok_and(|r| r.is_err_and(|e| e.contains("quorum"))));
+    }
+
+    #[test]
+    fn witness_quorum_defaults_to_all() -> Result<(), String> {
+        let c = Config::parse(
+            "agency = \"iq.moi\"\nlisten = \"127.0.0.1:1\"\n[witness]\nwitnesses = [\"fr.mj\", \"jo.psd\"]",
+        )?;
+        assert!(c.witness.serve);
+        assert_eq!(c.witness.required(), 2);
+        c.check()?;
+        Ok(())
     }
 }

@@ -151,4 +151,16 @@ impl Directory for Federation {
     fn agency_of_certificate(&self, cert_der: &[u8]) -> Option<AgencyId> {
         self.peers.agency_of(cert_der)
     }
+
+    fn log_key(&self, agency: &AgencyId) -> Option<isnad_log::VerifierKey> {
+        let store = self.store.read().ok()?;
+        let text = store.agency(agency, now().0)?.log_key.as_deref()?;
+        isnad_log::VerifierKey::parse(text).ok()
+    }
+
+    fn witness_key(&self, agency: &AgencyId) -> Option<isnad_log::VerifierKey> {
+        let store = self.store.read().ok()?;
+        let text = store.agency(agency, now().0)?.witness_key.as_deref()?;
+        isnad_log::VerifierKey::parse(text).ok()
+    }
 }

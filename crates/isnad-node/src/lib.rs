@@ -10,4 +10,5 @@ pub mod metrics;
 mod node;
 pub mod store;
 
+pub use node::witness::{OwnCheckpoint, WitnessStatus, WitnessedLog};
 pub use node::{Directory, Identity, NodeError, NodeHandle, Peer};

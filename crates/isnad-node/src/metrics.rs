@@ -119,6 +119,14 @@ pub struct Metrics {
     pub latency: Histogram,
     /// Time for one durable audit-log append (queueing and group commit included).
     pub append_latency: Histogram,
+    /// Partners' checkpoints this node cosigned as a witness.
+    pub witness_cosigned: Counter,
+    /// Add-checkpoint requests this node refused as a witness.
+    pub witness_refused: Counter,
+    /// Fork evidence recorded: a partner's log contradicted a checkpoint this node cosigned.
+    pub witness_forks: Counter,
+    /// Size of this node's latest checkpoint that reached the witness quorum.
+    pub witnessed_size: Gauge,
     received_by_kind: Mutex<BTreeMap<String, u64>>,
     rejected_by_reason: Mutex<BTreeMap<String, u64>>,
 }
@@ -195,6 +203,22 @@ impl Metrics {
             "Audit-log appends.",
             self.log_appends.get(),
         );
+        counter(
+            "isnad_witness_cosigned_total",
+            "Partners' checkpoints this node cosigned as a witness.",
+            self.witness_cosigned.get(),
+        );
+        counter(
+            "isnad_witness_refused_total",
+            "Add-checkpoint requests this node refused as a witness.",
+            self.witness_refused.get(),
+        );
+        counter(
+            "isnad_witness_forks_total",
+            "Fork evidence recorded against partners' audit logs (alert on any increase).",
+            self.witness_forks.get(),
+        );
+        let _ = writeln!(out, "# HELP isnad_witnessed_size Size of this node's latest checkpoint cosigned by the witness quorum.\n# TYPE isnad_witnessed_size gauge\nisnad_witnessed_size {}", self.witnessed_size.get());
         let _ = writeln!(out, "# HELP isnad_messages_received_total Messages accepted from peers.\n# TYPE isnad_messages_received_total counter");
         if let Ok(m) = self.received_by_kind.lock() {
             for (k, v) in m.iter() {
@@ -257,6 +281,11 @@ mod tests {
         assert!(text.contains("isnad_delivery_latency_seconds_bucket{le=\"0.005\"} 0"));
         assert!(text.contains("isnad_delivery_latency_seconds_bucket{le=\"0.01\"} 1"));
         assert!(text.contains("isnad_log_size 42"));
+        m.witness_forks.inc();
+        m.witnessed_size.set(9);
+        let text = m.render(42);
+        assert!(text.contains("isnad_witness_forks_total 1"));
+        assert!(text.contains("isnad_witnessed_size 9"));
         assert_eq!(m.rejected_count("replayed"), 2);
     }
 }

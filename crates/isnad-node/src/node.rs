@@ -12,7 +12,7 @@ use isnad_envelope::{
     Header, Kind, Limits, Message, MessageId, OpenError, Opened, Opener, Receipt, ReplayGuard,
     SenderKeys, SigningKey,
 };
-use isnad_log::{Entry, EventType, Log, SignerKey};
+use isnad_log::{Entry, EventType, Log, SignerKey, VerifierKey};
 use isnad_wire::{body_len, FrameError, Op, Request, Response, MAX_RESPONSE_BODY};
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio::sync::{watch, Notify, Semaphore};
@@ -23,6 +23,9 @@ use crate::metrics::Metrics;
 use crate::store::{
     Durability, InboxInsert, InboxRecord, OutState, OutboxRecord, Store, StoreError,
 };
+
+#[path = "witness.rs"]
+pub(crate) mod witness;
 
 /// Lifetime of a receipt message.
 const RECEIPT_TTL_SECS: u64 = 30 * 24 * 3600;
@@ -43,6 +46,14 @@ pub trait Directory: SenderKeys + Send + Sync + 'static {
     fn allows(&self, sender: &AgencyId, recipient: &AgencyId, kind: Kind) -> Result<(), String>;
     /// The agency whose listed TLS key is in this end-entity certificate.
     fn agency_of_certificate(&self, cert_der: &[u8]) -> Option<AgencyId>;
+    /// The agency's audit-log verifier key (`log-key`), if listed.
+    fn log_key(&self, _agency: &AgencyId) -> Option<VerifierKey> {
+        None
+    }
+    /// The agency's witness cosigning key (`witness-key`, type 0x04), if listed.
+    fn witness_key(&self, _agency: &AgencyId) -> Option<VerifierKey> {
+        None
+    }
 }
 
 /// Contact details of a peer agency.
@@ -64,6 +75,9 @@ pub struct Identity {
     pub tls_server: Arc<rustls::ServerConfig>,
     /// rustls client configuration (TLS 1.3, client certificate, ALPN `isnad/1`).
     pub tls_client: Arc<rustls::ClientConfig>,
+    /// Witness cosigning key (type 0x04, `<agency>/witness`); without it the
+    /// node does not serve as a witness (spec/witness.md).
+    pub witness_key: Option<SignerKey>,
 }
 
 impl std::fmt::Debug for Identity {
@@ -120,6 +134,7 @@ struct Inner {
     writer: AuditWriter,
     log_key: Arc<SignerKey>,
     latest_checkpoint: Mutex<Option<String>>,
+    witness: witness::State,
     store: Store,
     metrics: Arc<Metrics>,
     endpoint: quinn::Endpoint,
@@ -166,6 +181,8 @@ impl NodeHandle {
         };
         let metrics = Arc::new(Metrics::default());
         let (shutdown, _) = watch::channel(false);
+        let mut identity = identity;
+        let witness = witness::State::new(identity.witness_key.take(), &config.paths.state);
         let inner = Arc::new(Inner {
             config,
             identity,
@@ -175,6 +192,7 @@ impl NodeHandle {
             audit,
             log_key: Arc::new(log_key),
             latest_checkpoint: Mutex::new(None),
+            witness,
             store,
             metrics,
             endpoint,
@@ -299,13 +317,21 @@ impl NodeHandle {
         self.inner.checkpoint().await
     }
 
-    /// The latest signed checkpoint note, if one was signed since start.
+    /// The latest signed checkpoint note, if one was signed since start,
+    /// with the witnesses' verified cosignature lines collected so far.
     pub fn latest_checkpoint(&self) -> Option<String> {
         self.inner
             .latest_checkpoint
             .lock()
             .ok()
             .and_then(|c| c.clone())
+            .map(|n| self.inner.witness.with_cosignatures(n))
+    }
+
+    /// Witnessing state: partners' logs witnessed, fork evidence, and the
+    /// cosignatures of this node's latest checkpoint (spec/witness.md).
+    pub fn witness_status(&self) -> Result<witness::WitnessStatus, NodeError> {
+        Ok(witness::status(&self.inner)?)
     }
 
     /// Waits until message `id` leaves the pending state (delivered, failed
@@ -470,6 +496,7 @@ async fn serve_stream(
     let response = match read_request(inner, &mut recv).await {
         Ok(req) => match req.op {
             Op::Deliver => inner.deliver_in(peer, req.payload).await,
+            Op::AddCheckpoint => witness::serve(inner, peer, req.payload).await,
             _ => error_response(ErrorCode::Malformed, None, Some("unsupported op")),
         },
         Err(resp) => {
@@ -756,7 +783,7 @@ impl Inner {
         )?)
     }
 
-    async fn checkpoint(&self) -> Result<String, NodeError> {
+    async fn checkpoint(self: &Arc<Self>) -> Result<String, NodeError> {
         let log = Arc::clone(&self.audit);
         let key = Arc::clone(&self.log_key);
         let signed = tokio::task::spawn_blocking(move || log.sign_checkpoint(&key))
@@ -766,6 +793,7 @@ impl Inner {
         if let Ok(mut c) = self.latest_checkpoint.lock() {
             *c = Some(signed.note.clone());
         }
+        witness::after_checkpoint(self, &signed);
         Ok(signed.note)
     }
 
@@ -968,13 +996,31 @@ impl Inner {
         addr: SocketAddr,
         rec: &OutboxRecord,
     ) -> Result<Attempt, String> {
-        let conn = self.connection(recipient, addr).await?;
-        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
-        let frame = Request {
-            op: Op::Deliver,
-            payload: rec.envelope.clone(),
+        let answer = self
+            .exchange(recipient, addr, Op::Deliver, rec.envelope.clone())
+            .await?;
+        match answer {
+            Response::Error { code, detail, .. } => Ok(Attempt::Refused { code, detail }),
+            Response::Receipt(bytes) => {
+                let peer_index = self.check_receipt(recipient, rec, &bytes)?;
+                Ok(Attempt::Receipt { bytes, peer_index })
+            }
+            other => Err(format!("unexpected answer to a delivery: {other:?}")),
         }
-        .encode();
+    }
+
+    /// One request on a new stream of the (cached) connection to `agency`,
+    /// and its decoded answer.
+    async fn exchange(
+        &self,
+        agency: &AgencyId,
+        addr: SocketAddr,
+        op: Op,
+        payload: Vec<u8>,
+    ) -> Result<Response, String> {
+        let conn = self.connection(agency, addr).await?;
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+        let frame = Request { op, payload }.encode();
         send.write_all(&frame).await.map_err(|e| e.to_string())?;
         send.finish().map_err(|e| e.to_string())?;
         let mut prefix = [0u8; 4];
@@ -992,13 +1038,7 @@ impl Inner {
         })
         .await
         .map_err(|_| "response timeout".to_owned())??;
-        match Response::decode(&body).map_err(|e| e.to_string())? {
-            Response::Error { code, detail, .. } => Ok(Attempt::Refused { code, detail }),
-            Response::Receipt(bytes) => {
-                let peer_index = self.check_receipt(recipient, rec, &bytes)?;
-                Ok(Attempt::Receipt { bytes, peer_index })
-            }
-        }
+        Response::decode(&body).map_err(|e| e.to_string())
     }
 
     /// Verifies a receipt: signed by the recipient, addressed to us, for this

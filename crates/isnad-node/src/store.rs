@@ -288,6 +288,41 @@ impl Store {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// One value of a text-keyed table another module owns (e.g. the
+    /// witness state); `None` if the key or the table does not exist yet.
+    pub(crate) fn text_keyed(
+        &self,
+        table: TableDefinition<'static, &'static str, &'static [u8]>,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = match txn.open_table(table) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(t.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Every pair of a text-keyed table another module owns, in key order.
+    pub(crate) fn all_text_keyed(
+        &self,
+        table: TableDefinition<'static, &'static str, &'static [u8]>,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = match txn.open_table(table) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        t.iter()?
+            .map(|i| {
+                let (k, v) = i?;
+                Ok((k.value().to_owned(), v.value().to_vec()))
+            })
+            .collect()
+    }
+
     /// Stores a new outgoing message, due now.
     pub async fn insert_outbox(&self, rec: OutboxRecord) -> Result<(), StoreError> {
         self.write(move |txn| {

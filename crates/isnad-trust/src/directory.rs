@@ -117,6 +117,10 @@ pub struct AgencyEntry {
     /// The node's audit-log verifier key (C2SP note verifier key text).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_key: Option<String>,
+    /// The node's witness cosigning key (C2SP tlog-cosignature verifier key
+    /// text, type 0x04, named `<agency-id>/witness`; spec/witness.md §2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witness_key: Option<String>,
 }
 
 /// Who a policy rule applies to. Every field given must match; an empty
@@ -483,6 +487,21 @@ fn check_agency(a: &AgencyEntry) -> Result<(), TrustError> {
             ));
         }
     }
+    if let Some(text) = &a.witness_key {
+        let key = isnad_log::VerifierKey::parse(text).map_err(|e| {
+            TrustError::InvalidDirectory(format!(
+                "{}: witness-key is not a C2SP verifier key: {e}",
+                a.id
+            ))
+        })?;
+        let want = isnad_log::witness::witness_name_for(&a.id);
+        if key.name() != want || key.key_type() != isnad_log::note::TYPE_COSIGNATURE_V1 {
+            return bad(format!(
+                "{}: witness-key must be a cosignature (type 0x04) key named {want:?}",
+                a.id
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -612,6 +631,7 @@ mod tests {
             signing_keys: vec![key(sign.verifying_key().to_cose_key())],
             encryption_keys: vec![key(enc.public_key().to_cose_key())],
             log_key: Some(log.verifier().to_string()),
+            witness_key: None,
         });
         d.policy.push(Rule {
             id: "all".into(),
@@ -790,7 +810,15 @@ mod tests {
         assert!(m.contains("not a C2SP verifier key"), "{m}");
         let mut d = sample()?;
         agency(&mut d).log_key = None;
+        let w = isnad_log::SignerKey::generate_cosigner("iq.moj.ca/witness", &rng)?;
+        agency(&mut d).witness_key = Some(w.verifier().to_string());
         d.check()?;
+        // A log key (type 0x01) is not a witness key, nor is another agency's.
+        let m = refused(|d| agency(d).witness_key = Some(own.verifier().to_string()))?;
+        assert!(m.contains("witness-key must be"), "{m}");
+        let other_w = isnad_log::SignerKey::generate_cosigner("iq.moi.ahtd/witness", &rng)?;
+        let m = refused(|d| agency(d).witness_key = Some(other_w.verifier().to_string()))?;
+        assert!(m.contains("witness-key must be"), "{m}");
         Ok(())
     }
 

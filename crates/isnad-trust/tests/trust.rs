@@ -60,6 +60,7 @@ fn entry(n: &Node, role: Role) -> Result<AgencyEntry, Box<dyn std::error::Error>
             revocation_reason: None,
         }],
         log_key: None,
+        witness_key: None,
     })
 }
 

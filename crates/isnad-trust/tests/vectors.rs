@@ -203,6 +203,7 @@ mod generate {
             signing_keys: vec![key(sign.verifying_key().to_cose_key(), NOW - 30 * 86400)],
             encryption_keys: vec![key(enc.public_key().to_cose_key(), NOW - 30 * 86400)],
             log_key: Some(log.verifier().to_string()),
+            witness_key: None,
             id,
         })
     }

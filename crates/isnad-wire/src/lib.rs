@@ -90,17 +90,23 @@ pub fn body_len(prefix: [u8; 4], max: usize) -> Result<usize, FrameError> {
 pub enum Op {
     /// Deliver an envelope (payload: COSE_Encrypt bytes); answered by a receipt.
     Deliver,
+    /// Ask the server to witness the client's audit log (payload: a C2SP
+    /// tlog-witness add-checkpoint request body); answered by
+    /// [`Response::Cosigned`] or [`Response::WitnessRefused`].
+    AddCheckpoint,
 }
 
 impl Op {
     const fn code(self) -> u64 {
         match self {
             Self::Deliver => 1,
+            Self::AddCheckpoint => 2,
         }
     }
     fn from_code(c: u64) -> Option<Self> {
         match c {
             1 => Some(Self::Deliver),
+            2 => Some(Self::AddCheckpoint),
             _ => None,
         }
     }
@@ -129,6 +135,72 @@ pub enum Response {
         /// A short human-readable detail (never which cryptographic check failed).
         detail: Option<String>,
     },
+    /// The witness cosigned: the payload is the C2SP tlog-witness response
+    /// body, one or more cosignature lines (UTF-8, each ending in a newline).
+    Cosigned(Vec<u8>),
+    /// The witness refused an add-checkpoint request (spec/witness.md §3).
+    WitnessRefused {
+        /// Why.
+        code: WitnessCode,
+        /// For [`WitnessCode::Conflict`] (and only then): the size of the
+        /// latest checkpoint the witness cosigned for this log.
+        known_size: Option<u64>,
+        /// A short detail for the operator (never which signature check failed).
+        detail: Option<String>,
+    },
+}
+
+/// Why a witness refused an add-checkpoint request; each maps to one HTTP
+/// status of C2SP tlog-witness (spec/witness.md §3.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WitnessCode {
+    /// 400 Bad Request: malformed request or checkpoint, or old size larger than the checkpoint.
+    BadRequest,
+    /// 403 Forbidden: the checkpoint carries no valid signature by the log's key.
+    Unauthentic,
+    /// 404 Not Found: the origin is not a log this witness serves for this peer.
+    UnknownLog,
+    /// 409 Conflict: the old size is not the size the witness last cosigned (carried in key 7).
+    Conflict,
+    /// 422 Unprocessable Entity: the checkpoint is not consistent with the one the witness cosigned.
+    Inconsistent,
+    /// 503 Service Unavailable: the witness could not record its state; try again later.
+    Unavailable,
+}
+
+impl WitnessCode {
+    const ALL: [Self; 6] = [
+        Self::BadRequest,
+        Self::Unauthentic,
+        Self::UnknownLog,
+        Self::Conflict,
+        Self::Inconsistent,
+        Self::Unavailable,
+    ];
+
+    /// The wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::BadRequest => "bad-request",
+            Self::Unauthentic => "unauthentic",
+            Self::UnknownLog => "unknown-log",
+            Self::Conflict => "conflict",
+            Self::Inconsistent => "inconsistent",
+            Self::Unavailable => "unavailable",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for WitnessCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 fn int(i: u64) -> Value {
@@ -251,6 +323,29 @@ impl Response {
                 }
                 frame(m)
             }
+            Self::Cosigned(lines) => frame(vec![
+                (int(1), int(WIRE_VERSION)),
+                (int(2), int(2)),
+                (int(3), Value::Bytes(lines.clone())),
+            ]),
+            Self::WitnessRefused {
+                code,
+                known_size,
+                detail,
+            } => {
+                let mut m = vec![
+                    (int(1), int(WIRE_VERSION)),
+                    (int(2), int(3)),
+                    (int(4), Value::Text(code.as_str().to_owned())),
+                ];
+                if let Some(d) = detail {
+                    m.push((int(5), Value::Text(d.clone())));
+                }
+                if let Some(k) = known_size {
+                    m.push((int(7), int(*k)));
+                }
+                frame(m)
+            }
         }
     }
 
@@ -262,7 +357,10 @@ impl Response {
                 max: MAX_RESPONSE_BODY,
             });
         }
-        let mut s = decode_map(body, MAX_RESPONSE_BODY, &[1, 2, 3, 4, 5, 6])?;
+        let mut s = decode_map(body, MAX_RESPONSE_BODY, &[1, 2, 3, 4, 5, 6, 7])?;
+        if s[6].is_some() && !matches!(s[1], Some(Value::Integer(i)) if i == Integer::from(3)) {
+            return Err(FrameError::Schema("key 7 belongs to a witness refusal only"));
+        }
         match uint(
             s[1].take(),
             "status (key 2) missing or not an unsigned integer",
@@ -311,6 +409,56 @@ impl Response {
                 Ok(Self::Error {
                     code,
                     message_id,
+                    detail,
+                })
+            }
+            2 => {
+                if s[3].is_some() || s[4].is_some() || s[5].is_some() {
+                    return Err(FrameError::Schema(
+                        "a cosigned response has only keys 1, 2, 3",
+                    ));
+                }
+                let lines = s[2]
+                    .take()
+                    .and_then(|v| v.into_bytes().ok())
+                    .ok_or(FrameError::Schema(
+                        "cosignatures (key 3) missing or not a byte string",
+                    ))?;
+                if lines.is_empty() {
+                    return Err(FrameError::Schema("a cosigned response needs a cosignature"));
+                }
+                Ok(Self::Cosigned(lines))
+            }
+            3 => {
+                if s[2].is_some() || s[5].is_some() {
+                    return Err(FrameError::Schema("a witness refusal has no key 3 or 6"));
+                }
+                let code = s[3]
+                    .take()
+                    .and_then(|v| v.into_text().ok())
+                    .and_then(|t| WitnessCode::parse(&t))
+                    .ok_or(FrameError::Schema(
+                        "witness code (key 4) missing or unknown",
+                    ))?;
+                let detail = match s[4].take() {
+                    None => None,
+                    Some(v) => Some(
+                        v.into_text()
+                            .map_err(|_| FrameError::Schema("detail must be text"))?,
+                    ),
+                };
+                let known_size = match s[6].take() {
+                    None => None,
+                    Some(v) => Some(uint(Some(v), "known size (key 7) must be an unsigned integer")?),
+                };
+                if (code == WitnessCode::Conflict) != known_size.is_some() {
+                    return Err(FrameError::Schema(
+                        "a conflict carries the known size (key 7), other refusals do not",
+                    ));
+                }
+                Ok(Self::WitnessRefused {
+                    code,
+                    known_size,
                     detail,
                 })
             }
@@ -411,6 +559,26 @@ mod tests {
             detail: Some("seen".into()),
         };
         assert_eq!(Response::decode(body(&e.encode()))?, e);
+        let c = Response::Cosigned(b"\xe2\x80\x94 w AAAA\n".to_vec());
+        assert_eq!(Response::decode(body(&c.encode()))?, c);
+        let k = Response::WitnessRefused {
+            code: WitnessCode::Conflict,
+            known_size: Some(42),
+            detail: None,
+        };
+        assert_eq!(Response::decode(body(&k.encode()))?, k);
+        // The example in spec/witness.md §3.2.
+        assert_eq!(
+            k.encode(),
+            [0, 0, 0, 0x12, 0xa4, 0x01, 0x01, 0x02, 0x03, 0x04, 0x68, b'c', b'o', b'n', b'f',
+             b'l', b'i', b'c', b't', 0x07, 0x18, 0x2a]
+        );
+        let i = Response::WitnessRefused {
+            code: WitnessCode::Inconsistent,
+            known_size: None,
+            detail: Some("fork".into()),
+        };
+        assert_eq!(Response::decode(body(&i.encode()))?, i);
         Ok(())
     }
 
@@ -445,6 +613,20 @@ mod tests {
             Request::decode(&[0xa3, 0x01, 0x01, 0x02, 0x07, 0x03, 0x40]),
             Err(FrameError::Schema(_))
         ));
+        // a conflict without the known size, and a known size on an error
+        assert!(matches!(
+            Response::decode(&[0xa3, 0x01, 0x01, 0x02, 0x03, 0x04, 0x68, b'c', b'o', b'n', b'f', b'l', b'i', b'c', b't']),
+            Err(FrameError::Schema(_))
+        ));
+        assert!(matches!(
+            Response::decode(&[0xa4, 0x01, 0x01, 0x02, 0x01, 0x04, 0x61, 0x78, 0x07, 0x01]),
+            Err(FrameError::Schema(_))
+        ));
+        // op 2 is add-checkpoint, op 3 is not (yet) known
+        assert_eq!(
+            Request::decode(&[0xa3, 0x01, 0x01, 0x02, 0x02, 0x03, 0x40]).map(|r| r.op),
+            Ok(Op::AddCheckpoint)
+        );
         // receipt with an error code
         assert!(matches!(
             Response::decode(&[0xa4, 0x01, 0x01, 0x02, 0x00, 0x03, 0x40, 0x04, 0x61, 0x78]),

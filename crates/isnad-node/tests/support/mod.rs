@@ -28,12 +28,15 @@ pub struct Agency {
     pub cert: Vec<u8>,
     pub tls_key: Vec<u8>,
     pub log_key: String,
+    pub witness_key: String,
     pub addr: SocketAddr,
 }
 
 #[derive(Default)]
 pub struct Table {
     pub agencies: HashMap<AgencyId, (SocketAddr, EncryptionPublicKey, VerifyingKey, Vec<u8>)>,
+    /// Audit-log and witness verifier keys by agency.
+    pub log_keys: HashMap<AgencyId, (isnad_log::VerifierKey, isnad_log::VerifierKey)>,
     pub denied_kinds: Vec<Kind>,
 }
 
@@ -76,6 +79,12 @@ impl Directory for TestDirectory {
     fn agency_of_certificate(&self, cert_der: &[u8]) -> Option<AgencyId> {
         self.1.agency_of(cert_der)
     }
+    fn log_key(&self, agency: &AgencyId) -> Option<isnad_log::VerifierKey> {
+        self.0.read().ok()?.log_keys.get(agency).map(|k| k.0.clone())
+    }
+    fn witness_key(&self, agency: &AgencyId) -> Option<isnad_log::VerifierKey> {
+        self.0.read().ok()?.log_keys.get(agency).map(|k| k.1.clone())
+    }
 }
 
 impl std::fmt::Debug for Table {
@@ -103,6 +112,8 @@ pub fn agency(id: &str) -> Result<Agency, Box<dyn std::error::Error>> {
         cert: ck.cert.der().to_vec(),
         tls_key: ck.signing_key.serialize_der(),
         log_key: SignerKey::generate(&format!("{id}/audit"), &rng)?.to_secret_string(),
+        witness_key: SignerKey::generate_cosigner(&format!("{id}/witness"), &rng)?
+            .to_secret_string(),
         addr: free_udp_port()?,
     })
 }
@@ -118,6 +129,13 @@ pub fn list(dir: &TestDirectory, a: &Agency) -> TestResult {
             enc.public_key().clone(),
             sign.verifying_key().clone(),
             a.cert.clone(),
+        ),
+    );
+    t.log_keys.insert(
+        a.id.clone(),
+        (
+            SignerKey::parse(&a.log_key)?.verifier(),
+            SignerKey::parse(&a.witness_key)?.verifier(),
         ),
     );
     let mut ids = std::collections::BTreeMap::new();
@@ -146,17 +164,30 @@ pub async fn start(
     dir: &TestDirectory,
     root: &Path,
 ) -> Result<NodeHandle, Box<dyn std::error::Error>> {
+    start_with(a, dir, root, |_| {}).await
+}
+
+/// [`start`] with a change to the configuration (e.g. `[witness]`).
+pub async fn start_with(
+    a: &Agency,
+    dir: &TestDirectory,
+    root: &Path,
+    edit: impl FnOnce(&mut Config),
+) -> Result<NodeHandle, Box<dyn std::error::Error>> {
     let mut config = Config::parse(&format!("agency = \"{}\"\nlisten = \"{}\"\n", a.id, a.addr))?;
     config.delivery.initial_backoff_ms = 50;
     config.delivery.max_backoff_secs = 1;
     let home = root.join(a.id.as_str());
     std::fs::create_dir_all(&home)?;
+    config.paths.state = home.clone();
+    edit(&mut config);
     let (server, client) = tls(a, dir)?;
     let identity = Identity {
         signing_key: SigningKey::from_pkcs8_pem(&a.sign_pem)?,
         encryption_keys: vec![EncryptionKey::from_pkcs8_pem(&a.enc_pem)?],
         tls_server: server,
         tls_client: client,
+        witness_key: Some(SignerKey::parse(&a.witness_key)?),
     };
     let (log, _) = Log::open(&home.join("log"))?;
     let store = Store::open(&home.join("state.redb"))?;
@@ -242,6 +273,6 @@ pub async fn raw_request(
 pub fn error_code(r: &isnad_wire::Response) -> Option<ErrorCode> {
     match r {
         isnad_wire::Response::Error { code, .. } => Some(*code),
-        isnad_wire::Response::Receipt(_) => None,
+        _ => None,
     }
 }
