@@ -136,7 +136,8 @@ pub(crate) fn create_node(
         &keys.join("log.pub"),
         format!("{}\n", log_key.verifier()).as_bytes(),
     )?;
-    let witness_key = SignerKey::generate_cosigner(&isnad_log::witness::witness_name_for(agency), &rng)?;
+    let witness_key =
+        SignerKey::generate_cosigner(&isnad_log::witness::witness_name_for(agency), &rng)?;
     write_private(
         &keys.join("witness.key"),
         witness_key.to_secret_string().as_bytes(),
@@ -190,7 +191,9 @@ pub(crate) async fn start(config_path: &Path) -> anyhow::Result<Running> {
         SignerKey::parse(log_key_text.trim()).context("log.key is not an audit-log signer key")?;
     // Optional: a node created before witnessing existed has no witness key.
     let witness_key = match std::fs::read_to_string(keys.join("witness.key")) {
-        Ok(t) => Some(SignerKey::parse(t.trim()).context("witness.key is not a witness cosigning key")?),
+        Ok(t) => {
+            Some(SignerKey::parse(t.trim()).context("witness.key is not a witness cosigning key")?)
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e).context("cannot read witness.key"),
     };

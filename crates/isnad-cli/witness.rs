@@ -64,7 +64,11 @@ fn status(node: &NodeRef, json: bool) -> anyhow::Result<ExitCode> {
         );
         println!(
             "serving as a witness: {}",
-            if v["serving"] == Value::Bool(true) { "yes" } else { "no" }
+            if v["serving"] == Value::Bool(true) {
+                "yes"
+            } else {
+                "no"
+            }
         );
         for w in v["witnessed"].as_array().into_iter().flatten() {
             println!(

@@ -337,7 +337,9 @@ mod tests {
         let c = Config::parse(
             "agency = \"iq.moi\"\nlisten = \"127.0.0.1:1\"\n[witness]\nwitnesses = [\"fr.mj\"]\nquorum = 2",
         );
-        assert!(c.map(|c| c.check()).is_ok_and(|r| r.is_err_and(|e| e.contains("quorum"))));
+        assert!(c
+            .map(|c| c.check())
+            .is_ok_and(|r| r.is_err_and(|e| e.contains("quorum"))));
     }
 
     #[test]

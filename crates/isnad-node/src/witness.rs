@@ -149,7 +149,12 @@ pub(super) async fn serve(inner: &Inner, peer: &AgencyId, payload: Vec<u8>) -> R
 async fn decide(inner: &Inner, peer: &AgencyId, payload: Vec<u8>) -> Response {
     let key = match &inner.witness.key {
         Some(k) if inner.config.witness.serve => Arc::clone(k),
-        _ => return refusal(WitnessCode::UnknownLog, "this node does not serve as a witness"),
+        _ => {
+            return refusal(
+                WitnessCode::UnknownLog,
+                "this node does not serve as a witness",
+            )
+        }
     };
     let req = match AddCheckpoint::parse(&payload) {
         Ok(r) => r,
@@ -377,7 +382,12 @@ async fn submit(inner: &Inner, witness: &AgencyId, note: &str, size: u64) -> Res
             checkpoint: note.to_owned(),
         };
         let answer = inner
-            .exchange(witness, peer.addr, Op::AddCheckpoint, req.to_text().into_bytes())
+            .exchange(
+                witness,
+                peer.addr,
+                Op::AddCheckpoint,
+                req.to_text().into_bytes(),
+            )
             .await;
         let answer = match answer {
             Ok(a) => a,
@@ -487,7 +497,10 @@ pub(super) fn status(inner: &Inner) -> Result<WitnessStatus, StoreError> {
         .map(|l| {
             (
                 l.size,
-                l.cosignatures.keys().map(|a| a.to_string()).collect::<Vec<_>>(),
+                l.cosignatures
+                    .keys()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>(),
             )
         })
         .unwrap_or_default();

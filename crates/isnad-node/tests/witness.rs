@@ -96,7 +96,10 @@ async fn witnessed_log_that_rewrites_its_history_is_caught() -> TestResult {
         note::verify_cosignature(served.as_bytes(), &wkey)?;
     }
     let status = na.witness_status()?;
-    assert_eq!(status.own.cosigned_by, vec![b.id.to_string(), c.id.to_string()]);
+    assert_eq!(
+        status.own.cosigned_by,
+        vec![b.id.to_string(), c.id.to_string()]
+    );
     assert_eq!(na.metrics().witnessed_size.get(), m);
     // Each witness stored A's checkpoint and logged witness-cosigned.
     for n in [&nb, &nc] {
@@ -115,8 +118,7 @@ async fn witnessed_log_that_rewrites_its_history_is_caught() -> TestResult {
     let cosigned: Vec<_> = events(&na)?
         .into_iter()
         .filter(|e| {
-            e.event == EventType::CheckpointCosigned
-                && e.detail.get("size") == Some(&m.to_string())
+            e.event == EventType::CheckpointCosigned && e.detail.get("size") == Some(&m.to_string())
         })
         .collect();
     assert_eq!(cosigned.len(), 2, "{cosigned:?}");
@@ -170,7 +172,11 @@ async fn witnessed_log_that_rewrites_its_history_is_caught() -> TestResult {
         assert_eq!(n.metrics().witness_forks.get(), 1);
         let evidence = ForkEvidence::parse(&std::fs::read(&s.forks[0])?)?;
         let proof = evidence.verify(&a_log)?;
-        assert_eq!(matches!(proof, ForkProof::SameSize { .. }), want_same_size, "{proof:?}");
+        assert_eq!(
+            matches!(proof, ForkProof::SameSize { .. }),
+            want_same_size,
+            "{proof:?}"
+        );
         assert!(matches!(
             proof,
             ForkProof::SameSize { size, .. } | ForkProof::Diverged { size, .. } if size == m
@@ -178,13 +184,19 @@ async fn witnessed_log_that_rewrites_its_history_is_caught() -> TestResult {
         assert!(events(n)?
             .iter()
             .any(|e| e.event == EventType::ForkDetected && e.sender.as_ref() == Some(&a.id)));
-        assert!(n.metrics().render(0).contains("isnad_witness_forks_total 1"));
+        assert!(n
+            .metrics()
+            .render(0)
+            .contains("isnad_witness_forks_total 1"));
     }
 
     // The same fork offered again is refused again but counted once.
     assert!(matches!(
         add_checkpoint(&a, &dir, &b, &fork_req).await?,
-        Response::WitnessRefused { code: WitnessCode::Inconsistent, .. }
+        Response::WitnessRefused {
+            code: WitnessCode::Inconsistent,
+            ..
+        }
     ));
     assert_eq!(nb.metrics().witness_forks.get(), 1);
 
@@ -197,7 +209,10 @@ async fn witnessed_log_that_rewrites_its_history_is_caught() -> TestResult {
     };
     assert!(matches!(
         add_checkpoint(&b, &dir, &c, &b_req).await?,
-        Response::WitnessRefused { code: WitnessCode::UnknownLog, .. }
+        Response::WitnessRefused {
+            code: WitnessCode::UnknownLog,
+            ..
+        }
     ));
 
     for n in [na, nb, nc] {

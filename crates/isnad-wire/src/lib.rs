@@ -359,7 +359,9 @@ impl Response {
         }
         let mut s = decode_map(body, MAX_RESPONSE_BODY, &[1, 2, 3, 4, 5, 6, 7])?;
         if s[6].is_some() && !matches!(s[1], Some(Value::Integer(i)) if i == Integer::from(3)) {
-            return Err(FrameError::Schema("key 7 belongs to a witness refusal only"));
+            return Err(FrameError::Schema(
+                "key 7 belongs to a witness refusal only",
+            ));
         }
         match uint(
             s[1].take(),
@@ -418,14 +420,16 @@ impl Response {
                         "a cosigned response has only keys 1, 2, 3",
                     ));
                 }
-                let lines = s[2]
-                    .take()
-                    .and_then(|v| v.into_bytes().ok())
-                    .ok_or(FrameError::Schema(
-                        "cosignatures (key 3) missing or not a byte string",
-                    ))?;
+                let lines =
+                    s[2].take()
+                        .and_then(|v| v.into_bytes().ok())
+                        .ok_or(FrameError::Schema(
+                            "cosignatures (key 3) missing or not a byte string",
+                        ))?;
                 if lines.is_empty() {
-                    return Err(FrameError::Schema("a cosigned response needs a cosignature"));
+                    return Err(FrameError::Schema(
+                        "a cosigned response needs a cosignature",
+                    ));
                 }
                 Ok(Self::Cosigned(lines))
             }
@@ -449,7 +453,10 @@ impl Response {
                 };
                 let known_size = match s[6].take() {
                     None => None,
-                    Some(v) => Some(uint(Some(v), "known size (key 7) must be an unsigned integer")?),
+                    Some(v) => Some(uint(
+                        Some(v),
+                        "known size (key 7) must be an unsigned integer",
+                    )?),
                 };
                 if (code == WitnessCode::Conflict) != known_size.is_some() {
                     return Err(FrameError::Schema(
@@ -570,8 +577,10 @@ mod tests {
         // The example in spec/witness.md §3.2.
         assert_eq!(
             k.encode(),
-            [0, 0, 0, 0x12, 0xa4, 0x01, 0x01, 0x02, 0x03, 0x04, 0x68, b'c', b'o', b'n', b'f',
-             b'l', b'i', b'c', b't', 0x07, 0x18, 0x2a]
+            [
+                0, 0, 0, 0x12, 0xa4, 0x01, 0x01, 0x02, 0x03, 0x04, 0x68, b'c', b'o', b'n', b'f',
+                b'l', b'i', b'c', b't', 0x07, 0x18, 0x2a
+            ]
         );
         let i = Response::WitnessRefused {
             code: WitnessCode::Inconsistent,
@@ -615,7 +624,10 @@ mod tests {
         ));
         // a conflict without the known size, and a known size on an error
         assert!(matches!(
-            Response::decode(&[0xa3, 0x01, 0x01, 0x02, 0x03, 0x04, 0x68, b'c', b'o', b'n', b'f', b'l', b'i', b'c', b't']),
+            Response::decode(&[
+                0xa3, 0x01, 0x01, 0x02, 0x03, 0x04, 0x68, b'c', b'o', b'n', b'f', b'l', b'i', b'c',
+                b't'
+            ]),
             Err(FrameError::Schema(_))
         ));
         assert!(matches!(

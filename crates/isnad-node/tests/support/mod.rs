@@ -80,10 +80,20 @@ impl Directory for TestDirectory {
         self.1.agency_of(cert_der)
     }
     fn log_key(&self, agency: &AgencyId) -> Option<isnad_log::VerifierKey> {
-        self.0.read().ok()?.log_keys.get(agency).map(|k| k.0.clone())
+        self.0
+            .read()
+            .ok()?
+            .log_keys
+            .get(agency)
+            .map(|k| k.0.clone())
     }
     fn witness_key(&self, agency: &AgencyId) -> Option<isnad_log::VerifierKey> {
-        self.0.read().ok()?.log_keys.get(agency).map(|k| k.1.clone())
+        self.0
+            .read()
+            .ok()?
+            .log_keys
+            .get(agency)
+            .map(|k| k.1.clone())
     }
 }
 
