@@ -70,3 +70,16 @@ for path in sorted(glob.glob(os.path.join(spec, "federation", "*.json"))):
         put("federation_verify", f"{name}-held{i}", bytes.fromhex(h))
     if "payload_hex" in v:
         put("federation_directory", name, bytes.fromhex(v["payload_hex"]))
+
+
+# Witness targets: every add-checkpoint request and fork evidence file in
+# spec/vectors/witness seeds both witness_* targets.
+for path in sorted(glob.glob(os.path.join(spec, "witness", "*.json"))):
+    v = json.load(open(path, encoding="utf-8"))
+    name = os.path.basename(path)[:-5]
+    for key in ("request", "evidence"):
+        if isinstance(v.get(key), str):
+            put("witness_request", f"{name}-{key}", v[key].encode())
+            put("witness_fork_evidence", f"{name}-{key}", v[key].encode())
+    if isinstance(v.get("expect"), dict) and "evidence" in v["expect"]:
+        put("witness_fork_evidence", f"{name}-expected", v["expect"]["evidence"].encode())
