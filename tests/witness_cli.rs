@@ -22,7 +22,10 @@ fn verify_fork_exit_status_follows_the_vectors() {
         let v: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
         let (evidence, expect) = match v["type"].as_str().unwrap() {
-            "fork-evidence" => (v["evidence"].as_str().unwrap(), v["expect"].as_str().unwrap()),
+            "fork-evidence" => (
+                v["evidence"].as_str().unwrap(),
+                v["expect"].as_str().unwrap(),
+            ),
             _ => match v["expect"]["evidence"].as_str() {
                 Some(e) => (e, v["expect"]["fork"].as_str().unwrap()),
                 None => continue,
