@@ -472,35 +472,46 @@ fn check_agency(a: &AgencyEntry) -> Result<(), TrustError> {
             .map_err(|e| TrustError::InvalidDirectory(format!("{}: encryption key: {e}", a.id)))?;
     }
     if let Some(text) = &a.log_key {
-        let key = isnad_log::VerifierKey::parse(text).map_err(|e| {
-            TrustError::InvalidDirectory(format!(
-                "{}: log-key is not a C2SP verifier key: {e}",
-                a.id
-            ))
-        })?;
-        let want = isnad_log::origin_for(&a.id);
-        if key.name() != want {
-            return bad(format!(
-                "{}: log-key is named {:?}; it must be {want:?}",
-                a.id,
-                key.name()
-            ));
-        }
+        note_key(
+            a,
+            "log-key",
+            text,
+            &isnad_log::origin_for(&a.id),
+            isnad_log::note::TYPE_ED25519,
+        )?;
     }
     if let Some(text) = &a.witness_key {
-        let key = isnad_log::VerifierKey::parse(text).map_err(|e| {
-            TrustError::InvalidDirectory(format!(
-                "{}: witness-key is not a C2SP verifier key: {e}",
-                a.id
-            ))
-        })?;
         let want = isnad_log::witness::witness_name_for(&a.id);
-        if key.name() != want || key.key_type() != isnad_log::note::TYPE_COSIGNATURE_V1 {
-            return bad(format!(
-                "{}: witness-key must be a cosignature (type 0x04) key named {want:?}",
-                a.id
-            ));
-        }
+        note_key(
+            a,
+            "witness-key",
+            text,
+            &want,
+            isnad_log::note::TYPE_COSIGNATURE_V1,
+        )?;
+    }
+    Ok(())
+}
+
+/// Checks a C2SP verifier key field of an agency entry: it parses, has the
+/// agency's name for that role, and the signature type of that role.
+fn note_key(
+    a: &AgencyEntry,
+    field: &str,
+    text: &str,
+    want: &str,
+    want_type: u8,
+) -> Result<(), TrustError> {
+    let key = isnad_log::VerifierKey::parse(text).map_err(|e| {
+        TrustError::InvalidDirectory(format!("{}: {field} is not a C2SP verifier key: {e}", a.id))
+    })?;
+    if key.name() != want || key.key_type() != want_type {
+        return Err(TrustError::InvalidDirectory(format!(
+            "{}: {field} is named {:?} with type 0x{:02x}; it must be {want:?} with type 0x{want_type:02x}",
+            a.id,
+            key.name(),
+            key.key_type()
+        )));
     }
     Ok(())
 }
@@ -815,10 +826,10 @@ mod tests {
         d.check()?;
         // A log key (type 0x01) is not a witness key, nor is another agency's.
         let m = refused(|d| agency(d).witness_key = Some(own.verifier().to_string()))?;
-        assert!(m.contains("witness-key must be"), "{m}");
+        assert!(m.contains("witness-key is named"), "{m}");
         let other_w = isnad_log::SignerKey::generate_cosigner("iq.moi.ahtd/witness", &rng)?;
         let m = refused(|d| agency(d).witness_key = Some(other_w.verifier().to_string()))?;
-        assert!(m.contains("witness-key must be"), "{m}");
+        assert!(m.contains("witness-key is named"), "{m}");
         Ok(())
     }
 

@@ -310,14 +310,7 @@ impl Response {
                 message_id,
                 detail,
             } => {
-                let mut m = vec![
-                    (int(1), int(WIRE_VERSION)),
-                    (int(2), int(1)),
-                    (int(4), Value::Text(code.as_str().to_owned())),
-                ];
-                if let Some(d) = detail {
-                    m.push((int(5), Value::Text(d.clone())));
-                }
+                let mut m = refusal_map(1, code.as_str(), detail.as_deref());
                 if let Some(id) = message_id {
                     m.push((int(6), Value::Bytes(id.as_bytes().to_vec())));
                 }
@@ -333,14 +326,7 @@ impl Response {
                 known_size,
                 detail,
             } => {
-                let mut m = vec![
-                    (int(1), int(WIRE_VERSION)),
-                    (int(2), int(3)),
-                    (int(4), Value::Text(code.as_str().to_owned())),
-                ];
-                if let Some(d) = detail {
-                    m.push((int(5), Value::Text(d.clone())));
-                }
+                let mut m = refusal_map(3, code.as_str(), detail.as_deref());
                 if let Some(k) = known_size {
                     m.push((int(7), int(*k)));
                 }
@@ -391,13 +377,7 @@ impl Response {
                     .ok_or(FrameError::Schema("code (key 4) missing or not text"))?;
                 let code =
                     parse_code(&code_text).ok_or(FrameError::Schema("unknown error code"))?;
-                let detail = match s[4].take() {
-                    None => None,
-                    Some(v) => Some(
-                        v.into_text()
-                            .map_err(|_| FrameError::Schema("detail must be text"))?,
-                    ),
-                };
+                let detail = opt_text(s[4].take())?;
                 let message_id = match s[5].take() {
                     None => None,
                     Some(v) => Some(
@@ -444,13 +424,7 @@ impl Response {
                     .ok_or(FrameError::Schema(
                         "witness code (key 4) missing or unknown",
                     ))?;
-                let detail = match s[4].take() {
-                    None => None,
-                    Some(v) => Some(
-                        v.into_text()
-                            .map_err(|_| FrameError::Schema("detail must be text"))?,
-                    ),
-                };
+                let detail = opt_text(s[4].take())?;
                 let known_size = match s[6].take() {
                     None => None,
                     Some(v) => Some(uint(
@@ -472,6 +446,28 @@ impl Response {
             _ => Err(FrameError::Schema("unknown status")),
         }
     }
+}
+
+/// The keys of a refusal: version, `status`, code (key 4), optional detail (key 5).
+fn refusal_map(status: u64, code: &str, detail: Option<&str>) -> Vec<(Value, Value)> {
+    let mut m = vec![
+        (int(1), int(WIRE_VERSION)),
+        (int(2), int(status)),
+        (int(4), Value::Text(code.to_owned())),
+    ];
+    if let Some(d) = detail {
+        m.push((int(5), Value::Text(d.to_owned())));
+    }
+    m
+}
+
+/// An optional detail (key 5): text or absent.
+fn opt_text(v: Option<Value>) -> Result<Option<String>, FrameError> {
+    v.map(|v| {
+        v.into_text()
+            .map_err(|_| FrameError::Schema("detail must be text"))
+    })
+    .transpose()
 }
 
 /// Parses an error code's wire name.
