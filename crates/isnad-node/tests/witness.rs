@@ -28,6 +28,27 @@ async fn wait_witnessed(node: &NodeHandle, size: u64) -> TestResult {
     }
 }
 
+/// Appends entries and signs checkpoints until one has a size of at least
+/// `at_least` that is not a power of two (so a rewritten prefix shows in a
+/// consistency proof, spec/witness.md §5.2); returns that size.
+async fn grow_and_checkpoint(
+    n: &NodeHandle,
+    log_key: &isnad_log::VerifierKey,
+    at_least: u64,
+    history: &str,
+) -> Result<u64, Box<dyn std::error::Error>> {
+    loop {
+        let mut e = Entry::new(EventType::DirectoryChanged, 1_790_000_000_000);
+        e.reason = Some(history.into());
+        n.record(vec![e]).await?;
+        let note = n.checkpoint_now().await?;
+        let size = isnad_log::open_checkpoint(note.as_bytes(), log_key)?.size;
+        if size >= at_least && !size.is_power_of_two() {
+            return Ok(size);
+        }
+    }
+}
+
 fn events(node: &NodeHandle) -> Result<Vec<Entry>, Box<dyn std::error::Error>> {
     let mut out = Vec::new();
     for i in 0..node.log().size() {
@@ -74,18 +95,8 @@ async fn witnessed_log_that_rewrites_its_history_is_caught() -> TestResult {
     .await?;
 
     let log_key = SignerKey::parse(&a.log_key)?;
-    // Grow A's log to a size that is not a power of two (so a rewritten
-    // prefix shows in a consistency proof, spec/witness.md §5.2).
-    let (note_text, m) = loop {
-        let mut e = Entry::new(EventType::DirectoryChanged, 1_790_000_000_000);
-        e.reason = Some("test".into());
-        na.record(vec![e]).await?;
-        let note_text = na.checkpoint_now().await?;
-        let m = isnad_log::open_checkpoint(note_text.as_bytes(), &log_key.verifier())?.size;
-        if m >= 3 && !m.is_power_of_two() {
-            break (note_text, m);
-        }
-    };
+    let m = grow_and_checkpoint(&na, &log_key.verifier(), 3, "history").await?;
+    let note_text = na.latest_checkpoint().ok_or("no checkpoint")?;
     wait_witnessed(&na, m).await?;
 
     // The checkpoint served carries both verified cosignatures.
@@ -218,5 +229,62 @@ async fn witnessed_log_that_rewrites_its_history_is_caught() -> TestResult {
     for n in [na, nb, nc] {
         n.shutdown().await;
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_restarted_on_a_rewritten_log_is_caught_by_its_witness() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = TestDirectory::default();
+    let (a, b) = (agency("iq.moi.ahtd")?, agency("fr.mj.bepi")?);
+    list(&dir, &a)?;
+    list(&dir, &b)?;
+    let nb = start(&b, &dir, tmp.path()).await?;
+    let witnessed_by_b = |cfg: &mut isnad_node::config::Config| {
+        cfg.witness.witnesses = vec![b.id.clone()];
+        cfg.checkpoint.interval_secs = 3600;
+    };
+    let log_key = SignerKey::parse(&a.log_key)?.verifier();
+    let na = start_with(&a, &dir, tmp.path(), witnessed_by_b).await?;
+    let m = grow_and_checkpoint(&na, &log_key, 3, "history").await?;
+    wait_witnessed(&na, m).await?;
+    na.shutdown().await;
+    drop(na);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // A starts again on a fresh log and state (its history rewritten), same
+    // keys and address, and grows past the size B witnessed. Its own
+    // witness client submits the new checkpoint: B answers "conflict, I
+    // know size m", A retries with its honest proof from m, and B catches it.
+    let elsewhere = tmp.path().join("rewritten");
+    let na = start_with(&a, &dir, &elsewhere, witnessed_by_b).await?;
+    let n = grow_and_checkpoint(&na, &log_key, m + 2, "another history").await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while nb.metrics().witness_forks.get() == 0 {
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("no fork recorded: {:?}", nb.witness_status()?).into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let s = nb.witness_status()?;
+    assert_eq!(
+        s.witnessed[0].size, m,
+        "the witness followed the rewritten log"
+    );
+    let evidence = ForkEvidence::parse(&std::fs::read(&s.forks[0])?)?;
+    // Which checkpoint of the new log reaches B first depends on timing: one
+    // of size m (another root) or a larger one (another prefix). Both prove it.
+    match evidence.verify(&log_key)? {
+        ForkProof::SameSize { size, .. } => assert_eq!(size, m),
+        ForkProof::Diverged {
+            size, later_size, ..
+        } => {
+            assert_eq!(size, m);
+            assert!(later_size > m && later_size <= n, "{later_size}");
+        }
+    }
+    assert!(!na.witness_status()?.own.witnessed);
+    na.shutdown().await;
+    nb.shutdown().await;
     Ok(())
 }
