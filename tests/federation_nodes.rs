@@ -160,6 +160,17 @@ fn three_node_processes_exchange_all_ways_and_logs_record_both_ends() {
             "--name",
             &format!("en={id}"),
         ]);
+        if id == "iq.moi.ahtd" {
+            // Witnessed by both other nodes, 2 of 2 (spec/witness.md §6).
+            let cfg = dir.join("config.toml");
+            let text = std::fs::read_to_string(&cfg).unwrap();
+            assert!(text.contains("witnesses = []"), "{text}");
+            let text = text.replace(
+                "witnesses = []",
+                "witnesses = [\"iq.moj.ca\", \"fr.mj.bepi\"]",
+            );
+            std::fs::write(&cfg, text.replace("quorum = 0", "quorum = 2")).unwrap();
+        }
         nodes.push(NodeProc {
             id,
             dir,
@@ -303,6 +314,29 @@ fn three_node_processes_exchange_all_ways_and_logs_record_both_ends() {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+    // iq.moi.ahtd's checkpoint is cosigned by both witnesses; the served
+    // checkpoint carries their lines and `witness status` says so.
+    let ahtd = nodes.iter().find(|n| n.id == "iq.moi.ahtd").unwrap();
+    ok(&["checkpoint", "--config", p(&ahtd.config()), "--now"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let o = isnad(&["witness", "status", "--config", p(&ahtd.config()), "--json"]);
+        assert_eq!(o.status.code(), Some(0), "no fork is recorded");
+        let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        if st["own"]["witnessed"] == true {
+            assert_eq!(st["own"]["cosigned_by"].as_array().unwrap().len(), 2, "{st}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not witnessed: {st}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let served = ok(&["checkpoint", "--config", p(&ahtd.config())]);
+    for w in ["iq.moj.ca/witness", "fr.mj.bepi/witness"] {
+        assert!(served.contains(&format!("\u{2014} {w} ")), "{served}");
+    }
+    let bepi = nodes.iter().find(|n| n.id == "fr.mj.bepi").unwrap();
+    let st = json(&["witness", "status", "--config", p(&bepi.config()), "--json"]);
+    assert_eq!(st["witnessed"][0]["origin"], "iq.moi.ahtd/audit", "{st}");
     // Each inbox holds exactly the two messages addressed to it, readable.
     for n in &nodes {
         let inbox = json(&["inbox", "--config", p(&n.config()), "--json"]);
