@@ -324,7 +324,11 @@ fn three_node_processes_exchange_all_ways_and_logs_record_both_ends() {
         assert_eq!(o.status.code(), Some(0), "no fork is recorded");
         let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         if st["own"]["witnessed"] == true {
-            assert_eq!(st["own"]["cosigned_by"].as_array().unwrap().len(), 2, "{st}");
+            assert_eq!(
+                st["own"]["cosigned_by"].as_array().unwrap().len(),
+                2,
+                "{st}"
+            );
             break;
         }
         assert!(Instant::now() < deadline, "not witnessed: {st}");

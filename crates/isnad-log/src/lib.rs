@@ -19,13 +19,15 @@
 //! hashing and proofs ([`Tree`], [`verify_inclusion`],
 //! [`verify_consistency`]), signed notes, checkpoints and witness
 //! cosignatures ([`note`], [`Checkpoint`]), the durable file-backed [`Log`],
-//! the tiles export and the auditor's checks ([`verify_export`]).
+//! the tiles export and the auditor's checks ([`verify_export`]), and the
+//! witness side of C2SP tlog-witness with fork evidence ([`witness`]).
 //!
 //! What it does not do: no networking, no clock and no randomness of its
 //! own (time is a field the caller fills, keys and salts take an RNG). The
-//! witness decision ([`witness`]) is sans-IO too: it stores nothing itself. One [`Log`] owns a log
-//! directory at a time (a pid lock file, see [`LOCK_FILE`]).
-//! Normative description: `spec/audit-log.md`.
+//! witness decision stores nothing itself: the caller keeps the state. One
+//! [`Log`] owns a log directory at a time (a pid lock file, see
+//! [`LOCK_FILE`]). Normative description: `spec/audit-log.md`,
+//! `spec/witness.md`.
 //!
 //! ```
 //! use isnad_log::{Entry, EventType, Log, note::SignerKey, verify_export};

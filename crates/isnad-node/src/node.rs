@@ -1154,7 +1154,11 @@ async fn checkpoint_loop(inner: Arc<Inner>) {
     let mut signed_size = None;
     loop {
         let size = inner.audit.size();
-        if signed_size != Some(size) {
+        // Growth by witnesses' cosignature records alone does not call for a
+        // new checkpoint (that would need witnessing, and so on forever).
+        if signed_size != Some(size)
+            && !signed_size.is_some_and(|from| witness::only_cosignatures(&inner.audit, from, size))
+        {
             match inner.checkpoint().await {
                 Ok(_) => signed_size = Some(size),
                 Err(e) => tracing::error!(error = %e, "cannot sign a checkpoint"),

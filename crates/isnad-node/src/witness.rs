@@ -468,6 +468,19 @@ async fn record_cosignature(
     Ok(())
 }
 
+/// Whether the entries `from..to` of the log are all `checkpoint-cosigned`
+/// records (a short run of them; anything unreadable counts as real growth).
+pub(super) fn only_cosignatures(log: &isnad_log::Log, from: u64, to: u64) -> bool {
+    from < to
+        && to - from <= 256
+        && (from..to).all(|i| {
+            log.entry_bytes(i)
+                .ok()
+                .and_then(|b| Entry::decode(&b).ok())
+                .is_some_and(|e| e.event == EventType::CheckpointCosigned)
+        })
+}
+
 /// The witnessing status for the API and CLI.
 pub(super) fn status(inner: &Inner) -> Result<WitnessStatus, StoreError> {
     let mut witnessed = Vec::new();

@@ -288,3 +288,35 @@ async fn node_restarted_on_a_rewritten_log_is_caught_by_its_witness() -> TestRes
     nb.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cosignature_records_alone_do_not_trigger_new_checkpoints() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = TestDirectory::default();
+    let (a, b) = (agency("iq.moi.ahtd")?, agency("fr.mj.bepi")?);
+    list(&dir, &a)?;
+    list(&dir, &b)?;
+    let nb = start(&b, &dir, tmp.path()).await?;
+    let na = start_with(&a, &dir, tmp.path(), |cfg| {
+        cfg.witness.witnesses = vec![b.id.clone()];
+        cfg.checkpoint.interval_secs = 1;
+    })
+    .await?;
+    let mut e = Entry::new(EventType::DirectoryChanged, 1_790_000_000_000);
+    e.reason = Some("growth".into());
+    na.record(vec![e]).await?;
+    // The loop signs size 1 within a second, B cosigns it, A logs that (size 2).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while na.witness_status()?.own.size < 1 || !na.witness_status()?.own.witnessed {
+        assert!(tokio::time::Instant::now() < deadline, "never witnessed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let witnessed = na.witness_status()?.own.size;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Several ticks later: no checkpoint for the cosignature records alone.
+    assert_eq!(na.witness_status()?.own.size, witnessed);
+    assert!(na.log().size() > witnessed);
+    na.shutdown().await;
+    nb.shutdown().await;
+    Ok(())
+}
