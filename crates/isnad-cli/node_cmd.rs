@@ -32,7 +32,7 @@ pub(crate) fn unix_now() -> anyhow::Result<u64> {
 #[command(
     after_help = "Example:\n  isnad init --dir /var/lib/isnad --agency iq.moi.ahtd --country IQ --listen 0.0.0.0:7401\n\n\
 Creates DIR/config.toml (documented defaults), DIR/keys/ (signing, encryption,\n\
-TLS and audit-log keys; private files mode 0600; the API token) and empty\n\
+TLS, audit-log and witness keys; private files mode 0600; the API token) and empty\n\
 DIR/state and DIR/log, then prints the next steps."
 )]
 pub(crate) struct InitArgs {
