@@ -52,7 +52,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod audited;
 pub mod checkpoint;
+pub mod crosscheck;
 pub mod entry;
 mod log;
 pub mod merkle;
@@ -61,9 +63,14 @@ pub mod tiles;
 mod verify;
 
 #[doc(hidden)]
+pub mod testing;
+
+#[doc(hidden)]
 pub mod fuzzing;
 
+pub use audited::{read_verified_export, AuditedLog, AuditedLogError};
 pub use checkpoint::{open_checkpoint, origin_for, Checkpoint, CheckpointError, TlogProof};
+pub use crosscheck::{cross_check, CrossCheck, CrossCheckError, Finding, FindingClass};
 pub use entry::{Commitment, CommitmentSalt, Entry, EntryError, EventType, MAX_ENTRY_LEN};
 pub use log::{ExportSummary, Log, LogError, OpenReport, SignedCheckpoint, LOCK_FILE};
 pub use merkle::{
