@@ -59,6 +59,7 @@ pub mod entry;
 mod log;
 pub mod merkle;
 pub mod note;
+pub mod report;
 pub mod tiles;
 mod verify;
 
