@@ -75,7 +75,7 @@ h3{font-size:1.05em}table{border-collapse:collapse;margin:.5em 0 1em}\
 th,td{border:1px solid #ccd;padding:.25em .6em;text-align:left;vertical-align:top}\
 th{background:#eef1f6}td.n{text-align:right;font-variant-numeric:tabular-nums}\
 .ok{color:#17603a;font-weight:600}.bad{color:#a4161a;font-weight:600}.notice{color:#8a5a00}\
-.meta{color:#555}code{font-size:.9em}svg{display:block;margin:.3em 0 1em}\
+.meta{color:#555}code{font-size:.9em;word-break:break-all}svg{display:block;margin:.3em 0 1em}\
 svg text{font-family:system-ui,sans-serif;font-size:11px;fill:#333}";
 
 /// HTML-escapes text for element content and attribute values.
@@ -493,9 +493,10 @@ fn bar_chart(title: &str, items: &[(String, u64)]) -> String {
 /// A column chart: one column per value, optional labels under the columns.
 fn column_chart(title: &str, values: &[u64], labels: &[String]) -> String {
     const H: u64 = 120;
-    const COL: u64 = 26;
+    let labelled = labels.iter().any(|l| !l.is_empty());
+    let col: u64 = if labelled { 64 } else { 26 };
     let max = values.iter().copied().max().unwrap_or(0).max(1);
-    let w = COL * values.len() as u64 + 40;
+    let w = col * values.len() as u64 + 40;
     let total = H + 36;
     let mut s = format!(
         "<svg class=\"chart column\" role=\"img\" width=\"{w}\" height=\"{total}\" viewBox=\"0 0 {w} {total}\"><title>{}</title>\
@@ -505,13 +506,13 @@ fn column_chart(title: &str, values: &[u64], labels: &[String]) -> String {
         H + 10
     );
     for (i, v) in values.iter().enumerate() {
-        let x = 34 + COL * i as u64;
+        let x = 34 + col * i as u64;
         let bh = H * v / max;
         let _ = write!(
             s,
             "<rect x=\"{x}\" y=\"{}\" width=\"{}\" height=\"{bh}\" fill=\"#3a6ea5\"><title>{v}</title></rect>",
             H + 10 - bh,
-            COL - 6
+            col - 6
         );
         if let Some(l) = labels.get(i).filter(|l| !l.is_empty()) {
             let _ = write!(s, "<text x=\"{x}\" y=\"{}\">{}</text>", H + 26, esc(l));
