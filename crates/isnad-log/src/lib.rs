@@ -19,7 +19,10 @@
 //! hashing and proofs ([`Tree`], [`verify_inclusion`],
 //! [`verify_consistency`]), signed notes, checkpoints and witness
 //! cosignatures ([`note`], [`Checkpoint`]), the durable file-backed [`Log`],
-//! the tiles export and the auditor's checks ([`verify_export`]).
+//! the tiles export and the auditor's checks ([`verify_export`]), the
+//! cross-log audit of two verified exports ([`read_verified_export`],
+//! [`cross_check`], `spec/cross-check.md`) and the auditor's self-contained
+//! HTML report ([`report`]).
 //!
 //! What it does not do: no networking, no clock and no randomness of its
 //! own (time is a field the caller fills, keys and salts take an RNG). It
