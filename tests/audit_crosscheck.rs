@@ -27,16 +27,7 @@ struct Exports {
 }
 
 fn federation() -> Pair {
-    let mut p = Pair::new("iq.moj.ca", "fr.mj.bepi");
-    p.deliver(Side::A, 1, T);
-    p.deliver(Side::A, 2, T + 1_000);
-    p.deliver(Side::B, 3, T + 2_000);
-    p.refuse(Side::A, 4, T + 3_000, "policy-denied");
-    p.deliver(Side::A, 5, T + 4_000);
-    for side in [Side::A, Side::B] {
-        p.push(side, Entry::new(EventType::DirectoryChanged, T + 3_600_000));
-    }
-    p
+    Pair::federation(T)
 }
 
 fn export(pair: &Pair) -> Exports {
@@ -63,9 +54,9 @@ fn export(pair: &Pair) -> Exports {
     }
 }
 
-/// Runs cross-check with --json; returns exit code and the parsed output.
-fn cross_check(e: &Exports) -> (i32, serde_json::Value) {
-    let o = isnad(&[
+/// Runs `isnad audit cross-check` on the exports, with `extra` arguments.
+fn run(e: &Exports, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
         "audit",
         "cross-check",
         p(&e.a),
@@ -74,8 +65,14 @@ fn cross_check(e: &Exports) -> (i32, serde_json::Value) {
         p(&e.key_a),
         "--log-key-b",
         p(&e.key_b),
-        "--json",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    isnad(&args)
+}
+
+/// Runs cross-check with --json; returns exit code and the parsed output.
+fn cross_check(e: &Exports) -> (i32, serde_json::Value) {
+    let o = run(e, &["--json"]);
     let out = String::from_utf8_lossy(&o.stdout);
     let json = serde_json::from_str(&out).unwrap_or_else(|err| {
         panic!(
@@ -129,16 +126,7 @@ fn consistent_exports_are_clean() {
     assert_eq!(j["counts"]["refused"], 1);
     assert_eq!(j["a"]["origin"], "iq.moj.ca/audit");
     // The text form says so too.
-    let o = isnad(&[
-        "audit",
-        "cross-check",
-        p(&e.a),
-        p(&e.b),
-        "--log-key-a",
-        p(&e.key_a),
-        "--log-key-b",
-        p(&e.key_b),
-    ]);
+    let o = run(&e, &[]);
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success());
     assert!(text.contains("5 exchanges: 4 matched, 1 refused"), "{text}");

@@ -107,11 +107,7 @@ fn print_text(c: &CrossCheck) {
         println!("{side}: {} verified, {} entries", l.origin, l.size);
     }
     for f in &c.findings {
-        let entries: Vec<String> = f
-            .entries
-            .iter()
-            .map(|e| format!("{}#{} {}", e.side.as_str().to_uppercase(), e.index, e.event))
-            .collect();
+        let entries: Vec<String> = f.entries.iter().map(ToString::to_string).collect();
         println!(
             "{} {} message {} {} -> {} [{}]: {}",
             if f.class.is_notice() {

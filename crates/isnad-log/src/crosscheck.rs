@@ -61,6 +61,17 @@ pub struct EntryRef {
     pub event: EventType,
 }
 
+impl fmt::Display for EntryRef {
+    /// `A#3 sent`: the log, the index, the event.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let side = match self.side {
+            Side::A => "A",
+            Side::B => "B",
+        };
+        write!(f, "{side}#{} {}", self.index, self.event)
+    }
+}
+
 /// The kind of a finding. Names ([`FindingClass::as_str`]) are stable;
 /// the table order is the sort order. `spec/cross-check.md` §4 defines each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -800,19 +811,8 @@ mod tests {
 
     const T: u64 = 1_790_000_000_000;
 
-    /// Three deliveries A→B, one B→A, one refusal A→B, then later activity
-    /// on both sides so that each export is known to be newer than the others.
     fn federation() -> Pair {
-        let mut p = Pair::new("iq.moj.ca", "fr.mj.bepi");
-        p.deliver(Side::A, 1, T);
-        p.deliver(Side::A, 2, T + 1_000);
-        p.deliver(Side::B, 3, T + 2_000);
-        p.refuse(Side::A, 4, T + 3_000, "policy-denied");
-        p.deliver(Side::A, 5, T + 4_000);
-        for side in [Side::A, Side::B] {
-            p.push(side, Entry::new(EventType::DirectoryChanged, T + 3_600_000));
-        }
-        p
+        Pair::federation(T)
     }
 
     fn check(p: &Pair) -> CrossCheck {

@@ -423,11 +423,7 @@ fn cross_checks(h: &mut String, checks: &[CrossCheck]) {
 <th>entries</th><th>detail</th></tr>\n",
         );
         for f in &c.findings {
-            let entries: Vec<String> = f
-                .entries
-                .iter()
-                .map(|e| format!("{}#{} {}", e.side.as_str().to_uppercase(), e.index, e.event))
-                .collect();
+            let entries: Vec<String> = f.entries.iter().map(ToString::to_string).collect();
             let _ = writeln!(
                 h,
                 "<tr><td class=\"{}\">{}</td><td><code>{}</code></td><td>{} → {}</td><td>{}</td><td>{}</td></tr>",
@@ -533,12 +529,19 @@ mod tests {
     const T: u64 = 1_790_000_000_000;
 
     fn pair() -> Pair {
-        let mut p = Pair::new("iq.moj.ca", "fr.mj.bepi");
-        p.deliver(Side::A, 1, T);
-        p.deliver(Side::A, 2, T + 65_000);
-        p.deliver(Side::B, 3, T + 120_000);
-        p.refuse(Side::A, 4, T + 200_000, "policy-denied <b>&\"'");
+        let mut p = Pair::federation(T);
+        p.refuse(Side::A, 6, T + 200_000, "policy-denied <b>&\"'");
         p
+    }
+
+    /// The report over log A alone.
+    fn render_a(a: &AuditedLog) -> String {
+        let logs = [LogInput {
+            label: "a",
+            log: Some(a),
+            problems: &[],
+        }];
+        render("r", &logs, &[], T)
     }
 
     #[test]
@@ -597,26 +600,17 @@ mod tests {
     fn latency_and_partner_figures_come_from_the_entries() {
         let p = pair();
         let a = p.audited(Side::A);
-        let html = render(
-            "r",
-            &[LogInput {
-                label: "a",
-                log: Some(&a),
-                problems: &[],
-            }],
-            &[],
-            T,
-        );
-        // Two deliveries from A, each 40 ms from sent to receipt.
+        let html = render_a(&a);
+        // Three deliveries from A, each 40 ms from sent to receipt.
         assert!(
             html.contains(
-                "<td class=\"n\">2</td><td class=\"n\">40 ms</td><td class=\"n\">40 ms</td>"
+                "<td class=\"n\">3</td><td class=\"n\">40 ms</td><td class=\"n\">40 ms</td>"
             ),
             "{html}"
         );
-        // fr.mj.bepi: 3 sent to (1, 2, refused 4), 1 received from.
+        // fr.mj.bepi: 5 sent to (1, 2, 5, refused 4 and 6), 1 received from.
         assert!(html
-            .contains("<tr><td>fr.mj.bepi</td><td class=\"n\">3</td><td class=\"n\">1</td></tr>"));
+            .contains("<tr><td>fr.mj.bepi</td><td class=\"n\">5</td><td class=\"n\">1</td></tr>"));
         assert!(html.contains("Give two or more exports"));
     }
 
@@ -639,16 +633,7 @@ mod tests {
             a.cosignature_lines(),
             vec![("witness.example".to_owned(), Some(1_790_000_123))]
         );
-        let html = render(
-            "r",
-            &[LogInput {
-                label: "a",
-                log: Some(&a),
-                problems: &[],
-            }],
-            &[],
-            T,
-        );
+        let html = render_a(&a);
         assert!(
             html.contains("<td class=\"n\">1</td><td>witness.example (2026-09-21"),
             "{html}"

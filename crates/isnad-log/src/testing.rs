@@ -69,6 +69,26 @@ impl Pair {
         }
     }
 
+    /// The standard scenario of the tests, between `iq.moj.ca` (A) and
+    /// `fr.mj.bepi` (B) from time `t_ms`: messages 1, 2 and 5 delivered A→B,
+    /// 3 delivered B→A, 4 refused by B (`policy-denied`), then an entry on
+    /// each side an hour later, so that each export covers every exchange.
+    pub fn federation(t_ms: u64) -> Self {
+        let mut p = Self::new("iq.moj.ca", "fr.mj.bepi");
+        p.deliver(Side::A, 1, t_ms);
+        p.deliver(Side::A, 2, t_ms + 1_000);
+        p.deliver(Side::B, 3, t_ms + 2_000);
+        p.refuse(Side::A, 4, t_ms + 3_000, "policy-denied");
+        p.deliver(Side::A, 5, t_ms + 4_000);
+        for side in [Side::A, Side::B] {
+            p.push(
+                side,
+                Entry::new(EventType::DirectoryChanged, t_ms + 3_600_000),
+            );
+        }
+        p
+    }
+
     /// Appends `e` to `side`, setting its seq; returns the index.
     pub fn push(&mut self, side: Side, mut e: Entry) -> u64 {
         let log = self.entries_mut(side);
