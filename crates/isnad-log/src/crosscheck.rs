@@ -718,8 +718,10 @@ impl Exchange<'_, '_> {
                     FindingClass::ReceiptSentUnmatched,
                     es,
                     format!(
-                        "receipt-sent {} names index {:?}, which is not its received entry of this message",
-                        rs.seq, rs.peer_index
+                        "receipt-sent {} names index {}, which is not {}'s received entry of this message",
+                        rs.seq,
+                        rs.peer_index.map_or_else(|| "none".to_owned(), |q| q.to_string()),
+                        r.origin
                     ),
                 ));
             }
