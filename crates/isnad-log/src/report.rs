@@ -75,7 +75,7 @@ h3{font-size:1.05em}table{border-collapse:collapse;margin:.5em 0 1em}\
 th,td{border:1px solid #ccd;padding:.25em .6em;text-align:left;vertical-align:top}\
 th{background:#eef1f6}td.n{text-align:right;font-variant-numeric:tabular-nums}\
 .ok{color:#17603a;font-weight:600}.bad{color:#a4161a;font-weight:600}.notice{color:#8a5a00}\
-.meta{color:#555}code{font-size:.9em;word-break:break-all}svg{display:block;margin:.3em 0 1em}\
+.meta{color:#555}code{font-size:.9em}td code{word-break:break-all}svg{display:block;margin:.3em 0 1em}\
 svg text{font-family:system-ui,sans-serif;font-size:11px;fill:#333}";
 
 /// HTML-escapes text for element content and attribute values.
@@ -256,7 +256,8 @@ fn latency(h: &mut String, logs: &[(&str, &AuditedLog)]) {
     h.push_str(
         "<h2 id=\"latency\">Delivery latency</h2>\n<p class=\"meta\">From the sender's \
 <code>sent</code> entry to its <code>receipt-received</code> entry, per delivered message \
-(the sender's clock only).</p>\n",
+(the sender's clock only). A <code>sent</code> entry carries the message's creation time in whole \
+seconds, so a latency can read up to 1 s high.</p>\n",
     );
     for (label, g) in logs {
         let mut sent: BTreeMap<_, u64> = BTreeMap::new();
