@@ -398,7 +398,7 @@ impl<'a> View<'a> {
         self.entries.len() as u64
     }
 
-    /// The export is known to be newer than `t` (§3.4): it holds an entry
+    /// The export is known to be newer than `t` (spec/cross-check.md §1): it holds an entry
     /// stamped at least `skew` after `t`.
     fn covers(&self, t: u64, skew: u64) -> bool {
         self.horizon.is_some_and(|h| h >= t.saturating_add(skew))
@@ -527,8 +527,7 @@ struct Exchange<'v, 'a> {
 }
 
 impl Exchange<'_, '_> {
-    fn finding(&self, class: FindingClass, entries: Vec<EntryRef>, detail: String) -> Finding {
-        let mut entries = entries;
+    fn finding(&self, class: FindingClass, mut entries: Vec<EntryRef>, detail: String) -> Finding {
         entries.sort();
         entries.dedup();
         Finding {
