@@ -49,6 +49,18 @@ async fn grow_and_checkpoint(
     }
 }
 
+/// Agencies A and B listed in a fresh directory, and B's node running.
+async fn a_and_its_witness_b(
+    root: &std::path::Path,
+) -> Result<(TestDirectory, Agency, Agency, NodeHandle), Box<dyn std::error::Error>> {
+    let dir = TestDirectory::default();
+    let (a, b) = (agency("iq.moi.ahtd")?, agency("fr.mj.bepi")?);
+    list(&dir, &a)?;
+    list(&dir, &b)?;
+    let nb = start(&b, &dir, root).await?;
+    Ok((dir, a, b, nb))
+}
+
 fn events(node: &NodeHandle) -> Result<Vec<Entry>, Box<dyn std::error::Error>> {
     let mut out = Vec::new();
     for i in 0..node.log().size() {
@@ -235,11 +247,7 @@ async fn witnessed_log_that_rewrites_its_history_is_caught() -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_restarted_on_a_rewritten_log_is_caught_by_its_witness() -> TestResult {
     let tmp = tempfile::tempdir()?;
-    let dir = TestDirectory::default();
-    let (a, b) = (agency("iq.moi.ahtd")?, agency("fr.mj.bepi")?);
-    list(&dir, &a)?;
-    list(&dir, &b)?;
-    let nb = start(&b, &dir, tmp.path()).await?;
+    let (dir, a, b, nb) = a_and_its_witness_b(tmp.path()).await?;
     let witnessed_by_b = |cfg: &mut isnad_node::config::Config| {
         cfg.witness.witnesses = vec![b.id.clone()];
         cfg.checkpoint.interval_secs = 3600;
@@ -292,11 +300,7 @@ async fn node_restarted_on_a_rewritten_log_is_caught_by_its_witness() -> TestRes
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cosignature_records_alone_do_not_trigger_new_checkpoints() -> TestResult {
     let tmp = tempfile::tempdir()?;
-    let dir = TestDirectory::default();
-    let (a, b) = (agency("iq.moi.ahtd")?, agency("fr.mj.bepi")?);
-    list(&dir, &a)?;
-    list(&dir, &b)?;
-    let nb = start(&b, &dir, tmp.path()).await?;
+    let (dir, a, b, nb) = a_and_its_witness_b(tmp.path()).await?;
     let na = start_with(&a, &dir, tmp.path(), |cfg| {
         cfg.witness.witnesses = vec![b.id.clone()];
         cfg.checkpoint.interval_secs = 1;
