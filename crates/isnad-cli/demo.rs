@@ -358,6 +358,7 @@ async fn demo(base: &Path) -> anyhow::Result<bool> {
             status: state,
             reason: reason.map(str::to_owned),
             refusal_grounds: vec![],
+            previous: None,
             extensions: Extensions::new(),
         });
         let name = serde_json::to_value(state)?
@@ -540,6 +541,8 @@ fn intel() -> Body {
             value: "+964 770 000 0000".into(),
             note: Some("organiser".into()),
         }],
+        originator: None,
+        permission: None,
         extensions: Extensions::new(),
     }))
 }

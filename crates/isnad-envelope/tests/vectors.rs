@@ -276,6 +276,8 @@ mod generate {
                 value: "+964 770 000 0000".into(),
                 note: None,
             }],
+            originator: None,
+            permission: None,
             extensions: Extensions::new(),
         }))
     }
@@ -417,6 +419,7 @@ fn regenerate_vectors() -> TestResult {
             status: MlaState::Refused,
             reason: Some("dual criminality not met".into()),
             refusal_grounds: vec![RefusalGround::DualCriminality],
+            previous: None,
             extensions: Extensions::new(),
         }),
     )?;
