@@ -9,5 +9,6 @@ pub mod federation;
 pub mod metrics;
 mod node;
 pub mod store;
+pub mod workflow;
 
 pub use node::{Directory, Identity, NodeError, NodeHandle, Peer};
