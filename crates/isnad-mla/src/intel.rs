@@ -89,6 +89,11 @@ pub enum IntelError {
     #[error("share id {0} is already in use by another originator")]
     ShareIdConflict(MessageId),
 
+    /// No permission request with the given id is on record for this share
+    /// (name the requester and the target instead).
+    #[error("no permission request with that id is on record for share {0}; give the requester and the target")]
+    UnknownPermissionRequest(MessageId),
+
     // --- Timing.
     /// No share with this id is known here (it may still be in transit).
     #[error("unknown share {0}")]

@@ -4,6 +4,7 @@
 
 pub mod api;
 mod audit;
+mod cases;
 pub mod config;
 pub mod federation;
 pub mod metrics;

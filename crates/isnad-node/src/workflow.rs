@@ -20,8 +20,8 @@ use isnad_envelope::{
 };
 use isnad_log::{Entry, EventType};
 use isnad_mla::{
-    check_receive_share, check_send_share, state_name, IntelError, LifecycleError,
-    RequestRecord, ShareEvent, ShareEventKind, ShareRecord,
+    check_receive_share, check_send_share, state_name, IntelError, LifecycleError, RequestRecord,
+    ShareEvent, ShareEventKind, ShareRecord,
 };
 use redb::{ReadableTable as _, TableDefinition, WriteTransaction};
 
@@ -314,7 +314,10 @@ fn clip(s: &str) -> String {
 
 fn event_count(table: Table, bytes: &[u8]) -> Result<usize, StoreError> {
     Ok(match table {
-        Table::Requests => RequestRecord::from_cbor(bytes).map_err(corrupt)?.history.len(),
+        Table::Requests => RequestRecord::from_cbor(bytes)
+            .map_err(corrupt)?
+            .history
+            .len(),
         Table::Shares => ShareRecord::from_cbor(bytes).map_err(corrupt)?.events.len(),
     })
 }
@@ -395,7 +398,11 @@ fn known_request(store: &Store, id: &MessageId) -> Result<RequestRecord, Workflo
 /// The hook before a local message is sealed. `msg.header` is the message
 /// about to be sent by this node's agency; the body may be completed: an
 /// `mla-status` gets `previous` (the state it changes from).
-pub fn check_outgoing(store: &Store, msg: &mut Message, now_ms: u64) -> Result<Plan, WorkflowError> {
+pub fn check_outgoing(
+    store: &Store,
+    msg: &mut Message,
+    now_ms: u64,
+) -> Result<Plan, WorkflowError> {
     let h = msg.header.clone();
     let (me, to) = (&h.sender, &h.recipient);
     let mut plan = Plan::default();
@@ -540,7 +547,13 @@ pub fn check_incoming(store: &Store, msg: &Message, now_ms: u64) -> Result<Plan,
             rec.check_receive_update(from, true)?;
             let mut new = rec.clone();
             new.retracted = true;
-            new.push(event(ShareEventKind::Retracted, h, None, Some(&r.reason), now_ms));
+            new.push(event(
+                ShareEventKind::Retracted,
+                h,
+                None,
+                Some(&r.reason),
+                now_ms,
+            ));
             plan.share(Some(&rec), &new);
         }
         Body::IntelCorrection(c) => {
@@ -548,7 +561,13 @@ pub fn check_incoming(store: &Store, msg: &Message, now_ms: u64) -> Result<Plan,
             rec.check_receive_update(from, false)?;
             let mut new = rec.clone();
             new.corrected_by = Some(h.id);
-            new.push(event(ShareEventKind::Corrected, h, None, Some(&c.reason), now_ms));
+            new.push(event(
+                ShareEventKind::Corrected,
+                h,
+                None,
+                Some(&c.reason),
+                now_ms,
+            ));
             plan.share(Some(&rec), &new);
         }
         _ => {}
