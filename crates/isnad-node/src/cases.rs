@@ -207,8 +207,12 @@ impl NodeHandle {
     }
 
     fn held_share(&self, share_id: MessageId) -> Result<ShareRecord, NodeError> {
-        workflow::share(self.store(), &share_id)?
-            .ok_or_else(|| WorkflowError::from(IntelError::UnknownShare(share_id)).into())
+        Ok(workflow::held_share(
+            self.store(),
+            &share_id,
+            self.agency(),
+            |_| true,
+        )?)
     }
 
     fn inbox_body(&self, id: &MessageId) -> Result<Option<Body>, NodeError> {
@@ -279,7 +283,10 @@ impl NodeHandle {
             );
             return Ok(Some(v));
         }
-        if let Some(s) = workflow::share(self.store(), id)? {
+        if let Some(s) = workflow::shares_with_id(self.store(), id)?
+            .into_iter()
+            .next()
+        {
             let me = self.agency();
             let v = json!({
                 "type": "intel-share",

@@ -29,7 +29,8 @@ use crate::store::{Durability, OutboxRecord, Store, StoreError};
 
 /// MLA requests: request id → [`RequestRecord`] (CBOR).
 const REQUESTS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("mla_requests");
-/// Intel shares: share id → [`ShareRecord`] (CBOR).
+/// Intel shares: share id ‖ originator agency id → [`ShareRecord`] (CBOR).
+/// Share ids are chosen by originators, so they are unique per originator.
 const SHARES: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("intel_shares");
 
 /// Longest reason or detail value in an audit entry (spec/audit-log.md §2.1).
@@ -136,7 +137,7 @@ impl Table {
 #[derive(Debug)]
 struct Write {
     table: Table,
-    key: [u8; 16],
+    key: Vec<u8>,
     expect: Option<usize>,
     bytes: Vec<u8>,
 }
@@ -146,7 +147,7 @@ struct Write {
 pub struct Plan {
     writes: Vec<Write>,
     /// Entries with the record event each one documents.
-    entries: Vec<(Entry, Table, [u8; 16], usize)>,
+    entries: Vec<(Entry, Table, Vec<u8>, usize)>,
 }
 
 impl Plan {
@@ -187,11 +188,11 @@ impl Plan {
     /// [`Plan::entries`]): notes each index in its record (lazily: losing
     /// this only loses the shortcut; the log has the entry).
     pub async fn note_indexes(&self, store: &Store, first: u64) {
-        let notes: Vec<(Table, [u8; 16], usize, u64)> = self
+        let notes: Vec<(Table, Vec<u8>, usize, u64)> = self
             .entries
             .iter()
             .enumerate()
-            .map(|(i, (_, t, k, pos))| (*t, *k, *pos, first + i as u64))
+            .map(|(i, (_, t, k, pos))| (*t, k.clone(), *pos, first + i as u64))
             .collect();
         if notes.is_empty() {
             return;
@@ -231,7 +232,7 @@ impl Plan {
     }
 
     fn request(&mut self, before: Option<&RequestRecord>, after: &RequestRecord, me: &AgencyId) {
-        let key = *after.request_id.as_bytes();
+        let key = after.request_id.as_bytes().to_vec();
         let start = before.map_or(0, |r| r.history.len());
         for (pos, ev) in after.history.iter().enumerate().skip(start) {
             let mut e = Entry::new(EventType::StatusChanged, ev.at_ms);
@@ -259,7 +260,7 @@ impl Plan {
             if &ev.by == me {
                 d.insert("origin".into(), "local".into());
             }
-            self.entries.push((e, Table::Requests, key, pos));
+            self.entries.push((e, Table::Requests, key.clone(), pos));
         }
         self.writes.push(Write {
             table: Table::Requests,
@@ -270,7 +271,7 @@ impl Plan {
     }
 
     fn share(&mut self, before: Option<&ShareRecord>, after: &ShareRecord) {
-        let key = *after.share_id.as_bytes();
+        let key = share_key(&after.share_id, &after.originator);
         let start = before.map_or(0, |r| r.events.len());
         for (pos, ev) in after.events.iter().enumerate().skip(start) {
             let mut e = Entry::new(EventType::StatusChanged, ev.at_ms);
@@ -286,7 +287,7 @@ impl Plan {
             if let Some(t) = &ev.target {
                 d.insert("target".into(), t.to_string());
             }
-            self.entries.push((e, Table::Shares, key, pos));
+            self.entries.push((e, Table::Shares, key.clone(), pos));
         }
         self.writes.push(Write {
             table: Table::Shares,
@@ -330,12 +331,56 @@ pub fn request(store: &Store, id: &MessageId) -> Result<Option<RequestRecord>, W
     Ok(v.map(|v| RequestRecord::from_cbor(v.value())).transpose()?)
 }
 
-/// The stored record of share `id`.
-pub fn share(store: &Store, id: &MessageId) -> Result<Option<ShareRecord>, WorkflowError> {
+fn share_key(id: &MessageId, originator: &AgencyId) -> Vec<u8> {
+    let mut k = id.as_bytes().to_vec();
+    k.extend_from_slice(originator.as_str().as_bytes());
+    k
+}
+
+/// The stored record of share `id` of `originator`.
+pub fn share(
+    store: &Store,
+    id: &MessageId,
+    originator: &AgencyId,
+) -> Result<Option<ShareRecord>, WorkflowError> {
     let txn = store.read_txn()?;
     let t = txn.open_table(SHARES).map_err(db)?;
-    let v = t.get(&id.as_bytes()[..]).map_err(db)?;
+    let v = t.get(share_key(id, originator).as_slice()).map_err(db)?;
     Ok(v.map(|v| ShareRecord::from_cbor(v.value())).transpose()?)
+}
+
+/// Every stored share with id `id` (of any originator; normally one).
+pub fn shares_with_id(store: &Store, id: &MessageId) -> Result<Vec<ShareRecord>, WorkflowError> {
+    let txn = store.read_txn()?;
+    let t = txn.open_table(SHARES).map_err(db)?;
+    let start = id.as_bytes().to_vec();
+    let mut end = start.clone();
+    end.push(0xff);
+    let mut out = Vec::new();
+    for item in t
+        .range::<&[u8]>(start.as_slice()..end.as_slice())
+        .map_err(db)?
+    {
+        out.push(ShareRecord::from_cbor(item.map_err(db)?.1.value())?);
+    }
+    Ok(out)
+}
+
+/// The share `id` as this node's agency `me` holds it: its own if it is the
+/// originator, else the one received (or, if `pick` is given, the first that
+/// matches it).
+pub fn held_share(
+    store: &Store,
+    id: &MessageId,
+    me: &AgencyId,
+    pick: impl Fn(&ShareRecord) -> bool,
+) -> Result<ShareRecord, WorkflowError> {
+    let all = shares_with_id(store, id)?;
+    let own = all.iter().position(|r| &r.originator == me);
+    let chosen = own.or_else(|| all.iter().position(&pick));
+    chosen
+        .and_then(|i| all.into_iter().nth(i))
+        .ok_or_else(|| IntelError::UnknownShare(*id).into())
 }
 
 /// Every request record, most urgent first, then by deadline.
@@ -387,8 +432,12 @@ fn event(
     }
 }
 
-fn known_share(store: &Store, id: &MessageId) -> Result<ShareRecord, WorkflowError> {
-    share(store, id)?.ok_or_else(|| IntelError::UnknownShare(*id).into())
+fn known_share(
+    store: &Store,
+    id: &MessageId,
+    originator: &AgencyId,
+) -> Result<ShareRecord, WorkflowError> {
+    share(store, id, originator)?.ok_or_else(|| IntelError::UnknownShare(*id).into())
 }
 
 fn known_request(store: &Store, id: &MessageId) -> Result<RequestRecord, WorkflowError> {
@@ -423,7 +472,8 @@ pub fn check_outgoing(
             plan.request(Some(&rec), &new, me);
         }
         Body::IntelShare(s) => {
-            let rec = share(store, &s.share_id)?;
+            let originator = s.originator.as_ref().unwrap_or(me);
+            let rec = share(store, &s.share_id, originator)?;
             let mut new = check_send_share(rec.as_ref(), me, to, s)?;
             new.recipients.push((to.clone(), h.id));
             let kind = if &new.originator == me {
@@ -435,7 +485,7 @@ pub fn check_outgoing(
             plan.share(rec.as_ref(), &new);
         }
         Body::PermissionRequest(p) => {
-            let rec = known_share(store, &p.share_id)?;
+            let rec = known_share(store, &p.share_id, to)?;
             rec.check_send_permission_request(me, to)?;
             let mut new = rec.clone();
             let ev = event(
@@ -449,7 +499,7 @@ pub fn check_outgoing(
             plan.share(Some(&rec), &new);
         }
         Body::PermissionAnswer(a) => {
-            let rec = known_share(store, &a.share_id)?;
+            let rec = known_share(store, &a.share_id, me)?;
             rec.check_send_permission_answer(me)?;
             let mut new = rec.clone();
             new.push(event(
@@ -462,7 +512,7 @@ pub fn check_outgoing(
             plan.share(Some(&rec), &new);
         }
         Body::IntelRetraction(r) => {
-            let rec = known_share(store, &r.share_id)?;
+            let rec = held_share(store, &r.share_id, me, |_| true)?;
             rec.check_send_update(me, to, true)?;
             let mut new = rec.clone();
             new.retracted = true;
@@ -471,7 +521,7 @@ pub fn check_outgoing(
             plan.share(Some(&rec), &new);
         }
         Body::IntelCorrection(c) => {
-            let rec = known_share(store, &c.share_id)?;
+            let rec = known_share(store, &c.share_id, me)?;
             rec.check_send_update(me, to, false)?;
             let mut new = rec.clone();
             new.corrected_by = Some(h.id);
@@ -509,13 +559,14 @@ pub fn check_incoming(store: &Store, msg: &Message, now_ms: u64) -> Result<Plan,
             plan.request(Some(&rec), &new, me);
         }
         Body::IntelShare(s) => {
-            let rec = share(store, &s.share_id)?;
+            let originator = s.originator.as_ref().unwrap_or(from);
+            let rec = share(store, &s.share_id, originator)?;
             let mut new = check_receive_share(rec.as_ref(), from, s, h.id)?;
             new.push(event(ShareEventKind::Received, h, None, None, now_ms));
             plan.share(rec.as_ref(), &new);
         }
         Body::PermissionRequest(p) => {
-            let rec = known_share(store, &p.share_id)?;
+            let rec = known_share(store, &p.share_id, me)?;
             rec.check_receive_permission_request(me)?;
             let mut new = rec.clone();
             let ev = event(
@@ -529,7 +580,7 @@ pub fn check_incoming(store: &Store, msg: &Message, now_ms: u64) -> Result<Plan,
             plan.share(Some(&rec), &new);
         }
         Body::PermissionAnswer(a) => {
-            let rec = known_share(store, &a.share_id)?;
+            let rec = known_share(store, &a.share_id, from)?;
             rec.check_receive_permission_answer(from)?;
             let mut new = rec.clone();
             new.record_permission(a, h.id);
@@ -543,7 +594,7 @@ pub fn check_incoming(store: &Store, msg: &Message, now_ms: u64) -> Result<Plan,
             plan.share(Some(&rec), &new);
         }
         Body::IntelRetraction(r) => {
-            let rec = known_share(store, &r.share_id)?;
+            let rec = received_share(store, &r.share_id, from)?;
             rec.check_receive_update(from, true)?;
             let mut new = rec.clone();
             new.retracted = true;
@@ -557,7 +608,7 @@ pub fn check_incoming(store: &Store, msg: &Message, now_ms: u64) -> Result<Plan,
             plan.share(Some(&rec), &new);
         }
         Body::IntelCorrection(c) => {
-            let rec = known_share(store, &c.share_id)?;
+            let rec = received_share(store, &c.share_id, from)?;
             rec.check_receive_update(from, false)?;
             let mut new = rec.clone();
             new.corrected_by = Some(h.id);
@@ -573,6 +624,23 @@ pub fn check_incoming(store: &Store, msg: &Message, now_ms: u64) -> Result<Plan,
         _ => {}
     }
     Ok(plan)
+}
+
+/// The share `id` as received from `from` (the originator, or the agency
+/// that passed it on); else the originator's record for the check to refuse.
+fn received_share(
+    store: &Store,
+    id: &MessageId,
+    from: &AgencyId,
+) -> Result<ShareRecord, WorkflowError> {
+    let all = shares_with_id(store, id)?;
+    let i = all
+        .iter()
+        .position(|r| r.source.as_ref() == Some(from))
+        .or_else(|| all.iter().position(|r| &r.originator == from))
+        .or(if all.is_empty() { None } else { Some(0) });
+    i.and_then(|i| all.into_iter().nth(i))
+        .ok_or_else(|| IntelError::UnknownShare(*id).into())
 }
 
 fn answer_kind(d: PermissionDecision) -> ShareEventKind {
