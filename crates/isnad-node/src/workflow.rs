@@ -499,7 +499,7 @@ pub fn check_outgoing(
             plan.share(Some(&rec), &new);
         }
         Body::PermissionAnswer(a) => {
-            let rec = known_share(store, &a.share_id, me)?;
+            let rec = held_share(store, &a.share_id, me, |_| true)?;
             rec.check_send_permission_answer(me)?;
             let mut new = rec.clone();
             new.push(event(
@@ -521,7 +521,7 @@ pub fn check_outgoing(
             plan.share(Some(&rec), &new);
         }
         Body::IntelCorrection(c) => {
-            let rec = known_share(store, &c.share_id, me)?;
+            let rec = held_share(store, &c.share_id, me, |_| true)?;
             rec.check_send_update(me, to, false)?;
             let mut new = rec.clone();
             new.corrected_by = Some(h.id);
