@@ -72,14 +72,14 @@ pub(crate) struct CheckpointArgs {
     now: bool,
 }
 
-struct Client {
+pub(crate) struct Client {
     base: String,
     token: String,
     agent: ureq::Agent,
 }
 
 impl Client {
-    fn new(node: &NodeRef) -> anyhow::Result<Self> {
+    pub(crate) fn new(node: &NodeRef) -> anyhow::Result<Self> {
         let cfg = Config::load(&node.config).with_context(|| {
             format!(
                 "cannot load {} (pass --config or set ISNAD_CONFIG)",
@@ -129,7 +129,12 @@ impl Client {
         Ok((status, text))
     }
 
-    fn json(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    pub(crate) fn json(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
         let (status, text) = self.call(method, path, body)?;
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if !(200..300).contains(&status) {
@@ -143,7 +148,7 @@ impl Client {
     }
 }
 
-fn read_json(path: &Path) -> anyhow::Result<Value> {
+pub(crate) fn read_json(path: &Path) -> anyhow::Result<Value> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))

@@ -6,6 +6,7 @@
 use clap::{Parser, Subcommand};
 
 mod audit;
+mod cases;
 mod client;
 mod demo;
 mod directory;
@@ -69,6 +70,20 @@ enum Command {
     /// Manage trusted partner roots.
     #[command(subcommand)]
     Trust(trust::TrustCommand),
+    /// List MLA requests (with --overdue: those past their deadline).
+    #[command(
+        after_help = "Example:\n  isnad requests --config /var/lib/isnad/config.toml --overdue"
+    )]
+    Requests(cases::RequestsArgs),
+    /// The whole history of a request or an intel share.
+    #[command(subcommand)]
+    Case(cases::CaseCommand),
+    /// Change the status of an MLA request.
+    #[command(subcommand)]
+    Mla(cases::MlaCommand),
+    /// Share, forward, retract and correct intelligence; permissions.
+    #[command(subcommand)]
+    Intel(cases::IntelCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -88,6 +103,10 @@ fn main() -> std::process::ExitCode {
         Command::Show(a) => client::show(a),
         Command::Status(a) => client::status(a),
         Command::Checkpoint(a) => client::checkpoint(a),
+        Command::Requests(a) => cases::requests(a),
+        Command::Case(c) => cases::case(c),
+        Command::Mla(c) => cases::mla(c),
+        Command::Intel(c) => cases::intel(c),
     };
     match result {
         Ok(code) => code,
