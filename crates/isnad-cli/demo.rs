@@ -221,7 +221,13 @@ async fn demo(base: &Path) -> anyhow::Result<bool> {
                 &format!("{cc}-intel-police"),
                 sel(None, le),
                 sel(None, le),
-                &[Kind::IntelShare],
+                &[
+                    Kind::IntelShare,
+                    Kind::PermissionRequest,
+                    Kind::PermissionAnswer,
+                    Kind::IntelRetraction,
+                    Kind::IntelCorrection,
+                ],
                 false,
             ),
             rule(
