@@ -310,6 +310,28 @@ mod generate {
         }
     }
 
+    /// Writes an `ok` vector: `body` from `from` to `to`, signed and encrypted.
+    pub(super) fn write_ok(
+        name: &str,
+        desc: &str,
+        from: &Party,
+        to: &Party,
+        body: Body,
+        rng: &SystemRandom,
+    ) -> TestResult {
+        let m = msg(from, &to.agency, body)?;
+        let signed = signed_bytes(&m, &from.sign, rng)?;
+        let env = testing::encrypt_raw(&signed, to.enc.public_key(), rng)?;
+        let v = json!({
+            "description": desc,
+            "expect": "ok",
+            "message": message_json(&m)?,
+            "claims_hex": hex::encode(claims_bytes(&m)?),
+            "signed_hex": hex::encode(&signed),
+        });
+        write(name, v, from, to, &env)
+    }
+
     pub(super) fn write(
         name: &str,
         mut v: Json,
@@ -370,18 +392,8 @@ fn regenerate_vectors() -> TestResult {
     )?;
 
     // Positive vectors: each signer algorithm with each recipient curve, each kind.
-    let ok = |name: &str, desc: &str, from: &Party, to: &Party, body: Body| -> TestResult {
-        let m = msg(from, &to.agency, body)?;
-        let signed = signed_bytes(&m, &from.sign, &rng)?;
-        let env = encrypt_raw(&signed, to.enc.public_key(), &rng)?;
-        let v = json!({
-            "description": desc,
-            "expect": "ok",
-            "message": message_json(&m)?,
-            "claims_hex": hex::encode(claims_bytes(&m)?),
-            "signed_hex": hex::encode(&signed),
-        });
-        write(name, v, from, to, &env)
+    let ok = |name: &str, desc: &str, from: &Party, to: &Party, body: Body| {
+        write_ok(name, desc, from, to, body, &rng)
     };
     ok(
         "ok-ed25519-p256-mla-request",
@@ -780,18 +792,8 @@ fn regenerate_case_vectors() -> TestResult {
         SignatureAlgorithm::Es256,
         EncryptionCurve::X25519,
     )?;
-    let ok = |name: &str, desc: &str, from: &Party, to: &Party, body: Body| -> TestResult {
-        let m = msg(from, &to.agency, body)?;
-        let signed = signed_bytes(&m, &from.sign, &rng)?;
-        let env = encrypt_raw(&signed, to.enc.public_key(), &rng)?;
-        let v = json!({
-            "description": desc,
-            "expect": "ok",
-            "message": message_json(&m)?,
-            "claims_hex": hex::encode(claims_bytes(&m)?),
-            "signed_hex": hex::encode(&signed),
-        });
-        write(name, v, from, to, &env)
+    let ok = |name: &str, desc: &str, from: &Party, to: &Party, body: Body| {
+        write_ok(name, desc, from, to, body, &rng)
     };
     let share = MessageId::from_bytes([7; 16]);
     ok(

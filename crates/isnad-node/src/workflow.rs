@@ -455,13 +455,14 @@ pub fn check_outgoing(
     let h = msg.header.clone();
     let (me, to) = (&h.sender, &h.recipient);
     let mut plan = Plan::default();
-    match &mut msg.body {
+    let checked = match &mut msg.body {
         Body::MlaRequest(r) => {
             if request(store, &h.id)?.is_some() {
                 return Err(LifecycleError::DuplicateRequest(h.id).into());
             }
             let rec = RequestRecord::submitted(h.id, me.clone(), to.clone(), r, now_ms);
             plan.request(None, &rec, me);
+            return Ok(plan);
         }
         Body::MlaStatus(s) => {
             let rec = known_request(store, &s.request_id)?;
@@ -470,68 +471,37 @@ pub fn check_outgoing(
             let mut new = rec.clone();
             new.apply(from, me, s, h.id, now_ms);
             plan.request(Some(&rec), &new, me);
+            return Ok(plan);
         }
         Body::IntelShare(s) => {
             let originator = s.originator.as_ref().unwrap_or(me);
             let rec = share(store, &s.share_id, originator)?;
-            let mut new = check_send_share(rec.as_ref(), me, to, s)?;
-            new.recipients.push((to.clone(), h.id));
-            let kind = if &new.originator == me {
-                ShareEventKind::Shared
-            } else {
-                ShareEventKind::Forwarded
-            };
-            new.push(event(kind, &h, None, None, now_ms));
-            plan.share(rec.as_ref(), &new);
+            let new = check_send_share(rec.as_ref(), me, to, s)?;
+            (rec, new)
         }
         Body::PermissionRequest(p) => {
             let rec = known_share(store, &p.share_id, to)?;
             rec.check_send_permission_request(me, to)?;
-            let mut new = rec.clone();
-            let ev = event(
-                ShareEventKind::PermissionRequested,
-                &h,
-                Some(&p.target),
-                Some(&p.purpose),
-                now_ms,
-            );
-            new.push(ev);
-            plan.share(Some(&rec), &new);
+            (Some(rec.clone()), rec)
         }
         Body::PermissionAnswer(a) => {
             let rec = held_share(store, &a.share_id, me, |_| true)?;
             rec.check_send_permission_answer(me)?;
-            let mut new = rec.clone();
-            new.push(event(
-                answer_kind(a.decision),
-                &h,
-                Some(&a.target),
-                a.conditions.as_deref(),
-                now_ms,
-            ));
-            plan.share(Some(&rec), &new);
+            (Some(rec.clone()), rec)
         }
         Body::IntelRetraction(r) => {
             let rec = held_share(store, &r.share_id, me, |_| true)?;
             rec.check_send_update(me, to, true)?;
-            let mut new = rec.clone();
-            new.retracted = true;
-            let ev = event(ShareEventKind::Retracted, &h, None, Some(&r.reason), now_ms);
-            new.push(ev);
-            plan.share(Some(&rec), &new);
+            (Some(rec.clone()), rec)
         }
         Body::IntelCorrection(c) => {
             let rec = held_share(store, &c.share_id, me, |_| true)?;
             rec.check_send_update(me, to, false)?;
-            let mut new = rec.clone();
-            new.corrected_by = Some(h.id);
-            let ev = event(ShareEventKind::Corrected, &h, None, Some(&c.reason), now_ms);
-            new.push(ev);
-            plan.share(Some(&rec), &new);
+            (Some(rec.clone()), rec)
         }
-        _ => {}
-    }
-    Ok(plan)
+        _ => return Ok(plan),
+    };
+    Ok(share_change(checked, msg, false, now_ms))
 }
 
 /// The hook for a message received from a peer, once it is opened,
@@ -543,13 +513,14 @@ pub fn check_incoming(store: &Store, msg: &Message, now_ms: u64) -> Result<Plan,
     let h = &msg.header;
     let (from, me) = (&h.sender, &h.recipient);
     let mut plan = Plan::default();
-    match &msg.body {
+    let checked = match &msg.body {
         Body::MlaRequest(r) => {
             if request(store, &h.id)?.is_some() {
                 return Err(LifecycleError::DuplicateRequest(h.id).into());
             }
             let rec = RequestRecord::delivered(h.id, from.clone(), me.clone(), r, now_ms);
             plan.request(None, &rec, me);
+            return Ok(plan);
         }
         Body::MlaStatus(s) => {
             let rec = known_request(store, &s.request_id)?;
@@ -557,73 +528,87 @@ pub fn check_incoming(store: &Store, msg: &Message, now_ms: u64) -> Result<Plan,
             let mut new = rec.clone();
             new.apply(start, from, s, h.id, now_ms);
             plan.request(Some(&rec), &new, me);
+            return Ok(plan);
         }
         Body::IntelShare(s) => {
             let originator = s.originator.as_ref().unwrap_or(from);
             let rec = share(store, &s.share_id, originator)?;
-            let mut new = check_receive_share(rec.as_ref(), from, s, h.id)?;
-            new.push(event(ShareEventKind::Received, h, None, None, now_ms));
-            plan.share(rec.as_ref(), &new);
+            let new = check_receive_share(rec.as_ref(), from, s, h.id)?;
+            (rec, new)
         }
         Body::PermissionRequest(p) => {
             let rec = known_share(store, &p.share_id, me)?;
             rec.check_receive_permission_request(me)?;
-            let mut new = rec.clone();
-            let ev = event(
-                ShareEventKind::PermissionRequested,
-                h,
-                Some(&p.target),
-                Some(&p.purpose),
-                now_ms,
-            );
-            new.push(ev);
-            plan.share(Some(&rec), &new);
+            (Some(rec.clone()), rec)
         }
         Body::PermissionAnswer(a) => {
             let rec = known_share(store, &a.share_id, from)?;
             rec.check_receive_permission_answer(from)?;
-            let mut new = rec.clone();
-            new.record_permission(a, h.id);
-            new.push(event(
-                answer_kind(a.decision),
-                h,
-                Some(&a.target),
-                a.conditions.as_deref(),
-                now_ms,
-            ));
-            plan.share(Some(&rec), &new);
+            (Some(rec.clone()), rec)
         }
         Body::IntelRetraction(r) => {
             let rec = received_share(store, &r.share_id, from)?;
             rec.check_receive_update(from, true)?;
-            let mut new = rec.clone();
-            new.retracted = true;
-            new.push(event(
-                ShareEventKind::Retracted,
-                h,
-                None,
-                Some(&r.reason),
-                now_ms,
-            ));
-            plan.share(Some(&rec), &new);
+            (Some(rec.clone()), rec)
         }
         Body::IntelCorrection(c) => {
             let rec = received_share(store, &c.share_id, from)?;
             rec.check_receive_update(from, false)?;
-            let mut new = rec.clone();
-            new.corrected_by = Some(h.id);
-            new.push(event(
-                ShareEventKind::Corrected,
-                h,
-                None,
-                Some(&c.reason),
-                now_ms,
-            ));
-            plan.share(Some(&rec), &new);
+            (Some(rec.clone()), rec)
         }
-        _ => {}
-    }
-    Ok(plan)
+        _ => return Ok(plan),
+    };
+    Ok(share_change(checked, msg, true, now_ms))
+}
+
+/// The change a checked intel message makes to its share record (`before`
+/// as stored, `after` as the check returned it), sent or received.
+fn share_change(
+    (before, mut after): (Option<ShareRecord>, ShareRecord),
+    msg: &Message,
+    incoming: bool,
+    now_ms: u64,
+) -> Plan {
+    let h = &msg.header;
+    let (kind, target, note) = match &msg.body {
+        Body::IntelShare(_) if incoming => (ShareEventKind::Received, None, None),
+        Body::IntelShare(_) => {
+            after.recipients.push((h.recipient.clone(), h.id));
+            if after.originator == h.sender {
+                (ShareEventKind::Shared, None, None)
+            } else {
+                (ShareEventKind::Forwarded, None, None)
+            }
+        }
+        Body::PermissionRequest(p) => (
+            ShareEventKind::PermissionRequested,
+            Some(&p.target),
+            Some(p.purpose.as_str()),
+        ),
+        Body::PermissionAnswer(a) => {
+            if incoming {
+                after.record_permission(a, h.id);
+            }
+            (
+                answer_kind(a.decision),
+                Some(&a.target),
+                a.conditions.as_deref(),
+            )
+        }
+        Body::IntelRetraction(r) => {
+            after.retracted = true;
+            (ShareEventKind::Retracted, None, Some(r.reason.as_str()))
+        }
+        Body::IntelCorrection(c) => {
+            after.corrected_by = Some(h.id);
+            (ShareEventKind::Corrected, None, Some(c.reason.as_str()))
+        }
+        _ => return Plan::default(),
+    };
+    after.push(event(kind, h, target, note, now_ms));
+    let mut plan = Plan::default();
+    plan.share(before.as_ref(), &after);
+    plan
 }
 
 /// The share `id` as received from `from` (the originator, or the agency
