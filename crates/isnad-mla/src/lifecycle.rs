@@ -346,7 +346,7 @@ impl RequestRecord {
         request: &MlaRequest,
         at_ms: u64,
     ) -> Self {
-        Self::new(request_id, requesting.clone(), requested, request, at_ms).with_event(
+        Self::new(request_id, requesting.clone(), requested, request).with_event(
             S::Draft,
             S::Submitted,
             requesting,
@@ -363,7 +363,7 @@ impl RequestRecord {
         request: &MlaRequest,
         at_ms: u64,
     ) -> Self {
-        Self::new(request_id, requesting, requested.clone(), request, at_ms).with_event(
+        Self::new(request_id, requesting, requested.clone(), request).with_event(
             S::Submitted,
             S::Delivered,
             requested,
@@ -376,7 +376,6 @@ impl RequestRecord {
         requesting: AgencyId,
         requested: AgencyId,
         request: &MlaRequest,
-        _at_ms: u64,
     ) -> Self {
         Self {
             request_id,
