@@ -19,6 +19,10 @@ for path in glob.glob(os.path.join(spec, "envelope", "*.json")):
     v = json.load(open(path, encoding="utf-8"))
     name = os.path.basename(path)[:-5]
     put("envelope_open", name, bytes.fromhex(v["envelope_hex"]))
+    if "claims_hex" in v:
+        # CBOR maps with agency ids, message ids and states: a start for the
+        # stored-record decoders of isnad-mla.
+        put("mla_records", name, bytes.fromhex(v["claims_hex"]))
     for key in ("claims_hex", "signed_hex"):
         if key in v:
             put("envelope_decoders", f"{name}-{key}", bytes.fromhex(v[key]))

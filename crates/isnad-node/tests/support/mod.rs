@@ -225,6 +225,8 @@ pub fn intel(text: &str) -> Body {
         summary: text.into(),
         content: text.into(),
         entities: vec![],
+        originator: None,
+        permission: None,
         extensions: Extensions::new(),
     }))
 }
