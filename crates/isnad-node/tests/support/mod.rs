@@ -35,6 +35,8 @@ pub struct Agency {
 pub struct Table {
     pub agencies: HashMap<AgencyId, (SocketAddr, EncryptionPublicKey, VerifyingKey, Vec<u8>)>,
     pub denied_kinds: Vec<Kind>,
+    /// Kinds denied to one sender only.
+    pub denied_for: Vec<(AgencyId, Kind)>,
 }
 
 /// A fixed directory shared by the test nodes, and the TLS peer set the
@@ -65,9 +67,9 @@ impl Directory for TestDirectory {
             encryption_key: v.1.clone(),
         })
     }
-    fn allows(&self, _s: &AgencyId, _r: &AgencyId, kind: Kind) -> Result<(), String> {
+    fn allows(&self, s: &AgencyId, _r: &AgencyId, kind: Kind) -> Result<(), String> {
         let t = self.0.read().map_err(|_| "poisoned".to_owned())?;
-        if t.denied_kinds.contains(&kind) {
+        if t.denied_kinds.contains(&kind) || t.denied_for.iter().any(|d| d.0 == *s && d.1 == kind) {
             Err(format!("test-rule: no {kind}"))
         } else {
             Ok(())
