@@ -70,3 +70,60 @@ for path in sorted(glob.glob(os.path.join(spec, "federation", "*.json"))):
         put("federation_verify", f"{name}-held{i}", bytes.fromhex(h))
     if "payload_hex" in v:
         put("federation_directory", name, bytes.fromhex(v["payload_hex"]))
+
+
+# Receipts: the bare signed messages (signed_hex) and the envelopes seed
+# envelope_receipt.
+for path in glob.glob(os.path.join(spec, "envelope", "*.json")):
+    v = json.load(open(path, encoding="utf-8"))
+    name = os.path.basename(path)[:-5]
+    if "signed_hex" in v:
+        put("envelope_receipt", name, bytes.fromhex(v["signed_hex"]))
+    put("envelope_receipt", f"{name}-envelope", bytes.fromhex(v["envelope_hex"]))
+
+
+# log_export: whole exports in the input format of isnad_log::fuzzing::export
+# (size, then selector ‖ uint16 length ‖ file records), built from the valid
+# entries of spec/vectors/audit-log/entries.json (repeated for larger sizes,
+# which only puts their seq out of place).
+def leaf(e):
+    return hashlib.sha256(b"\x00" + e).digest()
+
+
+def mth(hashes):
+    if len(hashes) == 1:
+        return hashes[0]
+    k = 1
+    while k * 2 < len(hashes):
+        k *= 2
+    return hashlib.sha256(b"\x01" + mth(hashes[:k]) + mth(hashes[k:])).digest()
+
+
+def export_seed(entries, size, previous=None):
+    leaves = [leaf(entries[i % len(entries)]) for i in range(size)]
+    bundles, tiles = [], []
+    for n in range(0, size, 256):
+        chunk = range(n, min(size, n + 256))
+        bundles.append(b"".join(len(entries[i % len(entries)]).to_bytes(2, "big") + entries[i % len(entries)] for i in chunk))
+    level, hashes = 0, leaves
+    while hashes:
+        for n in range(0, len(hashes), 256):
+            tiles.append(b"".join(hashes[n:n + 256]))
+        # The next level holds the roots of the full 256-hash subtrees.
+        hashes = [mth(hashes[n:n + 256]) for n in range(0, len(hashes) - len(hashes) % 256, 256)]
+        level += 1
+    files = bundles + tiles
+    out = size.to_bytes(2, "big")
+    for i, f in enumerate(files):
+        out += bytes([i]) + len(f).to_bytes(2, "big") + f
+    if previous is not None:
+        out += bytes([len(files)]) + (2).to_bytes(2, "big") + previous.to_bytes(2, "big")
+    return out
+
+
+import hashlib  # noqa: E402
+
+entries_vec = json.load(open(os.path.join(spec, "audit-log", "entries.json"), encoding="utf-8"))
+valid = [bytes.fromhex(e["cbor"]) for e in sorted(entries_vec["valid"], key=lambda e: int(e["seq"]))]
+for size, prev in [(1, None), (4, None), (4, 2), (3, 4), (300, 7), (513, None)]:
+    put("log_export", f"export-{size}-{prev}", export_seed(valid, size, prev))

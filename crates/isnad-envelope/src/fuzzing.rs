@@ -26,9 +26,6 @@ pub fn decoders(data: &[u8]) {
 /// Opens `data` as an envelope with fixed test keys (a fuzzer will mostly
 /// exercise the structural checks before decryption).
 pub fn open(data: &[u8]) {
-    thread_local! {
-        static FIXTURE: Option<(Vec<EncryptionKey>, Vec<SenderKey>)> = fixture();
-    }
     FIXTURE.with(|f| {
         let Some((keys, senders)) = f else { return };
         let Ok(me) = AgencyId::new("iq.moj.ca") else {
@@ -46,6 +43,27 @@ pub fn open(data: &[u8]) {
             &mut MemoryReplayGuard::default(),
         );
     });
+}
+
+/// Verifies `data` as a bare signed message, as receipts travel
+/// ([`Opener::open_signed`]), with the fixed test keys of [`open`].
+pub fn open_signed(data: &[u8]) {
+    FIXTURE.with(|f| {
+        let Some((keys, senders)) = f else { return };
+        let Ok(me) = AgencyId::new("iq.moj.ca") else {
+            return;
+        };
+        let opener = Opener {
+            me: &me,
+            keys,
+            limits: Limits::default(),
+        };
+        let _ = opener.open_signed(data, 1_800_000_000, senders);
+    });
+}
+
+thread_local! {
+    static FIXTURE: Option<(Vec<EncryptionKey>, Vec<SenderKey>)> = fixture();
 }
 
 fn fixture() -> Option<(Vec<EncryptionKey>, Vec<SenderKey>)> {
