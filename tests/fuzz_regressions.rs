@@ -6,8 +6,11 @@
 
 use std::path::Path;
 
+/// A fuzz entry point.
+type Entry = fn(&[u8]);
+
 /// Fuzz target name → its entry point.
-const TARGETS: &[(&str, fn(&[u8]))] = &[
+const TARGETS: &[(&str, Entry)] = &[
     ("envelope_open", isnad_envelope::fuzzing::open),
     ("envelope_decoders", isnad_envelope::fuzzing::decoders),
     ("envelope_receipt", isnad_envelope::fuzzing::open_signed),
