@@ -127,3 +127,49 @@ entries_vec = json.load(open(os.path.join(spec, "audit-log", "entries.json"), en
 valid = [bytes.fromhex(e["cbor"]) for e in sorted(entries_vec["valid"], key=lambda e: int(e["seq"]))]
 for size, prev in [(1, None), (4, None), (4, 2), (3, 4), (300, 7), (513, None)]:
     put("log_export", f"export-{size}-{prev}", export_seed(valid, size, prev))
+
+
+# wire_frames: length-prefixed request and response frames (spec/transport.md
+# §3) carrying the envelope vectors (Deliver requests), their signed messages
+# (receipt responses), and error responses with every error code the
+# envelope vectors expect.
+def cbor_head(major, n):
+    if n < 24:
+        return bytes([major << 5 | n])
+    for ai, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
+        if n < 1 << (8 * size):
+            return bytes([major << 5 | ai]) + n.to_bytes(size, "big")
+
+
+def cbor_map(pairs):
+    out = cbor_head(5, len(pairs))
+    for k, v in pairs:
+        out += cbor_head(0, k) + v
+    return out
+
+
+def framed(body):
+    return len(body).to_bytes(4, "big") + body
+
+
+def cbor_bytes(b):
+    return cbor_head(2, len(b)) + b
+
+
+def cbor_text(s):
+    return cbor_head(3, len(s.encode())) + s.encode()
+
+
+codes = set()
+for path in sorted(glob.glob(os.path.join(spec, "envelope", "*.json"))):
+    v = json.load(open(path, encoding="utf-8"))
+    name = os.path.basename(path)[:-5]
+    env = bytes.fromhex(v["envelope_hex"])
+    put("wire_frames", f"deliver-{name}", framed(cbor_map([(1, cbor_head(0, 1)), (2, cbor_head(0, 1)), (3, cbor_bytes(env))])))
+    if "signed_hex" in v:
+        signed = bytes.fromhex(v["signed_hex"])
+        put("wire_frames", f"receipt-{name}", framed(cbor_map([(1, cbor_head(0, 1)), (2, cbor_head(0, 0)), (3, cbor_bytes(signed))])))
+    if isinstance(v.get("expect"), dict) and "error" in v["expect"]:
+        codes.add(v["expect"]["error"])
+for code in sorted(codes):
+    put("wire_frames", f"error-{code}", framed(cbor_map([(1, cbor_head(0, 1)), (2, cbor_head(0, 1)), (4, cbor_text(code)), (5, cbor_text("detail")), (6, cbor_bytes(bytes(16)))])))

@@ -12,7 +12,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use isnad_log::{Entry, EventType, Log};
+use isnad_log::{Entry, EventType};
 
 #[test]
 fn a_message_signed_with_a_revoked_key_is_refused_logged_and_not_stored() {
@@ -102,10 +102,7 @@ fn a_message_signed_with_a_revoked_key_is_refused_logged_and_not_stored() {
     for n in &fed.nodes {
         n.export_and_verify_log();
     }
-    let (log, _) = Log::open(&fed.nodes[1].dir.join("log")).unwrap();
-    let entries: Vec<Entry> = (0..log.size())
-        .map(|i| Entry::decode(&log.entry_bytes(i).unwrap()).unwrap())
-        .collect();
+    let entries = fed.nodes[1].log_entries();
     assert!(
         entries.iter().any(|e| e.event == EventType::KeyRevoked
             && e.sender.as_ref().map(|a| a.as_str()) == Some(from)),

@@ -133,7 +133,7 @@ fn steady_load_memory_flat_queue_bounded_nothing_lost() {
     };
 
     // The sampler, every second until the client is done and the queue drained.
-    let metrics_url = format!("http://{}/metrics", fed.nodes[0].metrics);
+    let metrics_url = format!("http://{}/metrics", fed.nodes[0].metrics.unwrap());
     let metric = |text: &str, name: &str| -> u64 {
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())

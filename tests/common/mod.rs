@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 mod nodes;
-pub use nodes::Federation;
+pub use nodes::{Federation, NodeProc};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_isnad");

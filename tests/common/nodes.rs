@@ -15,13 +15,32 @@ pub struct NodeProc {
     pub dir: PathBuf,
     pub quic: SocketAddr,
     pub api: SocketAddr,
-    pub metrics: SocketAddr,
+    pub metrics: Option<SocketAddr>,
     /// `RUST_LOG` for the process (stderr goes to `node.log`, appended).
     pub rust_log: &'static str,
     child: Option<Child>,
 }
 
 impl NodeProc {
+    /// A node made with `isnad init --dir DIR` (not started).
+    pub fn new(
+        id: &str,
+        dir: PathBuf,
+        quic: SocketAddr,
+        api: SocketAddr,
+        metrics: Option<SocketAddr>,
+    ) -> Self {
+        Self {
+            id: id.to_owned(),
+            dir,
+            quic,
+            api,
+            metrics,
+            rust_log: "warn",
+            child: None,
+        }
+    }
+
     pub fn config(&self) -> PathBuf {
         self.dir.join("config.toml")
     }
@@ -163,6 +182,16 @@ impl NodeProc {
     }
 }
 
+impl NodeProc {
+    /// Every entry of the audit log (the node must be stopped).
+    pub fn log_entries(&self) -> Vec<isnad_log::Entry> {
+        let (log, _) = isnad_log::Log::open(&self.dir.join("log")).unwrap();
+        (0..log.size())
+            .map(|i| isnad_log::Entry::decode(&log.entry_bytes(i).unwrap()).unwrap())
+            .collect()
+    }
+}
+
 impl Drop for NodeProc {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -223,15 +252,7 @@ impl Federation {
                 "--endpoint",
                 &quic.to_string(),
             ]);
-            nodes.push(NodeProc {
-                id: (*id).to_owned(),
-                dir,
-                quic,
-                api,
-                metrics,
-                rust_log: "warn",
-                child: None,
-            });
+            nodes.push(NodeProc::new(id, dir, quic, api, Some(metrics)));
         }
         let fed = Self {
             base: base.to_owned(),
