@@ -20,6 +20,7 @@ const TARGETS: &[(&str, Entry)] = &[
     ("log_tlog_proof", isnad_log::fuzzing::tlog_proof),
     ("log_bundle", isnad_log::fuzzing::bundle),
     ("log_export", isnad_log::fuzzing::export),
+    ("log_cross_check", isnad_log::fuzzing::cross_check),
     (
         "federation_directory",
         isnad_trust::fuzzing::directory_decode,

@@ -179,6 +179,8 @@ fn steady_load_memory_flat_queue_bounded_nothing_lost() {
             .call()
             .expect("GET")
             .body_mut()
+            .with_config()
+            .limit(1 << 30)
             .read_json()
             .expect("JSON")
     };
