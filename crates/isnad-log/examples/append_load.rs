@@ -1,5 +1,5 @@
-//! Steady-state durable append rate: `THREADS` long-lived threads (default
-//! 64) each append `PER` entries (default 3 000) one at a time, each waiting
+//! Steady-state durable append rate: `append_load [THREADS [PER]]`: THREADS
+//! long-lived threads (default 64) each append PER entries (default 3 000) one at a time, each waiting
 //! for durability. Prints appends/s. Directory: `ISNAD_LOG_BENCH_DIR` or the
 //! system temporary directory.
 #![allow(clippy::unwrap_used)] // A measurement program: panics are fine.

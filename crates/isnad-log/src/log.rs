@@ -22,7 +22,7 @@
 //! waits for them to queue again before it writes, at most as long as the
 //! last `write` + `fdatasync` took (the last one to arrive unparks it). This
 //! never changes what is durable when, only how many records share a sync:
-//! with 64 writers on 2 vCPUs about 47 instead of 30 appends per `fdatasync`.
+//! with 64 writers on 2 vCPUs about 48 instead of 30 appends per `fdatasync`.
 //! A lone appender (the node's audit writer thread) never waits, since its
 //! last sync made exactly one appender durable.
 //!
