@@ -1,7 +1,8 @@
-//! Steady-state durable append rate: `append_load [THREADS [PER]]`: THREADS
-//! long-lived threads (default 64) each append PER entries (default 3 000) one at a time, each waiting
-//! for durability. Prints appends/s. Directory: `ISNAD_LOG_BENCH_DIR` or the
-//! system temporary directory.
+//! Steady-state durable append rate: `append_load [THREADS [PER]]` runs
+//! THREADS long-lived threads (default 64) that each append PER entries
+//! (default 3 000) one at a time, each waiting for durability, and prints
+//! appends/s. Directory: `ISNAD_LOG_BENCH_DIR` or the system temporary
+//! directory.
 #![allow(clippy::unwrap_used)] // A measurement program: panics are fine.
 
 use std::time::Instant;
