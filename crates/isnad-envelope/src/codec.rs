@@ -9,6 +9,7 @@ use crate::message::{
     Body, ErrorBody, Extensions, Header, IntelShare, Kind, Message, MlaRequest, MlaState,
     MlaStatus, Receipt, PROTOCOL_VERSION,
 };
+use crate::relay::Relay;
 use crate::{cbor, AgencyId, Limits, MessageId};
 
 /// Why the signed claims or the body are not acceptable.
@@ -174,6 +175,7 @@ pub(crate) fn encode_body(body: &Body) -> Result<Value, MalformedReason> {
         Body::IntelShare(b) => with_ext(kind, b.as_ref(), &b.extensions),
         Body::Receipt(b) => with_ext(kind, b, &Extensions::new()),
         Body::Error(b) => with_ext(kind, b, &Extensions::new()),
+        Body::Relay(b) => with_ext(kind, b.as_ref(), &Extensions::new()),
     }
 }
 
@@ -232,6 +234,10 @@ pub(crate) fn decode_body(kind: Kind, value: Value) -> Result<Body, MalformedRea
             no_ext(&ext)?;
             Body::Error(de::<ErrorBody>(&known).map_err(err)?)
         }
+        Kind::Relay => {
+            no_ext(&ext)?;
+            Body::Relay(Box::new(de::<Relay>(&known).map_err(err)?))
+        }
     };
     validate_body(&body).map_err(err)?;
     Ok(body)
@@ -273,6 +279,7 @@ fn validate_body(body: &Body) -> Result<(), String> {
                 return Err("information-grading must be 1 to 4".into());
             }
         }
+        Body::Relay(r) => r.check_shape()?,
         Body::Receipt(_) | Body::Error(_) => {}
     }
     Ok(())
@@ -352,6 +359,10 @@ pub(crate) fn body_from_json(kind: Kind, json: &str) -> Result<Body, MalformedRe
             no_ext(&ext)?;
             Body::Error(de(known).map_err(err)?)
         }
+        Kind::Relay => {
+            no_ext(&ext)?;
+            Body::Relay(Box::new(de(known).map_err(err)?))
+        }
     };
     validate_body(&body).map_err(err)?;
     Ok(body)
@@ -379,6 +390,7 @@ pub(crate) fn body_to_json(body: &Body) -> Result<String, MalformedReason> {
         Body::IntelShare(b) => obj(b.as_ref(), &b.extensions),
         Body::Receipt(b) => obj(b, &Extensions::new()),
         Body::Error(b) => obj(b, &Extensions::new()),
+        Body::Relay(b) => obj(b.as_ref(), &Extensions::new()),
     }
     .map_err(err)?;
     serde_json::to_string_pretty(&v).map_err(err)

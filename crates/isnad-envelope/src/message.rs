@@ -35,6 +35,9 @@ pub enum Kind {
     Receipt,
     /// A typed error answer.
     Error,
+    /// One hop of a message relayed through central authorities
+    /// (spec/relay.md): routing metadata and the opaque inner envelope.
+    Relay,
 }
 
 impl Kind {
@@ -46,6 +49,7 @@ impl Kind {
             Self::IntelShare => "intel-share",
             Self::Receipt => "receipt",
             Self::Error => "error",
+            Self::Relay => "relay",
         }
     }
 
@@ -57,17 +61,19 @@ impl Kind {
             "intel-share" => Self::IntelShare,
             "receipt" => Self::Receipt,
             "error" => Self::Error,
+            "relay" => Self::Relay,
             _ => return None,
         })
     }
 
     /// All kinds.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Self::MlaRequest,
         Self::MlaStatus,
         Self::IntelShare,
         Self::Receipt,
         Self::Error,
+        Self::Relay,
     ];
 }
 
@@ -115,6 +121,8 @@ pub enum Body {
     Receipt(Receipt),
     /// `error`.
     Error(ErrorBody),
+    /// `relay` (spec/relay.md).
+    Relay(Box<crate::relay::Relay>),
 }
 
 impl Body {
@@ -126,6 +134,7 @@ impl Body {
             Self::IntelShare(_) => Kind::IntelShare,
             Self::Receipt(_) => Kind::Receipt,
             Self::Error(_) => Kind::Error,
+            Self::Relay(_) => Kind::Relay,
         }
     }
 }
@@ -628,7 +637,7 @@ impl fmt::Debug for Digest {
     }
 }
 
-fn ser_bytes<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn ser_bytes<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
     if s.is_human_readable() {
         s.serialize_str(&b.iter().map(|x| format!("{x:02x}")).collect::<String>())
     } else {
