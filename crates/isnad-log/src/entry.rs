@@ -66,11 +66,15 @@ pub enum EventType {
     DeliveryExpired,
     /// A local user accessed a message.
     LocalAccess,
+    /// A relayed envelope was checked and forwarded to the next hop
+    /// (metadata only: inner message id, originator, final recipient, inner
+    /// digest; previous and next hop in `detail`).
+    Relayed,
 }
 
 impl EventType {
     /// Every event type of schema version 1.
-    pub const ALL: [EventType; 13] = [
+    pub const ALL: [EventType; 14] = [
         Self::Sent,
         Self::Received,
         Self::ReceiptSent,
@@ -84,6 +88,7 @@ impl EventType {
         Self::DeliveryFailed,
         Self::DeliveryExpired,
         Self::LocalAccess,
+        Self::Relayed,
     ];
 
     /// The wire name.
@@ -102,6 +107,7 @@ impl EventType {
             Self::DeliveryFailed => "delivery-failed",
             Self::DeliveryExpired => "delivery-expired",
             Self::LocalAccess => "local-access",
+            Self::Relayed => "relayed",
         }
     }
 
@@ -113,7 +119,9 @@ impl EventType {
     /// Keys that must be present for this event type (besides 0–3).
     fn required(self) -> &'static [u64] {
         match self {
-            Self::Sent | Self::Received => &[K_MSG, K_SENDER, K_RECIPIENT, K_ENVELOPE],
+            Self::Sent | Self::Received | Self::Relayed => {
+                &[K_MSG, K_SENDER, K_RECIPIENT, K_ENVELOPE]
+            }
             Self::ReceiptSent | Self::ReceiptReceived => &[K_MSG, K_SENDER, K_RECIPIENT, K_PEER],
             Self::Rejected => &[K_REASON],
             Self::DeliveryFailed | Self::DeliveryExpired => &[K_MSG, K_RECIPIENT],

@@ -8,6 +8,7 @@ pub mod config;
 pub mod federation;
 pub mod metrics;
 mod node;
+mod relay;
 pub mod store;
 
 pub use node::{Directory, Identity, NodeError, NodeHandle, Peer};

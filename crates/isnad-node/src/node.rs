@@ -25,7 +25,7 @@ use crate::store::{
 };
 
 /// Lifetime of a receipt message.
-const RECEIPT_TTL_SECS: u64 = 30 * 24 * 3600;
+pub(crate) const RECEIPT_TTL_SECS: u64 = 30 * 24 * 3600;
 /// How long a QUIC handshake to a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// One peer's cached connection, behind its own lock.
@@ -43,6 +43,26 @@ pub trait Directory: SenderKeys + Send + Sync + 'static {
     fn allows(&self, sender: &AgencyId, recipient: &AgencyId, kind: Kind) -> Result<(), String>;
     /// The agency whose listed TLS key is in this end-entity certificate.
     fn agency_of_certificate(&self, cert_der: &[u8]) -> Option<AgencyId>;
+    /// The route policy requires for `kind` from `sender` to `recipient`:
+    /// `[sender, recipient]` for direct delivery, or through the central
+    /// authorities (spec/relay.md §2). The default allows only direct routes.
+    fn route(
+        &self,
+        sender: &AgencyId,
+        recipient: &AgencyId,
+        kind: Kind,
+    ) -> Result<Vec<AgencyId>, String> {
+        self.allows(sender, recipient, kind)
+            .map(|()| vec![sender.clone(), recipient.clone()])
+    }
+    /// Whether a relayed message of inner kind `kind` may take `route`: it
+    /// is the central-authority route between its ends and policy allows
+    /// them to exchange `kind` that way (spec/relay.md §6 step 6). The
+    /// default refuses all relayed traffic.
+    fn allows_relayed(&self, route: &[AgencyId], kind: Kind) -> Result<(), String> {
+        let _ = (route, kind);
+        Err("this node's directory does not support relaying".into())
+    }
 }
 
 /// Contact details of a peer agency.
@@ -112,25 +132,25 @@ pub struct NodeHandle {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    config: Config,
-    identity: Identity,
-    directory: Arc<dyn Directory>,
-    audit: Arc<Log>,
-    writer: AuditWriter,
-    log_key: Arc<SignerKey>,
-    latest_checkpoint: Mutex<Option<String>>,
-    store: Store,
-    metrics: Arc<Metrics>,
-    endpoint: quinn::Endpoint,
-    limits: Limits,
-    rng: SystemRandom,
-    wake: Notify,
-    in_flight: Mutex<HashSet<[u8; 16]>>,
-    connections: tokio::sync::Mutex<HashMap<AgencyId, PeerSlot>>,
-    shutdown: watch::Sender<bool>,
+pub(crate) struct Inner {
+    pub(crate) config: Config,
+    pub(crate) identity: Identity,
+    pub(crate) directory: Arc<dyn Directory>,
+    pub(crate) audit: Arc<Log>,
+    pub(crate) writer: AuditWriter,
+    pub(crate) log_key: Arc<SignerKey>,
+    pub(crate) latest_checkpoint: Mutex<Option<String>>,
+    pub(crate) store: Store,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) endpoint: quinn::Endpoint,
+    pub(crate) limits: Limits,
+    pub(crate) rng: SystemRandom,
+    pub(crate) wake: Notify,
+    pub(crate) in_flight: Mutex<HashSet<[u8; 16]>>,
+    pub(crate) connections: tokio::sync::Mutex<HashMap<AgencyId, PeerSlot>>,
+    pub(crate) shutdown: watch::Sender<bool>,
     /// Waiters for a message's final state, woken by the delivery loop.
-    waiters: Mutex<HashMap<[u8; 16], Vec<tokio::sync::oneshot::Sender<OutState>>>>,
+    pub(crate) waiters: Mutex<HashMap<[u8; 16], Vec<tokio::sync::oneshot::Sender<OutState>>>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -226,10 +246,14 @@ impl NodeHandle {
             .directory
             .peer(&recipient)
             .ok_or_else(|| NodeError::UnknownRecipient(recipient.clone()))?;
-        inner
+        let route = inner
             .directory
-            .allows(&inner.config.agency, &recipient, body.kind())
+            .route(&inner.config.agency, &recipient, body.kind())
             .map_err(NodeError::PolicyDenied)?;
+        if route.len() > 2 {
+            let ttl = ttl_secs.unwrap_or(inner.config.delivery.default_ttl_secs);
+            return inner.submit_relayed(route, body, ttl).await;
+        }
         let (secs, ms) = now();
         let ttl = ttl_secs.unwrap_or(inner.config.delivery.default_ttl_secs);
         let id = MessageId::random(&inner.rng).map_err(|_| NodeError::System)?;
@@ -269,6 +293,7 @@ impl NodeHandle {
             peer_log_index: None,
             delivered_ms: None,
             final_index: None,
+            relay: None,
         };
         inner.store.insert_outbox(rec.clone()).await?;
         inner.log_sent(&rec).await?;
@@ -487,7 +512,11 @@ async fn serve_stream(
     }
 }
 
-fn error_response(code: ErrorCode, id: Option<MessageId>, detail: Option<&str>) -> Response {
+pub(crate) fn error_response(
+    code: ErrorCode,
+    id: Option<MessageId>,
+    detail: Option<&str>,
+) -> Response {
     Response::Error {
         code,
         message_id: id,
@@ -525,10 +554,10 @@ async fn read_request(inner: &Inner, recv: &mut quinn::RecvStream) -> Result<Req
 
 /// The replay check backed by the inbox: a (sender, id) already stored is a
 /// duplicate, and its record is kept to answer with the original receipt.
-struct InboxGuard<'a> {
-    store: &'a Store,
-    hit: Option<InboxRecord>,
-    failed: bool,
+pub(crate) struct InboxGuard<'a> {
+    pub(crate) store: &'a Store,
+    pub(crate) hit: Option<InboxRecord>,
+    pub(crate) failed: bool,
 }
 
 impl ReplayGuard for InboxGuard<'_> {
@@ -549,13 +578,13 @@ impl ReplayGuard for InboxGuard<'_> {
 }
 
 impl Inner {
-    async fn append(&self, entry: Entry) -> Result<u64, NodeError> {
+    pub(crate) async fn append(&self, entry: Entry) -> Result<u64, NodeError> {
         self.append_with(Box::new(move |_| vec![entry])).await
     }
 
     /// Appends the entries `build` makes from the first one's index; returns
     /// that index once all are durable.
-    async fn append_with(
+    pub(crate) async fn append_with(
         &self,
         build: Box<dyn FnOnce(u64) -> Vec<Entry> + Send>,
     ) -> Result<u64, NodeError> {
@@ -574,7 +603,7 @@ impl Inner {
         r
     }
 
-    async fn log_rejected(
+    pub(crate) async fn log_rejected(
         &self,
         peer: &AgencyId,
         code: ErrorCode,
@@ -609,7 +638,7 @@ impl Inner {
                 return error_response(ErrorCode::Unavailable, None, Some("try again later"));
             }
         }
-        let (secs, ms) = now();
+        let secs = now().0;
         let opener = Opener {
             me: &self.config.agency,
             keys: &self.identity.encryption_keys,
@@ -660,14 +689,43 @@ impl Inner {
                 Some("a node delivers only its own agency's messages"),
             );
         }
+        if kind == Kind::Relay {
+            return self.deliver_relay(peer, opened, envelope, digest).await;
+        }
         if let Err(rule) = self.directory.allows(&h.sender, &h.recipient, kind) {
             self.log_rejected(peer, ErrorCode::PolicyDenied, &rule, Some(digest))
                 .await;
             return error_response(ErrorCode::PolicyDenied, Some(h.id), Some(&rule));
         }
-        // Durable order: audit entry, then the inbox record, then the answer.
-        // `received` and `receipt-sent` share one sync: the receipt carries
-        // the index of `received`, and `receipt-sent` names it (key 8).
+        let hop = Hop {
+            peer: peer.clone(),
+            digest,
+            via: Vec::new(),
+        };
+        self.accept_end_to_end(opened, envelope, hop).await
+    }
+
+    /// THE point where an opened end-to-end message addressed to this node
+    /// is accepted, whether it came directly or through relays
+    /// (spec/relay.md §7): every check that applies to all accepted
+    /// messages belongs here, before the first audit entry. `envelope` is
+    /// the end-to-end envelope (stored as received, still encrypted);
+    /// `hop` says who handed it over and how.
+    ///
+    /// Durable order: audit entries, then the inbox record, then the answer.
+    /// `received` and `receipt-sent` share one sync: the receipt carries the
+    /// index of `received`, and `receipt-sent` names it (key 8).
+    pub(crate) async fn accept_end_to_end(
+        &self,
+        opened: Opened,
+        envelope: Vec<u8>,
+        hop: Hop,
+    ) -> Response {
+        let (secs, ms) = now();
+        let h = &opened.message.header;
+        let kind = opened.message.body.kind();
+        let digest = opened.envelope_digest;
+        let via: Vec<String> = hop.via.iter().map(|a| a.to_string()).collect();
         let mut received = Entry::new(EventType::Received, ms);
         received.message_id = Some(h.id);
         received.sender = Some(h.sender.clone());
@@ -676,11 +734,17 @@ impl Inner {
         received
             .detail
             .insert("kind".into(), kind.as_str().to_owned());
+        if !via.is_empty() {
+            received.detail.insert("via".into(), via.join(" "));
+            received
+                .detail
+                .insert("hop-sha256".into(), hop.digest.to_hex());
+        }
         let mut sent = Entry::new(EventType::ReceiptSent, ms);
         sent.message_id = Some(h.id);
         sent.sender = Some(self.config.agency.clone());
-        sent.recipient = Some(h.sender.clone());
-        sent.envelope_sha256 = Some(digest.0);
+        sent.recipient = Some(hop.peer.clone());
+        sent.envelope_sha256 = Some(hop.digest.0);
         let build = Box::new(move |first: u64| {
             sent.peer_index = Some(first);
             vec![received, sent]
@@ -692,8 +756,8 @@ impl Inner {
                 return error_response(ErrorCode::Unavailable, Some(h.id), Some("try again later"));
             }
         };
-        let receipt = match self.make_receipt(&opened, digest, index, secs) {
-            Ok(r) => r,
+        let receipt = match self.make_receipt(&hop.peer, h.id, hop.digest, index, secs) {
+            Ok((_, r)) => r,
             Err(err) => {
                 tracing::error!(error = %err, "cannot sign receipt");
                 return error_response(ErrorCode::Unavailable, Some(h.id), Some("try again later"));
@@ -709,6 +773,7 @@ impl Inner {
             received_ms: ms,
             log_index: index,
             receipt: receipt.clone(),
+            via,
         };
         match self.store.insert_inbox(rec).await {
             Ok(InboxInsert::Stored) => {}
@@ -722,38 +787,41 @@ impl Inner {
             }
         }
         self.metrics.inc(kind.as_str());
+        if !hop.via.is_empty() {
+            self.send_end_to_end_receipt(&opened, &hop.via, index, secs)
+                .await;
+        }
         Response::Receipt(receipt)
     }
 
-    fn make_receipt(
+    /// Signs a receipt to `to` for message `id` delivered as the envelope
+    /// with `digest`, naming our log entry `index`; returns the receipt's
+    /// own message id and its bytes.
+    pub(crate) fn make_receipt(
         &self,
-        opened: &Opened,
+        to: &AgencyId,
+        id: MessageId,
         digest: Digest,
         index: u64,
         secs: u64,
-    ) -> Result<Vec<u8>, NodeError> {
-        let h = &opened.message.header;
+    ) -> Result<(MessageId, Vec<u8>), NodeError> {
         let msg = Message {
             header: Header {
                 id: MessageId::random(&self.rng).map_err(|_| NodeError::System)?,
                 sender: self.config.agency.clone(),
-                recipient: h.sender.clone(),
+                recipient: to.clone(),
                 created: secs,
                 expires: secs + RECEIPT_TTL_SECS,
             },
             body: Body::Receipt(Receipt {
-                message_id: h.id,
+                message_id: id,
                 envelope_digest: digest,
                 log_index: index,
                 received_at: secs,
             }),
         };
-        Ok(seal_signed(
-            &msg,
-            &self.identity.signing_key,
-            &self.limits,
-            &self.rng,
-        )?)
+        let bytes = seal_signed(&msg, &self.identity.signing_key, &self.limits, &self.rng)?;
+        Ok((msg.header.id, bytes))
     }
 
     async fn checkpoint(&self) -> Result<String, NodeError> {
@@ -775,13 +843,8 @@ impl Inner {
     /// Appends the `sent` entry; the index is recorded in the outbox in the
     /// background (a crash before that only means a second `sent` entry for
     /// the same message after restart, see [`Inner::recover`]).
-    async fn log_sent(self: &Arc<Self>, rec: &OutboxRecord) -> Result<(), NodeError> {
-        let mut e = Entry::new(EventType::Sent, rec.created * 1000);
-        e.message_id = Some(MessageId::from_bytes(rec.id));
-        e.sender = Some(self.config.agency.clone());
-        e.recipient = AgencyId::new(&rec.recipient).ok();
-        e.envelope_sha256 = Some(rec.digest);
-        e.detail.insert("kind".into(), rec.kind.clone());
+    pub(crate) async fn log_sent(self: &Arc<Self>, rec: &OutboxRecord) -> Result<(), NodeError> {
+        let e = self.sent_entry(rec);
         let index = self.append(e).await?;
         let me = Arc::clone(self);
         let id = rec.id;
@@ -795,6 +858,20 @@ impl Inner {
             }
         });
         Ok(())
+    }
+
+    /// The `sent` entry for an outbox record.
+    pub(crate) fn sent_entry(&self, rec: &OutboxRecord) -> Entry {
+        let mut e = Entry::new(EventType::Sent, rec.created * 1000);
+        e.message_id = Some(MessageId::from_bytes(rec.id));
+        e.sender = Some(self.config.agency.clone());
+        e.recipient = AgencyId::new(&rec.recipient).ok();
+        e.envelope_sha256 = Some(rec.digest);
+        e.detail.insert("kind".into(), rec.kind.clone());
+        if let Some(r) = &rec.relay {
+            crate::relay::describe_hop(&mut e, rec, r);
+        }
+        e
     }
 
     /// After a crash: every outbox message whose `sent` entry is missing gets it now.
@@ -1029,6 +1106,16 @@ impl Inner {
             _ => Err("receipt does not acknowledge this message and envelope".into()),
         }
     }
+}
+
+/// Who handed an accepted end-to-end message over, and how.
+pub(crate) struct Hop {
+    /// The authenticated peer that delivered it (the sender, or the last relay).
+    pub(crate) peer: AgencyId,
+    /// SHA-256 of what that peer delivered (what our receipt acknowledges).
+    pub(crate) digest: Digest,
+    /// The route when relayed (originator first); empty for direct delivery.
+    pub(crate) via: Vec<AgencyId>,
 }
 
 enum Attempt {

@@ -111,6 +111,25 @@ pub struct OutboxRecord {
     pub delivered_ms: Option<u64>,
     /// Index of our `receipt-received` / `delivery-failed` / `delivery-expired` entry.
     pub final_index: Option<u64>,
+    /// For one hop of a relayed message: its end-to-end part
+    /// (spec/relay.md); `recipient` and `envelope` are the hop's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<RelayedOut>,
+}
+
+/// The end-to-end part of an outgoing relay hop.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayedOut {
+    /// The route, originator first, final recipient last.
+    pub route: Vec<String>,
+    /// SHA-256 of the inner (end-to-end) envelope.
+    pub inner_digest: [u8; 32],
+    /// The final recipient's end-to-end receipt (originator only), once routed back.
+    #[serde(default, with = "serde_opt_bytes")]
+    pub end_to_end_receipt: Option<Vec<u8>>,
+    /// The final recipient's audit-log index from that receipt.
+    #[serde(default)]
+    pub end_to_end_index: Option<u64>,
 }
 
 /// A received message.
@@ -136,6 +155,10 @@ pub struct InboxRecord {
     /// The receipt we returned (tagged COSE_Sign1).
     #[serde(with = "serde_bytes_vec")]
     pub receipt: Vec<u8>,
+    /// For a message that came through relays: the route, originator first
+    /// (spec/relay.md). Empty for direct delivery.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub via: Vec<String>,
 }
 
 mod serde_bytes_vec {
@@ -469,6 +492,43 @@ impl Store {
         .await
     }
 
+    /// Stores, in one durable transaction, the inbox record of a relay hop
+    /// received (its replay entry) and the outbox record forwarding it. If
+    /// the hop is already in the inbox, nothing is written and the stored
+    /// record is returned; if the outbox already holds the id (a message id
+    /// reused to collide with another message), nothing is written and
+    /// `Ok(None)` is returned.
+    pub async fn insert_relay_forward(
+        &self,
+        hop: InboxRecord,
+        forward: OutboxRecord,
+    ) -> Result<Option<InboxInsert>, StoreError> {
+        self.write(move |txn| {
+            let id = MessageId::from_bytes(hop.id);
+            let sender =
+                AgencyId::new(&hop.sender).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let key = inbox_key(&id, &sender);
+            let mut inbox = txn.open_table(INBOX)?;
+            if let Some(existing) = inbox.get(key.as_slice())? {
+                return Ok(Some(InboxInsert::Duplicate(Box::new(decode(
+                    existing.value(),
+                )?))));
+            }
+            let mut out = txn.open_table(OUTBOX)?;
+            if out.get(&forward.id[..])?.is_some() {
+                return Ok(None);
+            }
+            inbox.insert(key.as_slice(), encode(&hop)?.as_slice())?;
+            txn.open_table(DIGESTS)?
+                .insert(&hop.digest[..], key.as_slice())?;
+            out.insert(&forward.id[..], encode(&forward)?.as_slice())?;
+            txn.open_table(DUE)?
+                .insert(&due_key(forward.next_attempt_ms, &forward.id)[..], ())?;
+            Ok(Some(InboxInsert::Stored))
+        })
+        .await
+    }
+
     /// Reads a metadata value.
     pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.db.begin_read()?;
@@ -544,6 +604,7 @@ mod tests {
             peer_log_index: None,
             delivered_ms: None,
             final_index: None,
+            relay: None,
         }
     }
 
@@ -601,6 +662,7 @@ mod tests {
             received_ms: 5,
             log_index: 3,
             receipt: vec![8; 5],
+            via: Vec::new(),
         };
         {
             let store = Store::open(&path)?;

@@ -35,6 +35,24 @@ pub struct Agency {
 pub struct Table {
     pub agencies: HashMap<AgencyId, (SocketAddr, EncryptionPublicKey, VerifyingKey, Vec<u8>)>,
     pub denied_kinds: Vec<Kind>,
+    /// Central authority of each country (for relaying).
+    pub central: HashMap<String, AgencyId>,
+    /// Direct traffic between countries is refused unless it is between
+    /// the central authorities; it must be relayed through them.
+    pub relay_only: bool,
+}
+
+impl Table {
+    fn canonical(&self, s: &AgencyId, r: &AgencyId) -> Result<Vec<AgencyId>, String> {
+        isnad_trust::canonical_route(s, r, |c| self.central.get(c).cloned())
+    }
+    fn kind_ok(&self, kind: Kind) -> Result<(), String> {
+        if self.denied_kinds.contains(&kind) {
+            Err(format!("test-rule: no {kind}"))
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// A fixed directory shared by the test nodes, and the TLS peer set the
@@ -65,12 +83,41 @@ impl Directory for TestDirectory {
             encryption_key: v.1.clone(),
         })
     }
-    fn allows(&self, _s: &AgencyId, _r: &AgencyId, kind: Kind) -> Result<(), String> {
+    fn allows(&self, s: &AgencyId, r: &AgencyId, kind: Kind) -> Result<(), String> {
         let t = self.0.read().map_err(|_| "poisoned".to_owned())?;
-        if t.denied_kinds.contains(&kind) {
-            Err(format!("test-rule: no {kind}"))
-        } else {
+        t.kind_ok(kind)?;
+        if t.relay_only && s.country() != r.country() && t.canonical(s, r)?.len() > 2 {
+            return Err("test-rule: only via the central authorities".into());
+        }
+        Ok(())
+    }
+    fn route(&self, s: &AgencyId, r: &AgencyId, kind: Kind) -> Result<Vec<AgencyId>, String> {
+        match self.allows(s, r, kind) {
+            Ok(()) => Ok(vec![s.clone(), r.clone()]),
+            Err(why) => {
+                let t = self.0.read().map_err(|_| "poisoned".to_owned())?;
+                t.kind_ok(kind)?;
+                let route = t.canonical(s, r).map_err(|e| format!("{why}; {e}"))?;
+                if t.relay_only && route.len() > 2 {
+                    Ok(route)
+                } else {
+                    Err(why)
+                }
+            }
+        }
+    }
+    fn allows_relayed(&self, route: &[AgencyId], kind: Kind) -> Result<(), String> {
+        let t = self.0.read().map_err(|_| "poisoned".to_owned())?;
+        let (Some(s), Some(r)) = (route.first(), route.last()) else {
+            return Err("empty route".into());
+        };
+        if t.canonical(s, r)? != route {
+            return Err("test-rule: not the central-authority route".into());
+        }
+        if kind == Kind::Receipt {
             Ok(())
+        } else {
+            t.kind_ok(kind)
         }
     }
     fn agency_of_certificate(&self, cert_der: &[u8]) -> Option<AgencyId> {

@@ -1,0 +1,564 @@
+//! Store-and-forward through the central authorities (spec/relay.md).
+//!
+//! ```text
+//!  originator ──hop──▶ own central authority ──hop──▶ partner central authority ──hop──▶ final recipient
+//!     seals the inner envelope to the final recipient; every hop is an ordinary
+//!     envelope of kind `relay` (sender → next hop) carrying the routing metadata,
+//!     one endorsement per sender so far, and the inner envelope, opaque
+//! ```
+//!
+//! A relay opens only the hop envelope, checks the route, the endorsements
+//! and policy, logs `relayed` (metadata only), stores the hop and the
+//! forward in one durable transaction, answers with its signed hop receipt
+//! and delivers the forward with the ordinary outbox machinery. The final
+//! recipient opens the inner envelope and accepts it through
+//! [`Inner::accept_end_to_end`], then routes an end-to-end receipt back.
+
+use isnad_envelope::{
+    endorse, seal, verify_hop, AgencyId, Body, Digest, ErrorCode, Header, Kind, Message, MessageId,
+    OpenError, Opened, Opener, Relay, RelayError,
+};
+use isnad_log::{Entry, EventType};
+use isnad_wire::Response;
+
+use crate::node::{error_response, now, Hop, InboxGuard, Inner, NodeError, RECEIPT_TTL_SECS};
+use crate::store::{Durability, InboxInsert, InboxRecord, OutState, OutboxRecord, RelayedOut};
+
+impl Inner {
+    /// Seals `body` end to end to the last agency of `route`, wraps it in
+    /// the first hop, stores that durably, logs `sent`, and returns the
+    /// message id (the inner id, which every hop envelope also carries).
+    pub(crate) async fn submit_relayed(
+        self: &std::sync::Arc<Self>,
+        route: Vec<AgencyId>,
+        body: Body,
+        ttl: u64,
+    ) -> Result<MessageId, NodeError> {
+        let recipient = route
+            .last()
+            .cloned()
+            .ok_or_else(|| NodeError::PolicyDenied("empty route".into()))?;
+        let end = self
+            .directory
+            .peer(&recipient)
+            .ok_or_else(|| NodeError::UnknownRecipient(recipient.clone()))?;
+        let (secs, ms) = now();
+        let id = MessageId::random(&self.rng).map_err(|_| NodeError::System)?;
+        let kind = body.kind();
+        let msg = Message {
+            header: Header {
+                id,
+                sender: self.config.agency.clone(),
+                recipient,
+                created: secs,
+                expires: secs.saturating_add(ttl),
+            },
+            body,
+        };
+        let inner = seal(
+            &msg,
+            &self.identity.signing_key,
+            &end.encryption_key,
+            &self.limits,
+            &self.rng,
+        )?;
+        let mut relay = Relay::new(route, id, kind, msg.header.expires, inner);
+        endorse(&mut relay, &self.identity.signing_key, &self.rng)?;
+        let rec = self.hop_record(relay, secs, ms)?;
+        self.store.insert_outbox(rec.clone()).await?;
+        self.log_sent(&rec).await?;
+        self.metrics.submitted.inc();
+        self.wake.notify_one();
+        Ok(id)
+    }
+
+    /// Handles an authenticated hop envelope of kind `relay` from `peer`
+    /// (spec/relay.md §6).
+    pub(crate) async fn deliver_relay(
+        &self,
+        peer: &AgencyId,
+        opened: Opened,
+        envelope: Vec<u8>,
+        digest: Digest,
+    ) -> Response {
+        let h = opened.message.header;
+        let Body::Relay(relay) = opened.message.body else {
+            return error_response(ErrorCode::Malformed, Some(h.id), Some("not a relay body"));
+        };
+        let relay = *relay;
+        let secs = now().0;
+        if h.id != relay.inner_id || h.expires != relay.inner_expires {
+            self.log_rejected(peer, ErrorCode::Malformed, "relay-header", Some(digest))
+                .await;
+            return error_response(
+                ErrorCode::Malformed,
+                Some(h.id),
+                Some("a hop envelope carries the inner message's id and expiry"),
+            );
+        }
+        let me = &self.config.agency;
+        let pos = match verify_hop(&relay, me, peer, self.directory.as_ref(), secs) {
+            Ok(p) => p,
+            Err(e) => return self.refuse(peer, h.id, digest, &e).await,
+        };
+        if let Err(why) = self
+            .directory
+            .allows_relayed(&relay.route, relay.inner_kind)
+        {
+            self.log_rejected(peer, ErrorCode::PolicyDenied, &why, Some(digest))
+                .await;
+            return error_response(ErrorCode::PolicyDenied, Some(h.id), Some(&why));
+        }
+        if pos + 1 < relay.route.len() {
+            self.forward(peer, relay, envelope, digest).await
+        } else if relay.inner_kind == Kind::Receipt {
+            self.accept_end_to_end_receipt(peer, relay, digest).await
+        } else {
+            self.deliver_final(peer, relay, digest).await
+        }
+    }
+
+    /// A relay's part: endorse, log `relayed`, store hop and forward in one
+    /// transaction, answer with the hop receipt.
+    async fn forward(
+        &self,
+        peer: &AgencyId,
+        mut relay: Relay,
+        envelope: Vec<u8>,
+        digest: Digest,
+    ) -> Response {
+        let (secs, ms) = now();
+        let id = relay.inner_id;
+        let unavailable =
+            || error_response(ErrorCode::Unavailable, Some(id), Some("try again later"));
+        let (Some(originator), Some(last)) = (
+            relay.originator().cloned(),
+            relay.final_recipient().cloned(),
+        ) else {
+            return unavailable();
+        };
+        let Some(next) = relay.next_after(&self.config.agency).cloned() else {
+            return unavailable();
+        };
+        let route: Vec<String> = relay.route.iter().map(|a| a.to_string()).collect();
+        let (inner_kind, inner_digest, expires) =
+            (relay.inner_kind, relay.inner_digest, relay.inner_expires);
+        if let Err(e) = endorse(&mut relay, &self.identity.signing_key, &self.rng) {
+            tracing::error!(error = %e, "cannot endorse a relayed message");
+            return unavailable();
+        }
+        let mut fwd = match self.hop_record(relay, secs, ms) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(%id, %next, error = %e, "cannot forward a relayed message");
+                self.log_rejected(peer, ErrorCode::Unavailable, "relay-next-hop", Some(digest))
+                    .await;
+                return unavailable();
+            }
+        };
+        let mut relayed = Entry::new(EventType::Relayed, ms);
+        relayed.message_id = Some(id);
+        relayed.sender = Some(originator);
+        relayed.recipient = Some(last);
+        relayed.envelope_sha256 = Some(inner_digest.0);
+        relayed
+            .detail
+            .insert("kind".into(), inner_kind.as_str().to_owned());
+        relayed
+            .detail
+            .insert("previous-hop".into(), peer.to_string());
+        relayed.detail.insert("next-hop".into(), next.to_string());
+        relayed.detail.insert("hop-sha256".into(), digest.to_hex());
+        relayed
+            .detail
+            .insert("forward-sha256".into(), Digest(fwd.digest).to_hex());
+        let mut sent = Entry::new(EventType::ReceiptSent, ms);
+        sent.message_id = Some(id);
+        sent.sender = Some(self.config.agency.clone());
+        sent.recipient = Some(peer.clone());
+        sent.envelope_sha256 = Some(digest.0);
+        let build = Box::new(move |first: u64| {
+            sent.peer_index = Some(first);
+            vec![relayed, sent]
+        });
+        let index = match self.append_with(build).await {
+            Ok(i) => i,
+            Err(err) => {
+                tracing::error!(error = %err, "audit append failed; refusing relay");
+                return unavailable();
+            }
+        };
+        let receipt = match self.make_receipt(peer, id, digest, index, secs) {
+            Ok((_, r)) => r,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot sign receipt");
+                return unavailable();
+            }
+        };
+        // The `relayed` entry is the forward's `sent` entry.
+        fwd.sent_index = Some(index);
+        let hop = InboxRecord {
+            id: *id.as_bytes(),
+            sender: peer.to_string(),
+            kind: Kind::Relay.as_str().to_owned(),
+            envelope,
+            digest: digest.0,
+            expires,
+            received_ms: ms,
+            log_index: index,
+            receipt: receipt.clone(),
+            via: route,
+        };
+        match self.store.insert_relay_forward(hop, fwd).await {
+            Ok(Some(InboxInsert::Stored)) => {
+                self.metrics.inc(Kind::Relay.as_str());
+                self.wake.notify_one();
+                Response::Receipt(receipt)
+            }
+            Ok(Some(InboxInsert::Duplicate(existing))) => {
+                self.metrics.duplicates.inc();
+                Response::Receipt(existing.receipt)
+            }
+            Ok(None) => {
+                self.log_rejected(peer, ErrorCode::Replayed, "relay-id-in-use", Some(digest))
+                    .await;
+                error_response(
+                    ErrorCode::Replayed,
+                    Some(id),
+                    Some("this message id is already in use at the relay"),
+                )
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "relay store write failed");
+                unavailable()
+            }
+        }
+    }
+
+    /// The final recipient's part: open the inner envelope, check it is the
+    /// one the metadata describes, accept it.
+    async fn deliver_final(&self, peer: &AgencyId, relay: Relay, digest: Digest) -> Response {
+        let secs = now().0;
+        let id = relay.inner_id;
+        let opener = Opener {
+            me: &self.config.agency,
+            keys: &self.identity.encryption_keys,
+            limits: self.limits,
+        };
+        let mut guard = InboxGuard {
+            store: &self.store,
+            hit: None,
+            failed: false,
+        };
+        let opened = match opener.open(&relay.inner.0, secs, self.directory.as_ref(), &mut guard) {
+            Ok(o) => o,
+            Err(OpenError::Replayed { .. }) if guard.hit.is_some() => {
+                // The inner message was accepted before (a retransmission
+                // or a replay): never twice; answer as the first time.
+                self.metrics.duplicates.inc();
+                return Response::Receipt(guard.hit.map(|r| r.receipt).unwrap_or_default());
+            }
+            Err(_) if guard.failed => {
+                return error_response(ErrorCode::Unavailable, None, Some("try again later"));
+            }
+            Err(e) => {
+                let detail = match &e {
+                    OpenError::Unauthentic(u) => u.detail().as_str().to_owned(),
+                    other => other.to_string(),
+                };
+                tracing::info!(%peer, code = %e.code(), %detail, "relayed inner envelope rejected");
+                self.log_rejected(peer, e.code(), "relay-inner", Some(digest))
+                    .await;
+                let public = match &e {
+                    OpenError::Unauthentic(_) => None,
+                    other => Some(other.to_string()),
+                };
+                return error_response(e.code(), Some(id), public.as_deref());
+            }
+        };
+        let ih = &opened.message.header;
+        if Some(&ih.sender) != relay.originator()
+            || ih.id != id
+            || ih.expires != relay.inner_expires
+            || opened.message.body.kind() != relay.inner_kind
+        {
+            tracing::info!(%peer, %id, "relayed inner envelope does not match its routing metadata");
+            self.log_rejected(
+                peer,
+                ErrorCode::Unauthentic,
+                "relay-inner-mismatch",
+                Some(digest),
+            )
+            .await;
+            return error_response(ErrorCode::Unauthentic, Some(id), None);
+        }
+        let hop = Hop {
+            peer: peer.clone(),
+            digest,
+            via: relay.route.clone(),
+        };
+        self.accept_end_to_end(opened, relay.inner.0, hop).await
+    }
+
+    /// After accepting a relayed message: queues the end-to-end receipt
+    /// (signed by us, for the inner envelope, naming our `received` entry)
+    /// back to the originator along the reverse route (spec/relay.md §8).
+    /// A failure is logged; the message stays accepted.
+    pub(crate) async fn send_end_to_end_receipt(
+        &self,
+        opened: &Opened,
+        route: &[AgencyId],
+        index: u64,
+        secs: u64,
+    ) {
+        let h = &opened.message.header;
+        let result: Result<(), NodeError> = async {
+            let (rid, bytes) =
+                self.make_receipt(&h.sender, h.id, opened.envelope_digest, index, secs)?;
+            let back: Vec<AgencyId> = route.iter().rev().cloned().collect();
+            let mut relay = Relay::new(back, rid, Kind::Receipt, secs + RECEIPT_TTL_SECS, bytes);
+            endorse(&mut relay, &self.identity.signing_key, &self.rng)?;
+            let rec = self.hop_record(relay, secs, now().1)?;
+            self.store.insert_outbox(rec.clone()).await?;
+            let index = self.append(self.sent_entry(&rec)).await?;
+            self.store
+                .modify_outbox(rec.id, Durability::Lazy, move |r| {
+                    r.sent_index = Some(index)
+                })
+                .await?;
+            self.wake.notify_one();
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::error!(id = %h.id, error = %e, "cannot queue the end-to-end receipt");
+        }
+    }
+
+    /// The originator's part for an end-to-end receipt routed back: verify
+    /// it, match it to our outbox record, log `receipt-received` with the
+    /// final recipient's log index.
+    async fn accept_end_to_end_receipt(
+        &self,
+        peer: &AgencyId,
+        relay: Relay,
+        digest: Digest,
+    ) -> Response {
+        let (secs, ms) = now();
+        let rid = relay.inner_id;
+        let Some(signer) = relay.originator().cloned() else {
+            return error_response(ErrorCode::Malformed, Some(rid), None);
+        };
+        match self.store.inbox_get(&rid, &signer) {
+            Ok(Some(rec)) => return Response::Receipt(rec.receipt),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "inbox lookup failed");
+                return error_response(ErrorCode::Unavailable, Some(rid), Some("try again later"));
+            }
+        }
+        let opener = Opener {
+            me: &self.config.agency,
+            keys: &[],
+            limits: self.limits,
+        };
+        let matched = opener
+            .open_signed(&relay.inner.0, secs, self.directory.as_ref())
+            .map_err(|e| e.to_string())
+            .and_then(|o| self.match_end_to_end(&o, &signer, rid).map(|r| (o, r)));
+        let (opened, (original, log_index)) = match matched {
+            Ok(x) => x,
+            Err(why) => {
+                tracing::info!(%peer, %rid, %why, "end-to-end receipt rejected");
+                self.log_rejected(
+                    peer,
+                    ErrorCode::Unauthentic,
+                    "end-to-end-receipt",
+                    Some(digest),
+                )
+                .await;
+                return error_response(ErrorCode::Unauthentic, Some(rid), None);
+            }
+        };
+        let mut got = Entry::new(EventType::ReceiptReceived, ms);
+        got.message_id = Some(original.0);
+        got.sender = Some(self.config.agency.clone());
+        got.recipient = Some(signer.clone());
+        got.envelope_sha256 = Some(original.1 .0);
+        got.peer_index = Some(log_index);
+        got.detail.insert("end-to-end".into(), "true".into());
+        got.detail
+            .insert("receipt-sha256".into(), relay.inner_digest.to_hex());
+        let mut sent = Entry::new(EventType::ReceiptSent, ms);
+        sent.message_id = Some(rid);
+        sent.sender = Some(self.config.agency.clone());
+        sent.recipient = Some(peer.clone());
+        sent.envelope_sha256 = Some(digest.0);
+        let build = Box::new(move |first: u64| {
+            sent.peer_index = Some(first);
+            vec![got, sent]
+        });
+        let unavailable =
+            || error_response(ErrorCode::Unavailable, Some(rid), Some("try again later"));
+        let Ok(index) = self.append_with(build).await else {
+            return unavailable();
+        };
+        let Ok((_, receipt)) = self.make_receipt(peer, rid, digest, index, secs) else {
+            return unavailable();
+        };
+        let bytes = relay.inner.0;
+        let rec = InboxRecord {
+            id: *rid.as_bytes(),
+            sender: signer.to_string(),
+            kind: Kind::Receipt.as_str().to_owned(),
+            envelope: bytes.clone(),
+            digest: relay.inner_digest.0,
+            expires: opened.message.header.expires,
+            received_ms: ms,
+            log_index: index,
+            receipt: receipt.clone(),
+            via: relay.route.iter().map(|a| a.to_string()).collect(),
+        };
+        if let Err(e) = self.store.insert_inbox(rec).await {
+            tracing::error!(error = %e, "inbox write failed");
+            return unavailable();
+        }
+        let stored = self
+            .store
+            .modify_outbox(*original.0.as_bytes(), Durability::Durable, move |r| {
+                if let Some(x) = r.relay.as_mut() {
+                    x.end_to_end_receipt = Some(bytes);
+                    x.end_to_end_index = Some(log_index);
+                }
+            })
+            .await;
+        if let Err(e) = stored {
+            tracing::error!(error = %e, "cannot record the end-to-end receipt");
+        }
+        Response::Receipt(receipt)
+    }
+
+    /// Checks that an opened end-to-end receipt from `signer` acknowledges
+    /// a message we relayed to it, with the inner envelope we sealed.
+    /// Returns that message's (id, inner digest) and the signer's log index.
+    fn match_end_to_end(
+        &self,
+        opened: &Opened,
+        signer: &AgencyId,
+        rid: MessageId,
+    ) -> Result<((MessageId, Digest), u64), String> {
+        let h = &opened.message.header;
+        if &h.sender != signer || h.id != rid {
+            return Err("receipt header does not match its routing metadata".into());
+        }
+        let Body::Receipt(r) = &opened.message.body else {
+            return Err("not a receipt".into());
+        };
+        let rec = self
+            .store
+            .outbox(&r.message_id)
+            .map_err(|e| e.to_string())?
+            .ok_or("receipt for a message we did not send")?;
+        let ok = rec.relay.as_ref().is_some_and(|x| {
+            x.inner_digest == r.envelope_digest.0
+                && x.route.first().map(String::as_str) == Some(self.config.agency.as_str())
+                && x.route.last().map(String::as_str) == Some(signer.as_str())
+        });
+        if !ok {
+            return Err("receipt does not acknowledge our inner envelope".into());
+        }
+        Ok(((r.message_id, r.envelope_digest), r.log_index))
+    }
+
+    /// Seals a hop envelope (us → the next agency after us on the route)
+    /// and makes its outbox record.
+    fn hop_record(&self, relay: Relay, secs: u64, ms: u64) -> Result<OutboxRecord, NodeError> {
+        let next = relay
+            .next_after(&self.config.agency)
+            .cloned()
+            .ok_or_else(|| NodeError::PolicyDenied("this node is not on the route".into()))?;
+        let peer = self
+            .directory
+            .peer(&next)
+            .ok_or_else(|| NodeError::UnknownRecipient(next.clone()))?;
+        let id = relay.inner_id;
+        let expires = relay.inner_expires;
+        let kind = relay.inner_kind;
+        let extra = RelayedOut {
+            route: relay.route.iter().map(|a| a.to_string()).collect(),
+            inner_digest: relay.inner_digest.0,
+            end_to_end_receipt: None,
+            end_to_end_index: None,
+        };
+        let msg = Message {
+            header: Header {
+                id,
+                sender: self.config.agency.clone(),
+                recipient: next.clone(),
+                created: secs,
+                expires,
+            },
+            body: Body::Relay(Box::new(relay)),
+        };
+        let envelope = seal(
+            &msg,
+            &self.identity.signing_key,
+            &peer.encryption_key,
+            &self.limits,
+            &self.rng,
+        )?;
+        let digest = Digest::sha256(&envelope);
+        Ok(OutboxRecord {
+            id: *id.as_bytes(),
+            recipient: next.to_string(),
+            kind: kind.as_str().to_owned(),
+            envelope,
+            digest: digest.0,
+            created: secs,
+            expires,
+            state: OutState::Pending,
+            attempts: 0,
+            next_attempt_ms: ms,
+            last_error: None,
+            sent_index: None,
+            receipt: None,
+            peer_log_index: None,
+            delivered_ms: None,
+            final_index: None,
+            relay: Some(extra),
+        })
+    }
+
+    /// Refuses a hop whose route or endorsements do not hold: the detail
+    /// goes to the local log, the peer gets the code only (one opaque
+    /// `unauthentic` for every endorsement failure).
+    async fn refuse(
+        &self,
+        peer: &AgencyId,
+        id: MessageId,
+        digest: Digest,
+        e: &RelayError,
+    ) -> Response {
+        tracing::info!(%peer, %id, error = %e, "relay hop rejected");
+        let stage = format!("relay: {}", e.as_str());
+        self.log_rejected(peer, e.code(), &stage, Some(digest))
+            .await;
+        let public = match e.code() {
+            ErrorCode::Unauthentic => None,
+            _ => Some(e.to_string()),
+        };
+        error_response(e.code(), Some(id), public.as_deref())
+    }
+}
+
+/// Completes the `sent` entry of a relay hop: recipient and digest are the
+/// end-to-end ones (final recipient, inner envelope); the hop is in `detail`.
+pub(crate) fn describe_hop(e: &mut Entry, rec: &OutboxRecord, r: &RelayedOut) {
+    if let Some(last) = r.route.last().and_then(|a| AgencyId::new(a).ok()) {
+        e.recipient = Some(last);
+    }
+    e.envelope_sha256 = Some(r.inner_digest);
+    e.detail.insert("next-hop".into(), rec.recipient.clone());
+    e.detail
+        .insert("hop-sha256".into(), Digest(rec.digest).to_hex());
+}
