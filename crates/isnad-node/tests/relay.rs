@@ -400,3 +400,67 @@ fn now() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_keeps_what_it_acknowledged_across_a_restart() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let f = federation()?;
+    // Only the originator and its central authority are up.
+    let n0 = start(&f.a[0], &f.dir, tmp.path()).await?;
+    let n1 = start(&f.a[1], &f.dir, tmp.path()).await?;
+    let id = n0.submit(f.a[3].id.clone(), intel(SECRET), None).await?;
+    wait_state(&n0, &id, OutState::Delivered, 30).await?;
+    // The relay acknowledged it and holds the forward; the originator has
+    // the relay's receipt but no end-to-end receipt: it is not there yet.
+    let fwd = n1.store().outbox(&id)?.ok_or("forward")?;
+    assert_eq!(fwd.recipient, "fr.mj.bepi");
+    assert_eq!(fwd.state, OutState::Pending);
+    let first = n0.store().outbox(&id)?.ok_or("outbox")?;
+    assert_eq!(first.relay.and_then(|r| r.end_to_end_index), None);
+    // The relay restarts; then the rest of the route comes up.
+    n1.shutdown().await;
+    drop(n1);
+    // Delivery tasks still in flight hold the state file until they end.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let n1 = loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        match start(&f.a[1], &f.dir, tmp.path()).await {
+            Ok(n) => break n,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                eprintln!("restart not possible yet: {e}");
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let n2 = start(&f.a[2], &f.dir, tmp.path()).await?;
+    let n3 = start(&f.a[3], &f.dir, tmp.path()).await?;
+    until("the request at fr.pn.ocrtis", 60, || {
+        Ok(n3.store().inbox_by_id(&id)?.len() == 1)
+    })
+    .await?;
+    wait_state(&n1, &id, OutState::Delivered, 30).await?;
+    until("the end-to-end receipt", 60, || {
+        Ok(n0
+            .store()
+            .outbox(&id)?
+            .and_then(|r| r.relay)
+            .and_then(|r| r.end_to_end_index)
+            .is_some())
+    })
+    .await?;
+    // Exactly one `relayed` entry at the restarted relay, with its forward's `sent` index.
+    let relayed: Vec<u64> = entries(&n1)?
+        .iter()
+        .filter(|(_, e)| e.event == EventType::Relayed && e.message_id == Some(id))
+        .map(|(_, e)| e.seq)
+        .collect();
+    assert_eq!(relayed.len(), 1);
+    assert_eq!(
+        n1.store().outbox(&id)?.and_then(|r| r.sent_index),
+        relayed.first().copied()
+    );
+    for n in [&n0, &n1, &n2, &n3] {
+        n.shutdown().await;
+    }
+    Ok(())
+}
