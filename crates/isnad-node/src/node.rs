@@ -554,10 +554,10 @@ async fn read_request(inner: &Inner, recv: &mut quinn::RecvStream) -> Result<Req
 
 /// The replay check backed by the inbox: a (sender, id) already stored is a
 /// duplicate, and its record is kept to answer with the original receipt.
-pub(crate) struct InboxGuard<'a> {
-    pub(crate) store: &'a Store,
-    pub(crate) hit: Option<InboxRecord>,
-    pub(crate) failed: bool,
+struct InboxGuard<'a> {
+    store: &'a Store,
+    hit: Option<InboxRecord>,
+    failed: bool,
 }
 
 impl ReplayGuard for InboxGuard<'_> {
@@ -622,6 +622,58 @@ impl Inner {
         }
     }
 
+    /// Opens an envelope addressed to this node at `secs`, with the inbox
+    /// as the replay set. On failure returns the answer for `peer`, after
+    /// logging the rejection with `stage`; a replay of an accepted message
+    /// is answered with the receipt given the first time.
+    pub(crate) async fn open_checked(
+        &self,
+        peer: &AgencyId,
+        envelope: &[u8],
+        secs: u64,
+        digest: Digest,
+        stage: &str,
+    ) -> Result<Opened, Response> {
+        let opener = Opener {
+            me: &self.config.agency,
+            keys: &self.identity.encryption_keys,
+            limits: self.limits,
+        };
+        let mut guard = InboxGuard {
+            store: &self.store,
+            hit: None,
+            failed: false,
+        };
+        let e = match opener.open(envelope, secs, self.directory.as_ref(), &mut guard) {
+            Ok(o) => return Ok(o),
+            Err(e) => e,
+        };
+        if let (OpenError::Replayed { .. }, Some(hit)) = (&e, guard.hit) {
+            // Accepted before (a retransmission or a replay): never twice;
+            // answer as the first time.
+            self.metrics.duplicates.inc();
+            return Err(Response::Receipt(hit.receipt));
+        }
+        if guard.failed {
+            return Err(error_response(
+                ErrorCode::Unavailable,
+                None,
+                Some("try again later"),
+            ));
+        }
+        let detail = match &e {
+            OpenError::Unauthentic(u) => u.detail().as_str().to_owned(),
+            other => other.to_string(),
+        };
+        tracing::info!(%peer, code = %e.code(), %detail, stage, "envelope rejected");
+        self.log_rejected(peer, e.code(), stage, Some(digest)).await;
+        let public_detail = match &e {
+            OpenError::Unauthentic(_) => None,
+            other => Some(other.to_string()),
+        };
+        Err(error_response(e.code(), None, public_detail.as_deref()))
+    }
+
     /// Handles one delivered envelope and returns the answer.
     async fn deliver_in(&self, peer: &AgencyId, envelope: Vec<u8>) -> Response {
         self.metrics.received_bytes.add(envelope.len() as u64);
@@ -639,39 +691,12 @@ impl Inner {
             }
         }
         let secs = now().0;
-        let opener = Opener {
-            me: &self.config.agency,
-            keys: &self.identity.encryption_keys,
-            limits: self.limits,
-        };
-        let mut guard = InboxGuard {
-            store: &self.store,
-            hit: None,
-            failed: false,
-        };
-        let opened = match opener.open(&envelope, secs, self.directory.as_ref(), &mut guard) {
+        let opened = match self
+            .open_checked(peer, &envelope, secs, digest, "open")
+            .await
+        {
             Ok(o) => o,
-            Err(OpenError::Replayed { .. }) if guard.hit.is_some() => {
-                self.metrics.duplicates.inc();
-                return Response::Receipt(guard.hit.map(|r| r.receipt).unwrap_or_default());
-            }
-            Err(_) if guard.failed => {
-                return error_response(ErrorCode::Unavailable, None, Some("try again later"));
-            }
-            Err(e) => {
-                let detail = match &e {
-                    OpenError::Unauthentic(u) => u.detail().as_str().to_owned(),
-                    other => other.to_string(),
-                };
-                tracing::info!(%peer, code = %e.code(), %detail, "envelope rejected");
-                self.log_rejected(peer, e.code(), "open", Some(digest))
-                    .await;
-                let public_detail = match &e {
-                    OpenError::Unauthentic(_) => None,
-                    other => Some(other.to_string()),
-                };
-                return error_response(e.code(), None, public_detail.as_deref());
-            }
+            Err(answer) => return answer,
         };
         let h = &opened.message.header;
         let kind = opened.message.body.kind();
@@ -740,26 +765,13 @@ impl Inner {
                 .detail
                 .insert("hop-sha256".into(), hop.digest.to_hex());
         }
-        let mut sent = Entry::new(EventType::ReceiptSent, ms);
-        sent.message_id = Some(h.id);
-        sent.sender = Some(self.config.agency.clone());
-        sent.recipient = Some(hop.peer.clone());
-        sent.envelope_sha256 = Some(hop.digest.0);
-        let build = Box::new(move |first: u64| {
-            sent.peer_index = Some(first);
-            vec![received, sent]
-        });
-        let index = match self.append_with(build).await {
-            Ok(i) => i,
+        let (index, receipt) = match self
+            .acknowledge(received, h.id, &hop.peer, hop.digest, ms, secs)
+            .await
+        {
+            Ok(x) => x,
             Err(err) => {
-                tracing::error!(error = %err, "audit append failed; refusing delivery");
-                return error_response(ErrorCode::Unavailable, Some(h.id), Some("try again later"));
-            }
-        };
-        let receipt = match self.make_receipt(&hop.peer, h.id, hop.digest, index, secs) {
-            Ok((_, r)) => r,
-            Err(err) => {
-                tracing::error!(error = %err, "cannot sign receipt");
+                tracing::error!(error = %err, "cannot log or sign the receipt; refusing delivery");
                 return error_response(ErrorCode::Unavailable, Some(h.id), Some("try again later"));
             }
         };
@@ -792,6 +804,33 @@ impl Inner {
                 .await;
         }
         Response::Receipt(receipt)
+    }
+
+    /// Appends `entry` (at index *i*) and `receipt-sent` to `to` for message
+    /// `id` delivered as the envelope with `digest` (peer index *i*) in one
+    /// durable batch, then signs the receipt naming *i*. Returns *i* and the
+    /// receipt.
+    pub(crate) async fn acknowledge(
+        &self,
+        entry: Entry,
+        id: MessageId,
+        to: &AgencyId,
+        digest: Digest,
+        ms: u64,
+        secs: u64,
+    ) -> Result<(u64, Vec<u8>), NodeError> {
+        let mut sent = Entry::new(EventType::ReceiptSent, ms);
+        sent.message_id = Some(id);
+        sent.sender = Some(self.config.agency.clone());
+        sent.recipient = Some(to.clone());
+        sent.envelope_sha256 = Some(digest.0);
+        let build = Box::new(move |first: u64| {
+            sent.peer_index = Some(first);
+            vec![entry, sent]
+        });
+        let index = self.append_with(build).await?;
+        let (_, receipt) = self.make_receipt(to, id, digest, index, secs)?;
+        Ok((index, receipt))
     }
 
     /// Signs a receipt to `to` for message `id` delivered as the envelope

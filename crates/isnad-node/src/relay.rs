@@ -16,12 +16,12 @@
 
 use isnad_envelope::{
     endorse, seal, verify_hop, AgencyId, Body, Digest, ErrorCode, Header, Kind, Message, MessageId,
-    OpenError, Opened, Opener, Relay, RelayError,
+    Opened, Opener, Relay, RelayError,
 };
 use isnad_log::{Entry, EventType};
 use isnad_wire::Response;
 
-use crate::node::{error_response, now, Hop, InboxGuard, Inner, NodeError, RECEIPT_TTL_SECS};
+use crate::node::{error_response, now, Hop, Inner, NodeError, RECEIPT_TTL_SECS};
 use crate::store::{Durability, InboxInsert, InboxRecord, OutState, OutboxRecord, RelayedOut};
 
 impl Inner {
@@ -172,26 +172,10 @@ impl Inner {
         relayed
             .detail
             .insert("forward-sha256".into(), Digest(fwd.digest).to_hex());
-        let mut sent = Entry::new(EventType::ReceiptSent, ms);
-        sent.message_id = Some(id);
-        sent.sender = Some(self.config.agency.clone());
-        sent.recipient = Some(peer.clone());
-        sent.envelope_sha256 = Some(digest.0);
-        let build = Box::new(move |first: u64| {
-            sent.peer_index = Some(first);
-            vec![relayed, sent]
-        });
-        let index = match self.append_with(build).await {
-            Ok(i) => i,
+        let (index, receipt) = match self.acknowledge(relayed, id, peer, digest, ms, secs).await {
+            Ok(x) => x,
             Err(err) => {
-                tracing::error!(error = %err, "audit append failed; refusing relay");
-                return unavailable();
-            }
-        };
-        let receipt = match self.make_receipt(peer, id, digest, index, secs) {
-            Ok((_, r)) => r,
-            Err(err) => {
-                tracing::error!(error = %err, "cannot sign receipt");
+                tracing::error!(error = %err, "cannot log or sign the receipt; refusing relay");
                 return unavailable();
             }
         };
@@ -240,41 +224,12 @@ impl Inner {
     async fn deliver_final(&self, peer: &AgencyId, relay: Relay, digest: Digest) -> Response {
         let secs = now().0;
         let id = relay.inner_id;
-        let opener = Opener {
-            me: &self.config.agency,
-            keys: &self.identity.encryption_keys,
-            limits: self.limits,
-        };
-        let mut guard = InboxGuard {
-            store: &self.store,
-            hit: None,
-            failed: false,
-        };
-        let opened = match opener.open(&relay.inner.0, secs, self.directory.as_ref(), &mut guard) {
+        let opened = match self
+            .open_checked(peer, &relay.inner.0, secs, digest, "relay-inner")
+            .await
+        {
             Ok(o) => o,
-            Err(OpenError::Replayed { .. }) if guard.hit.is_some() => {
-                // The inner message was accepted before (a retransmission
-                // or a replay): never twice; answer as the first time.
-                self.metrics.duplicates.inc();
-                return Response::Receipt(guard.hit.map(|r| r.receipt).unwrap_or_default());
-            }
-            Err(_) if guard.failed => {
-                return error_response(ErrorCode::Unavailable, None, Some("try again later"));
-            }
-            Err(e) => {
-                let detail = match &e {
-                    OpenError::Unauthentic(u) => u.detail().as_str().to_owned(),
-                    other => other.to_string(),
-                };
-                tracing::info!(%peer, code = %e.code(), %detail, "relayed inner envelope rejected");
-                self.log_rejected(peer, e.code(), "relay-inner", Some(digest))
-                    .await;
-                let public = match &e {
-                    OpenError::Unauthentic(_) => None,
-                    other => Some(other.to_string()),
-                };
-                return error_response(e.code(), Some(id), public.as_deref());
-            }
+            Err(answer) => return answer,
         };
         let ih = &opened.message.header;
         if Some(&ih.sender) != relay.originator()
@@ -389,21 +344,9 @@ impl Inner {
         got.detail.insert("end-to-end".into(), "true".into());
         got.detail
             .insert("receipt-sha256".into(), relay.inner_digest.to_hex());
-        let mut sent = Entry::new(EventType::ReceiptSent, ms);
-        sent.message_id = Some(rid);
-        sent.sender = Some(self.config.agency.clone());
-        sent.recipient = Some(peer.clone());
-        sent.envelope_sha256 = Some(digest.0);
-        let build = Box::new(move |first: u64| {
-            sent.peer_index = Some(first);
-            vec![got, sent]
-        });
         let unavailable =
             || error_response(ErrorCode::Unavailable, Some(rid), Some("try again later"));
-        let Ok(index) = self.append_with(build).await else {
-            return unavailable();
-        };
-        let Ok((_, receipt)) = self.make_receipt(peer, rid, digest, index, secs) else {
+        let Ok((index, receipt)) = self.acknowledge(got, rid, peer, digest, ms, secs).await else {
             return unavailable();
         };
         let bytes = relay.inner.0;
