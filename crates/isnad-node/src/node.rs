@@ -275,26 +275,15 @@ impl NodeHandle {
             &inner.limits,
             &inner.rng,
         )?;
-        let digest = Digest::sha256(&envelope);
-        let rec = OutboxRecord {
-            id: *id.as_bytes(),
-            recipient: recipient.to_string(),
-            kind: kind.as_str().to_owned(),
+        let rec = OutboxRecord::pending(
+            id,
+            &recipient,
+            kind.as_str(),
             envelope,
-            digest: digest.0,
-            created: secs,
-            expires: msg.header.expires,
-            state: OutState::Pending,
-            attempts: 0,
-            next_attempt_ms: ms,
-            last_error: None,
-            sent_index: None,
-            receipt: None,
-            peer_log_index: None,
-            delivered_ms: None,
-            final_index: None,
-            relay: None,
-        };
+            secs,
+            msg.header.expires,
+            ms,
+        );
         inner.store.insert_outbox(rec.clone()).await?;
         inner.log_sent(&rec).await?;
         inner.metrics.submitted.inc();

@@ -22,7 +22,7 @@ use isnad_log::{Entry, EventType};
 use isnad_wire::Response;
 
 use crate::node::{error_response, now, Hop, Inner, NodeError, RECEIPT_TTL_SECS};
-use crate::store::{Durability, InboxInsert, InboxRecord, OutState, OutboxRecord, RelayedOut};
+use crate::store::{Durability, InboxInsert, InboxRecord, OutboxRecord, RelayedOut};
 
 impl Inner {
     /// Seals `body` end to end to the last agency of `route`, wraps it in
@@ -450,26 +450,9 @@ impl Inner {
             &self.limits,
             &self.rng,
         )?;
-        let digest = Digest::sha256(&envelope);
-        Ok(OutboxRecord {
-            id: *id.as_bytes(),
-            recipient: next.to_string(),
-            kind: kind.as_str().to_owned(),
-            envelope,
-            digest: digest.0,
-            created: secs,
-            expires,
-            state: OutState::Pending,
-            attempts: 0,
-            next_attempt_ms: ms,
-            last_error: None,
-            sent_index: None,
-            receipt: None,
-            peer_log_index: None,
-            delivered_ms: None,
-            final_index: None,
-            relay: Some(extra),
-        })
+        let mut rec = OutboxRecord::pending(id, &next, kind.as_str(), envelope, secs, expires, ms);
+        rec.relay = Some(extra);
+        Ok(rec)
     }
 
     /// Refuses a hop whose route or endorsements do not hold: the detail

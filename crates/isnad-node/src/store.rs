@@ -117,6 +117,40 @@ pub struct OutboxRecord {
     pub relay: Option<RelayedOut>,
 }
 
+impl OutboxRecord {
+    /// A new record, pending and due at `due_ms`, with nothing logged or
+    /// received yet; `digest` is computed from `envelope`.
+    pub fn pending(
+        id: MessageId,
+        recipient: &AgencyId,
+        kind: &str,
+        envelope: Vec<u8>,
+        created: u64,
+        expires: u64,
+        due_ms: u64,
+    ) -> Self {
+        Self {
+            id: *id.as_bytes(),
+            recipient: recipient.to_string(),
+            kind: kind.to_owned(),
+            digest: Digest::sha256(&envelope).0,
+            envelope,
+            created,
+            expires,
+            state: OutState::Pending,
+            attempts: 0,
+            next_attempt_ms: due_ms,
+            last_error: None,
+            sent_index: None,
+            receipt: None,
+            peer_log_index: None,
+            delivered_ms: None,
+            final_index: None,
+            relay: None,
+        }
+    }
+}
+
 /// The end-to-end part of an outgoing relay hop.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RelayedOut {
@@ -587,25 +621,18 @@ mod tests {
     use super::*;
 
     fn rec(id: u8, due: u64) -> OutboxRecord {
-        OutboxRecord {
-            id: [id; 16],
-            recipient: "fr.mj.bepi".into(),
-            kind: "mla-request".into(),
-            envelope: vec![1, 2, 3],
-            digest: [id; 32],
-            created: 1,
-            expires: 100,
-            state: OutState::Pending,
-            attempts: 0,
-            next_attempt_ms: due,
-            last_error: None,
-            sent_index: None,
-            receipt: None,
-            peer_log_index: None,
-            delivered_ms: None,
-            final_index: None,
-            relay: None,
-        }
+        let to = AgencyId::new("fr.mj.bepi").unwrap_or_else(|e| panic!("{e}"));
+        let mut r = OutboxRecord::pending(
+            MessageId::from_bytes([id; 16]),
+            &to,
+            "mla-request",
+            vec![1, 2, 3],
+            1,
+            100,
+            due,
+        );
+        r.digest = [id; 32];
+        r
     }
 
     #[tokio::test]

@@ -87,14 +87,22 @@ fn federation() -> Result<Federation, Box<dyn std::error::Error>> {
     Ok(Federation { dir, a })
 }
 
+async fn start_all(
+    f: &Federation,
+    root: &std::path::Path,
+) -> Result<Vec<NodeHandle>, Box<dyn std::error::Error>> {
+    let mut n = Vec::new();
+    for x in &f.a {
+        n.push(start(x, &f.dir, root).await?);
+    }
+    Ok(n)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_and_answer_travel_through_both_central_authorities() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let f = federation()?;
-    let mut n = Vec::new();
-    for x in &f.a {
-        n.push(start(x, &f.dir, tmp.path()).await?);
-    }
+    let n = start_all(&f, tmp.path()).await?;
     let route: Vec<String> = f.a.iter().map(|x| x.id.to_string()).collect();
 
     // The request: routed by policy, delivered hop by hop.
@@ -248,10 +256,7 @@ async fn request_and_answer_travel_through_both_central_authorities() -> TestRes
 async fn skipped_hops_tampering_and_inner_replays_are_refused() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let f = federation()?;
-    let mut n = Vec::new();
-    for x in &f.a {
-        n.push(start(x, &f.dir, tmp.path()).await?);
-    }
+    let n = start_all(&f, tmp.path()).await?;
     let id = n[0].submit(f.a[3].id.clone(), intel(SECRET), None).await?;
     until("the request at fr.pn.ocrtis", 30, || {
         Ok(n[3].store().inbox_by_id(&id)?.len() == 1)
