@@ -74,3 +74,25 @@ for path in sorted(glob.glob(os.path.join(spec, "federation", "*.json"))):
         put("federation_verify", f"{name}-held{i}", bytes.fromhex(h))
     if "payload_hex" in v:
         put("federation_directory", name, bytes.fromhex(v["payload_hex"]))
+
+
+# Cross-check target: each spec/vectors/cross-check pair as 12-byte records
+# (the record layout of isnad_log::fuzzing::cross_check).
+events = ["sent", "received", "receipt-sent", "receipt-received", "rejected",
+          "status-changed", "directory-changed", "key-rotated", "key-revoked",
+          "checkpoint-cosigned", "delivery-failed", "delivery-expired", "local-access"]
+for path in sorted(glob.glob(os.path.join(spec, "cross-check", "*.json"))):
+    v = json.load(open(path, encoding="utf-8"))
+    codes = {v["a"]["origin"].split("/")[0]: 1, v["b"]["origin"].split("/")[0]: 2}
+    t0 = min([e["time"] for side in "ab" for e in v[side]["entries"]] or [0])
+    out = bytearray()
+    for side in (0, 1):
+        for e in v["ab"[side]]["entries"]:
+            mid = bytes.fromhex(e["message_id"])[0] if "message_id" in e else 0
+            parties = codes.get(e.get("sender"), 0) | (codes.get(e.get("recipient"), 0) << 2)
+            dig = bytes.fromhex(e["envelope_sha256"])[0] or 1 if "envelope_sha256" in e else 0
+            peer = min(e.get("peer_index", 0xFFFF), 0xFFFF)
+            out += bytes([side, events.index(e["event"]), mid, parties])
+            out += min(e["time"] - t0, 0xFFFFFFFF).to_bytes(4, "big")
+            out += bytes([dig]) + peer.to_bytes(2, "big") + bytes([1 if "reason" in e else 0])
+    put("log_cross_check", os.path.basename(path)[:-5], bytes(out))

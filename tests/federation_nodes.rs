@@ -399,6 +399,44 @@ fn demo_runs_as_a_user_would_and_its_logs_verify() {
         ]);
         assert!(v.starts_with("OK"), "{agency}: {v}");
     }
+    // The real nodes' exports cross-check clean, and the report over all
+    // four is written without findings.
+    let export = |a: &str| keep.join("exports").join(a);
+    let key = |a: &str| keep.join(a).join("keys/log.pub");
+    let j: serde_json::Value = serde_json::from_str(&ok(&[
+        "audit",
+        "cross-check",
+        p(&export("iq.moj.ca")),
+        p(&export("fr.mj.bepi")),
+        "--log-key-a",
+        p(&key("iq.moj.ca")),
+        "--log-key-b",
+        p(&key("fr.mj.bepi")),
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(j["clean"], true, "{j:#}");
+    assert!(j["counts"]["matched"].as_u64().unwrap() >= 2, "{j:#}");
+    assert_eq!(j["counts"]["matched"], j["counts"]["exchanges"], "{j:#}");
+    let agencies = ["iq.moi.ahtd", "iq.moj.ca", "fr.mj.bepi", "fr.pn.ocrtis"];
+    let html = tmp.path().join("report.html");
+    let mut args = vec!["audit".to_owned(), "report".to_owned()];
+    for a in agencies {
+        args.push(p(&export(a)).to_owned());
+    }
+    for a in agencies {
+        args.extend(["--log-key".to_owned(), p(&key(a)).to_owned()]);
+    }
+    args.extend(["--out".to_owned(), p(&html).to_owned()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let r = ok(&args);
+    assert!(
+        r.contains("4 log(s), 0 not verified") && r.contains("no findings"),
+        "{r}"
+    );
+    assert!(std::fs::read_to_string(&html)
+        .unwrap()
+        .contains("id=\"cross-checks\""));
     // The kept federation is usable: its directories verify.
     ok(&[
         "directory",

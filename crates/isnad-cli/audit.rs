@@ -1,7 +1,11 @@
-//! `isnad audit …`: log keys, export, verification and inclusion proofs.
+//! `isnad audit …`: log keys, export, verification, inclusion proofs, the
+//! cross-log audit and the auditor's report.
 //!
-//! Exit codes (spec/audit-log.md §10): 0 verified / done, 1 usage or IO
-//! error (bad arguments, unreadable key or file), 2 verification failed.
+//! Exit codes (spec/audit-log.md §10, spec/cross-check.md §7): 0 verified /
+//! done, 1 usage or IO error (bad arguments, unreadable key or file), 2
+//! verification failed or the cross-check has findings.
+
+mod crosscheck;
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -95,6 +99,64 @@ the proof's `extra` line. Exit status: 0 verified, 1 usage or IO error,\n\
         #[arg(long)]
         entry: Option<PathBuf>,
     },
+    /// Pair the two ends of every exchange between two nodes' exports.
+    #[command(
+        name = "cross-check",
+        after_help = "Example:\n  isnad audit cross-check exports/iq.moj.ca exports/fr.mj.bepi \\\n    \
+--log-key-a keys/iq.moj.ca.pub --log-key-b keys/fr.mj.bepi.pub --json\n\n\
+Verifies both exports (as `audit verify`), then matches sent/received and\n\
+receipt entries by message id, envelope digest and the peer's log index, and\n\
+lists findings (sent-not-received, receipt-index-mismatch, digest-mismatch,\n\
+time anomalies beyond --skew, ...; spec/cross-check.md). Notices (an export\n\
+taken while a message was in flight) do not fail the check.\n\
+Exit status: 0 clean, 1 usage or IO error, 2 an export does not verify or\n\
+there are findings."
+    )]
+    CrossCheck {
+        /// Export directory of the first log (A).
+        a: PathBuf,
+        /// Export directory of the second log (B).
+        b: PathBuf,
+        /// Verifier key file of log A.
+        #[arg(long)]
+        log_key_a: PathBuf,
+        /// Verifier key file of log B.
+        #[arg(long)]
+        log_key_b: PathBuf,
+        /// Print the result as JSON (spec/cross-check.md §6).
+        #[arg(long)]
+        json: bool,
+        /// Clock-skew tolerance between and within the logs, in seconds.
+        #[arg(long, default_value_t = isnad_log::crosscheck::DEFAULT_SKEW_MS / 1000)]
+        skew: u64,
+    },
+    /// Write a self-contained HTML report over one or more exports.
+    #[command(
+        after_help = "Example:\n  isnad audit report exports/iq.moj.ca exports/fr.mj.bepi \\\n    \
+--log-key keys/iq.moj.ca.pub --log-key keys/fr.mj.bepi.pub --out report.html\n\n\
+One --log-key per directory, in the same order. Every export is verified;\n\
+every two verified logs of different agencies that exchanged messages are\n\
+cross-checked. The page has inline CSS and SVG only: it opens in a browser\n\
+with no network. Exit status: 0 written and all clean, 1 usage or IO error,\n\
+2 written, but an export does not verify or a cross-check has findings."
+    )]
+    Report {
+        /// Export directories.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Verifier key files, one per directory, in order.
+        #[arg(long = "log-key", required = true)]
+        log_keys: Vec<PathBuf>,
+        /// Output HTML file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Title of the page.
+        #[arg(long, default_value = "Isnad audit report")]
+        title: String,
+        /// Clock-skew tolerance for the cross-checks, in seconds.
+        #[arg(long, default_value_t = isnad_log::crosscheck::DEFAULT_SKEW_MS / 1000)]
+        skew: u64,
+    },
     /// TEST TOOL (hidden): append synthetic entries, printing each durable index.
     #[command(hide = true)]
     AppendTest {
@@ -125,6 +187,21 @@ pub(crate) fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             log_key,
             entry,
         } => verify_proof(&proof, &log_key, entry.as_deref()),
+        AuditCommand::CrossCheck {
+            a,
+            b,
+            log_key_a,
+            log_key_b,
+            json,
+            skew,
+        } => crosscheck::cross_check(&a, &b, &log_key_a, &log_key_b, json, skew),
+        AuditCommand::Report {
+            dirs,
+            log_keys,
+            out,
+            title,
+            skew,
+        } => crosscheck::report(&dirs, &log_keys, &out, &title, skew),
         AuditCommand::AppendTest {
             log,
             count,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use isnad_envelope::*;
-use isnad_log::{Entry, EventType, SignerKey, VerifierKey};
+use isnad_log::{SignerKey, VerifierKey};
 use isnad_node::store::OutState;
 use isnad_trust::{fingerprint, Directory, Role, Rule, Selector, TrustStore};
 use ring::rand::SystemRandom;
@@ -135,6 +135,15 @@ pub(crate) fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         ));
         say(&format!(
             "  isnad audit verify {0}/exports/iq.moj.ca --log-key {0}/iq.moj.ca/keys/log.pub",
+            d.display()
+        ));
+        say(&format!(
+            "  isnad audit cross-check {0}/exports/iq.moj.ca {0}/exports/fr.mj.bepi \\\n    \
+--log-key-a {0}/iq.moj.ca/keys/log.pub --log-key-b {0}/fr.mj.bepi/keys/log.pub",
+            d.display()
+        ));
+        say(&format!(
+            "  isnad audit report {0}/exports/* --log-key … --out report.html   (one --log-key per export)",
             d.display()
         ));
     }
@@ -412,7 +421,7 @@ async fn demo(base: &Path) -> anyhow::Result<bool> {
         n.node.shutdown().await;
     }
     say("\n-- the auditor: export every log (C2SP tlog-tiles), verify it offline, match both ends");
-    let mut logs = std::collections::BTreeMap::new();
+    let mut logs = Vec::new();
     for n in &nodes {
         let agency = n.node.agency();
         let keys = &n.config.paths.keys;
@@ -420,76 +429,70 @@ async fn demo(base: &Path) -> anyhow::Result<bool> {
         let verifier = VerifierKey::parse(std::fs::read_to_string(keys.join("log.pub"))?.trim())?;
         let out = base.join("exports").join(agency.as_str());
         // The node owns its log directory; export through its handle.
-        let log = n.node.log();
-        log.export(&out, &signer)?;
-        let report = isnad_log::verify_export(&out, &verifier, None, &mut |_, _| {})?;
-        let entries: Vec<Entry> = (0..log.size())
-            .map(|i| {
-                log.entry_bytes(i)
-                    .map_err(anyhow::Error::from)
-                    .and_then(|b| Ok(Entry::decode(&b)?))
-            })
-            .collect::<anyhow::Result<_>>()?;
-        let good = report.is_ok();
+        n.node.log().export(&out, &signer)?;
+        // What an auditor does with the export alone: verify it, read it back.
+        let (report, log) = isnad_log::read_verified_export(&out, &verifier)?;
+        let good = log.is_some();
         ok &= good;
         say(&format!(
             "  {} {agency}: {} entries, export verified offline: {}",
             if good { "ok  " } else { "FAIL" },
-            entries.len(),
+            report.checkpoint.size,
             if good {
                 "yes".into()
             } else {
                 format!("{:?}", report.problems)
             }
         ));
-        logs.insert(agency.to_string(), entries);
+        logs.extend(log);
     }
     let trusted = nodes
         .iter()
         .filter(|n| n.federation.snapshot().is_some())
         .count();
     debug_assert_eq!(trusted, nodes.len());
-    // Every delivered message: sent + receipt-received at the sender, received +
-    // receipt-sent at the recipient, same envelope digest, and the sender's
-    // receipt names the recipient's `received` index.
+    // Both ends of every exchange (`isnad audit cross-check`, spec/cross-check.md):
+    // sent + receipt-received at the sender, received + receipt-sent at the
+    // recipient, one envelope digest, receipts naming the recipient's
+    // `received` index; every pair of logs that exchanged anything.
     let mut matched = 0;
-    for (from, to, id) in &delivered {
-        let find = |log: &str, ev: EventType| {
-            logs.get(log).and_then(|l| {
-                l.iter()
-                    .find(|e| e.event == ev && e.message_id == Some(*id))
-                    .cloned()
-            })
-        };
-        let sent = find(from, EventType::Sent);
-        let rr = find(from, EventType::ReceiptReceived);
-        let recv = find(to, EventType::Received);
-        let rs = find(to, EventType::ReceiptSent);
-        let good = match (sent, rr, recv, rs) {
-            (Some(s), Some(rr), Some(r), Some(rs)) => {
-                s.envelope_sha256 == r.envelope_sha256
-                    && rr.peer_index == Some(r.seq)
-                    && rs.peer_index == Some(r.seq)
+    for (i, a) in logs.iter().enumerate() {
+        for b in &logs[i + 1..] {
+            let check = isnad_log::cross_check(a, b, isnad_log::crosscheck::DEFAULT_SKEW_MS)?;
+            let n = check.counts;
+            if n.exchanges == 0 {
+                continue;
             }
-            _ => false,
-        };
-        if good {
-            matched += 1;
-        } else {
-            ok = false;
+            matched += n.matched;
+            let clean = check.findings.is_empty();
+            ok &= clean;
             say(&format!(
-                "  FAIL message {} from {from} to {to} is not logged consistently at both ends",
-                id.to_hex()
+                "  {} {} <-> {}: {} exchanges, {} matched, {} refused, {} findings",
+                if clean { "ok  " } else { "FAIL" },
+                check.a.agency,
+                check.b.agency,
+                n.exchanges,
+                n.matched,
+                n.refused,
+                check.findings.len()
             ));
+            for f in &check.findings {
+                say(&format!(
+                    "       {} message {} {} -> {}: {}",
+                    f.class,
+                    f.message_id.to_hex(),
+                    f.sender,
+                    f.recipient,
+                    f.detail
+                ));
+            }
         }
     }
+    let all = matched == delivered.len() as u64;
+    ok &= all;
     say(&format!(
-        "  {} both ends of {matched}/{} exchanges match (digests and receipt indexes)",
-        if matched == delivered.len() {
-            "ok  "
-        } else {
-            "FAIL"
-        },
+        "  {} both ends of {matched}/{} delivered exchanges match (digests and receipt indexes)",
+        if all { "ok  " } else { "FAIL" },
         delivered.len()
     ));
     Ok(ok)

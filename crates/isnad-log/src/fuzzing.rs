@@ -55,6 +55,99 @@ pub fn bundle(data: &[u8]) {
     }
 }
 
+/// Builds two logs from 12-byte records and cross-checks them, then renders
+/// the report over both; checks the invariants of the outcome. Record:
+/// side (bit 0: log A or B), event (index into [`entry::EventType::ALL`]),
+/// message (0 = none, else id `[b; 16]`), parties (bits 0-1 sender, 2-3
+/// recipient: none, A, B, a third agency), time (u32 BE, ms), digest (0 =
+/// none, else `[b; 32]`), peer index (u16 BE, 0xFFFF = none), reason flag.
+pub fn cross_check(data: &[u8]) {
+    use crate::audited::AuditedLog;
+    use isnad_envelope::{AgencyId, MessageId};
+    let agencies: Vec<AgencyId> = ["iq.moj.ca", "fr.mj.bepi", "fr.pn.ocrtis"]
+        .iter()
+        .filter_map(|a| AgencyId::new(a).ok())
+        .collect();
+    if agencies.len() != 3 {
+        return;
+    }
+    let party = |code: u8| match code & 3 {
+        0 => None,
+        c => Some(agencies[usize::from(c) - 1].clone()),
+    };
+    let mut logs: [Vec<entry::Entry>; 2] = [Vec::new(), Vec::new()];
+    for r in data.chunks_exact(12) {
+        let event = entry::EventType::ALL[usize::from(r[1]) % entry::EventType::ALL.len()];
+        let time = u64::from(u32::from_be_bytes([r[4], r[5], r[6], r[7]]));
+        let mut e = entry::Entry::new(event, time);
+        e.message_id = (r[2] != 0).then(|| MessageId::from_bytes([r[2]; 16]));
+        e.sender = party(r[3]);
+        e.recipient = party(r[3] >> 2);
+        e.envelope_sha256 = (r[8] != 0).then_some([r[8]; 32]);
+        let peer = u16::from_be_bytes([r[9], r[10]]);
+        e.peer_index = (peer != u16::MAX).then_some(u64::from(peer));
+        e.reason = (r[11] & 1 == 1).then(|| "<reason & \"x\">".to_owned());
+        let log = &mut logs[usize::from(r[0] & 1)];
+        e.seq = log.len() as u64;
+        log.push(e);
+    }
+    let [a, b] = logs;
+    let audited = |agency: &AgencyId, entries: Vec<entry::Entry>| {
+        let cp = checkpoint::Checkpoint::new(
+            &checkpoint::origin_for(agency),
+            entries.len() as u64,
+            crate::merkle::empty_root(),
+        )
+        .ok()?;
+        AuditedLog::new(cp, String::new(), entries).ok()
+    };
+    let (Some(a), Some(b)) = (audited(&agencies[0], a), audited(&agencies[1], b)) else {
+        return;
+    };
+    let skew = u64::from(data.first().copied().unwrap_or(0)) * 1000;
+    let Ok(c) = crate::crosscheck::cross_check(&a, &b, skew) else {
+        return;
+    };
+    let n = c.counts;
+    assert!(
+        n.matched + n.refused + n.undelivered + n.in_flight + n.with_findings <= n.exchanges,
+        "counts exceed exchanges"
+    );
+    assert_eq!(
+        c.is_clean(),
+        n.with_findings == 0,
+        "clean iff no exchange has findings"
+    );
+    let keys: Vec<_> = c
+        .findings
+        .iter()
+        .map(|f| (f.message_id, f.class, f.entries.clone()))
+        .collect();
+    assert!(
+        keys.windows(2).all(|w| w[0] <= w[1]),
+        "findings out of order"
+    );
+    let _ = c.to_json().to_string();
+    let html = crate::report::render(
+        "fuzz",
+        &[
+            crate::report::LogInput {
+                label: "a",
+                log: Some(&a),
+                problems: &[],
+            },
+            crate::report::LogInput {
+                label: "b",
+                log: Some(&b),
+                problems: &[],
+            },
+        ],
+        &[c],
+        u64::from(u32::MAX),
+    );
+    assert!(!html.contains("<reason"), "log text not escaped");
+}
+
 fn fixture() -> Option<[note::VerifierKey; 2]> {
     let log = note::SignerKey::from_seed("iq.moi.ahtd/audit", note::TYPE_ED25519, [1; 32]).ok()?;
     let w = note::SignerKey::from_seed("witness.example/w1", note::TYPE_COSIGNATURE_V1, [2; 32])

@@ -19,7 +19,10 @@
 //! hashing and proofs ([`Tree`], [`verify_inclusion`],
 //! [`verify_consistency`]), signed notes, checkpoints and witness
 //! cosignatures ([`note`], [`Checkpoint`]), the durable file-backed [`Log`],
-//! the tiles export and the auditor's checks ([`verify_export`]).
+//! the tiles export and the auditor's checks ([`verify_export`]), the
+//! cross-log audit of two verified exports ([`read_verified_export`],
+//! [`cross_check`], `spec/cross-check.md`) and the auditor's self-contained
+//! HTML report ([`report`]).
 //!
 //! What it does not do: no networking, no clock and no randomness of its
 //! own (time is a field the caller fills, keys and salts take an RNG). It
@@ -52,18 +55,26 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod audited;
 pub mod checkpoint;
+pub mod crosscheck;
 pub mod entry;
 mod log;
 pub mod merkle;
 pub mod note;
+pub mod report;
 pub mod tiles;
 mod verify;
 
 #[doc(hidden)]
+pub mod testing;
+
+#[doc(hidden)]
 pub mod fuzzing;
 
+pub use audited::{read_verified_export, AuditedLog, AuditedLogError};
 pub use checkpoint::{open_checkpoint, origin_for, Checkpoint, CheckpointError, TlogProof};
+pub use crosscheck::{cross_check, CrossCheck, CrossCheckError, Finding, FindingClass};
 pub use entry::{Commitment, CommitmentSalt, Entry, EntryError, EventType, MAX_ENTRY_LEN};
 pub use log::{ExportSummary, Log, LogError, OpenReport, SignedCheckpoint, LOCK_FILE};
 pub use merkle::{

@@ -457,7 +457,7 @@ pub fn prove_from_export(dir: &Path, index: u64) -> Result<TlogProof, AuditError
     })
 }
 
-fn bundle_limit(width: u64) -> u64 {
+pub(crate) fn bundle_limit(width: u64) -> u64 {
     width * (2 + MAX_ENTRY_LEN as u64)
 }
 
@@ -587,7 +587,7 @@ fn read_tile(dir: &Path, path: &str, width: u64, report: &mut Vec<Problem>) -> O
 }
 
 /// Reads a file of at most `limit` bytes (checked before reading).
-fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+pub(crate) fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     use io::Read as _;
     let f = fs::File::open(path)?;
     let len = f.metadata()?.len();
