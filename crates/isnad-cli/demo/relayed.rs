@@ -71,6 +71,16 @@ impl Relayed {
     }
 }
 
+/// How many exchanges the cross-check sees for these relayed messages:
+/// each hop of the message and of its end-to-end receipt, and the
+/// end-to-end exchange itself (spec/relay.md §9).
+pub(super) fn exchanges(exchanges: &[Relayed]) -> u64 {
+    exchanges
+        .iter()
+        .map(|x| 2 * (x.route.len() as u64 - 1) + 1)
+        .sum()
+}
+
 /// Checks the logs of every node on each route; prints one line per relay.
 pub(super) fn check(all: &[&NodeHandle], exchanges: &[Relayed]) -> anyhow::Result<bool> {
     let log = |n: &NodeHandle| -> anyhow::Result<Vec<Entry>> {
@@ -81,24 +91,28 @@ pub(super) fn check(all: &[&NodeHandle], exchanges: &[Relayed]) -> anyhow::Resul
     let mut ok = true;
     let mut relayed_by: std::collections::BTreeMap<String, usize> = Default::default();
     for x in exchanges {
-        let find = |l: &[Entry], ev: EventType, e2e: bool| {
+        // The end-to-end entries: originator → final recipient (the hops
+        // are logged as exchanges of their own, with other parties).
+        let (s, r) = (x.from.agency(), x.to.agency());
+        let find = |l: &[Entry], ev: EventType| {
             l.iter()
                 .find(|e| {
                     e.event == ev
                         && e.message_id == Some(x.id)
-                        && (!e2e || e.detail.get("end-to-end").map(String::as_str) == Some("true"))
+                        && e.sender.as_ref() == Some(s)
+                        && e.recipient.as_ref() == Some(r)
                 })
                 .cloned()
         };
         let (from_log, to_log) = (log(&x.from)?, log(&x.to)?);
-        let sent = find(&from_log, EventType::Sent, false);
-        let rr = find(&from_log, EventType::ReceiptReceived, true);
-        let recv = find(&to_log, EventType::Received, false);
+        let sent = find(&from_log, EventType::Sent);
+        let rr = find(&from_log, EventType::ReceiptReceived);
+        let recv = find(&to_log, EventType::Received);
         let mut good = match (&sent, &rr, &recv) {
             (Some(s), Some(rr), Some(r)) => {
                 s.envelope_sha256 == r.envelope_sha256
-                    && s.recipient.as_ref() == Some(x.to.agency())
                     && rr.peer_index == Some(r.seq)
+                    && rr.detail.get("end-to-end").map(String::as_str) == Some("true")
             }
             _ => false,
         };
@@ -108,12 +122,10 @@ pub(super) fn check(all: &[&NodeHandle], exchanges: &[Relayed]) -> anyhow::Resul
                 .find(|n| n.agency().as_str() == hop)
                 .context("relay node")?;
             let l = log(n)?;
-            let r = find(&l, EventType::Relayed, false);
-            good &= r.is_some_and(|r| {
-                r.envelope_sha256 == sent.as_ref().and_then(|s| s.envelope_sha256)
-                    && r.sender.as_ref() == Some(x.from.agency())
-                    && r.recipient.as_ref() == Some(x.to.agency())
-            }) && find(&l, EventType::Received, false).is_none();
+            let relayed = find(&l, EventType::Relayed);
+            good &= relayed.is_some_and(|e| {
+                e.envelope_sha256 == sent.as_ref().and_then(|s| s.envelope_sha256)
+            }) && find(&l, EventType::Received).is_none();
             *relayed_by.entry(hop.clone()).or_default() += 1;
         }
         if !good {

@@ -748,22 +748,42 @@ impl Inner {
         received
             .detail
             .insert("kind".into(), kind.as_str().to_owned());
-        if !via.is_empty() {
-            received.detail.insert("via".into(), via.join(" "));
-            received
-                .detail
-                .insert("hop-sha256".into(), hop.digest.to_hex());
-        }
-        let (index, receipt) = match self
-            .acknowledge(received, h.id, &hop.peer, hop.digest, ms, secs)
-            .await
-        {
+        let mut end = Ack {
+            entry: received,
+            id: h.id,
+            to: h.sender.clone(),
+            digest,
+        };
+        // Relayed: the hop (last relay → us) is acknowledged first, with the
+        // receipt we answer; then the end-to-end message (spec/relay.md §9).
+        let (acks, at) = if via.is_empty() {
+            (vec![end], 0)
+        } else {
+            end.entry.detail.insert("via".into(), via.join(" "));
+            let hop_entry = crate::relay::hop_received(
+                h.id,
+                &hop.peer,
+                &self.config.agency,
+                hop.digest,
+                kind,
+                ms,
+            );
+            let first = Ack {
+                entry: hop_entry,
+                id: h.id,
+                to: hop.peer.clone(),
+                digest: hop.digest,
+            };
+            (vec![first, end], 2)
+        };
+        let (first, receipt) = match self.acknowledge(acks, Vec::new(), ms, secs).await {
             Ok(x) => x,
             Err(err) => {
                 tracing::error!(error = %err, "cannot log or sign the receipt; refusing delivery");
                 return error_response(ErrorCode::Unavailable, Some(h.id), Some("try again later"));
             }
         };
+        let index = first + at;
         let rec = InboxRecord {
             id: *h.id.as_bytes(),
             sender: h.sender.to_string(),
@@ -795,30 +815,39 @@ impl Inner {
         Response::Receipt(receipt)
     }
 
-    /// Appends `entry` (at index *i*) and `receipt-sent` to `to` for message
-    /// `id` delivered as the envelope with `digest` (peer index *i*) in one
-    /// durable batch, then signs the receipt naming *i*. Returns *i* and the
-    /// receipt.
+    /// Appends, in one durable batch, each acknowledged entry followed by
+    /// its `receipt-sent` (peer index: that entry), then `tail`; signs the
+    /// receipt for the first acknowledgement. Returns the first entry's
+    /// index and that receipt.
     pub(crate) async fn acknowledge(
         &self,
-        entry: Entry,
-        id: MessageId,
-        to: &AgencyId,
-        digest: Digest,
+        acks: Vec<Ack>,
+        tail: Vec<Entry>,
         ms: u64,
         secs: u64,
     ) -> Result<(u64, Vec<u8>), NodeError> {
-        let mut sent = Entry::new(EventType::ReceiptSent, ms);
-        sent.message_id = Some(id);
-        sent.sender = Some(self.config.agency.clone());
-        sent.recipient = Some(to.clone());
-        sent.envelope_sha256 = Some(digest.0);
+        let (id, to, digest) = match acks.first() {
+            Some(a) => (a.id, a.to.clone(), a.digest),
+            None => return Err(NodeError::Audit("nothing to acknowledge".into())),
+        };
+        let me = self.config.agency.clone();
         let build = Box::new(move |first: u64| {
-            sent.peer_index = Some(first);
-            vec![entry, sent]
+            let mut out = Vec::new();
+            for a in acks {
+                let mut sent = Entry::new(EventType::ReceiptSent, ms);
+                sent.message_id = Some(a.id);
+                sent.sender = Some(me.clone());
+                sent.recipient = Some(a.to);
+                sent.envelope_sha256 = Some(a.digest.0);
+                sent.peer_index = Some(first + out.len() as u64);
+                out.push(a.entry);
+                out.push(sent);
+            }
+            out.extend(tail);
+            out
         });
         let index = self.append_with(build).await?;
-        let (_, receipt) = self.make_receipt(to, id, digest, index, secs)?;
+        let (_, receipt) = self.make_receipt(&to, id, digest, index, secs)?;
         Ok((index, receipt))
     }
 
@@ -872,8 +901,8 @@ impl Inner {
     /// background (a crash before that only means a second `sent` entry for
     /// the same message after restart, see [`Inner::recover`]).
     pub(crate) async fn log_sent(self: &Arc<Self>, rec: &OutboxRecord) -> Result<(), NodeError> {
-        let e = self.sent_entry(rec);
-        let index = self.append(e).await?;
+        let entries = self.sent_entries(rec);
+        let index = self.append_with(Box::new(move |_| entries)).await?;
         let me = Arc::clone(self);
         let id = rec.id;
         tokio::spawn(async move {
@@ -888,18 +917,18 @@ impl Inner {
         Ok(())
     }
 
-    /// The `sent` entry for an outbox record.
-    pub(crate) fn sent_entry(&self, rec: &OutboxRecord) -> Entry {
+    /// The `sent` entries for an outbox record: its own (the first; its
+    /// index is the record's `sent_index`), then for a relayed message this
+    /// node originated the end-to-end one (spec/relay.md §9).
+    pub(crate) fn sent_entries(&self, rec: &OutboxRecord) -> Vec<Entry> {
         let mut e = Entry::new(EventType::Sent, rec.created * 1000);
         e.message_id = Some(MessageId::from_bytes(rec.id));
         e.sender = Some(self.config.agency.clone());
         e.recipient = AgencyId::new(&rec.recipient).ok();
         e.envelope_sha256 = Some(rec.digest);
         e.detail.insert("kind".into(), rec.kind.clone());
-        if let Some(r) = &rec.relay {
-            crate::relay::describe_hop(&mut e, rec, r);
-        }
-        e
+        let end_to_end = crate::relay::end_to_end_sent(&mut e, rec, &self.config.agency);
+        std::iter::once(e).chain(end_to_end).collect()
     }
 
     /// After a crash: every outbox message whose `sent` entry is missing gets it now.
@@ -1134,6 +1163,15 @@ impl Inner {
             _ => Err("receipt does not acknowledge this message and envelope".into()),
         }
     }
+}
+
+/// An audit entry to acknowledge with a `receipt-sent` (and the receipt's
+/// addressee, message id and acknowledged digest).
+pub(crate) struct Ack {
+    pub(crate) entry: Entry,
+    pub(crate) id: MessageId,
+    pub(crate) to: AgencyId,
+    pub(crate) digest: Digest,
 }
 
 /// Who handed an accepted end-to-end message over, and how.

@@ -21,7 +21,7 @@ use isnad_envelope::{
 use isnad_log::{Entry, EventType};
 use isnad_wire::Response;
 
-use crate::node::{error_response, now, Hop, Inner, NodeError, RECEIPT_TTL_SECS};
+use crate::node::{error_response, now, Ack, Hop, Inner, NodeError, RECEIPT_TTL_SECS};
 use crate::store::{Durability, InboxInsert, InboxRecord, OutboxRecord, RelayedOut};
 
 impl Inner {
@@ -172,15 +172,25 @@ impl Inner {
         relayed
             .detail
             .insert("forward-sha256".into(), Digest(fwd.digest).to_hex());
-        let (index, receipt) = match self.acknowledge(relayed, id, peer, digest, ms, secs).await {
+        let ack = Ack {
+            entry: hop_received(id, peer, &self.config.agency, digest, inner_kind, ms),
+            id,
+            to: peer.clone(),
+            digest,
+        };
+        // received (hop) i, receipt-sent i+1, relayed i+2, sent (forward) i+3.
+        let tail = vec![relayed]
+            .into_iter()
+            .chain(self.sent_entries(&fwd))
+            .collect();
+        let (index, receipt) = match self.acknowledge(vec![ack], tail, ms, secs).await {
             Ok(x) => x,
             Err(err) => {
                 tracing::error!(error = %err, "cannot log or sign the receipt; refusing relay");
                 return unavailable();
             }
         };
-        // The `relayed` entry is the forward's `sent` entry.
-        fwd.sent_index = Some(index);
+        fwd.sent_index = Some(index + 3);
         let hop = InboxRecord {
             id: *id.as_bytes(),
             sender: peer.to_string(),
@@ -275,7 +285,8 @@ impl Inner {
             endorse(&mut relay, &self.identity.signing_key, &self.rng)?;
             let rec = self.hop_record(relay, secs, now().1)?;
             self.store.insert_outbox(rec.clone()).await?;
-            let index = self.append(self.sent_entry(&rec)).await?;
+            let entries = self.sent_entries(&rec);
+            let index = self.append_with(Box::new(move |_| entries)).await?;
             self.store
                 .modify_outbox(rec.id, Durability::Lazy, move |r| {
                     r.sent_index = Some(index)
@@ -346,7 +357,13 @@ impl Inner {
             .insert("receipt-sha256".into(), relay.inner_digest.to_hex());
         let unavailable =
             || error_response(ErrorCode::Unavailable, Some(rid), Some("try again later"));
-        let Ok((index, receipt)) = self.acknowledge(got, rid, peer, digest, ms, secs).await else {
+        let ack = Ack {
+            entry: hop_received(rid, peer, &self.config.agency, digest, Kind::Receipt, ms),
+            id: rid,
+            to: peer.clone(),
+            digest,
+        };
+        let Ok((index, receipt)) = self.acknowledge(vec![ack], vec![got], ms, secs).await else {
             return unavailable();
         };
         let bytes = relay.inner.0;
@@ -477,14 +494,47 @@ impl Inner {
     }
 }
 
-/// Completes the `sent` entry of a relay hop: recipient and digest are the
-/// end-to-end ones (final recipient, inner envelope); the hop is in `detail`.
-pub(crate) fn describe_hop(e: &mut Entry, rec: &OutboxRecord, r: &RelayedOut) {
-    if let Some(last) = r.route.last().and_then(|a| AgencyId::new(a).ok()) {
-        e.recipient = Some(last);
-    }
-    e.envelope_sha256 = Some(r.inner_digest);
-    e.detail.insert("next-hop".into(), rec.recipient.clone());
+/// The `received` entry for a relay hop envelope (kind `relay`; the inner
+/// kind in `inner-kind`).
+pub(crate) fn hop_received(
+    id: MessageId,
+    from: &AgencyId,
+    me: &AgencyId,
+    digest: Digest,
+    inner_kind: Kind,
+    ms: u64,
+) -> Entry {
+    let mut e = Entry::new(EventType::Received, ms);
+    e.message_id = Some(id);
+    e.sender = Some(from.clone());
+    e.recipient = Some(me.clone());
+    e.envelope_sha256 = Some(digest.0);
     e.detail
-        .insert("hop-sha256".into(), Digest(rec.digest).to_hex());
+        .insert("kind".into(), Kind::Relay.as_str().to_owned());
+    e.detail
+        .insert("inner-kind".into(), inner_kind.as_str().to_owned());
+    e
+}
+
+/// For a relay hop record: marks its own `sent` entry as a hop (kind
+/// `relay`, the inner kind in `inner-kind`) and, if this node originated
+/// the message and it is not an end-to-end receipt, returns the end-to-end
+/// `sent` entry (to the final recipient, over the inner envelope).
+pub(crate) fn end_to_end_sent(e: &mut Entry, rec: &OutboxRecord, me: &AgencyId) -> Option<Entry> {
+    let r = rec.relay.as_ref()?;
+    e.detail
+        .insert("kind".into(), Kind::Relay.as_str().to_owned());
+    e.detail.insert("inner-kind".into(), rec.kind.clone());
+    if r.route.first().map(String::as_str) != Some(me.as_str())
+        || rec.kind == Kind::Receipt.as_str()
+    {
+        return None;
+    }
+    let mut end = e.clone();
+    end.recipient = r.route.last().and_then(|a| AgencyId::new(a).ok());
+    end.envelope_sha256 = Some(r.inner_digest);
+    end.detail.clear();
+    end.detail.insert("kind".into(), rec.kind.clone());
+    end.detail.insert("via".into(), r.route.join(" "));
+    Some(end)
 }

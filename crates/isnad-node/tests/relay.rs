@@ -131,7 +131,14 @@ async fn request_and_answer_travel_through_both_central_authorities() -> TestRes
     assert_eq!(out.recipient, "iq.moj.ca");
     let relay = out.relay.clone().ok_or("relay part")?;
     assert_eq!(relay.inner_digest, got.digest);
-    let sent = Entry::decode(&n[0].log().entry_bytes(out.sent_index.ok_or("sent")?)?)?;
+    // The hop's `sent` (to iq.moj.ca, over the hop envelope), then the
+    // end-to-end one in the same batch.
+    let sent_at = out.sent_index.ok_or("sent")?;
+    let hop_sent = Entry::decode(&n[0].log().entry_bytes(sent_at)?)?;
+    assert_eq!(hop_sent.recipient, Some(f.a[1].id.clone()));
+    assert_eq!(hop_sent.envelope_sha256, Some(out.digest));
+    let sent = Entry::decode(&n[0].log().entry_bytes(sent_at + 1)?)?;
+    assert_eq!(sent.event, EventType::Sent);
     assert_eq!(sent.recipient, Some(f.a[3].id.clone()));
     assert_eq!(sent.envelope_sha256, Some(got.digest));
     until("the end-to-end receipt", 30, || {
@@ -204,8 +211,12 @@ async fn request_and_answer_travel_through_both_central_authorities() -> TestRes
             assert!(!contains(bytes, SECRET.as_bytes()));
             assert!(!contains(bytes, b"ANSWER-PLAINTEXT-4410"));
         }
-        // No relay ever accepted an end-to-end message itself.
-        assert!(!log.iter().any(|(_, e)| e.event == EventType::Received));
+        // A relay receives hop envelopes only, never an end-to-end message.
+        assert!(log.iter().any(|(_, e)| e.event == EventType::Received));
+        assert!(log
+            .iter()
+            .filter(|(_, e)| e.event == EventType::Received)
+            .all(|(_, e)| e.detail.get("kind").map(String::as_str) == Some("relay")));
         // The relay can open its hop, but not the inner envelope.
         let hop = n[r]
             .store()
@@ -307,7 +318,11 @@ async fn skipped_hops_tampering_and_inner_replays_are_refused() -> TestResult {
     let received = |node: &NodeHandle| -> Result<usize, Box<dyn std::error::Error>> {
         Ok(entries(node)?
             .iter()
-            .filter(|(_, e)| e.event == EventType::Received && e.message_id == Some(id))
+            .filter(|(_, e)| {
+                e.event == EventType::Received
+                    && e.message_id == Some(id)
+                    && e.sender.as_ref() == Some(&f.a[0].id)
+            })
             .count())
     };
     let conn = raw_connect(&f.a[2], &f.dir, &f.a[3]).await?;
@@ -453,7 +468,8 @@ async fn a_relay_keeps_what_it_acknowledged_across_a_restart() -> TestResult {
             .is_some())
     })
     .await?;
-    // Exactly one `relayed` entry at the restarted relay, with its forward's `sent` index.
+    // Exactly one `relayed` entry at the restarted relay, followed by its
+    // forward's `sent`.
     let relayed: Vec<u64> = entries(&n1)?
         .iter()
         .filter(|(_, e)| e.event == EventType::Relayed && e.message_id == Some(id))
@@ -462,7 +478,7 @@ async fn a_relay_keeps_what_it_acknowledged_across_a_restart() -> TestResult {
     assert_eq!(relayed.len(), 1);
     assert_eq!(
         n1.store().outbox(&id)?.and_then(|r| r.sent_index),
-        relayed.first().copied()
+        relayed.first().map(|i| i + 1)
     );
     for n in [&n0, &n1, &n2, &n3] {
         n.shutdown().await;
