@@ -136,21 +136,21 @@ pub(crate) struct Inner {
     pub(crate) config: Config,
     pub(crate) identity: Identity,
     pub(crate) directory: Arc<dyn Directory>,
-    pub(crate) audit: Arc<Log>,
-    pub(crate) writer: AuditWriter,
-    pub(crate) log_key: Arc<SignerKey>,
-    pub(crate) latest_checkpoint: Mutex<Option<String>>,
+    audit: Arc<Log>,
+    writer: AuditWriter,
+    log_key: Arc<SignerKey>,
+    latest_checkpoint: Mutex<Option<String>>,
     pub(crate) store: Store,
     pub(crate) metrics: Arc<Metrics>,
-    pub(crate) endpoint: quinn::Endpoint,
+    endpoint: quinn::Endpoint,
     pub(crate) limits: Limits,
     pub(crate) rng: SystemRandom,
     pub(crate) wake: Notify,
-    pub(crate) in_flight: Mutex<HashSet<[u8; 16]>>,
-    pub(crate) connections: tokio::sync::Mutex<HashMap<AgencyId, PeerSlot>>,
-    pub(crate) shutdown: watch::Sender<bool>,
+    in_flight: Mutex<HashSet<[u8; 16]>>,
+    connections: tokio::sync::Mutex<HashMap<AgencyId, PeerSlot>>,
+    shutdown: watch::Sender<bool>,
     /// Waiters for a message's final state, woken by the delivery loop.
-    pub(crate) waiters: Mutex<HashMap<[u8; 16], Vec<tokio::sync::oneshot::Sender<OutState>>>>,
+    waiters: Mutex<HashMap<[u8; 16], Vec<tokio::sync::oneshot::Sender<OutState>>>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -250,12 +250,11 @@ impl NodeHandle {
             .directory
             .route(&inner.config.agency, &recipient, body.kind())
             .map_err(NodeError::PolicyDenied)?;
+        let ttl = ttl_secs.unwrap_or(inner.config.delivery.default_ttl_secs);
         if route.len() > 2 {
-            let ttl = ttl_secs.unwrap_or(inner.config.delivery.default_ttl_secs);
             return inner.submit_relayed(route, body, ttl).await;
         }
         let (secs, ms) = now();
-        let ttl = ttl_secs.unwrap_or(inner.config.delivery.default_ttl_secs);
         let id = MessageId::random(&inner.rng).map_err(|_| NodeError::System)?;
         let kind = body.kind();
         let msg = Message {
