@@ -56,6 +56,17 @@ async fn until<F: FnMut() -> Result<bool, Box<dyn std::error::Error>>>(
     Ok(())
 }
 
+/// The final recipient's log index from the end-to-end receipt, once back.
+fn end_to_end_index(
+    n: &NodeHandle,
+    id: &MessageId,
+) -> Result<Option<u64>, Box<dyn std::error::Error>> {
+    Ok(n.store()
+        .outbox(id)?
+        .and_then(|r| r.relay)
+        .and_then(|r| r.end_to_end_index))
+}
+
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
@@ -142,19 +153,10 @@ async fn request_and_answer_travel_through_both_central_authorities() -> TestRes
     assert_eq!(sent.recipient, Some(f.a[3].id.clone()));
     assert_eq!(sent.envelope_sha256, Some(got.digest));
     until("the end-to-end receipt", 30, || {
-        Ok(n[0]
-            .store()
-            .outbox(&id)?
-            .and_then(|r| r.relay)
-            .and_then(|r| r.end_to_end_index)
-            .is_some())
+        Ok(end_to_end_index(&n[0], &id)?.is_some())
     })
     .await?;
-    let out = n[0].store().outbox(&id)?.ok_or("outbox")?;
-    assert_eq!(
-        out.relay.and_then(|r| r.end_to_end_index),
-        Some(got.log_index)
-    );
+    assert_eq!(end_to_end_index(&n[0], &id)?, Some(got.log_index));
     let e2e: Vec<Entry> = entries(&n[0])?
         .into_iter()
         .map(|(_, e)| e)
@@ -460,12 +462,7 @@ async fn a_relay_keeps_what_it_acknowledged_across_a_restart() -> TestResult {
     .await?;
     wait_state(&n1, &id, OutState::Delivered, 30).await?;
     until("the end-to-end receipt", 60, || {
-        Ok(n0
-            .store()
-            .outbox(&id)?
-            .and_then(|r| r.relay)
-            .and_then(|r| r.end_to_end_index)
-            .is_some())
+        Ok(end_to_end_index(&n0, &id)?.is_some())
     })
     .await?;
     // Exactly one `relayed` entry at the restarted relay, followed by its
