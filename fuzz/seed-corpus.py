@@ -31,6 +31,10 @@ for path in glob.glob(os.path.join(spec, "envelope", "*.json")):
     put("envelope_decoders", f"{name}-pem", v["sender"]["sign_pkcs8_pem"].encode())
 
 
+for path in glob.glob(os.path.join(spec, "relay", "*.json")):
+    v = json.load(open(path, encoding="utf-8"))
+    put("relay_body", os.path.basename(path)[:-5], bytes.fromhex(v["body_hex"]))
+
 
 def strings(v):
     if isinstance(v, str):

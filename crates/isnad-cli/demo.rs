@@ -19,6 +19,8 @@ use ring::rand::SystemRandom;
 use crate::directory::node_entry;
 use crate::node_cmd::{create_node, start, unix_now, Running};
 
+mod relayed;
+
 /// Arguments of `isnad demo`.
 #[derive(Debug, clap::Args)]
 #[command(
@@ -191,7 +193,6 @@ async fn demo(base: &Path) -> anyhow::Result<bool> {
     // 2. Directories with policy, signed by each root.
     let mut dirs = std::collections::BTreeMap::new();
     for cc in ["iq", "fr"] {
-        let other = if cc == "iq" { "fr" } else { "iq" };
         let mut d = Directory::new(cc);
         for (ag, ep) in AGENCIES.iter().zip(&endpoints) {
             if ag.id.starts_with(cc) {
@@ -241,9 +242,9 @@ async fn demo(base: &Path) -> anyhow::Result<bool> {
             ),
             rule(
                 &format!("{cc}-mla-via-ca"),
-                sel(Some(cc), le),
-                sel(Some(other), None),
-                &[Kind::MlaRequest],
+                sel(None, le),
+                sel(None, le),
+                &[Kind::MlaRequest, Kind::MlaStatus],
                 true,
             ),
         ];
@@ -302,7 +303,6 @@ async fn demo(base: &Path) -> anyhow::Result<bool> {
     let mut delivered: Vec<(String, String, MessageId)> = Vec::new();
 
     // 5. The exchanges.
-    say("\n-- an MLA request: Iraqi directorate → Iraqi central authority → French central authority");
     let send = |from: &'static str, to: &'static str, body: Body, what: &str| {
         let (from, to, what) = (from.to_owned(), to.to_owned(), what.to_owned());
         let n = node(&from).cloned();
@@ -329,30 +329,17 @@ async fn demo(base: &Path) -> anyhow::Result<bool> {
             anyhow::Ok((good, from, to, id))
         }
     };
-    let request = mla_request();
-    let request_hex;
-    {
-        let (g, f, t, id) = send(
-            "iq.moi.ahtd",
-            "iq.moj.ca",
-            request.clone(),
-            "mla-request (draft for the central authority)",
-        )
-        .await?;
-        ok &= g;
-        delivered.push((f, t, id));
-        let (g, f, t, id) = send(
-            "iq.moj.ca",
-            "fr.mj.bepi",
-            request,
-            "mla-request, transmitted by the central authority",
-        )
-        .await?;
-        ok &= g;
-        request_hex = id;
-        delivered.push((f, t, id));
-    }
-    say("\n-- the French central authority works the request; each status change is a signed message");
+    let mut relayed_exchanges = Vec::new();
+    say("\n-- an MLA request: Iraqi directorate → French police, relayed by both central authorities");
+    say("   (end to end encrypted to fr.pn.ocrtis; iq.moj.ca and fr.mj.bepi endorse and forward routing metadata only)");
+    let (moi, ocrtis) = (node("iq.moi.ahtd")?, node("fr.pn.ocrtis")?);
+    let (g, x) = relayed::send(moi, ocrtis, mla_request(), "mla-request").await?;
+    ok &= g;
+    let request_hex = x.id();
+    relayed_exchanges.push(x);
+    say(
+        "\n-- the executing agency works the request; each status change travels back the same way",
+    );
     for (state, reason) in [
         (MlaState::Registered, None),
         (MlaState::UnderReview, None),
@@ -380,11 +367,19 @@ async fn demo(base: &Path) -> anyhow::Result<bool> {
             .as_str()
             .unwrap_or("?")
             .to_owned();
+        let (g, x) = relayed::send(ocrtis, moi, body, &format!("mla-status {name}")).await?;
+        ok &= g;
+        relayed_exchanges.push(x);
+    }
+    let on_route: Vec<&isnad_node::NodeHandle> = nodes.iter().map(|n| &n.node).collect();
+    ok &= relayed::check(&on_route, &relayed_exchanges)?;
+    say("\n-- the central authorities exchange a message directly (policy allows CA to CA)");
+    {
         let (g, f, t, id) = send(
-            "fr.mj.bepi",
             "iq.moj.ca",
-            body,
-            &format!("mla-status {name}"),
+            "fr.mj.bepi",
+            mla_request(),
+            "mla-request, central authority to central authority",
         )
         .await?;
         ok &= g;
@@ -396,24 +391,24 @@ async fn demo(base: &Path) -> anyhow::Result<bool> {
         ok &= g;
         delivered.push((f, t, id));
     }
-    say("\n-- policy at work: the directorate may not send an MLA request abroad directly");
-    match node("iq.moi.ahtd")?
-        .submit(AgencyId::new("fr.mj.bepi")?, mla_request(), None)
+    say("\n-- policy at work: central authorities do not carry police intelligence, so there is no route");
+    match node("iq.moj.ca")?
+        .submit(AgencyId::new("fr.pn.ocrtis")?, intel(), None)
         .await
     {
         Err(e) => say(&format!("  ok  refused before anything was sent: {e}")),
         Ok(id) => {
             ok = false;
-            say(&format!("  FAIL the direct request {id} was accepted"));
+            say(&format!("  FAIL the unroutable message {id} was accepted"));
         }
     }
     // 6. The recipient reads a message: decrypted on read, from the stored envelope.
-    let frmj = node("fr.mj.bepi")?;
-    if let Some(rec) = frmj.store().inbox_by_id(&request_hex)?.first() {
-        let opened = frmj.read_inbox(rec)?;
+    let reader = node("fr.pn.ocrtis")?;
+    if let Some(rec) = reader.store().inbox_by_id(&request_hex)?.first() {
+        let opened = reader.read_inbox(rec)?;
         if let Body::MlaRequest(r) = &opened.message.body {
             say(&format!(
-                "\nfr.mj.bepi reads request {}: \"{}\" from {}",
+                "\nfr.pn.ocrtis reads request {}: \"{}\" from {}",
                 &request_hex.to_hex()[..12],
                 r.subject,
                 opened.message.header.sender
@@ -500,12 +495,14 @@ async fn demo(base: &Path) -> anyhow::Result<bool> {
             }
         }
     }
-    let all = matched == delivered.len() as u64;
+    // A relayed message is one end-to-end exchange plus one per hop, and as
+    // many hops again for its end-to-end receipt.
+    let expected = delivered.len() as u64 + relayed::exchanges(&relayed_exchanges);
+    let all = matched == expected;
     ok &= all;
     say(&format!(
-        "  {} both ends of {matched}/{} delivered exchanges match (digests and receipt indexes)",
+        "  {} both ends of {matched}/{expected} delivered exchanges match (digests and receipt indexes)",
         if all { "ok  " } else { "FAIL" },
-        delivered.len()
     ));
     Ok(ok)
 }

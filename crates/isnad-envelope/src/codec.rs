@@ -10,6 +10,7 @@ use crate::message::{
     Message, MlaRequest, MlaState, MlaStatus, PermissionAnswer, PermissionRequest, Receipt,
     PROTOCOL_VERSION,
 };
+use crate::relay::Relay;
 use crate::{cbor, AgencyId, Limits, MessageId};
 
 /// Why the signed claims or the body are not acceptable.
@@ -179,6 +180,7 @@ pub(crate) fn encode_body(body: &Body) -> Result<Value, MalformedReason> {
         Body::PermissionAnswer(b) => with_ext(kind, b, &Extensions::new()),
         Body::IntelRetraction(b) => with_ext(kind, b, &Extensions::new()),
         Body::IntelCorrection(b) => with_ext(kind, b, &Extensions::new()),
+        Body::Relay(b) => with_ext(kind, b.as_ref(), &Extensions::new()),
     }
 }
 
@@ -253,6 +255,10 @@ pub(crate) fn decode_body(kind: Kind, value: Value) -> Result<Body, MalformedRea
             no_ext(&ext)?;
             Body::IntelCorrection(de::<IntelCorrection>(&known).map_err(err)?)
         }
+        Kind::Relay => {
+            no_ext(&ext)?;
+            Body::Relay(Box::new(de::<Relay>(&known).map_err(err)?))
+        }
     };
     validate_body(&body).map_err(err)?;
     Ok(body)
@@ -304,6 +310,7 @@ fn validate_body(body: &Body) -> Result<(), String> {
             non_empty("reason", &c.reason)?;
         }
         Body::Receipt(_) | Body::Error(_) | Body::PermissionAnswer(_) => {}
+        Body::Relay(r) => r.check_shape()?,
     }
     Ok(())
 }
@@ -406,6 +413,10 @@ pub(crate) fn body_from_json(kind: Kind, json: &str) -> Result<Body, MalformedRe
             no_ext(&ext)?;
             Body::IntelCorrection(de(known).map_err(err)?)
         }
+        Kind::Relay => {
+            no_ext(&ext)?;
+            Body::Relay(Box::new(de(known).map_err(err)?))
+        }
     };
     validate_body(&body).map_err(err)?;
     Ok(body)
@@ -437,6 +448,7 @@ pub(crate) fn body_to_json(body: &Body) -> Result<String, MalformedReason> {
         Body::PermissionAnswer(b) => obj(b, &Extensions::new()),
         Body::IntelRetraction(b) => obj(b, &Extensions::new()),
         Body::IntelCorrection(b) => obj(b, &Extensions::new()),
+        Body::Relay(b) => obj(b.as_ref(), &Extensions::new()),
     }
     .map_err(err)?;
     serde_json::to_string_pretty(&v).map_err(err)

@@ -422,27 +422,7 @@ impl Opener<'_> {
     ) -> Result<Opened, OpenError> {
         let limits = &self.limits;
         // 5. the COSE_Sign1 inside.
-        cbor::scan(&signed, limits).map_err(malformed)?;
-        let sign1 = CoseSign1::from_tagged_slice(&signed)
-            .map_err(|_| cose("plaintext is not a tagged COSE_Sign1"))?;
-        let ph = &sign1.protected.header;
-        if !ph.crit.is_empty() || !ph.rest.is_empty() || !sign1.unprotected.is_empty() {
-            return Err(cose("unexpected COSE_Sign1 header parameters"));
-        }
-        if ph.content_type != Some(coset::ContentType::Text(CONTENT_TYPE.to_owned())) {
-            return Err(cose(
-                "COSE_Sign1 content type must be application/vnd.isnad.message+cbor",
-            ));
-        }
-        let alg = match &ph.alg {
-            Some(coset::RegisteredLabelWithPrivate::Assigned(a)) => *a as i64,
-            _ => return Err(cose("COSE_Sign1 alg missing or not registered")),
-        };
-        if alg != ALG_EDDSA && alg != ALG_ES256 {
-            return Err(cose("COSE_Sign1 alg must be EdDSA (-8) or ES256 (-7)"));
-        }
-        let signer =
-            KeyId::from_slice(&ph.key_id).ok_or(cose("COSE_Sign1 kid must be 32 bytes"))?;
+        let (sign1, alg, signer) = parse_sign1(&signed, CONTENT_TYPE, limits).map_err(malformed)?;
         let payload = sign1
             .payload
             .as_deref()
@@ -516,6 +496,36 @@ impl Opener<'_> {
             signed,
         })
     }
+}
+
+/// Parses a tagged COSE_Sign1 whose protected header is exactly
+/// `{1: alg, 3: content_type, 4: kid}` with an empty unprotected header;
+/// returns it with its algorithm and signer key id.
+pub(crate) fn parse_sign1(
+    signed: &[u8],
+    content_type: &str,
+    limits: &Limits,
+) -> Result<(CoseSign1, i64, KeyId), MalformedReason> {
+    let cose = MalformedReason::Cose;
+    cbor::scan(signed, limits)?;
+    let sign1 = CoseSign1::from_tagged_slice(signed)
+        .map_err(|_| cose("plaintext is not a tagged COSE_Sign1"))?;
+    let ph = &sign1.protected.header;
+    if !ph.crit.is_empty() || !ph.rest.is_empty() || !sign1.unprotected.is_empty() {
+        return Err(cose("unexpected COSE_Sign1 header parameters"));
+    }
+    if ph.content_type != Some(coset::ContentType::Text(content_type.to_owned())) {
+        return Err(cose("COSE_Sign1 content type is not the one expected here"));
+    }
+    let alg = match &ph.alg {
+        Some(coset::RegisteredLabelWithPrivate::Assigned(a)) => *a as i64,
+        _ => return Err(cose("COSE_Sign1 alg missing or not registered")),
+    };
+    if alg != ALG_EDDSA && alg != ALG_ES256 {
+        return Err(cose("COSE_Sign1 alg must be EdDSA (-8) or ES256 (-7)"));
+    }
+    let signer = KeyId::from_slice(&ph.key_id).ok_or(cose("COSE_Sign1 kid must be 32 bytes"))?;
+    Ok((sign1, alg, signer))
 }
 
 /// Signs `msg` with `signer` and encrypts it to `recipient_key`.
@@ -592,13 +602,24 @@ pub(crate) fn sign_payload(
     signer: &SigningKey,
     rng: &dyn SecureRandom,
 ) -> Result<Vec<u8>, SealError> {
+    sign_payload_as(payload, CONTENT_TYPE, signer, rng)
+}
+
+/// Signs `payload` into a tagged COSE_Sign1 whose protected header is
+/// exactly `{1: alg, 3: content_type, 4: kid}`.
+pub(crate) fn sign_payload_as(
+    payload: Vec<u8>,
+    content_type: &str,
+    signer: &SigningKey,
+    rng: &dyn SecureRandom,
+) -> Result<Vec<u8>, SealError> {
     let alg = match signer.algorithm() {
         crate::SignatureAlgorithm::Ed25519 => iana::Algorithm::EdDSA,
         crate::SignatureAlgorithm::Es256 => iana::Algorithm::ES256,
     };
     let protected = HeaderBuilder::new()
         .algorithm(alg)
-        .content_type(CONTENT_TYPE.to_owned())
+        .content_type(content_type.to_owned())
         .key_id(signer.key_id().as_bytes().to_vec())
         .build();
     let sign1 = CoseSign1Builder::new()

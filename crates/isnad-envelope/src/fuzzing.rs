@@ -81,3 +81,17 @@ fn fixture() -> Option<(Vec<EncryptionKey>, Vec<SenderKey>)> {
     }];
     Some((keys, senders))
 }
+
+/// Decodes `data` as a relay body (spec/relay.md §3) and, if it decodes,
+/// checks its endorsement chain at every position against an empty key set
+/// (so every structural path up to the key lookup runs).
+pub fn relay_body(data: &[u8]) {
+    let Ok(relay) = crate::Relay::from_cbor(data, &Limits::default()) else {
+        return;
+    };
+    let keys: Vec<SenderKey> = Vec::new();
+    for (i, me) in relay.route.iter().enumerate().skip(1) {
+        let _ = crate::verify_hop(&relay, me, &relay.route[i - 1], &keys, 1_800_000_000);
+    }
+    let _ = relay.to_cbor();
+}

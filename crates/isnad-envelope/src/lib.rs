@@ -71,6 +71,7 @@ mod envelope;
 mod ids;
 mod keys;
 mod message;
+mod relay;
 
 #[doc(hidden)]
 pub mod fuzzing;
@@ -89,6 +90,9 @@ pub use keys::{
     SigningKey, VerifyingKey,
 };
 pub use message::*;
+pub use relay::{
+    endorse, verify_hop, OpaqueBytes, Relay, RelayError, ENDORSEMENT_CONTENT_TYPE, MAX_ROUTE_LEN,
+};
 
 /// Bounds enforced before any allocation driven by peer input
 /// (spec/protocol.md §8).

@@ -44,6 +44,9 @@ pub enum Kind {
     IntelRetraction,
     /// The originator corrects an intel share.
     IntelCorrection,
+    /// One hop of a message relayed through central authorities
+    /// (spec/relay.md): routing metadata and the opaque inner envelope.
+    Relay,
 }
 
 impl Kind {
@@ -59,6 +62,7 @@ impl Kind {
             Self::PermissionAnswer => "permission-answer",
             Self::IntelRetraction => "intel-retraction",
             Self::IntelCorrection => "intel-correction",
+            Self::Relay => "relay",
         }
     }
 
@@ -74,12 +78,13 @@ impl Kind {
             "permission-answer" => Self::PermissionAnswer,
             "intel-retraction" => Self::IntelRetraction,
             "intel-correction" => Self::IntelCorrection,
+            "relay" => Self::Relay,
             _ => return None,
         })
     }
 
     /// All kinds.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Self::MlaRequest,
         Self::MlaStatus,
         Self::IntelShare,
@@ -89,6 +94,7 @@ impl Kind {
         Self::PermissionAnswer,
         Self::IntelRetraction,
         Self::IntelCorrection,
+        Self::Relay,
     ];
 }
 
@@ -144,6 +150,8 @@ pub enum Body {
     IntelRetraction(IntelRetraction),
     /// `intel-correction`.
     IntelCorrection(IntelCorrection),
+    /// `relay` (spec/relay.md).
+    Relay(Box<crate::relay::Relay>),
 }
 
 impl Body {
@@ -159,6 +167,7 @@ impl Body {
             Self::PermissionAnswer(_) => Kind::PermissionAnswer,
             Self::IntelRetraction(_) => Kind::IntelRetraction,
             Self::IntelCorrection(_) => Kind::IntelCorrection,
+            Self::Relay(_) => Kind::Relay,
         }
     }
 }
@@ -754,7 +763,7 @@ impl fmt::Debug for Digest {
     }
 }
 
-fn ser_bytes<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn ser_bytes<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
     if s.is_human_readable() {
         s.serialize_str(&b.iter().map(|x| format!("{x:02x}")).collect::<String>())
     } else {

@@ -71,11 +71,15 @@ pub enum EventType {
     /// This node, as a witness, refused a partner's checkpoint that
     /// contradicts one it cosigned, and kept fork evidence.
     ForkDetected,
+    /// A relayed envelope was checked and forwarded to the next hop
+    /// (metadata only: inner message id, originator, final recipient, inner
+    /// digest; previous and next hop in `detail`).
+    Relayed,
 }
 
 impl EventType {
     /// Every event type of schema version 1.
-    pub const ALL: [EventType; 15] = [
+    pub const ALL: [EventType; 16] = [
         Self::Sent,
         Self::Received,
         Self::ReceiptSent,
@@ -91,6 +95,7 @@ impl EventType {
         Self::LocalAccess,
         Self::WitnessCosigned,
         Self::ForkDetected,
+        Self::Relayed,
     ];
 
     /// The wire name.
@@ -111,6 +116,7 @@ impl EventType {
             Self::LocalAccess => "local-access",
             Self::WitnessCosigned => "witness-cosigned",
             Self::ForkDetected => "fork-detected",
+            Self::Relayed => "relayed",
         }
     }
 
@@ -122,7 +128,9 @@ impl EventType {
     /// Keys that must be present for this event type (besides 0–3).
     fn required(self) -> &'static [u64] {
         match self {
-            Self::Sent | Self::Received => &[K_MSG, K_SENDER, K_RECIPIENT, K_ENVELOPE],
+            Self::Sent | Self::Received | Self::Relayed => {
+                &[K_MSG, K_SENDER, K_RECIPIENT, K_ENVELOPE]
+            }
             Self::ReceiptSent | Self::ReceiptReceived => &[K_MSG, K_SENDER, K_RECIPIENT, K_PEER],
             Self::Rejected => &[K_REASON],
             Self::DeliveryFailed | Self::DeliveryExpired => &[K_MSG, K_RECIPIENT],

@@ -185,7 +185,7 @@ fn parse_id(s: &str) -> Result<MessageId, ApiError> {
 /// The JSON summary of an outbox record (no content: the sender keeps only
 /// the envelope sealed to the recipient).
 pub fn outbox_json(r: &OutboxRecord) -> Value {
-    json!({
+    let mut v = json!({
         "id": hex::encode(r.id),
         "direction": "out",
         "to": r.recipient,
@@ -201,12 +201,18 @@ pub fn outbox_json(r: &OutboxRecord) -> Value {
         "peer_log_index": r.peer_log_index,
         "receipt_hex": r.receipt.as_ref().map(hex::encode),
         "final_log_index": r.final_index,
-    })
+    });
+    if let Some(x) = &r.relay {
+        v["route"] = json!(x.route);
+        v["inner_envelope_sha256"] = json!(hex::encode(x.inner_digest));
+        v["end_to_end_log_index"] = json!(x.end_to_end_index);
+    }
+    v
 }
 
 /// The JSON summary of an inbox record.
 pub fn inbox_json(r: &InboxRecord) -> Value {
-    json!({
+    let mut v = json!({
         "id": hex::encode(r.id),
         "direction": "in",
         "from": r.sender,
@@ -216,7 +222,11 @@ pub fn inbox_json(r: &InboxRecord) -> Value {
         "envelope_sha256": hex::encode(r.digest),
         "log_index": r.log_index,
         "receipt_hex": hex::encode(&r.receipt),
-    })
+    });
+    if !r.via.is_empty() {
+        v["via"] = json!(r.via);
+    }
+    v
 }
 
 async fn message(

@@ -142,10 +142,29 @@ impl Directory for Federation {
             .store
             .read()
             .map_err(|_| "trust store unavailable".to_owned())?;
-        match store.evaluate(sender, recipient, kind, false, now().0) {
+        match store.evaluate_direct(sender, recipient, kind, now().0) {
             Decision::Allowed { .. } => Ok(()),
             Decision::Denied(why) => Err(why),
         }
+    }
+
+    fn route(
+        &self,
+        sender: &AgencyId,
+        recipient: &AgencyId,
+        kind: Kind,
+    ) -> Result<Vec<AgencyId>, String> {
+        self.store
+            .read()
+            .map_err(|_| "trust store unavailable".to_owned())?
+            .route(sender, recipient, kind, now().0)
+    }
+
+    fn allows_relayed(&self, route: &[AgencyId], kind: Kind) -> Result<(), String> {
+        self.store
+            .read()
+            .map_err(|_| "trust store unavailable".to_owned())?
+            .check_relayed(route, kind, now().0)
     }
 
     fn agency_of_certificate(&self, cert_der: &[u8]) -> Option<AgencyId> {

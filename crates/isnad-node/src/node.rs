@@ -29,7 +29,7 @@ use crate::workflow::{self, WorkflowError};
 pub(crate) mod witness;
 
 /// Lifetime of a receipt message.
-const RECEIPT_TTL_SECS: u64 = 30 * 24 * 3600;
+pub(crate) const RECEIPT_TTL_SECS: u64 = 30 * 24 * 3600;
 /// How long a QUIC handshake to a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// One peer's cached connection, behind its own lock.
@@ -54,6 +54,26 @@ pub trait Directory: SenderKeys + Send + Sync + 'static {
     /// The agency's witness cosigning key (`witness-key`, type 0x04), if listed.
     fn witness_key(&self, _agency: &AgencyId) -> Option<VerifierKey> {
         None
+    }
+    /// The route policy requires for `kind` from `sender` to `recipient`:
+    /// `[sender, recipient]` for direct delivery, or through the central
+    /// authorities (spec/relay.md §2). The default allows only direct routes.
+    fn route(
+        &self,
+        sender: &AgencyId,
+        recipient: &AgencyId,
+        kind: Kind,
+    ) -> Result<Vec<AgencyId>, String> {
+        self.allows(sender, recipient, kind)
+            .map(|()| vec![sender.clone(), recipient.clone()])
+    }
+    /// Whether a relayed message of inner kind `kind` may take `route`: it
+    /// is the central-authority route between its ends and policy allows
+    /// them to exchange `kind` that way (spec/relay.md §6 step 6). The
+    /// default refuses all relayed traffic.
+    fn allows_relayed(&self, route: &[AgencyId], kind: Kind) -> Result<(), String> {
+        let _ = (route, kind);
+        Err("this node's directory does not support relaying".into())
     }
 }
 
@@ -131,21 +151,21 @@ pub struct NodeHandle {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    config: Config,
-    identity: Identity,
-    directory: Arc<dyn Directory>,
+pub(crate) struct Inner {
+    pub(crate) config: Config,
+    pub(crate) identity: Identity,
+    pub(crate) directory: Arc<dyn Directory>,
     audit: Arc<Log>,
     writer: AuditWriter,
     log_key: Arc<SignerKey>,
     latest_checkpoint: Mutex<Option<String>>,
     witness: witness::State,
-    store: Store,
-    metrics: Arc<Metrics>,
+    pub(crate) store: Store,
+    pub(crate) metrics: Arc<Metrics>,
     endpoint: quinn::Endpoint,
-    limits: Limits,
-    rng: SystemRandom,
-    wake: Notify,
+    pub(crate) limits: Limits,
+    pub(crate) rng: SystemRandom,
+    pub(crate) wake: Notify,
     in_flight: Mutex<HashSet<[u8; 16]>>,
     connections: tokio::sync::Mutex<HashMap<AgencyId, PeerSlot>>,
     shutdown: watch::Sender<bool>,
@@ -245,9 +265,9 @@ impl NodeHandle {
         ttl_secs: Option<u64>,
     ) -> Result<MessageId, NodeError> {
         let inner = &self.inner;
-        let peer = self.route(&recipient, body.kind())?;
-        let (secs, ms) = now();
+        let (peer, route) = self.route(&recipient, body.kind())?;
         let ttl = ttl_secs.unwrap_or(inner.config.delivery.default_ttl_secs);
+        let (secs, ms) = now();
         let id = MessageId::random(&inner.rng).map_err(|_| NodeError::System)?;
         let kind = body.kind();
         let mut msg = Message {
@@ -261,6 +281,9 @@ impl NodeHandle {
             body,
         };
         let plan = Arc::new(workflow::check_outgoing(&inner.store, &mut msg, ms)?);
+        if route.len() > 2 {
+            return inner.submit_relayed(route, &peer, msg, plan).await;
+        }
         let envelope = seal(
             &msg,
             &inner.identity.signing_key,
@@ -268,25 +291,15 @@ impl NodeHandle {
             &inner.limits,
             &inner.rng,
         )?;
-        let digest = Digest::sha256(&envelope);
-        let rec = OutboxRecord {
-            id: *id.as_bytes(),
-            recipient: recipient.to_string(),
-            kind: kind.as_str().to_owned(),
+        let rec = OutboxRecord::pending(
+            id,
+            &recipient,
+            kind.as_str(),
             envelope,
-            digest: digest.0,
-            created: secs,
-            expires: msg.header.expires,
-            state: OutState::Pending,
-            attempts: 0,
-            next_attempt_ms: ms,
-            last_error: None,
-            sent_index: None,
-            receipt: None,
-            peer_log_index: None,
-            delivered_ms: None,
-            final_index: None,
-        };
+            secs,
+            msg.header.expires,
+            ms,
+        );
         let checked = Arc::clone(&plan);
         if !inner
             .store
@@ -302,19 +315,25 @@ impl NodeHandle {
         Ok(id)
     }
 
-    /// Where `recipient` is reached, if it is in a trusted directory and
-    /// policy allows this node's agency to send it `kind`.
-    pub fn route(&self, recipient: &AgencyId, kind: Kind) -> Result<Peer, NodeError> {
+    /// How `recipient` is reached, if it is in a trusted directory and
+    /// policy allows this node's agency to send it `kind`: the recipient's
+    /// directory entry and the route (`[self, recipient]` for direct
+    /// delivery, or through the central authorities, spec/relay.md §2).
+    pub fn route(
+        &self,
+        recipient: &AgencyId,
+        kind: Kind,
+    ) -> Result<(Peer, Vec<AgencyId>), NodeError> {
         let inner = &self.inner;
         let peer = inner
             .directory
             .peer(recipient)
             .ok_or_else(|| NodeError::UnknownRecipient(recipient.clone()))?;
-        inner
+        let route = inner
             .directory
-            .allows(&inner.config.agency, recipient, kind)
+            .route(&inner.config.agency, recipient, kind)
             .map_err(NodeError::PolicyDenied)?;
-        Ok(peer)
+        Ok((peer, route))
     }
 
     /// Opens a stored inbox message again (decrypt on read).
@@ -536,7 +555,11 @@ async fn serve_stream(
     }
 }
 
-fn error_response(code: ErrorCode, id: Option<MessageId>, detail: Option<&str>) -> Response {
+pub(crate) fn error_response(
+    code: ErrorCode,
+    id: Option<MessageId>,
+    detail: Option<&str>,
+) -> Response {
     Response::Error {
         code,
         message_id: id,
@@ -598,13 +621,13 @@ impl ReplayGuard for InboxGuard<'_> {
 }
 
 impl Inner {
-    async fn append(&self, entry: Entry) -> Result<u64, NodeError> {
+    pub(crate) async fn append(&self, entry: Entry) -> Result<u64, NodeError> {
         self.append_with(Box::new(move |_| vec![entry])).await
     }
 
     /// Appends the entries `build` makes from the first one's index; returns
     /// that index once all are durable.
-    async fn append_with(
+    pub(crate) async fn append_with(
         &self,
         build: Box<dyn FnOnce(u64) -> Vec<Entry> + Send>,
     ) -> Result<u64, NodeError> {
@@ -623,7 +646,7 @@ impl Inner {
         r
     }
 
-    async fn log_rejected(
+    pub(crate) async fn log_rejected(
         &self,
         peer: &AgencyId,
         code: ErrorCode,
@@ -642,6 +665,58 @@ impl Inner {
         }
     }
 
+    /// Opens an envelope addressed to this node at `secs`, with the inbox
+    /// as the replay set. On failure returns the answer for `peer`, after
+    /// logging the rejection with `stage`; a replay of an accepted message
+    /// is answered with the receipt given the first time.
+    pub(crate) async fn open_checked(
+        &self,
+        peer: &AgencyId,
+        envelope: &[u8],
+        secs: u64,
+        digest: Digest,
+        stage: &str,
+    ) -> Result<Opened, Response> {
+        let opener = Opener {
+            me: &self.config.agency,
+            keys: &self.identity.encryption_keys,
+            limits: self.limits,
+        };
+        let mut guard = InboxGuard {
+            store: &self.store,
+            hit: None,
+            failed: false,
+        };
+        let e = match opener.open(envelope, secs, self.directory.as_ref(), &mut guard) {
+            Ok(o) => return Ok(o),
+            Err(e) => e,
+        };
+        if let (OpenError::Replayed { .. }, Some(hit)) = (&e, guard.hit) {
+            // Accepted before (a retransmission or a replay): never twice;
+            // answer as the first time.
+            self.metrics.duplicates.inc();
+            return Err(Response::Receipt(hit.receipt));
+        }
+        if guard.failed {
+            return Err(error_response(
+                ErrorCode::Unavailable,
+                None,
+                Some("try again later"),
+            ));
+        }
+        let detail = match &e {
+            OpenError::Unauthentic(u) => u.detail().as_str().to_owned(),
+            other => other.to_string(),
+        };
+        tracing::info!(%peer, code = %e.code(), %detail, stage, "envelope rejected");
+        self.log_rejected(peer, e.code(), stage, Some(digest)).await;
+        let public_detail = match &e {
+            OpenError::Unauthentic(_) => None,
+            other => Some(other.to_string()),
+        };
+        Err(error_response(e.code(), None, public_detail.as_deref()))
+    }
+
     /// Handles one delivered envelope and returns the answer.
     async fn deliver_in(&self, peer: &AgencyId, envelope: Vec<u8>) -> Response {
         self.metrics.received_bytes.add(envelope.len() as u64);
@@ -658,40 +733,13 @@ impl Inner {
                 return error_response(ErrorCode::Unavailable, None, Some("try again later"));
             }
         }
-        let (secs, ms) = now();
-        let opener = Opener {
-            me: &self.config.agency,
-            keys: &self.identity.encryption_keys,
-            limits: self.limits,
-        };
-        let mut guard = InboxGuard {
-            store: &self.store,
-            hit: None,
-            failed: false,
-        };
-        let opened = match opener.open(&envelope, secs, self.directory.as_ref(), &mut guard) {
+        let secs = now().0;
+        let opened = match self
+            .open_checked(peer, &envelope, secs, digest, "open")
+            .await
+        {
             Ok(o) => o,
-            Err(OpenError::Replayed { .. }) if guard.hit.is_some() => {
-                self.metrics.duplicates.inc();
-                return Response::Receipt(guard.hit.map(|r| r.receipt).unwrap_or_default());
-            }
-            Err(_) if guard.failed => {
-                return error_response(ErrorCode::Unavailable, None, Some("try again later"));
-            }
-            Err(e) => {
-                let detail = match &e {
-                    OpenError::Unauthentic(u) => u.detail().as_str().to_owned(),
-                    other => other.to_string(),
-                };
-                tracing::info!(%peer, code = %e.code(), %detail, "envelope rejected");
-                self.log_rejected(peer, e.code(), "open", Some(digest))
-                    .await;
-                let public_detail = match &e {
-                    OpenError::Unauthentic(_) => None,
-                    other => Some(other.to_string()),
-                };
-                return error_response(e.code(), None, public_detail.as_deref());
-            }
+            Err(answer) => return answer,
         };
         let h = &opened.message.header;
         let kind = opened.message.body.kind();
@@ -709,18 +757,47 @@ impl Inner {
                 Some("a node delivers only its own agency's messages"),
             );
         }
+        if kind == Kind::Relay {
+            return self.deliver_relay(peer, opened, envelope, digest).await;
+        }
         if let Err(rule) = self.directory.allows(&h.sender, &h.recipient, kind) {
             self.log_rejected(peer, ErrorCode::PolicyDenied, &rule, Some(digest))
                 .await;
             return error_response(ErrorCode::PolicyDenied, Some(h.id), Some(&rule));
         }
+        let hop = Hop {
+            peer: peer.clone(),
+            digest,
+            via: Vec::new(),
+        };
+        self.accept_end_to_end(opened, envelope, hop).await
+    }
+
+    /// THE point where an opened end-to-end message addressed to this node
+    /// is accepted, whether it came directly or through relays
+    /// (spec/relay.md §7): every check that applies to all accepted
+    /// messages belongs here, before the first audit entry. `envelope` is
+    /// the end-to-end envelope (stored as received, still encrypted);
+    /// `hop` says who handed it over and how.
+    ///
+    /// Durable order: audit entries, then the inbox record, then the answer.
+    /// `received` and `receipt-sent` share one sync: the receipt carries the
+    /// index of `received`, and `receipt-sent` names it (key 8).
+    pub(crate) async fn accept_end_to_end(
+        &self,
+        opened: Opened,
+        envelope: Vec<u8>,
+        hop: Hop,
+    ) -> Response {
+        let (secs, ms) = now();
+        let h = &opened.message.header;
+        let kind = opened.message.body.kind();
+        let digest = opened.envelope_digest;
+        let via: Vec<String> = hop.via.iter().map(|a| a.to_string()).collect();
         let plan = match workflow::check_incoming(&self.store, &opened.message, ms) {
             Ok(p) => Arc::new(p),
             Err(err) => return self.refuse_workflow(h, &err, digest, ms).await,
         };
-        // Durable order: audit entry, then the inbox record, then the answer.
-        // `received` and `receipt-sent` share one sync: the receipt carries
-        // the index of `received`, and `receipt-sent` names it (key 8).
         let mut received = Entry::new(EventType::Received, ms);
         received.message_id = Some(h.id);
         received.sender = Some(h.sender.clone());
@@ -729,32 +806,42 @@ impl Inner {
         received
             .detail
             .insert("kind".into(), kind.as_str().to_owned());
-        let mut sent = Entry::new(EventType::ReceiptSent, ms);
-        sent.message_id = Some(h.id);
-        sent.sender = Some(self.config.agency.clone());
-        sent.recipient = Some(h.sender.clone());
-        sent.envelope_sha256 = Some(digest.0);
-        let status_entries = plan.entries();
-        let build = Box::new(move |first: u64| {
-            sent.peer_index = Some(first);
-            let mut entries = vec![received, sent];
-            entries.extend(status_entries);
-            entries
-        });
-        let index = match self.append_with(build).await {
-            Ok(i) => i,
+        let mut end = Ack {
+            entry: received,
+            id: h.id,
+            to: h.sender.clone(),
+            digest,
+        };
+        // Relayed: the hop (last relay → us) is acknowledged first, with the
+        // receipt we answer; then the end-to-end message (spec/relay.md §9).
+        let (acks, at) = if via.is_empty() {
+            (vec![end], 0)
+        } else {
+            end.entry.detail.insert("via".into(), via.join(" "));
+            let hop_entry = crate::relay::hop_received(
+                h.id,
+                &hop.peer,
+                &self.config.agency,
+                hop.digest,
+                kind,
+                ms,
+            );
+            let first = Ack {
+                entry: hop_entry,
+                id: h.id,
+                to: hop.peer.clone(),
+                digest: hop.digest,
+            };
+            (vec![first, end], 2)
+        };
+        let (first, receipt) = match self.acknowledge(acks, plan.entries(), ms, secs).await {
+            Ok(x) => x,
             Err(err) => {
-                tracing::error!(error = %err, "audit append failed; refusing delivery");
+                tracing::error!(error = %err, "cannot log or sign the receipt; refusing delivery");
                 return error_response(ErrorCode::Unavailable, Some(h.id), Some("try again later"));
             }
         };
-        let receipt = match self.make_receipt(&opened, digest, index, secs) {
-            Ok(r) => r,
-            Err(err) => {
-                tracing::error!(error = %err, "cannot sign receipt");
-                return error_response(ErrorCode::Unavailable, Some(h.id), Some("try again later"));
-            }
-        };
+        let index = first + at;
         let rec = InboxRecord {
             id: *h.id.as_bytes(),
             sender: h.sender.to_string(),
@@ -765,6 +852,7 @@ impl Inner {
             received_ms: ms,
             log_index: index,
             receipt: receipt.clone(),
+            via,
         };
         let checked = Arc::clone(&plan);
         match self
@@ -787,6 +875,10 @@ impl Inner {
             }
         }
         self.metrics.inc(kind.as_str());
+        if !hop.via.is_empty() {
+            self.send_end_to_end_receipt(&opened, &hop.via, index, secs)
+                .await;
+        }
         Response::Receipt(receipt)
     }
 
@@ -815,7 +907,7 @@ impl Inner {
     }
 
     /// Appends a plan's `status-changed` entries and notes their indexes.
-    async fn log_plan(&self, plan: &workflow::Plan) -> Result<(), NodeError> {
+    pub(crate) async fn log_plan(&self, plan: &workflow::Plan) -> Result<(), NodeError> {
         let entries = plan.entries();
         if entries.is_empty() {
             return Ok(());
@@ -847,35 +939,70 @@ impl Inner {
         }
     }
 
-    fn make_receipt(
+    /// Appends, in one durable batch, each acknowledged entry followed by
+    /// its `receipt-sent` (peer index: that entry), then `tail`; signs the
+    /// receipt for the first acknowledgement. Returns the first entry's
+    /// index and that receipt.
+    pub(crate) async fn acknowledge(
         &self,
-        opened: &Opened,
+        acks: Vec<Ack>,
+        tail: Vec<Entry>,
+        ms: u64,
+        secs: u64,
+    ) -> Result<(u64, Vec<u8>), NodeError> {
+        let (id, to, digest) = match acks.first() {
+            Some(a) => (a.id, a.to.clone(), a.digest),
+            None => return Err(NodeError::Audit("nothing to acknowledge".into())),
+        };
+        let me = self.config.agency.clone();
+        let build = Box::new(move |first: u64| {
+            let mut out = Vec::new();
+            for a in acks {
+                let mut sent = Entry::new(EventType::ReceiptSent, ms);
+                sent.message_id = Some(a.id);
+                sent.sender = Some(me.clone());
+                sent.recipient = Some(a.to);
+                sent.envelope_sha256 = Some(a.digest.0);
+                sent.peer_index = Some(first + out.len() as u64);
+                out.push(a.entry);
+                out.push(sent);
+            }
+            out.extend(tail);
+            out
+        });
+        let index = self.append_with(build).await?;
+        let (_, receipt) = self.make_receipt(&to, id, digest, index, secs)?;
+        Ok((index, receipt))
+    }
+
+    /// Signs a receipt to `to` for message `id` delivered as the envelope
+    /// with `digest`, naming our log entry `index`; returns the receipt's
+    /// own message id and its bytes.
+    pub(crate) fn make_receipt(
+        &self,
+        to: &AgencyId,
+        id: MessageId,
         digest: Digest,
         index: u64,
         secs: u64,
-    ) -> Result<Vec<u8>, NodeError> {
-        let h = &opened.message.header;
+    ) -> Result<(MessageId, Vec<u8>), NodeError> {
         let msg = Message {
             header: Header {
                 id: MessageId::random(&self.rng).map_err(|_| NodeError::System)?,
                 sender: self.config.agency.clone(),
-                recipient: h.sender.clone(),
+                recipient: to.clone(),
                 created: secs,
                 expires: secs + RECEIPT_TTL_SECS,
             },
             body: Body::Receipt(Receipt {
-                message_id: h.id,
+                message_id: id,
                 envelope_digest: digest,
                 log_index: index,
                 received_at: secs,
             }),
         };
-        Ok(seal_signed(
-            &msg,
-            &self.identity.signing_key,
-            &self.limits,
-            &self.rng,
-        )?)
+        let bytes = seal_signed(&msg, &self.identity.signing_key, &self.limits, &self.rng)?;
+        Ok((msg.header.id, bytes))
     }
 
     async fn checkpoint(self: &Arc<Self>) -> Result<String, NodeError> {
@@ -898,14 +1025,9 @@ impl Inner {
     /// Appends the `sent` entry; the index is recorded in the outbox in the
     /// background (a crash before that only means a second `sent` entry for
     /// the same message after restart, see [`Inner::recover`]).
-    async fn log_sent(self: &Arc<Self>, rec: &OutboxRecord) -> Result<(), NodeError> {
-        let mut e = Entry::new(EventType::Sent, rec.created * 1000);
-        e.message_id = Some(MessageId::from_bytes(rec.id));
-        e.sender = Some(self.config.agency.clone());
-        e.recipient = AgencyId::new(&rec.recipient).ok();
-        e.envelope_sha256 = Some(rec.digest);
-        e.detail.insert("kind".into(), rec.kind.clone());
-        let index = self.append(e).await?;
+    pub(crate) async fn log_sent(self: &Arc<Self>, rec: &OutboxRecord) -> Result<(), NodeError> {
+        let entries = self.sent_entries(rec);
+        let index = self.append_with(Box::new(move |_| entries)).await?;
         let me = Arc::clone(self);
         let id = rec.id;
         tokio::spawn(async move {
@@ -918,6 +1040,20 @@ impl Inner {
             }
         });
         Ok(())
+    }
+
+    /// The `sent` entries for an outbox record: its own (the first; its
+    /// index is the record's `sent_index`), then for a relayed message this
+    /// node originated the end-to-end one (spec/relay.md §9).
+    pub(crate) fn sent_entries(&self, rec: &OutboxRecord) -> Vec<Entry> {
+        let mut e = Entry::new(EventType::Sent, rec.created * 1000);
+        e.message_id = Some(MessageId::from_bytes(rec.id));
+        e.sender = Some(self.config.agency.clone());
+        e.recipient = AgencyId::new(&rec.recipient).ok();
+        e.envelope_sha256 = Some(rec.digest);
+        e.detail.insert("kind".into(), rec.kind.clone());
+        let end_to_end = crate::relay::end_to_end_sent(&mut e, rec, &self.config.agency);
+        std::iter::once(e).chain(end_to_end).collect()
     }
 
     /// After a crash: every outbox message whose `sent` entry is missing gets it now.
@@ -1165,6 +1301,25 @@ impl Inner {
             _ => Err("receipt does not acknowledge this message and envelope".into()),
         }
     }
+}
+
+/// An audit entry to acknowledge with a `receipt-sent` (and the receipt's
+/// addressee, message id and acknowledged digest).
+pub(crate) struct Ack {
+    pub(crate) entry: Entry,
+    pub(crate) id: MessageId,
+    pub(crate) to: AgencyId,
+    pub(crate) digest: Digest,
+}
+
+/// Who handed an accepted end-to-end message over, and how.
+pub(crate) struct Hop {
+    /// The authenticated peer that delivered it (the sender, or the last relay).
+    pub(crate) peer: AgencyId,
+    /// SHA-256 of what that peer delivered (what our receipt acknowledges).
+    pub(crate) digest: Digest,
+    /// The route when relayed (originator first); empty for direct delivery.
+    pub(crate) via: Vec<AgencyId>,
 }
 
 enum Attempt {

@@ -111,6 +111,59 @@ pub struct OutboxRecord {
     pub delivered_ms: Option<u64>,
     /// Index of our `receipt-received` / `delivery-failed` / `delivery-expired` entry.
     pub final_index: Option<u64>,
+    /// For one hop of a relayed message: its end-to-end part
+    /// (spec/relay.md); `recipient` and `envelope` are the hop's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<RelayedOut>,
+}
+
+impl OutboxRecord {
+    /// A new record, pending and due at `due_ms`, with nothing logged or
+    /// received yet; `digest` is computed from `envelope`.
+    pub fn pending(
+        id: MessageId,
+        recipient: &AgencyId,
+        kind: &str,
+        envelope: Vec<u8>,
+        created: u64,
+        expires: u64,
+        due_ms: u64,
+    ) -> Self {
+        Self {
+            id: *id.as_bytes(),
+            recipient: recipient.to_string(),
+            kind: kind.to_owned(),
+            digest: Digest::sha256(&envelope).0,
+            envelope,
+            created,
+            expires,
+            state: OutState::Pending,
+            attempts: 0,
+            next_attempt_ms: due_ms,
+            last_error: None,
+            sent_index: None,
+            receipt: None,
+            peer_log_index: None,
+            delivered_ms: None,
+            final_index: None,
+            relay: None,
+        }
+    }
+}
+
+/// The end-to-end part of an outgoing relay hop.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayedOut {
+    /// The route, originator first, final recipient last.
+    pub route: Vec<String>,
+    /// SHA-256 of the inner (end-to-end) envelope.
+    pub inner_digest: [u8; 32],
+    /// The final recipient's end-to-end receipt (originator only), once routed back.
+    #[serde(default, with = "serde_opt_bytes")]
+    pub end_to_end_receipt: Option<Vec<u8>>,
+    /// The final recipient's audit-log index from that receipt.
+    #[serde(default)]
+    pub end_to_end_index: Option<u64>,
 }
 
 /// A received message.
@@ -136,6 +189,10 @@ pub struct InboxRecord {
     /// The receipt we returned (tagged COSE_Sign1).
     #[serde(with = "serde_bytes_vec")]
     pub receipt: Vec<u8>,
+    /// For a message that came through relays: the route, originator first
+    /// (spec/relay.md). Empty for direct delivery.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub via: Vec<String>,
 }
 
 mod serde_bytes_vec {
@@ -554,6 +611,43 @@ impl Store {
         Ok(self.db.begin_read()?)
     }
 
+    /// Stores, in one durable transaction, the inbox record of a relay hop
+    /// received (its replay entry) and the outbox record forwarding it. If
+    /// the hop is already in the inbox, nothing is written and the stored
+    /// record is returned; if the outbox already holds the id (a message id
+    /// reused to collide with another message), nothing is written and
+    /// `Ok(None)` is returned.
+    pub async fn insert_relay_forward(
+        &self,
+        hop: InboxRecord,
+        forward: OutboxRecord,
+    ) -> Result<Option<InboxInsert>, StoreError> {
+        self.write(move |txn| {
+            let id = MessageId::from_bytes(hop.id);
+            let sender =
+                AgencyId::new(&hop.sender).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let key = inbox_key(&id, &sender);
+            let mut inbox = txn.open_table(INBOX)?;
+            if let Some(existing) = inbox.get(key.as_slice())? {
+                return Ok(Some(InboxInsert::Duplicate(Box::new(decode(
+                    existing.value(),
+                )?))));
+            }
+            let mut out = txn.open_table(OUTBOX)?;
+            if out.get(&forward.id[..])?.is_some() {
+                return Ok(None);
+            }
+            inbox.insert(key.as_slice(), encode(&hop)?.as_slice())?;
+            txn.open_table(DIGESTS)?
+                .insert(&hop.digest[..], key.as_slice())?;
+            out.insert(&forward.id[..], encode(&forward)?.as_slice())?;
+            txn.open_table(DUE)?
+                .insert(&due_key(forward.next_attempt_ms, &forward.id)[..], ())?;
+            Ok(Some(InboxInsert::Stored))
+        })
+        .await
+    }
+
     /// Reads a metadata value.
     pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.db.begin_read()?;
@@ -612,24 +706,18 @@ mod tests {
     use super::*;
 
     fn rec(id: u8, due: u64) -> OutboxRecord {
-        OutboxRecord {
-            id: [id; 16],
-            recipient: "fr.mj.bepi".into(),
-            kind: "mla-request".into(),
-            envelope: vec![1, 2, 3],
-            digest: [id; 32],
-            created: 1,
-            expires: 100,
-            state: OutState::Pending,
-            attempts: 0,
-            next_attempt_ms: due,
-            last_error: None,
-            sent_index: None,
-            receipt: None,
-            peer_log_index: None,
-            delivered_ms: None,
-            final_index: None,
-        }
+        let to = AgencyId::new("fr.mj.bepi").unwrap_or_else(|e| panic!("{e}"));
+        let mut r = OutboxRecord::pending(
+            MessageId::from_bytes([id; 16]),
+            &to,
+            "mla-request",
+            vec![1, 2, 3],
+            1,
+            100,
+            due,
+        );
+        r.digest = [id; 32];
+        r
     }
 
     #[tokio::test]
@@ -686,6 +774,7 @@ mod tests {
             received_ms: 5,
             log_index: 3,
             receipt: vec![8; 5],
+            via: Vec::new(),
         };
         {
             let store = Store::open(&path)?;

@@ -42,6 +42,7 @@
 mod directory;
 #[doc(hidden)]
 pub mod fuzzing;
+mod route;
 mod store;
 pub mod tls;
 
@@ -50,6 +51,7 @@ pub use directory::{
     DIRECTORY_SCHEMA, MAX_AGENCIES, MAX_DIRECTORY_BYTES, MAX_ENDPOINTS, MAX_ENDPOINT_BYTES,
     MAX_KEYS_PER_KIND, MAX_NAMES, MAX_RULES, MAX_TEXT_BYTES,
 };
+pub use route::canonical_route;
 pub use store::{diff, Accepted, Change, Decision, Held, TrustStore};
 
 /// Fingerprint of a root key for out-of-band confirmation: the key id in

@@ -199,7 +199,7 @@ impl TrustStore {
     }
 
     /// The directory of `country` if held and current at `now`.
-    fn current(&self, country: &str, now: u64) -> Option<&Directory> {
+    pub(crate) fn current(&self, country: &str, now: u64) -> Option<&Directory> {
         self.held
             .get(country)
             .map(|h| &h.directory)

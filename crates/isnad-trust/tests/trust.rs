@@ -323,6 +323,13 @@ fn policy_allow_deny_table() -> TestResult {
             vec![Kind::IntelShare],
             false,
         ),
+        rule(
+            "fr-mla-via-ca",
+            country("iq"),
+            role(Role::LawEnforcement),
+            vec![Kind::MlaRequest],
+            true,
+        ),
     ];
     let mut store = TrustStore::new("iq", iq_root.verifying_key().clone());
     store.add_partner("fr", fr_root.verifying_key().clone())?;
@@ -401,6 +408,36 @@ fn policy_allow_deny_table() -> TestResult {
         Decision::Denied(why) => assert!(why.contains("iq-mla-via-ca"), "{why}"),
         d => return Err(format!("{d:?}").into()),
     }
+    // Routing (spec/relay.md §2): direct where allowed, else through both
+    // central authorities; a relayed message must take exactly that route.
+    let via_both = vec![
+        moi.id.clone(),
+        moj.id.clone(),
+        frmj.id.clone(),
+        frpn.id.clone(),
+    ];
+    assert_eq!(
+        store.route(&moi.id, &frpn.id, Kind::IntelShare, T0),
+        Ok(vec![moi.id.clone(), frpn.id.clone()])
+    );
+    assert_eq!(
+        store.route(&moi.id, &frpn.id, Kind::MlaRequest, T0),
+        Ok(via_both.clone())
+    );
+    assert_eq!(
+        store.route(&moj.id, &frmj.id, Kind::MlaRequest, T0),
+        Ok(vec![moj.id.clone(), frmj.id.clone()])
+    );
+    // Not allowed relayed either: the denial comes back.
+    assert!(store
+        .route(&frpn.id, &moi.id, Kind::MlaRequest, T0)
+        .is_err());
+    assert_eq!(store.check_relayed(&via_both, Kind::MlaRequest, T0), Ok(()));
+    let skipping = [moi.id.clone(), frmj.id.clone(), frpn.id.clone()];
+    assert!(store
+        .check_relayed(&skipping, Kind::MlaRequest, T0)
+        .is_err());
+    assert!(store.check_relayed(&via_both, Kind::MlaStatus, T0).is_err());
     Ok(())
 }
 

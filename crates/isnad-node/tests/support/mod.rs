@@ -40,6 +40,26 @@ pub struct Table {
     pub denied_kinds: Vec<Kind>,
     /// Kinds denied to one sender only.
     pub denied_for: Vec<(AgencyId, Kind)>,
+    /// Central authority of each country (for relaying).
+    pub central: HashMap<String, AgencyId>,
+    /// Direct traffic between countries is refused unless it is between
+    /// the central authorities; it must be relayed through them.
+    pub relay_only: bool,
+}
+
+impl Table {
+    fn canonical(&self, s: &AgencyId, r: &AgencyId) -> Result<Vec<AgencyId>, String> {
+        isnad_trust::canonical_route(s, r, |c| self.central.get(c).cloned())
+    }
+    fn kind_ok(&self, s: &AgencyId, kind: Kind) -> Result<(), String> {
+        if self.denied_kinds.contains(&kind)
+            || self.denied_for.iter().any(|d| d.0 == *s && d.1 == kind)
+        {
+            Err(format!("test-rule: no {kind}"))
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// A fixed directory shared by the test nodes, and the TLS peer set the
@@ -70,12 +90,41 @@ impl Directory for TestDirectory {
             encryption_key: v.1.clone(),
         })
     }
-    fn allows(&self, s: &AgencyId, _r: &AgencyId, kind: Kind) -> Result<(), String> {
+    fn allows(&self, s: &AgencyId, r: &AgencyId, kind: Kind) -> Result<(), String> {
         let t = self.0.read().map_err(|_| "poisoned".to_owned())?;
-        if t.denied_kinds.contains(&kind) || t.denied_for.iter().any(|d| d.0 == *s && d.1 == kind) {
-            Err(format!("test-rule: no {kind}"))
-        } else {
+        t.kind_ok(s, kind)?;
+        if t.relay_only && s.country() != r.country() && t.canonical(s, r)?.len() > 2 {
+            return Err("test-rule: only via the central authorities".into());
+        }
+        Ok(())
+    }
+    fn route(&self, s: &AgencyId, r: &AgencyId, kind: Kind) -> Result<Vec<AgencyId>, String> {
+        match self.allows(s, r, kind) {
+            Ok(()) => Ok(vec![s.clone(), r.clone()]),
+            Err(why) => {
+                let t = self.0.read().map_err(|_| "poisoned".to_owned())?;
+                t.kind_ok(s, kind)?;
+                let route = t.canonical(s, r).map_err(|e| format!("{why}; {e}"))?;
+                if t.relay_only && route.len() > 2 {
+                    Ok(route)
+                } else {
+                    Err(why)
+                }
+            }
+        }
+    }
+    fn allows_relayed(&self, route: &[AgencyId], kind: Kind) -> Result<(), String> {
+        let t = self.0.read().map_err(|_| "poisoned".to_owned())?;
+        let (Some(s), Some(r)) = (route.first(), route.last()) else {
+            return Err("empty route".into());
+        };
+        if t.canonical(s, r)? != route {
+            return Err("test-rule: not the central-authority route".into());
+        }
+        if kind == Kind::Receipt {
             Ok(())
+        } else {
+            t.kind_ok(s, kind)
         }
     }
     fn agency_of_certificate(&self, cert_der: &[u8]) -> Option<AgencyId> {

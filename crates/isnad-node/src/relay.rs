@@ -1,0 +1,534 @@
+//! Store-and-forward through the central authorities (spec/relay.md).
+//!
+//! ```text
+//!  originator ──hop──▶ own central authority ──hop──▶ partner central authority ──hop──▶ final recipient
+//!     seals the inner envelope to the final recipient; every hop is an ordinary
+//!     envelope of kind `relay` (sender → next hop) carrying the routing metadata,
+//!     one endorsement per sender so far, and the inner envelope, opaque
+//! ```
+//!
+//! A relay opens only the hop envelope, checks the route, the endorsements
+//! and policy, logs `relayed` (metadata only), stores the hop and the
+//! forward in one durable transaction, answers with its signed hop receipt
+//! and delivers the forward with the ordinary outbox machinery. The final
+//! recipient opens the inner envelope and accepts it through
+//! [`Inner::accept_end_to_end`], then routes an end-to-end receipt back.
+
+use isnad_envelope::{
+    endorse, seal, verify_hop, AgencyId, Body, Digest, ErrorCode, Header, Kind, Message, MessageId,
+    Opened, Opener, Relay, RelayError,
+};
+use isnad_log::{Entry, EventType};
+use isnad_wire::Response;
+
+use crate::node::{error_response, now, Ack, Hop, Inner, NodeError, Peer, RECEIPT_TTL_SECS};
+use crate::store::{Durability, InboxInsert, InboxRecord, OutboxRecord, RelayedOut};
+use crate::workflow::{Plan, WorkflowError};
+
+impl Inner {
+    /// Seals `msg` end to end to `end`, the last agency of `route`, wraps it
+    /// in the first hop, stores that durably together with the workflow
+    /// `plan` already checked for it, logs `sent` and the plan's entries,
+    /// and returns the message id (the inner id, which every hop envelope
+    /// also carries).
+    pub(crate) async fn submit_relayed(
+        self: &std::sync::Arc<Self>,
+        route: Vec<AgencyId>,
+        end: &Peer,
+        msg: Message,
+        plan: std::sync::Arc<Plan>,
+    ) -> Result<MessageId, NodeError> {
+        let (secs, ms) = now();
+        let id = msg.header.id;
+        let kind = msg.body.kind();
+        let inner = seal(
+            &msg,
+            &self.identity.signing_key,
+            &end.encryption_key,
+            &self.limits,
+            &self.rng,
+        )?;
+        let mut relay = Relay::new(route, id, kind, msg.header.expires, inner);
+        endorse(&mut relay, &self.identity.signing_key, &self.rng)?;
+        let rec = self.hop_record(relay, secs, ms)?;
+        let checked = std::sync::Arc::clone(&plan);
+        if !self
+            .store
+            .insert_outbox_with(rec.clone(), move |txn| checked.apply(txn))
+            .await?
+        {
+            return Err(WorkflowError::Conflict.into());
+        }
+        self.log_sent(&rec).await?;
+        self.log_plan(&plan).await?;
+        self.metrics.submitted.inc();
+        self.wake.notify_one();
+        Ok(id)
+    }
+
+    /// Handles an authenticated hop envelope of kind `relay` from `peer`
+    /// (spec/relay.md §6).
+    pub(crate) async fn deliver_relay(
+        &self,
+        peer: &AgencyId,
+        opened: Opened,
+        envelope: Vec<u8>,
+        digest: Digest,
+    ) -> Response {
+        let h = opened.message.header;
+        let Body::Relay(relay) = opened.message.body else {
+            return error_response(ErrorCode::Malformed, Some(h.id), Some("not a relay body"));
+        };
+        let relay = *relay;
+        let secs = now().0;
+        if h.id != relay.inner_id || h.expires != relay.inner_expires {
+            self.log_rejected(peer, ErrorCode::Malformed, "relay-header", Some(digest))
+                .await;
+            return error_response(
+                ErrorCode::Malformed,
+                Some(h.id),
+                Some("a hop envelope carries the inner message's id and expiry"),
+            );
+        }
+        let me = &self.config.agency;
+        let pos = match verify_hop(&relay, me, peer, self.directory.as_ref(), secs) {
+            Ok(p) => p,
+            Err(e) => return self.refuse(peer, h.id, digest, &e).await,
+        };
+        if let Err(why) = self
+            .directory
+            .allows_relayed(&relay.route, relay.inner_kind)
+        {
+            self.log_rejected(peer, ErrorCode::PolicyDenied, &why, Some(digest))
+                .await;
+            return error_response(ErrorCode::PolicyDenied, Some(h.id), Some(&why));
+        }
+        if pos + 1 < relay.route.len() {
+            self.forward(peer, relay, envelope, digest).await
+        } else if relay.inner_kind == Kind::Receipt {
+            self.accept_end_to_end_receipt(peer, relay, digest).await
+        } else {
+            self.deliver_final(peer, relay, digest).await
+        }
+    }
+
+    /// A relay's part: endorse, log `relayed`, store hop and forward in one
+    /// transaction, answer with the hop receipt.
+    async fn forward(
+        &self,
+        peer: &AgencyId,
+        mut relay: Relay,
+        envelope: Vec<u8>,
+        digest: Digest,
+    ) -> Response {
+        let (secs, ms) = now();
+        let id = relay.inner_id;
+        let unavailable =
+            || error_response(ErrorCode::Unavailable, Some(id), Some("try again later"));
+        let (Some(originator), Some(last)) = (
+            relay.originator().cloned(),
+            relay.final_recipient().cloned(),
+        ) else {
+            return unavailable();
+        };
+        let Some(next) = relay.next_after(&self.config.agency).cloned() else {
+            return unavailable();
+        };
+        let route: Vec<String> = relay.route.iter().map(|a| a.to_string()).collect();
+        let (inner_kind, inner_digest, expires) =
+            (relay.inner_kind, relay.inner_digest, relay.inner_expires);
+        if let Err(e) = endorse(&mut relay, &self.identity.signing_key, &self.rng) {
+            tracing::error!(error = %e, "cannot endorse a relayed message");
+            return unavailable();
+        }
+        let mut fwd = match self.hop_record(relay, secs, ms) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(%id, %next, error = %e, "cannot forward a relayed message");
+                self.log_rejected(peer, ErrorCode::Unavailable, "relay-next-hop", Some(digest))
+                    .await;
+                return unavailable();
+            }
+        };
+        let mut relayed = Entry::new(EventType::Relayed, ms);
+        relayed.message_id = Some(id);
+        relayed.sender = Some(originator);
+        relayed.recipient = Some(last);
+        relayed.envelope_sha256 = Some(inner_digest.0);
+        relayed
+            .detail
+            .insert("kind".into(), inner_kind.as_str().to_owned());
+        relayed
+            .detail
+            .insert("previous-hop".into(), peer.to_string());
+        relayed.detail.insert("next-hop".into(), next.to_string());
+        relayed.detail.insert("hop-sha256".into(), digest.to_hex());
+        relayed
+            .detail
+            .insert("forward-sha256".into(), Digest(fwd.digest).to_hex());
+        let ack = Ack {
+            entry: hop_received(id, peer, &self.config.agency, digest, inner_kind, ms),
+            id,
+            to: peer.clone(),
+            digest,
+        };
+        // received (hop) i, receipt-sent i+1, relayed i+2, sent (forward) i+3.
+        let tail = vec![relayed]
+            .into_iter()
+            .chain(self.sent_entries(&fwd))
+            .collect();
+        let (index, receipt) = match self.acknowledge(vec![ack], tail, ms, secs).await {
+            Ok(x) => x,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot log or sign the receipt; refusing relay");
+                return unavailable();
+            }
+        };
+        fwd.sent_index = Some(index + 3);
+        let hop = InboxRecord {
+            id: *id.as_bytes(),
+            sender: peer.to_string(),
+            kind: Kind::Relay.as_str().to_owned(),
+            envelope,
+            digest: digest.0,
+            expires,
+            received_ms: ms,
+            log_index: index,
+            receipt: receipt.clone(),
+            via: route,
+        };
+        match self.store.insert_relay_forward(hop, fwd).await {
+            Ok(Some(InboxInsert::Stored)) => {
+                self.metrics.inc(Kind::Relay.as_str());
+                self.wake.notify_one();
+                Response::Receipt(receipt)
+            }
+            Ok(Some(InboxInsert::Duplicate(existing))) => {
+                self.metrics.duplicates.inc();
+                Response::Receipt(existing.receipt)
+            }
+            Ok(None) => {
+                self.log_rejected(peer, ErrorCode::Replayed, "relay-id-in-use", Some(digest))
+                    .await;
+                error_response(
+                    ErrorCode::Replayed,
+                    Some(id),
+                    Some("this message id is already in use at the relay"),
+                )
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "relay store write failed");
+                unavailable()
+            }
+        }
+    }
+
+    /// The final recipient's part: open the inner envelope, check it is the
+    /// one the metadata describes, accept it.
+    async fn deliver_final(&self, peer: &AgencyId, relay: Relay, digest: Digest) -> Response {
+        let secs = now().0;
+        let id = relay.inner_id;
+        let opened = match self
+            .open_checked(peer, &relay.inner.0, secs, digest, "relay-inner")
+            .await
+        {
+            Ok(o) => o,
+            Err(answer) => return answer,
+        };
+        let ih = &opened.message.header;
+        if Some(&ih.sender) != relay.originator()
+            || ih.id != id
+            || ih.expires != relay.inner_expires
+            || opened.message.body.kind() != relay.inner_kind
+        {
+            tracing::info!(%peer, %id, "relayed inner envelope does not match its routing metadata");
+            self.log_rejected(
+                peer,
+                ErrorCode::Unauthentic,
+                "relay-inner-mismatch",
+                Some(digest),
+            )
+            .await;
+            return error_response(ErrorCode::Unauthentic, Some(id), None);
+        }
+        let hop = Hop {
+            peer: peer.clone(),
+            digest,
+            via: relay.route.clone(),
+        };
+        self.accept_end_to_end(opened, relay.inner.0, hop).await
+    }
+
+    /// After accepting a relayed message: queues the end-to-end receipt
+    /// (signed by us, for the inner envelope, naming our `received` entry)
+    /// back to the originator along the reverse route (spec/relay.md §8).
+    /// A failure is logged; the message stays accepted.
+    pub(crate) async fn send_end_to_end_receipt(
+        &self,
+        opened: &Opened,
+        route: &[AgencyId],
+        index: u64,
+        secs: u64,
+    ) {
+        let h = &opened.message.header;
+        let result: Result<(), NodeError> = async {
+            let (rid, bytes) =
+                self.make_receipt(&h.sender, h.id, opened.envelope_digest, index, secs)?;
+            let back: Vec<AgencyId> = route.iter().rev().cloned().collect();
+            let mut relay = Relay::new(back, rid, Kind::Receipt, secs + RECEIPT_TTL_SECS, bytes);
+            endorse(&mut relay, &self.identity.signing_key, &self.rng)?;
+            let rec = self.hop_record(relay, secs, now().1)?;
+            self.store.insert_outbox(rec.clone()).await?;
+            let entries = self.sent_entries(&rec);
+            let index = self.append_with(Box::new(move |_| entries)).await?;
+            self.store
+                .modify_outbox(rec.id, Durability::Lazy, move |r| {
+                    r.sent_index = Some(index)
+                })
+                .await?;
+            self.wake.notify_one();
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::error!(id = %h.id, error = %e, "cannot queue the end-to-end receipt");
+        }
+    }
+
+    /// The originator's part for an end-to-end receipt routed back: verify
+    /// it, match it to our outbox record, log `receipt-received` with the
+    /// final recipient's log index.
+    async fn accept_end_to_end_receipt(
+        &self,
+        peer: &AgencyId,
+        relay: Relay,
+        digest: Digest,
+    ) -> Response {
+        let (secs, ms) = now();
+        let rid = relay.inner_id;
+        let Some(signer) = relay.originator().cloned() else {
+            return error_response(ErrorCode::Malformed, Some(rid), None);
+        };
+        match self.store.inbox_get(&rid, &signer) {
+            Ok(Some(rec)) => return Response::Receipt(rec.receipt),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "inbox lookup failed");
+                return error_response(ErrorCode::Unavailable, Some(rid), Some("try again later"));
+            }
+        }
+        let opener = Opener {
+            me: &self.config.agency,
+            keys: &[],
+            limits: self.limits,
+        };
+        let matched = opener
+            .open_signed(&relay.inner.0, secs, self.directory.as_ref())
+            .map_err(|e| e.to_string())
+            .and_then(|o| self.match_end_to_end(&o, &signer, rid).map(|r| (o, r)));
+        let (opened, (original, log_index)) = match matched {
+            Ok(x) => x,
+            Err(why) => {
+                tracing::info!(%peer, %rid, %why, "end-to-end receipt rejected");
+                self.log_rejected(
+                    peer,
+                    ErrorCode::Unauthentic,
+                    "end-to-end-receipt",
+                    Some(digest),
+                )
+                .await;
+                return error_response(ErrorCode::Unauthentic, Some(rid), None);
+            }
+        };
+        let mut got = Entry::new(EventType::ReceiptReceived, ms);
+        got.message_id = Some(original.0);
+        got.sender = Some(self.config.agency.clone());
+        got.recipient = Some(signer.clone());
+        got.envelope_sha256 = Some(original.1 .0);
+        got.peer_index = Some(log_index);
+        got.detail.insert("end-to-end".into(), "true".into());
+        got.detail
+            .insert("receipt-sha256".into(), relay.inner_digest.to_hex());
+        let unavailable =
+            || error_response(ErrorCode::Unavailable, Some(rid), Some("try again later"));
+        let ack = Ack {
+            entry: hop_received(rid, peer, &self.config.agency, digest, Kind::Receipt, ms),
+            id: rid,
+            to: peer.clone(),
+            digest,
+        };
+        let Ok((index, receipt)) = self.acknowledge(vec![ack], vec![got], ms, secs).await else {
+            return unavailable();
+        };
+        let bytes = relay.inner.0;
+        let rec = InboxRecord {
+            id: *rid.as_bytes(),
+            sender: signer.to_string(),
+            kind: Kind::Receipt.as_str().to_owned(),
+            envelope: bytes.clone(),
+            digest: relay.inner_digest.0,
+            expires: opened.message.header.expires,
+            received_ms: ms,
+            log_index: index,
+            receipt: receipt.clone(),
+            via: relay.route.iter().map(|a| a.to_string()).collect(),
+        };
+        if let Err(e) = self.store.insert_inbox(rec).await {
+            tracing::error!(error = %e, "inbox write failed");
+            return unavailable();
+        }
+        let stored = self
+            .store
+            .modify_outbox(*original.0.as_bytes(), Durability::Durable, move |r| {
+                if let Some(x) = r.relay.as_mut() {
+                    x.end_to_end_receipt = Some(bytes);
+                    x.end_to_end_index = Some(log_index);
+                }
+            })
+            .await;
+        if let Err(e) = stored {
+            tracing::error!(error = %e, "cannot record the end-to-end receipt");
+        }
+        Response::Receipt(receipt)
+    }
+
+    /// Checks that an opened end-to-end receipt from `signer` acknowledges
+    /// a message we relayed to it, with the inner envelope we sealed.
+    /// Returns that message's (id, inner digest) and the signer's log index.
+    fn match_end_to_end(
+        &self,
+        opened: &Opened,
+        signer: &AgencyId,
+        rid: MessageId,
+    ) -> Result<((MessageId, Digest), u64), String> {
+        let h = &opened.message.header;
+        if &h.sender != signer || h.id != rid {
+            return Err("receipt header does not match its routing metadata".into());
+        }
+        let Body::Receipt(r) = &opened.message.body else {
+            return Err("not a receipt".into());
+        };
+        let rec = self
+            .store
+            .outbox(&r.message_id)
+            .map_err(|e| e.to_string())?
+            .ok_or("receipt for a message we did not send")?;
+        let ok = rec.relay.as_ref().is_some_and(|x| {
+            x.inner_digest == r.envelope_digest.0
+                && x.route.first().map(String::as_str) == Some(self.config.agency.as_str())
+                && x.route.last().map(String::as_str) == Some(signer.as_str())
+        });
+        if !ok {
+            return Err("receipt does not acknowledge our inner envelope".into());
+        }
+        Ok(((r.message_id, r.envelope_digest), r.log_index))
+    }
+
+    /// Seals a hop envelope (us → the next agency after us on the route)
+    /// and makes its outbox record.
+    fn hop_record(&self, relay: Relay, secs: u64, ms: u64) -> Result<OutboxRecord, NodeError> {
+        let next = relay
+            .next_after(&self.config.agency)
+            .cloned()
+            .ok_or_else(|| NodeError::PolicyDenied("this node is not on the route".into()))?;
+        let peer = self
+            .directory
+            .peer(&next)
+            .ok_or_else(|| NodeError::UnknownRecipient(next.clone()))?;
+        let id = relay.inner_id;
+        let expires = relay.inner_expires;
+        let kind = relay.inner_kind;
+        let extra = RelayedOut {
+            route: relay.route.iter().map(|a| a.to_string()).collect(),
+            inner_digest: relay.inner_digest.0,
+            end_to_end_receipt: None,
+            end_to_end_index: None,
+        };
+        let msg = Message {
+            header: Header {
+                id,
+                sender: self.config.agency.clone(),
+                recipient: next.clone(),
+                created: secs,
+                expires,
+            },
+            body: Body::Relay(Box::new(relay)),
+        };
+        let envelope = seal(
+            &msg,
+            &self.identity.signing_key,
+            &peer.encryption_key,
+            &self.limits,
+            &self.rng,
+        )?;
+        let mut rec = OutboxRecord::pending(id, &next, kind.as_str(), envelope, secs, expires, ms);
+        rec.relay = Some(extra);
+        Ok(rec)
+    }
+
+    /// Refuses a hop whose route or endorsements do not hold: the detail
+    /// goes to the local log, the peer gets the code only (one opaque
+    /// `unauthentic` for every endorsement failure).
+    async fn refuse(
+        &self,
+        peer: &AgencyId,
+        id: MessageId,
+        digest: Digest,
+        e: &RelayError,
+    ) -> Response {
+        tracing::info!(%peer, %id, error = %e, "relay hop rejected");
+        let stage = format!("relay: {}", e.as_str());
+        self.log_rejected(peer, e.code(), &stage, Some(digest))
+            .await;
+        let public = match e.code() {
+            ErrorCode::Unauthentic => None,
+            _ => Some(e.to_string()),
+        };
+        error_response(e.code(), Some(id), public.as_deref())
+    }
+}
+
+/// The `received` entry for a relay hop envelope (kind `relay`; the inner
+/// kind in `inner-kind`).
+pub(crate) fn hop_received(
+    id: MessageId,
+    from: &AgencyId,
+    me: &AgencyId,
+    digest: Digest,
+    inner_kind: Kind,
+    ms: u64,
+) -> Entry {
+    let mut e = Entry::new(EventType::Received, ms);
+    e.message_id = Some(id);
+    e.sender = Some(from.clone());
+    e.recipient = Some(me.clone());
+    e.envelope_sha256 = Some(digest.0);
+    e.detail
+        .insert("kind".into(), Kind::Relay.as_str().to_owned());
+    e.detail
+        .insert("inner-kind".into(), inner_kind.as_str().to_owned());
+    e
+}
+
+/// For a relay hop record: marks its own `sent` entry as a hop (kind
+/// `relay`, the inner kind in `inner-kind`) and, if this node originated
+/// the message and it is not an end-to-end receipt, returns the end-to-end
+/// `sent` entry (to the final recipient, over the inner envelope).
+pub(crate) fn end_to_end_sent(e: &mut Entry, rec: &OutboxRecord, me: &AgencyId) -> Option<Entry> {
+    let r = rec.relay.as_ref()?;
+    e.detail
+        .insert("kind".into(), Kind::Relay.as_str().to_owned());
+    e.detail.insert("inner-kind".into(), rec.kind.clone());
+    if r.route.first().map(String::as_str) != Some(me.as_str())
+        || rec.kind == Kind::Receipt.as_str()
+    {
+        return None;
+    }
+    let mut end = e.clone();
+    end.recipient = r.route.last().and_then(|a| AgencyId::new(a).ok());
+    end.envelope_sha256 = Some(r.inner_digest);
+    end.detail.clear();
+    end.detail.insert("kind".into(), rec.kind.clone());
+    end.detail.insert("via".into(), r.route.join(" "));
+    Some(end)
+}
