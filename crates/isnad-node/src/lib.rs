@@ -10,5 +10,6 @@ pub mod metrics;
 mod node;
 pub mod store;
 
+pub use node::export::{ExportAt, ExportError, Exported};
 pub use node::witness::{OwnCheckpoint, WitnessStatus, WitnessedLog};
 pub use node::{Directory, Identity, NodeError, NodeHandle, Peer};

@@ -24,6 +24,8 @@ use crate::store::{
     Durability, InboxInsert, InboxRecord, OutState, OutboxRecord, Store, StoreError,
 };
 
+#[path = "export.rs"]
+pub(crate) mod export;
 #[path = "witness.rs"]
 pub(crate) mod witness;
 
