@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Runs every fuzz target for a short fixed time (default 20 s each) with a
+# Runs every fuzz target for a short fixed time (default 15 s each) with a
 # seed corpus built from spec/vectors. Usage: fuzz/run-all.sh [SECONDS]
 # Needs cargo-fuzz (installed here if missing) and a nightly compiler; on a
 # machine with only stable Rust it uses RUSTC_BOOTSTRAP=1, which lets stable
 # accept the -Z sanitizer flags cargo-fuzz passes.
 set -euo pipefail
 cd "$(dirname "$0")"
-secs="${1:-20}"
+secs="${1:-15}"
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked --version 0.13.2
 fi
@@ -20,7 +20,10 @@ python3 seed-corpus.py
 for target in $("${fuzz[@]}" list); do
   echo "-- fuzz $target for ${secs}s"
   mkdir -p "corpus/$target" "seeds/$target"
-  "${fuzz[@]}" run "$target" "corpus/$target" "seeds/$target" -- \
+  dirs=("corpus/$target" "seeds/$target")
+  # Past crashes (see regressions/README.md) are replayed first.
+  if [ -d "regressions/$target" ]; then dirs+=("regressions/$target"); fi
+  "${fuzz[@]}" run "$target" "${dirs[@]}" -- \
     -max_total_time="$secs" -rss_limit_mb=2048 -print_final_stats=1 2>&1 \
     | grep -E "^stat::(number_of_executed_units|average_exec_per_sec|new_units_added)|ERROR|panicked|deadly signal"
 done

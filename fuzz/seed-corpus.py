@@ -19,6 +19,10 @@ for path in glob.glob(os.path.join(spec, "envelope", "*.json")):
     v = json.load(open(path, encoding="utf-8"))
     name = os.path.basename(path)[:-5]
     put("envelope_open", name, bytes.fromhex(v["envelope_hex"]))
+    if "claims_hex" in v:
+        # CBOR maps with agency ids, message ids and states: a start for the
+        # stored-record decoders of isnad-mla.
+        put("mla_records", name, bytes.fromhex(v["claims_hex"]))
     for key in ("claims_hex", "signed_hex"):
         if key in v:
             put("envelope_decoders", f"{name}-{key}", bytes.fromhex(v[key]))
@@ -83,6 +87,107 @@ for path in sorted(glob.glob(os.path.join(spec, "witness", "*.json"))):
             put("witness_fork_evidence", f"{name}-{key}", v[key].encode())
     if isinstance(v.get("expect"), dict) and "evidence" in v["expect"]:
         put("witness_fork_evidence", f"{name}-expected", v["expect"]["evidence"].encode())
+# Receipts: the bare signed messages (signed_hex) and the envelopes seed
+# envelope_receipt.
+for path in glob.glob(os.path.join(spec, "envelope", "*.json")):
+    v = json.load(open(path, encoding="utf-8"))
+    name = os.path.basename(path)[:-5]
+    if "signed_hex" in v:
+        put("envelope_receipt", name, bytes.fromhex(v["signed_hex"]))
+    put("envelope_receipt", f"{name}-envelope", bytes.fromhex(v["envelope_hex"]))
+
+
+# log_export: whole exports in the input format of isnad_log::fuzzing::export
+# (size, then selector ‖ uint16 length ‖ file records), built from the valid
+# entries of spec/vectors/audit-log/entries.json (repeated for larger sizes,
+# which only puts their seq out of place).
+def leaf(e):
+    return hashlib.sha256(b"\x00" + e).digest()
+
+
+def mth(hashes):
+    if len(hashes) == 1:
+        return hashes[0]
+    k = 1
+    while k * 2 < len(hashes):
+        k *= 2
+    return hashlib.sha256(b"\x01" + mth(hashes[:k]) + mth(hashes[k:])).digest()
+
+
+def export_seed(entries, size, previous=None):
+    leaves = [leaf(entries[i % len(entries)]) for i in range(size)]
+    bundles, tiles = [], []
+    for n in range(0, size, 256):
+        chunk = range(n, min(size, n + 256))
+        bundles.append(b"".join(len(entries[i % len(entries)]).to_bytes(2, "big") + entries[i % len(entries)] for i in chunk))
+    level, hashes = 0, leaves
+    while hashes:
+        for n in range(0, len(hashes), 256):
+            tiles.append(b"".join(hashes[n:n + 256]))
+        # The next level holds the roots of the full 256-hash subtrees.
+        hashes = [mth(hashes[n:n + 256]) for n in range(0, len(hashes) - len(hashes) % 256, 256)]
+        level += 1
+    files = bundles + tiles
+    out = size.to_bytes(2, "big")
+    for i, f in enumerate(files):
+        out += bytes([i]) + len(f).to_bytes(2, "big") + f
+    if previous is not None:
+        out += bytes([len(files)]) + (2).to_bytes(2, "big") + previous.to_bytes(2, "big")
+    return out
+
+
+import hashlib  # noqa: E402
+
+entries_vec = json.load(open(os.path.join(spec, "audit-log", "entries.json"), encoding="utf-8"))
+valid = [bytes.fromhex(e["cbor"]) for e in sorted(entries_vec["valid"], key=lambda e: int(e["seq"]))]
+for size, prev in [(1, None), (4, None), (4, 2), (3, 4), (300, 7), (513, None)]:
+    put("log_export", f"export-{size}-{prev}", export_seed(valid, size, prev))
+
+
+# wire_frames: length-prefixed request and response frames (spec/transport.md
+# §3) carrying the envelope vectors (Deliver requests), their signed messages
+# (receipt responses), and error responses with every error code the
+# envelope vectors expect.
+def cbor_head(major, n):
+    if n < 24:
+        return bytes([major << 5 | n])
+    for ai, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
+        if n < 1 << (8 * size):
+            return bytes([major << 5 | ai]) + n.to_bytes(size, "big")
+
+
+def cbor_map(pairs):
+    out = cbor_head(5, len(pairs))
+    for k, v in pairs:
+        out += cbor_head(0, k) + v
+    return out
+
+
+def framed(body):
+    return len(body).to_bytes(4, "big") + body
+
+
+def cbor_bytes(b):
+    return cbor_head(2, len(b)) + b
+
+
+def cbor_text(s):
+    return cbor_head(3, len(s.encode())) + s.encode()
+
+
+error_codes = set()
+for path in sorted(glob.glob(os.path.join(spec, "envelope", "*.json"))):
+    v = json.load(open(path, encoding="utf-8"))
+    name = os.path.basename(path)[:-5]
+    env = bytes.fromhex(v["envelope_hex"])
+    put("wire_frames", f"deliver-{name}", framed(cbor_map([(1, cbor_head(0, 1)), (2, cbor_head(0, 1)), (3, cbor_bytes(env))])))
+    if "signed_hex" in v:
+        signed = bytes.fromhex(v["signed_hex"])
+        put("wire_frames", f"receipt-{name}", framed(cbor_map([(1, cbor_head(0, 1)), (2, cbor_head(0, 0)), (3, cbor_bytes(signed))])))
+    if isinstance(v.get("expect"), dict) and "error" in v["expect"]:
+        error_codes.add(v["expect"]["error"])
+for code in sorted(error_codes):
+    put("wire_frames", f"error-{code}", framed(cbor_map([(1, cbor_head(0, 1)), (2, cbor_head(0, 1)), (4, cbor_text(code)), (5, cbor_text("detail")), (6, cbor_bytes(bytes(16)))])))
 
 
 # Cross-check target: each spec/vectors/cross-check pair as 12-byte records

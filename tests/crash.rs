@@ -2,62 +2,19 @@
 //! while the receiver and the sender are killed with SIGKILL at random
 //! moments and restarted. Afterwards every message a client was given an id
 //! for is delivered exactly once, every receipt matches, and both audit logs
-//! verify. `ISNAD_CRASH_ROUNDS` sets the number of kills (default 6).
+//! verify.
+//!
+//! The kill schedule comes from a seeded generator; the seed is printed and
+//! `ISNAD_CRASH_SEED=<seed>` replays the same schedule. `ISNAD_CRASH_ROUNDS`
+//! sets the number of kills (default 6; `ISNAD_LONG=1` makes it 40).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests panic on failure by design.
 
 mod common;
 
 use std::collections::BTreeSet;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-
-use common::*;
 use std::time::{Duration, Instant};
 
-struct Proc {
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl Proc {
-    fn start(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("node.log"))
-            .unwrap();
-        self.child = Some(
-            Command::new(BIN)
-                .args(["node", "run", "--config", p(&self.dir.join("config.toml"))])
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
-        );
-    }
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().unwrap(); // SIGKILL
-            c.wait().unwrap();
-        }
-    }
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
+use common::*;
 
 /// A cheap pseudo-random sequence (the test needs variety, not secrecy).
 struct Lcg(u64);
@@ -71,122 +28,36 @@ impl Lcg {
     }
 }
 
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|s| s.parse().ok())
+}
+
 #[test]
 fn sigkill_sender_and_receiver_repeatedly_nothing_acknowledged_is_lost_or_duplicated() {
-    let rounds: usize = std::env::var("ISNAD_CRASH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(6);
+    let long = std::env::var("ISNAD_LONG").is_ok_and(|v| v == "1");
+    let rounds = env_u64("ISNAD_CRASH_ROUNDS").unwrap_or(if long { 40 } else { 6 }) as usize;
+    let seed = env_u64("ISNAD_CRASH_SEED").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            ^ u64::from(std::process::id())
+    });
+    eprintln!("crash schedule: ISNAD_CRASH_SEED={seed} ISNAD_CRASH_ROUNDS={rounds}");
     let tmp = tempfile::tempdir().unwrap();
-    let base = tmp.path();
-    ok(&[
-        "directory",
-        "root-init",
-        "--country",
-        "IQ",
-        "--out",
-        p(&base.join("root")),
-    ]);
-    let mut procs = Vec::new();
-    for id in ["iq.moi.ahtd", "iq.moj.ca"] {
-        let dir = base.join(id);
-        let quic = SocketAddr::from((
-            [127, 0, 0, 1],
-            UdpSocket::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port(),
-        ));
-        let api = SocketAddr::from((
-            [127, 0, 0, 1],
-            TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port(),
-        ));
-        ok(&[
-            "init",
-            "--dir",
-            p(&dir),
-            "--agency",
-            id,
-            "--country",
-            "IQ",
-            "--listen",
-            &quic.to_string(),
-            "--api",
-            &api.to_string(),
-        ]);
-        ok(&[
-            "directory",
-            "add-node",
-            "--draft",
-            p(&base.join("iq.json")),
-            "--node",
-            p(&dir),
-            "--role",
-            "other",
-            "--endpoint",
-            &quic.to_string(),
-        ]);
-        procs.push(Proc { dir, child: None });
-    }
-    ok(&[
-        "directory",
-        "allow",
-        "--draft",
-        p(&base.join("iq.json")),
-        "--id",
-        "all",
-    ]);
-    ok(&[
-        "directory",
-        "sign",
-        "--root-key",
-        p(&base.join("root/root.key.pem")),
-        "--draft",
-        p(&base.join("iq.json")),
-        "--version",
-        "1",
-        "--out",
-        p(&base.join("iq.cose")),
-    ]);
-    for pr in &procs {
-        let trust = pr.dir.join("trust");
-        ok(&[
-            "trust",
-            "init",
-            "--trust-dir",
-            p(&trust),
-            "--country",
-            "IQ",
-            "--root",
-            p(&base.join("root/root.pub.cose")),
-        ]);
-        ok(&[
-            "trust",
-            "import",
-            "--trust-dir",
-            p(&trust),
-            p(&base.join("iq.cose")),
-        ]);
-    }
-    let (sender_cfg, receiver_cfg) = (
-        procs[0].dir.join("config.toml"),
-        procs[1].dir.join("config.toml"),
-    );
-    let payload = base.join("p.json");
+    let mut fed = Federation::new(tmp.path(), &["iq.moi.ahtd", "iq.moj.ca"]);
+    let (sender_cfg, receiver_cfg) = (fed.nodes[0].config(), fed.nodes[1].config());
+    let payload = tmp.path().join("p.json");
     std::fs::write(&payload, r#"{"share-id":"00112233445566778899aabbccddeeff","handling":"H0","source-grading":"A","information-grading":1,"tlp":"green","classification":"RESTRICTED","summary":"s","content":"c"}"#).unwrap();
-    for pr in procs.iter_mut() {
+    for pr in fed.nodes.iter_mut() {
         pr.start();
     }
-    let mut rng = Lcg(0x1234_5678 ^ u64::from(std::process::id()));
+    let mut rng = Lcg(seed);
     let mut acknowledged = BTreeSet::new();
+    let mut schedule = Vec::new();
     for round in 0..rounds {
         // Submit for a random while; every id printed is acknowledged (durable).
-        let until = Instant::now() + Duration::from_millis(300 + rng.next(700));
+        let window = 300 + rng.next(700);
+        let until = Instant::now() + Duration::from_millis(window);
         while Instant::now() < until {
             let o = isnad(&[
                 "send",
@@ -211,10 +82,16 @@ fn sigkill_sender_and_receiver_repeatedly_nothing_acknowledged_is_lost_or_duplic
         } else {
             1 - round % 2
         };
-        procs[victim].kill9();
-        std::thread::sleep(Duration::from_millis(rng.next(300)));
-        procs[victim].start();
+        let down = rng.next(300);
+        schedule.push(format!(
+            "{}@+{window}ms(down {down}ms)",
+            ["sender", "receiver"][victim]
+        ));
+        fed.nodes[victim].kill9();
+        std::thread::sleep(Duration::from_millis(down));
+        fed.nodes[victim].start();
     }
+    eprintln!("kills: {}", schedule.join(", "));
     assert!(
         acknowledged.len() > 10,
         "too few messages submitted: {}",
@@ -235,7 +112,7 @@ fn sigkill_sender_and_receiver_repeatedly_nothing_acknowledged_is_lost_or_duplic
             assert!(
                 arr.iter()
                     .all(|m| m["state"] != "failed" && m["state"] != "expired"),
-                "a message failed: {v}"
+                "a message failed (seed {seed}): {v}"
             );
             if acknowledged.is_subset(&delivered) {
                 break;
@@ -243,7 +120,7 @@ fn sigkill_sender_and_receiver_repeatedly_nothing_acknowledged_is_lost_or_duplic
         }
         assert!(
             Instant::now() < deadline,
-            "not everything acknowledged was delivered in time"
+            "not everything acknowledged was delivered in time (seed {seed})"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -257,11 +134,15 @@ fn sigkill_sender_and_receiver_repeatedly_nothing_acknowledged_is_lost_or_duplic
         .map(|m| m["id"].as_str().unwrap().to_owned())
         .collect();
     let unique: BTreeSet<&String> = ids.iter().collect();
-    assert_eq!(unique.len(), ids.len(), "a message was accepted twice");
+    assert_eq!(
+        unique.len(),
+        ids.len(),
+        "a message was accepted twice (seed {seed})"
+    );
     for id in &acknowledged {
         assert!(
             unique.contains(id),
-            "{id} acknowledged to the client but not in the receiver's inbox"
+            "{id} acknowledged to the client but not in the receiver's inbox (seed {seed})"
         );
         let st: serde_json::Value =
             serde_json::from_str(&ok(&["status", "--config", p(&sender_cfg), id, "--json"]))
@@ -274,36 +155,18 @@ fn sigkill_sender_and_receiver_repeatedly_nothing_acknowledged_is_lost_or_duplic
             .unwrap();
         assert_eq!(
             st["peer_log_index"], rin["log_index"],
-            "receipt index for {id}"
+            "receipt index for {id} (seed {seed})"
         );
         assert_eq!(
             st["envelope_sha256"], rin["envelope_sha256"],
-            "digest for {id}"
+            "digest for {id} (seed {seed})"
         );
     }
-    for pr in procs.iter_mut() {
+    for pr in fed.nodes.iter_mut() {
         pr.stop();
     }
-    for pr in &procs {
-        let out = pr.dir.join("export");
-        ok(&[
-            "audit",
-            "export",
-            "--log",
-            p(&pr.dir.join("log")),
-            "--log-key",
-            p(&pr.dir.join("keys/log.key")),
-            "--out",
-            p(&out),
-        ]);
-        let v = ok(&[
-            "audit",
-            "verify",
-            p(&out),
-            "--log-key",
-            p(&pr.dir.join("keys/log.pub")),
-        ]);
-        assert!(v.starts_with("OK"), "{v}");
+    for pr in &fed.nodes {
+        pr.export_and_verify_log();
     }
     eprintln!(
         "{} messages acknowledged, {rounds} SIGKILLs, all delivered exactly once",

@@ -8,81 +8,11 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 
 use common::*;
 use std::time::{Duration, Instant};
 
-use isnad_log::{Entry, EventType, Log};
-
-struct NodeProc {
-    id: &'static str,
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl NodeProc {
-    fn config(&self) -> PathBuf {
-        self.dir.join("config.toml")
-    }
-    fn start(&mut self) {
-        let log = std::fs::File::create(self.dir.join("node.log")).unwrap();
-        let child = Command::new(BIN)
-            .args(["node", "run", "--config", p(&self.config())])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-    }
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // Graceful: SIGTERM, then wait.
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if c.try_wait().unwrap().is_some() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-            panic!("{} did not stop on SIGTERM", self.id);
-        }
-    }
-}
-
-impl Drop for NodeProc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn wait_api(n: &NodeProc) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if isnad(&["outbox", "--config", p(&n.config()), "--json"])
-            .status
-            .success()
-        {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!(
-        "{} API did not come up: {}",
-        n.id,
-        std::fs::read_to_string(n.dir.join("node.log")).unwrap_or_default()
-    );
-}
+use isnad_log::EventType;
 
 fn json(args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&ok(args)).expect("JSON output")
@@ -171,11 +101,7 @@ fn three_node_processes_exchange_all_ways_and_logs_record_both_ends() {
             );
             std::fs::write(&cfg, text.replace("quorum = 0", "quorum = 2")).unwrap();
         }
-        nodes.push(NodeProc {
-            id,
-            dir,
-            child: None,
-        });
+        nodes.push(NodeProc::new(id, dir, quic, api, None));
     }
     for cc in ["iq", "fr"] {
         let draft = base.join(format!("{cc}.json"));
@@ -265,7 +191,7 @@ fn three_node_processes_exchange_all_ways_and_logs_record_both_ends() {
         n.start();
     }
     for n in &nodes {
-        wait_api(n);
+        n.wait_api();
     }
     // Every node sends one message to every other node.
     let payload = base.join("intel.json");
@@ -285,7 +211,7 @@ fn three_node_processes_exchange_all_ways_and_logs_record_both_ends() {
                 "--config",
                 p(&from.config()),
                 "--to",
-                to.id,
+                &to.id,
                 "--kind",
                 "intel-share",
                 "--payload",
@@ -294,7 +220,7 @@ fn three_node_processes_exchange_all_ways_and_logs_record_both_ends() {
             .trim()
             .to_owned();
             assert_eq!(id.len(), 32, "message id {id:?}");
-            sent.push((from.id, to.id, id));
+            sent.push((from.id.clone(), to.id.clone(), id));
         }
     }
     // All delivered with a receipt.
@@ -363,7 +289,7 @@ fn three_node_processes_exchange_all_ways_and_logs_record_both_ends() {
             assert!(shown["message"]["body"]["content"]
                 .as_str()
                 .unwrap()
-                .ends_with(n.id));
+                .ends_with(n.id.as_str()));
         }
     }
     for n in &mut nodes {
@@ -372,30 +298,9 @@ fn three_node_processes_exchange_all_ways_and_logs_record_both_ends() {
     // Each log exports and verifies offline; both ends of every exchange are there.
     let mut logs = std::collections::BTreeMap::new();
     for n in &nodes {
-        let out = base.join("export").join(n.id);
-        ok(&[
-            "audit",
-            "export",
-            "--log",
-            p(&n.dir.join("log")),
-            "--log-key",
-            p(&n.dir.join("keys/log.key")),
-            "--out",
-            p(&out),
-        ]);
-        let v = ok(&[
-            "audit",
-            "verify",
-            p(&out),
-            "--log-key",
-            p(&n.dir.join("keys/log.pub")),
-        ]);
-        assert!(v.starts_with("OK"), "{v}");
-        let (log, _) = Log::open(&n.dir.join("log")).unwrap();
-        let entries: Vec<Entry> = (0..log.size())
-            .map(|i| Entry::decode(&log.entry_bytes(i).unwrap()).unwrap())
-            .collect();
-        logs.insert(n.id, entries);
+        n.export_and_verify_log();
+        let entries = n.log_entries();
+        logs.insert(n.id.as_str(), entries);
     }
     for (from, to, id) in &sent {
         let mid = isnad_envelope::MessageId::from_hex(id).unwrap();

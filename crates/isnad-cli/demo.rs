@@ -230,7 +230,13 @@ async fn demo(base: &Path) -> anyhow::Result<bool> {
                 &format!("{cc}-intel-police"),
                 sel(None, le),
                 sel(None, le),
-                &[Kind::IntelShare],
+                &[
+                    Kind::IntelShare,
+                    Kind::PermissionRequest,
+                    Kind::PermissionAnswer,
+                    Kind::IntelRetraction,
+                    Kind::IntelCorrection,
+                ],
                 false,
             ),
             rule(
@@ -367,6 +373,7 @@ async fn demo(base: &Path) -> anyhow::Result<bool> {
             status: state,
             reason: reason.map(str::to_owned),
             refusal_grounds: vec![],
+            previous: None,
             extensions: Extensions::new(),
         });
         let name = serde_json::to_value(state)?
@@ -543,6 +550,8 @@ fn intel() -> Body {
             value: "+964 770 000 0000".into(),
             note: Some("organiser".into()),
         }],
+        originator: None,
+        permission: None,
         extensions: Extensions::new(),
     }))
 }

@@ -6,6 +6,7 @@
 use clap::{Parser, Subcommand};
 
 mod audit;
+mod cases;
 mod client;
 mod demo;
 mod directory;
@@ -73,6 +74,20 @@ enum Command {
     /// Witnessing: what this node witnesses, who witnessed it, fork evidence.
     #[command(subcommand)]
     Witness(witness::WitnessCommand),
+    /// List MLA requests (with --overdue: those past their deadline).
+    #[command(
+        after_help = "Example:\n  isnad requests --config /var/lib/isnad/config.toml --overdue"
+    )]
+    Requests(cases::RequestsArgs),
+    /// The whole history of a request or an intel share.
+    #[command(subcommand)]
+    Case(cases::CaseCommand),
+    /// Change the status of an MLA request.
+    #[command(subcommand)]
+    Mla(cases::MlaCommand),
+    /// Share, forward, retract and correct intelligence; permissions.
+    #[command(subcommand)]
+    Intel(cases::IntelCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -93,6 +108,10 @@ fn main() -> std::process::ExitCode {
         Command::Status(a) => client::status(a),
         Command::Checkpoint(a) => client::checkpoint(a),
         Command::Witness(cmd) => witness::run(cmd),
+        Command::Requests(a) => cases::requests(a),
+        Command::Case(c) => cases::case(c),
+        Command::Mla(c) => cases::mla(c),
+        Command::Intel(c) => cases::intel(c),
     };
     match result {
         Ok(code) => code,

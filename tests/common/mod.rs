@@ -1,9 +1,18 @@
 //! Helpers shared by the integration tests that run the real binary.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    dead_code,
+    unused_imports,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
 
 use std::net::{TcpListener, UdpSocket};
 use std::path::Path;
 use std::process::{Command, Output};
+
+mod nodes;
+pub use nodes::{Federation, NodeProc};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_isnad");

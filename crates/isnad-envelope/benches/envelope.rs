@@ -29,6 +29,8 @@ fn message(me: &AgencyId, them: &AgencyId, rng: &SystemRandom) -> Message {
             summary: "bench".into(),
             content: "x".repeat(1024),
             entities: vec![],
+            originator: None,
+            permission: None,
             extensions: Extensions::new(),
         })),
     }

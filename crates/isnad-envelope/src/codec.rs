@@ -6,8 +6,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::message::{
-    Body, ErrorBody, Extensions, Header, IntelShare, Kind, Message, MlaRequest, MlaState,
-    MlaStatus, Receipt, PROTOCOL_VERSION,
+    Body, ErrorBody, Extensions, Header, IntelCorrection, IntelRetraction, IntelShare, Kind,
+    Message, MlaRequest, MlaState, MlaStatus, PermissionAnswer, PermissionRequest, Receipt,
+    PROTOCOL_VERSION,
 };
 use crate::{cbor, AgencyId, Limits, MessageId};
 
@@ -174,6 +175,10 @@ pub(crate) fn encode_body(body: &Body) -> Result<Value, MalformedReason> {
         Body::IntelShare(b) => with_ext(kind, b.as_ref(), &b.extensions),
         Body::Receipt(b) => with_ext(kind, b, &Extensions::new()),
         Body::Error(b) => with_ext(kind, b, &Extensions::new()),
+        Body::PermissionRequest(b) => with_ext(kind, b, &Extensions::new()),
+        Body::PermissionAnswer(b) => with_ext(kind, b, &Extensions::new()),
+        Body::IntelRetraction(b) => with_ext(kind, b, &Extensions::new()),
+        Body::IntelCorrection(b) => with_ext(kind, b, &Extensions::new()),
     }
 }
 
@@ -232,6 +237,22 @@ pub(crate) fn decode_body(kind: Kind, value: Value) -> Result<Body, MalformedRea
             no_ext(&ext)?;
             Body::Error(de::<ErrorBody>(&known).map_err(err)?)
         }
+        Kind::PermissionRequest => {
+            no_ext(&ext)?;
+            Body::PermissionRequest(de::<PermissionRequest>(&known).map_err(err)?)
+        }
+        Kind::PermissionAnswer => {
+            no_ext(&ext)?;
+            Body::PermissionAnswer(de::<PermissionAnswer>(&known).map_err(err)?)
+        }
+        Kind::IntelRetraction => {
+            no_ext(&ext)?;
+            Body::IntelRetraction(de::<IntelRetraction>(&known).map_err(err)?)
+        }
+        Kind::IntelCorrection => {
+            no_ext(&ext)?;
+            Body::IntelCorrection(de::<IntelCorrection>(&known).map_err(err)?)
+        }
     };
     validate_body(&body).map_err(err)?;
     Ok(body)
@@ -272,10 +293,27 @@ fn validate_body(body: &Body) -> Result<(), String> {
             if !(1..=4).contains(&s.information_grading) {
                 return Err("information-grading must be 1 to 4".into());
             }
+            if s.permission.is_some() && s.originator.is_none() {
+                return Err("permission is only allowed with originator".into());
+            }
         }
-        Body::Receipt(_) | Body::Error(_) => {}
+        Body::PermissionRequest(p) => non_empty("purpose", &p.purpose)?,
+        Body::IntelRetraction(r) => non_empty("reason", &r.reason)?,
+        Body::IntelCorrection(c) => {
+            non_empty("content", &c.content)?;
+            non_empty("reason", &c.reason)?;
+        }
+        Body::Receipt(_) | Body::Error(_) | Body::PermissionAnswer(_) => {}
     }
     Ok(())
+}
+
+fn non_empty(name: &str, s: &str) -> Result<(), String> {
+    if s.trim().is_empty() {
+        Err(format!("{name} must not be empty"))
+    } else {
+        Ok(())
+    }
 }
 
 fn check_date(d: &str) -> Result<(), String> {
@@ -352,6 +390,22 @@ pub(crate) fn body_from_json(kind: Kind, json: &str) -> Result<Body, MalformedRe
             no_ext(&ext)?;
             Body::Error(de(known).map_err(err)?)
         }
+        Kind::PermissionRequest => {
+            no_ext(&ext)?;
+            Body::PermissionRequest(de(known).map_err(err)?)
+        }
+        Kind::PermissionAnswer => {
+            no_ext(&ext)?;
+            Body::PermissionAnswer(de(known).map_err(err)?)
+        }
+        Kind::IntelRetraction => {
+            no_ext(&ext)?;
+            Body::IntelRetraction(de(known).map_err(err)?)
+        }
+        Kind::IntelCorrection => {
+            no_ext(&ext)?;
+            Body::IntelCorrection(de(known).map_err(err)?)
+        }
     };
     validate_body(&body).map_err(err)?;
     Ok(body)
@@ -379,6 +433,10 @@ pub(crate) fn body_to_json(body: &Body) -> Result<String, MalformedReason> {
         Body::IntelShare(b) => obj(b.as_ref(), &b.extensions),
         Body::Receipt(b) => obj(b, &Extensions::new()),
         Body::Error(b) => obj(b, &Extensions::new()),
+        Body::PermissionRequest(b) => obj(b, &Extensions::new()),
+        Body::PermissionAnswer(b) => obj(b, &Extensions::new()),
+        Body::IntelRetraction(b) => obj(b, &Extensions::new()),
+        Body::IntelCorrection(b) => obj(b, &Extensions::new()),
     }
     .map_err(err)?;
     serde_json::to_string_pretty(&v).map_err(err)

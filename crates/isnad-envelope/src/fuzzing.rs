@@ -26,11 +26,30 @@ pub fn decoders(data: &[u8]) {
 /// Opens `data` as an envelope with fixed test keys (a fuzzer will mostly
 /// exercise the structural checks before decryption).
 pub fn open(data: &[u8]) {
-    thread_local! {
-        static FIXTURE: Option<(Vec<EncryptionKey>, Vec<SenderKey>)> = fixture();
-    }
-    FIXTURE.with(|f| {
-        let Some((keys, senders)) = f else { return };
+    with_opener(|opener, senders| {
+        let _ = opener.open(
+            data,
+            1_800_000_000,
+            senders,
+            &mut MemoryReplayGuard::default(),
+        );
+    });
+}
+
+/// Verifies `data` as a bare signed message, as receipts travel
+/// ([`Opener::open_signed`]), with the fixed test keys of [`open`].
+pub fn open_signed(data: &[u8]) {
+    with_opener(|opener, senders| {
+        let _ = opener.open_signed(data, 1_800_000_000, senders);
+    });
+}
+
+/// Runs `f` with an opener for `iq.moj.ca` holding the fixed test keys.
+fn with_opener(f: impl FnOnce(&Opener<'_>, &Vec<SenderKey>)) {
+    FIXTURE.with(|fixture| {
+        let Some((keys, senders)) = fixture else {
+            return;
+        };
         let Ok(me) = AgencyId::new("iq.moj.ca") else {
             return;
         };
@@ -39,13 +58,12 @@ pub fn open(data: &[u8]) {
             keys,
             limits: Limits::default(),
         };
-        let _ = opener.open(
-            data,
-            1_800_000_000,
-            senders,
-            &mut MemoryReplayGuard::default(),
-        );
+        f(&opener, senders);
     });
+}
+
+thread_local! {
+    static FIXTURE: Option<(Vec<EncryptionKey>, Vec<SenderKey>)> = fixture();
 }
 
 fn fixture() -> Option<(Vec<EncryptionKey>, Vec<SenderKey>)> {

@@ -35,6 +35,15 @@ pub enum Kind {
     Receipt,
     /// A typed error answer.
     Error,
+    /// A recipient of an intel share asks its originator for permission to
+    /// pass it on to another agency.
+    PermissionRequest,
+    /// The originator's signed answer to a permission request.
+    PermissionAnswer,
+    /// The originator withdraws an intel share.
+    IntelRetraction,
+    /// The originator corrects an intel share.
+    IntelCorrection,
 }
 
 impl Kind {
@@ -46,6 +55,10 @@ impl Kind {
             Self::IntelShare => "intel-share",
             Self::Receipt => "receipt",
             Self::Error => "error",
+            Self::PermissionRequest => "permission-request",
+            Self::PermissionAnswer => "permission-answer",
+            Self::IntelRetraction => "intel-retraction",
+            Self::IntelCorrection => "intel-correction",
         }
     }
 
@@ -57,17 +70,25 @@ impl Kind {
             "intel-share" => Self::IntelShare,
             "receipt" => Self::Receipt,
             "error" => Self::Error,
+            "permission-request" => Self::PermissionRequest,
+            "permission-answer" => Self::PermissionAnswer,
+            "intel-retraction" => Self::IntelRetraction,
+            "intel-correction" => Self::IntelCorrection,
             _ => return None,
         })
     }
 
     /// All kinds.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 9] = [
         Self::MlaRequest,
         Self::MlaStatus,
         Self::IntelShare,
         Self::Receipt,
         Self::Error,
+        Self::PermissionRequest,
+        Self::PermissionAnswer,
+        Self::IntelRetraction,
+        Self::IntelCorrection,
     ];
 }
 
@@ -115,6 +136,14 @@ pub enum Body {
     Receipt(Receipt),
     /// `error`.
     Error(ErrorBody),
+    /// `permission-request`.
+    PermissionRequest(PermissionRequest),
+    /// `permission-answer`.
+    PermissionAnswer(PermissionAnswer),
+    /// `intel-retraction`.
+    IntelRetraction(IntelRetraction),
+    /// `intel-correction`.
+    IntelCorrection(IntelCorrection),
 }
 
 impl Body {
@@ -126,6 +155,10 @@ impl Body {
             Self::IntelShare(_) => Kind::IntelShare,
             Self::Receipt(_) => Kind::Receipt,
             Self::Error(_) => Kind::Error,
+            Self::PermissionRequest(_) => Kind::PermissionRequest,
+            Self::PermissionAnswer(_) => Kind::PermissionAnswer,
+            Self::IntelRetraction(_) => Kind::IntelRetraction,
+            Self::IntelCorrection(_) => Kind::IntelCorrection,
         }
     }
 }
@@ -326,6 +359,11 @@ pub struct MlaStatus {
     pub request_id: MessageId,
     /// The new status.
     pub status: MlaState,
+    /// The status the author saw the request in when making the change; lets
+    /// the other side tell a change that overtook an earlier one in transit
+    /// (retry later) from an illegal one (spec/protocol.md §13).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<MlaState>,
     /// Reason or note for the change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -427,6 +465,14 @@ pub struct IntelShare {
     /// Entities mentioned.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub entities: Vec<Entity>,
+    /// The agency that first shared this intelligence, when the sender is
+    /// passing it on (absent: the sender is the originator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub originator: Option<AgencyId>,
+    /// Message id of the originator's `permission-answer` granting this
+    /// onward dissemination; only with `originator`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permission: Option<MessageId>,
     /// Extension fields (`x-…`).
     #[serde(skip)]
     pub extensions: Extensions,
@@ -519,6 +565,76 @@ pub enum EntityType {
 }
 
 // ---------------------------------------------------------------------------
+// permission-request, permission-answer, intel-retraction, intel-correction
+
+/// A recipient of a share asks the originator for permission to pass it on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PermissionRequest {
+    /// The share concerned.
+    pub share_id: MessageId,
+    /// The agency the share would be passed on to.
+    pub target: AgencyId,
+    /// Why it should be passed on.
+    pub purpose: String,
+}
+
+/// The originator's answer to a permission request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PermissionAnswer {
+    /// The share concerned.
+    pub share_id: MessageId,
+    /// The agency the share may (or may not) be passed on to.
+    pub target: AgencyId,
+    /// Granted or denied.
+    pub decision: PermissionDecision,
+    /// Message id of the `permission-request` answered, if any (an
+    /// originator may grant without being asked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<MessageId>,
+    /// Conditions attached to a grant, or why it is denied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<String>,
+}
+
+/// A decision on a permission request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum PermissionDecision {
+    /// The share may be passed on to the target.
+    Granted,
+    /// It may not (this also revokes an earlier grant).
+    Denied,
+}
+
+/// The originator withdraws a share: recipients must stop using it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct IntelRetraction {
+    /// The share withdrawn.
+    pub share_id: MessageId,
+    /// Why.
+    pub reason: String,
+}
+
+/// The originator corrects a share: the new text replaces the old.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct IntelCorrection {
+    /// The share corrected.
+    pub share_id: MessageId,
+    /// The corrected one-line summary, if it changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// The corrected intelligence, replacing `content` of the share.
+    pub content: String,
+    /// What was wrong.
+    pub reason: String,
+}
+
+// ---------------------------------------------------------------------------
 // receipt and error
 
 /// A signed acknowledgement of a received envelope.
@@ -575,6 +691,14 @@ pub enum ErrorCode {
     PolicyDenied,
     /// The recipient is temporarily unable to accept; retry later.
     Unavailable,
+    /// The message conflicts with the state of the MLA request or intel share
+    /// it refers to: an illegal lifecycle transition, a change made by the
+    /// wrong side, an unknown request, or a retraction not from the
+    /// originator (spec/protocol.md §13). Final: do not retry.
+    IllegalTransition,
+    /// Onward dissemination of intelligence whose handling code needs the
+    /// originator's permission, without one (spec/protocol.md §13.3).
+    PermissionRequired,
 }
 
 impl ErrorCode {
@@ -591,6 +715,8 @@ impl ErrorCode {
             Self::UnsupportedVersion => "unsupported-version",
             Self::PolicyDenied => "policy-denied",
             Self::Unavailable => "unavailable",
+            Self::IllegalTransition => "illegal-transition",
+            Self::PermissionRequired => "permission-required",
         }
     }
 }

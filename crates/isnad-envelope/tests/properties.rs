@@ -54,6 +54,8 @@ fn intel(summary: String, content: String, grading: u8, id: [u8; 16]) -> Body {
         summary,
         content,
         entities: vec![],
+        originator: None,
+        permission: None,
         extensions: Extensions::new(),
     }))
 }

@@ -276,6 +276,8 @@ mod generate {
                 value: "+964 770 000 0000".into(),
                 note: None,
             }],
+            originator: None,
+            permission: None,
             extensions: Extensions::new(),
         }))
     }
@@ -306,6 +308,28 @@ mod generate {
             entries.retain(|(k, _)| k.as_text() != Some(key));
             entries.push((Value::Text(key.into()), new));
         }
+    }
+
+    /// Writes an `ok` vector: `body` from `from` to `to`, signed and encrypted.
+    pub(super) fn write_ok(
+        name: &str,
+        desc: &str,
+        from: &Party,
+        to: &Party,
+        body: Body,
+        rng: &SystemRandom,
+    ) -> TestResult {
+        let m = msg(from, &to.agency, body)?;
+        let signed = signed_bytes(&m, &from.sign, rng)?;
+        let env = testing::encrypt_raw(&signed, to.enc.public_key(), rng)?;
+        let v = json!({
+            "description": desc,
+            "expect": "ok",
+            "message": message_json(&m)?,
+            "claims_hex": hex::encode(claims_bytes(&m)?),
+            "signed_hex": hex::encode(&signed),
+        });
+        write(name, v, from, to, &env)
     }
 
     pub(super) fn write(
@@ -368,18 +392,8 @@ fn regenerate_vectors() -> TestResult {
     )?;
 
     // Positive vectors: each signer algorithm with each recipient curve, each kind.
-    let ok = |name: &str, desc: &str, from: &Party, to: &Party, body: Body| -> TestResult {
-        let m = msg(from, &to.agency, body)?;
-        let signed = signed_bytes(&m, &from.sign, &rng)?;
-        let env = encrypt_raw(&signed, to.enc.public_key(), &rng)?;
-        let v = json!({
-            "description": desc,
-            "expect": "ok",
-            "message": message_json(&m)?,
-            "claims_hex": hex::encode(claims_bytes(&m)?),
-            "signed_hex": hex::encode(&signed),
-        });
-        write(name, v, from, to, &env)
+    let ok = |name: &str, desc: &str, from: &Party, to: &Party, body: Body| {
+        write_ok(name, desc, from, to, body, &rng)
     };
     ok(
         "ok-ed25519-p256-mla-request",
@@ -417,6 +431,7 @@ fn regenerate_vectors() -> TestResult {
             status: MlaState::Refused,
             reason: Some("dual criminality not met".into()),
             refusal_grounds: vec![RefusalGround::DualCriminality],
+            previous: None,
             extensions: Extensions::new(),
         }),
     )?;
@@ -751,6 +766,189 @@ fn regenerate_vectors() -> TestResult {
         &deterministic(&ev),
         unauth("bad-ephemeral-key"),
         json!({}),
+    )?;
+    Ok(())
+}
+
+/// Writes only the vectors of the case kinds (spec/protocol.md §13), so the
+/// older files keep their bytes. `ISNAD_WRITE_CASE_VECTORS=1`.
+#[test]
+#[ignore = "writes the case vectors; run with ISNAD_WRITE_CASE_VECTORS=1"]
+fn regenerate_case_vectors() -> TestResult {
+    use ciborium::value::Value;
+    use generate::*;
+    use isnad_envelope::testing::{deterministic, encrypt_raw, sign_raw_claims};
+    if std::env::var("ISNAD_WRITE_CASE_VECTORS").as_deref() != Ok("1") {
+        return Ok(());
+    }
+    let rng = ring::rand::SystemRandom::new();
+    let a = party(
+        "iq.moi.ahtd",
+        SignatureAlgorithm::Ed25519,
+        EncryptionCurve::P256,
+    )?;
+    let c = party(
+        "fr.pn.ocrtis",
+        SignatureAlgorithm::Es256,
+        EncryptionCurve::X25519,
+    )?;
+    let ok = |name: &str, desc: &str, from: &Party, to: &Party, body: Body| {
+        write_ok(name, desc, from, to, body, &rng)
+    };
+    let share = MessageId::from_bytes([7; 16]);
+    ok(
+        "ok-es256-x25519-permission-request",
+        "permission-request: a recipient asks the originator to pass a share on",
+        &c,
+        &a,
+        Body::PermissionRequest(PermissionRequest {
+            share_id: share,
+            target: AgencyId::new("de.bka")?,
+            purpose: "joint investigation team".into(),
+        }),
+    )?;
+    let answer = Body::PermissionAnswer(PermissionAnswer {
+        share_id: share,
+        target: AgencyId::new("de.bka")?,
+        decision: PermissionDecision::Granted,
+        request_id: Some(MessageId::from_bytes([8; 16])),
+        conditions: Some("not to be used as evidence".into()),
+    });
+    ok(
+        "ok-ed25519-x25519-permission-answer",
+        "permission-answer: the originator grants, with conditions",
+        &a,
+        &c,
+        answer.clone(),
+    )?;
+    ok(
+        "ok-ed25519-x25519-intel-retraction",
+        "intel-retraction by the originator",
+        &a,
+        &c,
+        Body::IntelRetraction(IntelRetraction {
+            share_id: share,
+            reason: "source compromised".into(),
+        }),
+    )?;
+    ok(
+        "ok-ed25519-x25519-intel-correction",
+        "intel-correction replacing summary and content",
+        &a,
+        &c,
+        Body::IntelCorrection(IntelCorrection {
+            share_id: share,
+            summary: Some("Departure postponed".into()),
+            content: "The crossing is now planned for the second week of December.".into(),
+            reason: "new information".into(),
+        }),
+    )?;
+    ok(
+        "ok-es256-p256-mla-status-previous",
+        "mla-status naming the state it changes from",
+        &c,
+        &a,
+        Body::MlaStatus(MlaStatus {
+            request_id: MessageId::from_bytes([2; 16]),
+            status: MlaState::SupplementRequested,
+            previous: Some(MlaState::UnderReview),
+            reason: Some("please state the account numbers".into()),
+            refusal_grounds: vec![],
+            extensions: Extensions::new(),
+        }),
+    )?;
+    let mut forwarded = intel();
+    if let Body::IntelShare(s) = &mut forwarded {
+        s.originator = Some(a.agency.clone());
+        s.permission = Some(MessageId::from_bytes([9; 16]));
+    }
+    ok(
+        "ok-es256-p256-intel-share-forwarded",
+        "intel-share passed on: names the originator and its permission-answer",
+        &c,
+        &a,
+        forwarded.clone(),
+    )?;
+
+    // Negative: bodies that break the schema (each signed and encrypted correctly).
+    let neg = |name: &str, desc: &str, body: Body, key: &str, value: Option<Value>| -> TestResult {
+        let m = msg(&a, &c.agency, body)?;
+        let mut cv = claims_value(&m)?;
+        if let Value::Map(entries) = &mut cv {
+            for (k, v) in entries.iter_mut() {
+                if k.as_text() == Some("body") {
+                    match &value {
+                        Some(new) => map_set(v, key, new.clone()),
+                        None => {
+                            if let Value::Map(b) = v {
+                                b.retain(|(bk, _)| bk.as_text() != Some(key));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let signed = sign_raw_claims(&deterministic(&cv), &a.sign, &rng)?;
+        let env = encrypt_raw(&signed, c.enc.public_key(), &rng)?;
+        let v = json!({ "description": desc, "expect": { "error": "malformed" } });
+        write(name, v, &a, &c, &env)
+    };
+    neg(
+        "err-permission-answer-bad-decision",
+        "permission-answer decision is neither granted nor denied",
+        answer.clone(),
+        "decision",
+        Some(Value::Text("maybe".into())),
+    )?;
+    neg(
+        "err-permission-answer-no-target",
+        "permission-answer without target",
+        answer,
+        "target",
+        None,
+    )?;
+    neg(
+        "err-retraction-extension",
+        "intel-retraction body with an x- key (no extensions for this kind)",
+        Body::IntelRetraction(IntelRetraction {
+            share_id: share,
+            reason: "r".into(),
+        }),
+        "x-note",
+        Some(Value::Text("n".into())),
+    )?;
+    neg(
+        "err-correction-empty-content",
+        "intel-correction with empty content",
+        Body::IntelCorrection(IntelCorrection {
+            share_id: share,
+            summary: None,
+            content: "new".into(),
+            reason: "r".into(),
+        }),
+        "content",
+        Some(Value::Text(" ".into())),
+    )?;
+    neg(
+        "err-share-permission-without-originator",
+        "intel-share with permission but no originator",
+        forwarded,
+        "originator",
+        None,
+    )?;
+    neg(
+        "err-status-unknown-previous",
+        "mla-status previous is not a state",
+        Body::MlaStatus(MlaStatus {
+            request_id: MessageId::from_bytes([2; 16]),
+            status: MlaState::Registered,
+            previous: Some(MlaState::Delivered),
+            reason: None,
+            refusal_grounds: vec![],
+            extensions: Extensions::new(),
+        }),
+        "previous",
+        Some(Value::Text("teleported".into())),
     )?;
     Ok(())
 }

@@ -20,6 +20,8 @@ use crate::node::NodeError;
 use crate::store::{InboxRecord, OutboxRecord};
 use crate::{ExportAt, ExportError, NodeHandle};
 
+mod cases;
+
 /// Shared state of the API handlers.
 #[derive(Clone)]
 struct Api {
@@ -47,6 +49,7 @@ pub async fn serve(
         .route("/v1/checkpoint", get(checkpoint).post(checkpoint_now))
         .route("/v1/witness", get(witness_status))
         .route("/v1/audit/export", post(export_audit))
+        .merge(cases::routes())
         .with_state(api);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
@@ -94,6 +97,18 @@ impl From<NodeError> for ApiError {
             }
             NodeError::PolicyDenied(_) => (StatusCode::FORBIDDEN, "policy-denied"),
             NodeError::Seal(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-message"),
+            NodeError::Workflow(w) => {
+                use crate::workflow::WorkflowError as W;
+                use isnad_envelope::ErrorCode as C;
+                match (w, w.code()) {
+                    (W::Store(_), _) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+                    (W::Conflict, _) => (StatusCode::CONFLICT, w.name()),
+                    (_, C::PermissionRequired) => (StatusCode::FORBIDDEN, w.name()),
+                    (_, C::IllegalTransition) => (StatusCode::CONFLICT, w.name()),
+                    // Unknown request or share.
+                    _ => (StatusCode::NOT_FOUND, w.name()),
+                }
+            }
             _ => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         };
         Self(status, code, e.to_string())

@@ -4,11 +4,13 @@
 
 pub mod api;
 mod audit;
+mod cases;
 pub mod config;
 pub mod federation;
 pub mod metrics;
 mod node;
 pub mod store;
+pub mod workflow;
 
 pub use node::export::{ExportAt, ExportError, Exported};
 pub use node::witness::{OwnCheckpoint, WitnessStatus, WitnessedLog};

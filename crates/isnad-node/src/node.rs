@@ -23,6 +23,7 @@ use crate::metrics::Metrics;
 use crate::store::{
     Durability, InboxInsert, InboxRecord, OutState, OutboxRecord, Store, StoreError,
 };
+use crate::workflow::{self, WorkflowError};
 
 #[path = "export.rs"]
 pub(crate) mod export;
@@ -120,6 +121,10 @@ pub enum NodeError {
     /// The system clock or random number generator failed.
     #[error("system clock or random number generator failed")]
     System,
+    /// The MLA lifecycle or the intelligence handling rules forbid the
+    /// message (spec/protocol.md §13); nothing was stored or sent.
+    #[error("refused: {0}")]
+    Workflow(#[from] WorkflowError),
 }
 
 /// A running node. Dropping it does not stop it; call [`NodeHandle::shutdown`].
@@ -242,19 +247,12 @@ impl NodeHandle {
         ttl_secs: Option<u64>,
     ) -> Result<MessageId, NodeError> {
         let inner = &self.inner;
-        let peer = inner
-            .directory
-            .peer(&recipient)
-            .ok_or_else(|| NodeError::UnknownRecipient(recipient.clone()))?;
-        inner
-            .directory
-            .allows(&inner.config.agency, &recipient, body.kind())
-            .map_err(NodeError::PolicyDenied)?;
+        let peer = self.route(&recipient, body.kind())?;
         let (secs, ms) = now();
         let ttl = ttl_secs.unwrap_or(inner.config.delivery.default_ttl_secs);
         let id = MessageId::random(&inner.rng).map_err(|_| NodeError::System)?;
         let kind = body.kind();
-        let msg = Message {
+        let mut msg = Message {
             header: Header {
                 id,
                 sender: inner.config.agency.clone(),
@@ -264,6 +262,7 @@ impl NodeHandle {
             },
             body,
         };
+        let plan = Arc::new(workflow::check_outgoing(&inner.store, &mut msg, ms)?);
         let envelope = seal(
             &msg,
             &inner.identity.signing_key,
@@ -290,11 +289,34 @@ impl NodeHandle {
             delivered_ms: None,
             final_index: None,
         };
-        inner.store.insert_outbox(rec.clone()).await?;
+        let checked = Arc::clone(&plan);
+        if !inner
+            .store
+            .insert_outbox_with(rec.clone(), move |txn| checked.apply(txn))
+            .await?
+        {
+            return Err(WorkflowError::Conflict.into());
+        }
         inner.log_sent(&rec).await?;
+        inner.log_plan(&plan).await?;
         inner.metrics.submitted.inc();
         inner.wake.notify_one();
         Ok(id)
+    }
+
+    /// Where `recipient` is reached, if it is in a trusted directory and
+    /// policy allows this node's agency to send it `kind`.
+    pub fn route(&self, recipient: &AgencyId, kind: Kind) -> Result<Peer, NodeError> {
+        let inner = &self.inner;
+        let peer = inner
+            .directory
+            .peer(recipient)
+            .ok_or_else(|| NodeError::UnknownRecipient(recipient.clone()))?;
+        inner
+            .directory
+            .allows(&inner.config.agency, recipient, kind)
+            .map_err(NodeError::PolicyDenied)?;
+        Ok(peer)
     }
 
     /// Opens a stored inbox message again (decrypt on read).
@@ -694,6 +716,10 @@ impl Inner {
                 .await;
             return error_response(ErrorCode::PolicyDenied, Some(h.id), Some(&rule));
         }
+        let plan = match workflow::check_incoming(&self.store, &opened.message, ms) {
+            Ok(p) => Arc::new(p),
+            Err(err) => return self.refuse_workflow(h, &err, digest, ms).await,
+        };
         // Durable order: audit entry, then the inbox record, then the answer.
         // `received` and `receipt-sent` share one sync: the receipt carries
         // the index of `received`, and `receipt-sent` names it (key 8).
@@ -710,9 +736,12 @@ impl Inner {
         sent.sender = Some(self.config.agency.clone());
         sent.recipient = Some(h.sender.clone());
         sent.envelope_sha256 = Some(digest.0);
+        let status_entries = plan.entries();
         let build = Box::new(move |first: u64| {
             sent.peer_index = Some(first);
-            vec![received, sent]
+            let mut entries = vec![received, sent];
+            entries.extend(status_entries);
+            entries
         });
         let index = match self.append_with(build).await {
             Ok(i) => i,
@@ -739,9 +768,18 @@ impl Inner {
             log_index: index,
             receipt: receipt.clone(),
         };
-        match self.store.insert_inbox(rec).await {
-            Ok(InboxInsert::Stored) => {}
-            Ok(InboxInsert::Duplicate(existing)) => {
+        let checked = Arc::clone(&plan);
+        match self
+            .store
+            .insert_inbox_with(rec, move |txn| checked.apply(txn))
+            .await
+        {
+            Ok(Some(InboxInsert::Stored)) => plan.note_indexes(&self.store, index + 2).await,
+            Ok(None) => {
+                tracing::info!(id = %h.id, "request or share changed meanwhile; asking for a retry");
+                return error_response(ErrorCode::Unavailable, Some(h.id), Some("try again later"));
+            }
+            Ok(Some(InboxInsert::Duplicate(existing))) => {
                 self.metrics.duplicates.inc();
                 return Response::Receipt(existing.receipt);
             }
@@ -752,6 +790,63 @@ impl Inner {
         }
         self.metrics.inc(kind.as_str());
         Response::Receipt(receipt)
+    }
+
+    /// Answers a message the workflow refused: a final refusal is logged as
+    /// `rejected`; a transient one (an earlier message still in transit)
+    /// asks the peer to retry.
+    async fn refuse_workflow(
+        &self,
+        h: &Header,
+        err: &WorkflowError,
+        digest: Digest,
+        ms: u64,
+    ) -> Response {
+        let code = err.code();
+        self.metrics.rejected(code.as_str());
+        if code == ErrorCode::Unavailable {
+            tracing::info!(id = %h.id, sender = %h.sender, %err, "message must wait; asking for a retry");
+        } else {
+            tracing::info!(id = %h.id, sender = %h.sender, %err, "message refused by the workflow");
+            let entry = workflow::rejected_entry(h, err, digest.0, ms);
+            if let Err(e) = self.append(entry).await {
+                tracing::error!(error = %e, "could not log a rejection");
+            }
+        }
+        error_response(code, Some(h.id), Some(&err.to_string()))
+    }
+
+    /// Appends a plan's `status-changed` entries and notes their indexes.
+    async fn log_plan(&self, plan: &workflow::Plan) -> Result<(), NodeError> {
+        let entries = plan.entries();
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let first = self.append_with(Box::new(move |_| entries)).await?;
+        plan.note_indexes(&self.store, first).await;
+        Ok(())
+    }
+
+    /// After a receipt: records the delivery of an `mla-request`.
+    async fn workflow_receipt(&self, rec: &OutboxRecord, ms: u64) {
+        let plan = match workflow::on_receipt(&self.store, &self.config.agency, rec, ms) {
+            Ok(Some(p)) => Arc::new(p),
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot record the delivery of a request");
+                return;
+            }
+        };
+        let checked = Arc::clone(&plan);
+        match self.store.write(move |txn| checked.apply(txn)).await {
+            Ok(true) => {
+                if let Err(e) = self.log_plan(&plan).await {
+                    tracing::error!(error = %e, "cannot log the delivery of a request");
+                }
+            }
+            Ok(false) => {} // a later state arrived meanwhile
+            Err(e) => tracing::error!(error = %e, "cannot record the delivery of a request"),
+        }
     }
 
     fn make_receipt(
@@ -926,6 +1021,7 @@ impl Inner {
                 e.detail
                     .insert("receipt-sha256".into(), Digest::sha256(&bytes).to_hex());
                 rec.final_index = Some(self.append(e).await?);
+                self.workflow_receipt(&rec, ms).await;
                 rec.state = OutState::Delivered;
                 rec.receipt = Some(bytes);
                 rec.peer_log_index = Some(peer_index);

@@ -483,6 +483,8 @@ pub fn parse_code(s: &str) -> Option<ErrorCode> {
         ErrorCode::UnsupportedVersion,
         ErrorCode::PolicyDenied,
         ErrorCode::Unavailable,
+        ErrorCode::IllegalTransition,
+        ErrorCode::PermissionRequired,
     ]
     .into_iter()
     .find(|c| c.as_str() == s)

@@ -38,6 +38,8 @@ pub struct Table {
     /// Audit-log and witness verifier keys by agency.
     pub log_keys: HashMap<AgencyId, (isnad_log::VerifierKey, isnad_log::VerifierKey)>,
     pub denied_kinds: Vec<Kind>,
+    /// Kinds denied to one sender only.
+    pub denied_for: Vec<(AgencyId, Kind)>,
 }
 
 /// A fixed directory shared by the test nodes, and the TLS peer set the
@@ -68,9 +70,9 @@ impl Directory for TestDirectory {
             encryption_key: v.1.clone(),
         })
     }
-    fn allows(&self, _s: &AgencyId, _r: &AgencyId, kind: Kind) -> Result<(), String> {
+    fn allows(&self, s: &AgencyId, _r: &AgencyId, kind: Kind) -> Result<(), String> {
         let t = self.0.read().map_err(|_| "poisoned".to_owned())?;
-        if t.denied_kinds.contains(&kind) {
+        if t.denied_kinds.contains(&kind) || t.denied_for.iter().any(|d| d.0 == *s && d.1 == kind) {
             Err(format!("test-rule: no {kind}"))
         } else {
             Ok(())
@@ -199,8 +201,26 @@ pub async fn start_with(
         tls_client: client,
         witness_key: Some(SignerKey::parse(&a.witness_key)?),
     };
-    let (log, _) = Log::open(&home.join("log"))?;
-    let store = Store::open(&home.join("state.redb"))?;
+    // After an in-process restart the previous node's tasks may still hold
+    // the log and database for a moment (a process exit would release them).
+    let mut tries = 0;
+    let (log, store) = loop {
+        let opened = Log::open(&home.join("log"))
+            .map_err(|e| e.to_string())
+            .and_then(|(log, _)| {
+                Ok((
+                    log,
+                    Store::open(&home.join("state.redb")).map_err(|e| e.to_string())?,
+                ))
+            });
+        match opened {
+            Err(e) if tries < 100 && (e.contains("already open") || e.contains("in use")) => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => break other?,
+        }
+    };
     let d: Arc<dyn Directory> = Arc::new(dir.clone());
     Ok(NodeHandle::start(
         config,
@@ -225,6 +245,8 @@ pub fn intel(text: &str) -> Body {
         summary: text.into(),
         content: text.into(),
         entities: vec![],
+        originator: None,
+        permission: None,
         extensions: Extensions::new(),
     }))
 }

@@ -1,0 +1,52 @@
+//! Every input a fuzz run ever crashed on stays a test: each file under
+//! `fuzz/regressions/<target>/` is run through the same entry point as the
+//! fuzz target of that name (fuzz/fuzz_targets/<target>.rs). A panic is a
+//! failure. Add a crash here (named for what it broke) when you fix it.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests panic on failure by design.
+
+use std::path::Path;
+
+/// A fuzz entry point.
+type Entry = fn(&[u8]);
+
+/// Fuzz target name → its entry point.
+const TARGETS: &[(&str, Entry)] = &[
+    ("envelope_open", isnad_envelope::fuzzing::open),
+    ("envelope_decoders", isnad_envelope::fuzzing::decoders),
+    ("envelope_receipt", isnad_envelope::fuzzing::open_signed),
+    ("wire_frames", isnad_wire::fuzzing::frames),
+    ("log_entry", isnad_log::fuzzing::entry_decode),
+    ("log_note", isnad_log::fuzzing::note_open),
+    ("log_tlog_proof", isnad_log::fuzzing::tlog_proof),
+    ("log_bundle", isnad_log::fuzzing::bundle),
+    ("log_export", isnad_log::fuzzing::export),
+    ("log_cross_check", isnad_log::fuzzing::cross_check),
+    (
+        "federation_directory",
+        isnad_trust::fuzzing::directory_decode,
+    ),
+    ("federation_verify", isnad_trust::fuzzing::directory_verify),
+];
+
+#[test]
+fn every_recorded_fuzz_crash_is_handled() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+    let mut ran = 0;
+    for target in std::fs::read_dir(&dir).unwrap() {
+        let target = target.unwrap().path();
+        if !target.is_dir() {
+            continue;
+        }
+        let name = target.file_name().unwrap().to_string_lossy().into_owned();
+        let Some((_, entry)) = TARGETS.iter().find(|(t, _)| *t == name) else {
+            panic!("fuzz/regressions/{name}: no such target here; add it to TARGETS");
+        };
+        for input in std::fs::read_dir(&target).unwrap() {
+            let input = input.unwrap().path();
+            eprintln!("{}", input.display());
+            entry(&std::fs::read(&input).unwrap());
+            ran += 1;
+        }
+    }
+    eprintln!("{ran} recorded crash inputs handled");
+}
