@@ -8,7 +8,7 @@
 mod common;
 
 use std::io::{Read as _, Write as _};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -37,54 +37,33 @@ fn verify(dir: &std::path::Path, key: &std::path::Path) -> std::process::Output 
     isnad(&["audit", "verify", p(dir), "--log-key", p(key)])
 }
 
+/// `isnad audit verify` succeeds and reports OK.
+fn verified(dir: &std::path::Path, key: &std::path::Path) {
+    let v = verify(dir, key);
+    let out = String::from_utf8_lossy(&v.stdout);
+    assert!(
+        v.status.success() && out.starts_with("OK"),
+        "{out}{}",
+        String::from_utf8_lossy(&v.stderr)
+    );
+}
+
 #[test]
 fn running_node_exports_its_log_and_the_export_verifies() {
     let tmp = tempfile::tempdir().unwrap();
     let base = tmp.path();
-    let nodes = iq_federation(base, &["iq.moi.ahtd", "iq.moj.ca"]);
-    let procs: Vec<NodeProc> = nodes.iter().map(|(d, _)| NodeProc::start(d)).collect();
-    let (sender, api) = (&procs[0], nodes[0].1.as_str());
-    let payload = base.join("p.json");
-    std::fs::write(&payload, r#"{"share-id":"00112233445566778899aabbccddeeff","handling":"H0","source-grading":"A","information-grading":1,"tlp":"green","classification":"RESTRICTED","summary":"s","content":"c"}"#).unwrap();
-    // Send two messages (retrying while the node starts) and wait for delivery.
-    let mut ids = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while ids.len() < 2 {
-        let o = isnad(&[
-            "send",
-            "--config",
-            p(&sender.config()),
-            "--to",
-            "iq.moj.ca",
-            "--kind",
-            "intel-share",
-            "--payload",
-            p(&payload),
-        ]);
-        if o.status.success() {
-            ids.push(String::from_utf8_lossy(&o.stdout).trim().to_owned());
-        } else {
-            assert!(Instant::now() < deadline, "the sender did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+    let mut fed = Federation::new(base, &["iq.moi.ahtd", "iq.moj.ca"]);
+    for n in fed.nodes.iter_mut() {
+        n.start();
     }
-    for id in &ids {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let v: serde_json::Value = serde_json::from_str(&ok(&[
-                "status",
-                "--config",
-                p(&sender.config()),
-                id,
-                "--json",
-            ]))
-            .unwrap();
-            if v["state"] == "delivered" {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{id} not delivered: {v}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+    let sender = &fed.nodes[0];
+    sender.wait_api();
+    let api = sender.api.to_string();
+    let api = api.as_str();
+    // Two messages, delivered (sent and receipt entries in the sender's log).
+    for text in ["first", "second"] {
+        let id = sender.send_intel("iq.moj.ca", text);
+        sender.wait_status(&id, "delivered", 60);
     }
 
     // The offline form cannot open the log of the running node.
@@ -99,30 +78,23 @@ fn running_node_exports_its_log_and_the_export_verifies() {
         p(&base.join("offline")),
     ]);
     assert!(
-        !offline.status.success(),
-        "the running node's log was opened twice"
+        String::from_utf8_lossy(&offline.stderr).contains("in use"),
+        "the running node's log was opened twice: {}",
+        String::from_utf8_lossy(&offline.stderr)
     );
 
     // Through the running node: a new directory, verified.
     let key = sender.dir.join("keys/log.pub");
     let out = base.join("export");
-    let said = ok(&[
-        "audit",
-        "export",
-        "--config",
-        p(&sender.config()),
-        "--out",
-        p(&out),
-    ]);
-    let v = verify(&out, &key);
-    assert!(
-        v.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&v.stdout),
-        String::from_utf8_lossy(&v.stderr)
-    );
-    let report = String::from_utf8_lossy(&v.stdout).into_owned();
-    assert!(report.starts_with("OK"), "{report}");
+    let config = sender.config();
+    let live = |out: &std::path::Path, more: &[&str]| {
+        let args = ["audit", "export", "--config", p(&config), "--out", p(out)];
+        isnad(&[&args[..], more].concat())
+    };
+    let o = live(&out, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let said = String::from_utf8_lossy(&o.stdout).into_owned();
+    verified(&out, &key);
     // Sent and receipt entries of both messages at least.
     let size: u64 = said
         .split_whitespace()
@@ -135,14 +107,7 @@ fn running_node_exports_its_log_and_the_export_verifies() {
 
     // The same directory again: refused, nothing overwritten.
     let before = std::fs::read(out.join("checkpoint")).unwrap();
-    let again = isnad(&[
-        "audit",
-        "export",
-        "--config",
-        p(&sender.config()),
-        "--out",
-        p(&out),
-    ]);
+    let again = live(&out, &[]);
     assert_eq!(again.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&again.stderr).contains("not an empty directory"),
@@ -154,16 +119,9 @@ fn running_node_exports_its_log_and_the_export_verifies() {
     // An existing empty directory and the latest checkpoint: accepted, verified.
     let latest = base.join("latest");
     std::fs::create_dir(&latest).unwrap();
-    ok(&[
-        "audit",
-        "export",
-        "--config",
-        p(&sender.config()),
-        "--latest",
-        "--out",
-        p(&latest),
-    ]);
-    assert!(verify(&latest, &key).status.success());
+    let o = live(&latest, &["--latest"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    verified(&latest, &key);
 
     // A checkpoint with cosignature lines of witnesses the auditor does not
     // know still verifies under the log key (C2SP signed-note: unknown
@@ -171,13 +129,7 @@ fn running_node_exports_its_log_and_the_export_verifies() {
     let cp = std::fs::read_to_string(out.join("checkpoint")).unwrap();
     let cosig = "— iq.moj.ca/witness AAECAwAAAABnS3tAAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==\n";
     std::fs::write(out.join("checkpoint"), format!("{cp}{cosig}")).unwrap();
-    let v = verify(&out, &key);
-    assert!(
-        v.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&v.stdout),
-        String::from_utf8_lossy(&v.stderr)
-    );
+    verified(&out, &key);
     let (text, sigs) = cp.split_once("\n\n").unwrap();
     let own = sigs.lines().next().unwrap();
     // Change one base64 digit inside the signature (not the padding).
@@ -189,8 +141,8 @@ fn running_node_exports_its_log_and_the_export_verifies() {
     assert_eq!(verify(&out, &key).status.code(), Some(2));
 
     // API error cases.
-    let token = std::fs::read_to_string(sender.dir.join("keys/api.token")).unwrap();
-    let token = token.trim();
+    let token = sender.token();
+    let token = token.as_str();
     let fresh = base.join("fresh");
     let body = format!(r#"{{"out":{:?}}}"#, p(&fresh));
     let (status, resp) = post(api, "/v1/audit/export", "wrong", &body);
@@ -221,5 +173,5 @@ fn running_node_exports_its_log_and_the_export_verifies() {
     let (status, resp) = post(api, "/v1/audit/export", token, &body);
     assert_eq!(status, 201, "{resp}");
     assert!(resp.contains("\"cosignatures\":0"), "{resp}");
-    assert!(verify(&fresh, &key).status.success());
+    verified(&fresh, &key);
 }
