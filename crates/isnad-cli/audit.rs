@@ -42,16 +42,30 @@ overwritten."
     },
     /// Sign a checkpoint of the log and export it in the C2SP tlog-tiles layout.
     #[command(
-        after_help = "Example:\n  isnad audit export --log /var/lib/isnad/audit --log-key keys/log.key --out export/"
+        after_help = "Examples:\n  isnad audit export --config /etc/isnad/config.toml --out /srv/exports/2026-12-01\n  \
+isnad audit export --log /var/lib/isnad/audit --log-key keys/log.key --out export/\n\n\
+With --config the running node writes the export itself (its log has one\n\
+owner) through its local API, into --out on the node's machine: a new\n\
+directory (its parent must exist) or an empty one, never overwritten. The\n\
+checkpoint is signed now, or with --latest is the node's latest checkpoint\n\
+with the witness cosignatures collected for it. --log works only while the\n\
+node is stopped."
     )]
     Export {
-        /// The log directory.
-        #[arg(long)]
-        log: PathBuf,
+        /// The running node's config file (its api.listen and api.token_file are used).
+        #[arg(long, conflicts_with_all = ["log", "log_key"], required_unless_present = "log")]
+        config: Option<PathBuf>,
+        /// With --config: export at the node's latest checkpoint (with its
+        /// witness cosignatures) instead of signing a new one.
+        #[arg(long, requires = "config")]
+        latest: bool,
+        /// The log directory of a stopped node.
+        #[arg(long, requires = "log_key")]
+        log: Option<PathBuf>,
         /// The log signer key file (written by `isnad audit keygen`).
-        #[arg(long)]
-        log_key: PathBuf,
-        /// Output directory (created if missing).
+        #[arg(long, requires = "log")]
+        log_key: Option<PathBuf>,
+        /// Output directory (--log: created if missing; --config: new or empty).
         #[arg(long)]
         out: PathBuf,
     },
@@ -189,7 +203,19 @@ with no network. Exit status: 0 written and all clean, 1 usage or IO error,\n\
 pub(crate) fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         AuditCommand::Keygen { name, out } => keygen(&name, &out),
-        AuditCommand::Export { log, log_key, out } => export(&log, &log_key, &out),
+        AuditCommand::Export {
+            config,
+            latest,
+            log,
+            log_key,
+            out,
+        } => match (config, log, log_key) {
+            (Some(config), _, _) => export_live(config, latest, &out),
+            (None, Some(log), Some(key)) => export(&log, &key, &out),
+            _ => {
+                anyhow::bail!("give --config (running node) or --log and --log-key (stopped node)")
+            }
+        },
         AuditCommand::Verify {
             dir,
             log_key,
@@ -265,6 +291,32 @@ fn export(log_dir: &Path, key_file: &Path, out: &Path) -> anyhow::Result<ExitCod
         s.size,
         s.tiles,
         s.bundles,
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `isnad audit export --config`: the running node writes the export.
+fn export_live(config: PathBuf, latest: bool, out: &Path) -> anyhow::Result<ExitCode> {
+    // The CLI runs on the node's machine (the API is loopback only), so a
+    // relative --out means relative to here.
+    let out =
+        std::path::absolute(out).with_context(|| format!("cannot resolve {}", out.display()))?;
+    let client = crate::client::Client::with_timeout(
+        &crate::client::NodeRef { config },
+        std::time::Duration::from_secs(3600),
+    )?;
+    let body = serde_json::json!({
+        "out": out,
+        "at": if latest { "latest" } else { "new" },
+    });
+    let v = client.json("POST", "/v1/audit/export", Some(body))?;
+    println!(
+        "exported {} entries ({} tiles, {} entry bundles, {} cosignatures) to {}",
+        v["size"],
+        v["tiles"],
+        v["bundles"],
+        v["cosignatures"],
         out.display()
     );
     Ok(ExitCode::SUCCESS)

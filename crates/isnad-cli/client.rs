@@ -80,6 +80,14 @@ pub(crate) struct Client {
 
 impl Client {
     pub(crate) fn new(node: &NodeRef) -> anyhow::Result<Self> {
+        Self::with_timeout(node, std::time::Duration::from_secs(60))
+    }
+
+    /// A client whose requests may take up to `timeout` (e.g. an export).
+    pub(crate) fn with_timeout(
+        node: &NodeRef,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<Self> {
         let cfg = Config::load(&node.config).with_context(|| {
             format!(
                 "cannot load {} (pass --config or set ISNAD_CONFIG)",
@@ -92,7 +100,7 @@ impl Client {
             .to_owned();
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(std::time::Duration::from_secs(60)))
+            .timeout_global(Some(timeout))
             .build()
             .into();
         Ok(Self {

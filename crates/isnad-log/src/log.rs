@@ -562,7 +562,27 @@ impl Log {
     /// exactly that tree to `out`: tiles, entry bundles, then `checkpoint`.
     pub fn export(&self, out: &Path, key: &SignerKey) -> Result<ExportSummary, LogError> {
         let signed = self.sign_checkpoint(key)?;
+        self.export_at(out, &signed)
+    }
+
+    /// Writes the C2SP tlog-tiles export of the tree at an already signed
+    /// checkpoint of this log to `out`: tiles, entry bundles, then
+    /// `checkpoint` holding `signed.note` verbatim (which may carry witness
+    /// cosignature lines after the log's signature).
+    ///
+    /// The checkpoint may be older than the current tree; its size must not
+    /// exceed the durable size and its root must be this log's root at that
+    /// size ([`LogError::CheckpointMismatch`] otherwise). The caller vouches
+    /// that `signed.note` is the signed note of `signed.checkpoint`.
+    pub fn export_at(
+        &self,
+        out: &Path,
+        signed: &SignedCheckpoint,
+    ) -> Result<ExportSummary, LogError> {
         let size = signed.checkpoint.size;
+        if size > self.size() || self.root_at(size)? != signed.checkpoint.root {
+            return Err(LogError::CheckpointMismatch { size });
+        }
         let mut summary = ExportSummary {
             size,
             tiles: 0,

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use isnad_envelope::{AgencyId, MessageId};
-use isnad_log::note::{SignerKey, TYPE_ED25519};
+use isnad_log::note::{SignerKey, TYPE_COSIGNATURE_V1, TYPE_ED25519};
 use isnad_log::{
     prove_from_export, verify_export, AuditError, Entry, EventType, Log, LogError, Problem,
 };
@@ -266,6 +266,48 @@ fn export_verifies_and_proves() {
             .is_err());
     }
     assert!(prove_from_export(&out, 600).is_err());
+}
+
+#[test]
+fn export_at_an_older_checkpoint_with_cosignatures_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = fill(&dir.path().join("log"), 300);
+    let old = log.sign_checkpoint(&key()).unwrap();
+    log.append_batch((300..310).map(entry)).unwrap();
+    // A witness cosigns the older checkpoint; the note carries its line.
+    let witness = SignerKey::from_seed("fr.mj.bepi/witness", TYPE_COSIGNATURE_V1, [7; 32]).unwrap();
+    let body = old.checkpoint.to_body();
+    let mut signed = old.clone();
+    signed
+        .note
+        .push_str(&witness.cosign(&body, 1_790_000_000).unwrap());
+    let out = dir.path().join("export");
+    let s = log.export_at(&out, &signed).unwrap();
+    assert_eq!((s.size, s.bundles), (300, 2));
+    assert_eq!(
+        fs::read_to_string(out.join("checkpoint")).unwrap(),
+        signed.note
+    );
+    assert_eq!(verify(&out), vec![]);
+    assert_eq!(
+        isnad_log::note::verify_cosignature(signed.note.as_bytes(), &witness.verifier()).unwrap(),
+        1_790_000_000
+    );
+    // A checkpoint that is not of this log's tree is refused, nothing written.
+    let other = dir.path().join("other");
+    let mut forged = old.clone();
+    forged.checkpoint.root = log.root_at(299).unwrap();
+    assert!(matches!(
+        log.export_at(&other, &forged),
+        Err(LogError::CheckpointMismatch { size: 300 })
+    ));
+    let mut ahead = old;
+    ahead.checkpoint.size = 311;
+    assert!(matches!(
+        log.export_at(&other, &ahead),
+        Err(LogError::CheckpointMismatch { size: 311 })
+    ));
+    assert!(!other.exists());
 }
 
 #[test]

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use crate::metrics::Metrics;
 use crate::node::NodeError;
 use crate::store::{InboxRecord, OutboxRecord};
-use crate::NodeHandle;
+use crate::{ExportAt, ExportError, NodeHandle};
 
 mod cases;
 
@@ -48,6 +48,7 @@ pub async fn serve(
         .route("/v1/outbox", get(outbox))
         .route("/v1/checkpoint", get(checkpoint).post(checkpoint_now))
         .route("/v1/witness", get(witness_status))
+        .route("/v1/audit/export", post(export_audit))
         .merge(cases::routes())
         .with_state(api);
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -319,4 +320,53 @@ async fn checkpoint_now(State(api): State<Api>, headers: HeaderMap) -> Result<Re
 async fn witness_status(State(api): State<Api>, headers: HeaderMap) -> Result<Response, ApiError> {
     authorize(&api, &headers)?;
     Ok(Json(api.node.witness_status()?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportRequest {
+    out: std::path::PathBuf,
+    #[serde(default)]
+    at: Option<String>,
+}
+
+async fn export_audit(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Json(req): Json<ExportRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&api, &headers)?;
+    let at = match req.at.as_deref() {
+        None | Some("new") => ExportAt::New,
+        Some("latest") => ExportAt::Latest,
+        Some(other) => {
+            return Err(ApiError(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "bad-export-target",
+                format!("at must be \"new\" or \"latest\", not {other:?}"),
+            ))
+        }
+    };
+    let done = api
+        .node
+        .export_audit(&req.out, at)
+        .await
+        .map_err(|e| match e {
+            ExportError::NotAbsolute(_) | ExportError::Io { .. } => ApiError(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "bad-export-target",
+                e.to_string(),
+            ),
+            ExportError::NotEmpty(_) => ApiError(
+                StatusCode::CONFLICT,
+                "export-target-not-empty",
+                e.to_string(),
+            ),
+            ExportError::NoCheckpoint => {
+                ApiError(StatusCode::NOT_FOUND, "no-checkpoint", e.to_string())
+            }
+            ExportError::Node(e) => e.into(),
+            e => internal(e),
+        })?;
+    Ok((StatusCode::CREATED, Json(done)))
 }

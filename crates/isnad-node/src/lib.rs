@@ -13,5 +13,6 @@ mod relay;
 pub mod store;
 pub mod workflow;
 
+pub use node::export::{ExportAt, ExportError, Exported};
 pub use node::witness::{OwnCheckpoint, WitnessStatus, WitnessedLog};
 pub use node::{Directory, Identity, NodeError, NodeHandle, Peer};

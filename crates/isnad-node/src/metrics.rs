@@ -233,31 +233,16 @@ impl Metrics {
         }
         let _ = writeln!(out, "# HELP isnad_queue_depth Pending outbox messages.\n# TYPE isnad_queue_depth gauge\nisnad_queue_depth {}", self.queue_depth.get());
         let _ = writeln!(out, "# HELP isnad_log_size Entries in the audit log.\n# TYPE isnad_log_size gauge\nisnad_log_size {log_size}");
-        let _ = writeln!(out, "# HELP isnad_delivery_latency_seconds Submission to verified receipt.\n# TYPE isnad_delivery_latency_seconds histogram");
-        for (i, b) in BUCKETS_MS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "isnad_delivery_latency_seconds_bucket{{le=\"{}\"}} {}",
-                *b as f64 / 1000.0,
-                self.latency.buckets[i].load(Ordering::Relaxed)
-            );
-        }
+        self.latency.render(
+            &mut out,
+            "isnad_delivery_latency_seconds",
+            "Submission to verified receipt.",
+        );
         self.append_latency.render(
             &mut out,
             "isnad_log_append_seconds",
             "Time for one durable audit-log append.",
         );
-        let count = self.latency.count.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "isnad_delivery_latency_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
-        let _ = writeln!(
-            out,
-            "isnad_delivery_latency_seconds_sum {}",
-            self.latency.sum_ms.load(Ordering::Relaxed) as f64 / 1000.0
-        );
-        let _ = writeln!(out, "isnad_delivery_latency_seconds_count {count}");
         out
     }
 }
@@ -287,5 +272,76 @@ mod tests {
         assert!(text.contains("isnad_witness_forks_total 1"));
         assert!(text.contains("isnad_witnessed_size 9"));
         assert_eq!(m.rejected_count("replayed"), 2);
+    }
+
+    /// Checks the text exposition format's grouping rules: every family
+    /// announced once by `# HELP` then `# TYPE`, its samples right after and
+    /// contiguous; returns the families in order with their sample count.
+    fn families(text: &str) -> Result<Vec<(String, String, usize)>, String> {
+        let mut out: Vec<(String, String, usize)> = Vec::new();
+        let mut help: Option<String> = None;
+        for (n, line) in text.lines().enumerate() {
+            let n = n + 1;
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let name = rest.split(' ').next().unwrap_or("").to_owned();
+                if out.iter().any(|f| f.0 == name) || help.is_some() {
+                    return Err(format!("line {n}: HELP {name} out of place"));
+                }
+                help = Some(name);
+            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let mut it = rest.split(' ');
+                let (name, ty) = (it.next().unwrap_or(""), it.next().unwrap_or(""));
+                if help.take().as_deref() != Some(name) {
+                    return Err(format!("line {n}: TYPE {name} not right after its HELP"));
+                }
+                out.push((name.to_owned(), ty.to_owned(), 0));
+            } else {
+                let name = line.split(['{', ' ']).next().unwrap_or("");
+                let Some((family, ty, count)) = out.last_mut() else {
+                    return Err(format!("line {n}: sample {name} before any TYPE"));
+                };
+                let belongs = match ty.as_str() {
+                    "histogram" => ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .any(|s| name.strip_suffix(s) == Some(family.as_str())),
+                    _ => name == family,
+                };
+                if help.is_some() || !belongs {
+                    return Err(format!("line {n}: sample {name} inside family {family}"));
+                }
+                *count += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn every_family_is_contiguous_with_help_and_type_first() {
+        let m = Metrics::default();
+        m.inc("mla-request");
+        m.inc("intel-share");
+        m.rejected("replayed");
+        m.latency.observe_ms(7);
+        m.append_latency.observe_ms(3);
+        let text = m.render(5);
+        let fams = families(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let names: Vec<&str> = fams.iter().map(|f| f.0.as_str()).collect();
+        assert!(names.contains(&"isnad_delivery_latency_seconds"));
+        assert!(names.contains(&"isnad_log_append_seconds"));
+        for (name, ty, count) in &fams {
+            let want = match ty.as_str() {
+                "histogram" => BUCKETS_MS.len() + 3,
+                "counter" | "gauge" if name == "isnad_messages_received_total" => 2,
+                "counter" | "gauge" => 1,
+                other => panic!("{name}: unexpected type {other}"),
+            };
+            assert_eq!(*count, want, "{name}\n{text}");
+        }
+        // The checker itself rejects interleaved families and a stray HELP.
+        let interleaved = "# HELP a x\n# TYPE a histogram\na_bucket{le=\"1\"} 0\n\
+# HELP b y\n# TYPE b counter\nb 1\na_sum 0\na_count 0\n";
+        assert!(families(interleaved).is_err());
+        assert!(families("# HELP a x\n# TYPE a gauge\na 1\n# HELP a x\n# TYPE a gauge\n").is_err());
+        assert!(families("# HELP a x\n# TYPE b gauge\nb 1\n").is_err());
     }
 }

@@ -25,6 +25,8 @@ use crate::store::{
 };
 use crate::workflow::{self, WorkflowError};
 
+#[path = "export.rs"]
+pub(crate) mod export;
 #[path = "witness.rs"]
 pub(crate) mod witness;
 

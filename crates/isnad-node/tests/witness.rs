@@ -324,3 +324,40 @@ async fn cosignature_records_alone_do_not_trigger_new_checkpoints() -> TestResul
     nb.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_node_exports_its_witnessed_checkpoint_with_the_cosignature() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let (dir, a, b, nb) = a_and_its_witness_b(tmp.path()).await?;
+    let na = start_with(&a, &dir, tmp.path(), |cfg| {
+        cfg.witness.witnesses = vec![b.id.clone()];
+        cfg.checkpoint.interval_secs = 3600;
+    })
+    .await?;
+    let log_key = SignerKey::parse(&a.log_key)?.verifier();
+    let m = grow_and_checkpoint(&na, &log_key, 2, "history").await?;
+    wait_witnessed(&na, m).await?;
+    // The log grew since (B's checkpoint-cosigned record): `latest` exports
+    // the witnessed, older tree, its checkpoint carrying B's cosignature.
+    assert!(na.log().size() > m);
+    let out = tmp.path().join("witnessed");
+    let e = na.export_audit(&out, isnad_node::ExportAt::Latest).await?;
+    assert_eq!((e.size, e.cosignatures), (m, 1));
+    let written = std::fs::read(out.join("checkpoint"))?;
+    assert_eq!(written, e.checkpoint.as_bytes());
+    let wkey = SignerKey::parse(&b.witness_key)?.verifier();
+    note::verify_cosignature(&written, &wkey)?;
+    let report = isnad_log::verify_export(&out, &log_key, None, &mut |_, _| {})?;
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.checkpoint.size, m);
+    // `new` signs the current tree; the export extends the witnessed one.
+    let now = tmp.path().join("now");
+    let e = na.export_audit(&now, isnad_node::ExportAt::New).await?;
+    // (B may cosign it and A log that at any moment, so the log may be larger.)
+    assert!(e.size > m && e.size <= na.log().size());
+    let report = isnad_log::verify_export(&now, &log_key, Some(&written), &mut |_, _| {})?;
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    na.shutdown().await;
+    nb.shutdown().await;
+    Ok(())
+}
