@@ -149,6 +149,8 @@ struct Inner {
     in_flight: Mutex<HashSet<[u8; 16]>>,
     connections: tokio::sync::Mutex<HashMap<AgencyId, PeerSlot>>,
     shutdown: watch::Sender<bool>,
+    /// Serialize messages changing the same request or share record.
+    record_locks: workflow::RecordLocks,
     /// Waiters for a message's final state, woken by the delivery loop.
     waiters: Mutex<HashMap<[u8; 16], Vec<tokio::sync::oneshot::Sender<OutState>>>>,
 }
@@ -207,6 +209,7 @@ impl NodeHandle {
             in_flight: Mutex::new(HashSet::new()),
             connections: tokio::sync::Mutex::new(HashMap::new()),
             shutdown,
+            record_locks: workflow::RecordLocks::new(),
             waiters: Mutex::new(HashMap::new()),
         });
         inner.recover().await?;
@@ -250,7 +253,7 @@ impl NodeHandle {
         let ttl = ttl_secs.unwrap_or(inner.config.delivery.default_ttl_secs);
         let id = MessageId::random(&inner.rng).map_err(|_| NodeError::System)?;
         let kind = body.kind();
-        let mut msg = Message {
+        let msg = Message {
             header: Header {
                 id,
                 sender: inner.config.agency.clone(),
@@ -260,7 +263,15 @@ impl NodeHandle {
             },
             body,
         };
-        let plan = Arc::new(workflow::check_outgoing(&inner.store, &mut msg, ms)?);
+        let (plan, checked_msg, record_lock) = inner
+            .record_locks
+            .checked(|| {
+                let mut m = msg.clone();
+                workflow::check_outgoing(&inner.store, &mut m, ms).map(|p| (p, m))
+            })
+            .await?;
+        let msg = checked_msg;
+        let plan = Arc::new(plan);
         let envelope = seal(
             &msg,
             &inner.identity.signing_key,
@@ -295,6 +306,7 @@ impl NodeHandle {
         {
             return Err(WorkflowError::Conflict.into());
         }
+        drop(record_lock);
         inner.log_sent(&rec).await?;
         inner.log_plan(&plan).await?;
         inner.metrics.submitted.inc();
@@ -714,8 +726,12 @@ impl Inner {
                 .await;
             return error_response(ErrorCode::PolicyDenied, Some(h.id), Some(&rule));
         }
-        let plan = match workflow::check_incoming(&self.store, &opened.message, ms) {
-            Ok(p) => Arc::new(p),
+        let checked = self
+            .record_locks
+            .checked(|| workflow::check_incoming(&self.store, &opened.message, ms).map(|p| (p, ())))
+            .await;
+        let (plan, _record_lock) = match checked {
+            Ok((p, (), lock)) => (Arc::new(p), lock),
             Err(err) => return self.refuse_workflow(h, &err, digest, ms).await,
         };
         // Durable order: audit entry, then the inbox record, then the answer.
@@ -827,9 +843,16 @@ impl Inner {
 
     /// After a receipt: records the delivery of an `mla-request`.
     async fn workflow_receipt(&self, rec: &OutboxRecord, ms: u64) {
-        let plan = match workflow::on_receipt(&self.store, &self.config.agency, rec, ms) {
-            Ok(Some(p)) => Arc::new(p),
-            Ok(None) => return,
+        let checked = self
+            .record_locks
+            .checked(|| {
+                workflow::on_receipt(&self.store, &self.config.agency, rec, ms)
+                    .map(|p| (p.unwrap_or_default(), ()))
+            })
+            .await;
+        let (plan, _record_lock) = match checked {
+            Ok((p, (), lock)) if !p.is_empty() => (Arc::new(p), lock),
+            Ok(_) => return,
             Err(e) => {
                 tracing::error!(error = %e, "cannot record the delivery of a request");
                 return;
