@@ -110,10 +110,12 @@ fn steady_load_memory_flat_queue_bounded_nothing_lost() {
                     std::thread::sleep(wait);
                 }
                 let text = format!("soak {i}");
+                // Each message is a new piece of intelligence: its own share id.
+                let share_id = format!("{i:032x}");
                 let body = json!({
                     "to": to, "kind": "intel-share",
                     "body": {
-                        "share-id": "00112233445566778899aabbccddeeff", "handling": "H0",
+                        "share-id": share_id, "handling": "H0",
                         "source-grading": "A", "information-grading": 1, "tlp": "green",
                         "classification": "RESTRICTED", "summary": text, "content": text,
                     },

@@ -547,6 +547,11 @@ impl EncryptionPublicKey {
                 if k.x.len() != 32 {
                     return Err(KeyError::CoseKey("X25519 key must be 32 bytes"));
                 }
+                if !x25519_canonical(&k.x) {
+                    return Err(KeyError::CoseKey(
+                        "X25519 key is not canonical (u-coordinate not below 2^255 - 19)",
+                    ));
+                }
                 Ok(Self {
                     curve: EncryptionCurve::X25519,
                     point: k.x.clone(),
@@ -580,6 +585,24 @@ impl fmt::Debug for EncryptionPublicKey {
             self.key_id()
         )
     }
+}
+
+/// Whether 32 bytes are the canonical encoding of an X25519 u-coordinate:
+/// little-endian and below p = 2^255 - 19. X25519 (RFC 7748 §5) masks the
+/// top bit and reduces modulo p, so every other encoding names the same
+/// point as a canonical one; accepting them would let anyone change an
+/// envelope's ephemeral key bytes without changing its meaning.
+fn x25519_canonical(u: &[u8]) -> bool {
+    // p little-endian: ed ff … ff 7f. Compare from the most significant byte.
+    let mut p = [0xffu8; 32];
+    p[0] = 0xed;
+    p[31] = 0x7f;
+    for (a, b) in u.iter().rev().zip(p.iter().rev()) {
+        if a != b {
+            return a < b;
+        }
+    }
+    false // u == p
 }
 
 // ---------------------------------------------------------------------------
@@ -813,6 +836,33 @@ fn pem_decode(pem: &str) -> Result<Zeroizing<Vec<u8>>, KeyError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_canonical_x25519_encodings_are_keys() {
+        let mut p = [0xffu8; 32];
+        p[0] = 0xed;
+        p[31] = 0x7f;
+        let mut below = p;
+        below[0] = 0xec;
+        let mut top_bit = [0u8; 32];
+        top_bit[0] = 9;
+        top_bit[31] = 0x80;
+        assert!(x25519_canonical(&[0; 32]));
+        assert!(x25519_canonical(&below));
+        assert!(!x25519_canonical(&p));
+        assert!(!x25519_canonical(&[0xff; 32]));
+        assert!(!x25519_canonical(&top_bit));
+        let okp = |x: [u8; 32]| CoseKeyParts {
+            kty: KTY_OKP,
+            crv: CRV_X25519,
+            x: x.to_vec(),
+            kid: None,
+            alg: None,
+            y: None,
+        };
+        assert!(EncryptionPublicKey::from_parts(&okp(below)).is_ok());
+        assert!(EncryptionPublicKey::from_parts(&okp(top_bit)).is_err());
+    }
+
     use super::*;
     use ring::rand::SystemRandom;
 

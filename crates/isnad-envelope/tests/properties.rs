@@ -112,6 +112,59 @@ proptest! {
     }
 }
 
+/// Every bit of one envelope per signature algorithm and curve, flipped in
+/// turn, is refused. Regression: the top bit of an X25519 ephemeral key
+/// (ignored by X25519 itself) was accepted until non-canonical keys were.
+#[test]
+fn every_single_bit_flip_of_one_envelope_is_refused() {
+    let f = fixture();
+    let rng = SystemRandom::new();
+    let opener = Opener {
+        me: &f.me,
+        keys: &f.keys,
+        limits: Limits::default(),
+    };
+    for (signer, key) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+        let msg = Message {
+            header: Header {
+                id: MessageId::random(&rng).expect("rng"),
+                sender: f.them.clone(),
+                recipient: f.me.clone(),
+                created: 1_800_000_000,
+                expires: 1_800_003_600,
+            },
+            body: intel("s".into(), "c".into(), 3, [9; 16]),
+        };
+        let env = seal(
+            &msg,
+            &f.signers[signer],
+            f.keys[key].public_key(),
+            &Limits::default(),
+            &rng,
+        )
+        .expect("seal");
+        let mut replay = MemoryReplayGuard::default();
+        assert!(opener
+            .open(&env, 1_800_000_000, &senders(&f), &mut replay)
+            .is_ok());
+        for i in 0..env.len() * 8 {
+            let mut bad = env.clone();
+            bad[i / 8] ^= 1 << (i % 8);
+            let r = opener.open(
+                &bad,
+                1_800_000_000,
+                &senders(&f),
+                &mut MemoryReplayGuard::default(),
+            );
+            assert!(
+                r.is_err(),
+                "signer {signer}, key {key}: flipped bit {i} of {} accepted",
+                env.len() * 8
+            );
+        }
+    }
+}
+
 #[test]
 fn signed_only_messages_verify_and_reject_tampering() {
     let f = fixture();

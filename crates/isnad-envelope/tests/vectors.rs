@@ -734,33 +734,52 @@ fn regenerate_vectors() -> TestResult {
     )?;
 
     // Low-order X25519 ephemeral point.
+    fn eph_x(ev: &mut Value) -> Option<&mut Value> {
+        match ev {
+            Value::Tag(_, inner) => inner
+                .as_array_mut()
+                .and_then(|a| a.get_mut(3))
+                .and_then(|r| r.as_array_mut())
+                .and_then(|r| r.get_mut(0))
+                .and_then(|r| r.as_array_mut())
+                .and_then(|r| r.get_mut(1))
+                .and_then(|h| h.as_map_mut())
+                .and_then(|h| {
+                    h.iter_mut()
+                        .find(|(k, _)| k.as_integer() == Some((-1).into()))
+                })
+                .and_then(|(_, key)| key.as_map_mut())
+                .and_then(|key| {
+                    key.iter_mut()
+                        .find(|(k, _)| k.as_integer() == Some((-2).into()))
+                })
+                .map(|(_, x)| x),
+            _ => None,
+        }
+    }
     let to_x = sealed(&a, &d, &msg(&a, &d.agency, mla_request())?)?;
     let mut ev: Value = ciborium::de::from_reader(to_x.as_slice())?;
-    let eph_x = match &mut ev {
-        Value::Tag(_, inner) => inner
-            .as_array_mut()
-            .and_then(|a| a.get_mut(3))
-            .and_then(|r| r.as_array_mut())
-            .and_then(|r| r.get_mut(0))
-            .and_then(|r| r.as_array_mut())
-            .and_then(|r| r.get_mut(1))
-            .and_then(|h| h.as_map_mut())
-            .and_then(|h| {
-                h.iter_mut()
-                    .find(|(k, _)| k.as_integer() == Some((-1).into()))
-            })
-            .and_then(|(_, key)| key.as_map_mut())
-            .and_then(|key| {
-                key.iter_mut()
-                    .find(|(k, _)| k.as_integer() == Some((-2).into()))
-            })
-            .map(|(_, x)| x),
-        _ => None,
-    };
-    *eph_x.ok_or("ephemeral x not found")? = Value::Bytes(vec![0; 32]);
+    *eph_x(&mut ev).ok_or("ephemeral x not found")? = Value::Bytes(vec![0; 32]);
     neg(
         "err-low-order-x25519",
         "X25519 ephemeral key is the all-zero (low-order) point",
+        &a,
+        &d,
+        &deterministic(&ev),
+        unauth("bad-ephemeral-key"),
+        json!({}),
+    )?;
+
+    // Non-canonical X25519 ephemeral key: bit 255 set, which X25519 ignores.
+    let to_x = sealed(&a, &d, &msg(&a, &d.agency, mla_request())?)?;
+    let mut ev: Value = ciborium::de::from_reader(to_x.as_slice())?;
+    match eph_x(&mut ev) {
+        Some(Value::Bytes(x)) if x.len() == 32 => x[31] |= 0x80,
+        _ => return Err("ephemeral x not found".into()),
+    }
+    neg(
+        "err-noncanonical-x25519-ephemeral",
+        "X25519 ephemeral key not canonical: bit 255 set (X25519 would ignore it)",
         &a,
         &d,
         &deterministic(&ev),

@@ -13,6 +13,8 @@ use std::sync::Arc;
 use isnad_log::{Entry, Log};
 use tokio::sync::oneshot;
 
+use crate::store::JoinOnDrop;
+
 /// Most jobs appended in one batch.
 const MAX_BATCH: usize = 4096;
 
@@ -24,13 +26,16 @@ type Reply = oneshot::Sender<Result<u64, String>>;
 #[derive(Debug, Clone)]
 pub(crate) struct AuditWriter {
     tx: mpsc::Sender<(Build, Reply)>,
+    /// Declared last: when the last clone goes, the thread appends what is
+    /// queued, drops its log handle and is joined (see `Store`).
+    _thread: Arc<JoinOnDrop>,
 }
 
 impl AuditWriter {
     /// Starts the writer thread for `log`.
     pub(crate) fn start(log: Arc<Log>) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel::<(Build, Reply)>();
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("isnad-audit-writer".into())
             .spawn(move || {
                 while let Ok(first) = rx.recv() {
@@ -44,7 +49,10 @@ impl AuditWriter {
                     write_batch(&log, batch);
                 }
             })?;
-        Ok(Self { tx })
+        Ok(Self {
+            tx,
+            _thread: Arc::new(JoinOnDrop::new(handle)),
+        })
     }
 
     /// Appends the entries `build` makes from the index of the first one;

@@ -171,6 +171,10 @@ pub(crate) struct Inner {
     in_flight: Mutex<HashSet<[u8; 16]>>,
     connections: tokio::sync::Mutex<HashMap<AgencyId, PeerSlot>>,
     shutdown: watch::Sender<bool>,
+    /// Serialize messages changing the same request or share record.
+    record_locks: workflow::RecordLocks,
+    /// The node's running tasks, which [`NodeHandle::shutdown`] waits for.
+    tasks: Arc<Tasks>,
     /// Waiters for a message's final state, woken by the delivery loop.
     waiters: Mutex<HashMap<[u8; 16], Vec<tokio::sync::oneshot::Sender<OutState>>>>,
 }
@@ -229,12 +233,14 @@ impl NodeHandle {
             in_flight: Mutex::new(HashSet::new()),
             connections: tokio::sync::Mutex::new(HashMap::new()),
             shutdown,
+            record_locks: workflow::RecordLocks::new(),
+            tasks: Arc::default(),
             waiters: Mutex::new(HashMap::new()),
         });
         inner.recover().await?;
-        tokio::spawn(accept_loop(Arc::clone(&inner)));
-        tokio::spawn(delivery_loop(Arc::clone(&inner)));
-        tokio::spawn(checkpoint_loop(Arc::clone(&inner)));
+        inner.spawn(accept_loop(Arc::clone(&inner)));
+        inner.spawn(delivery_loop(Arc::clone(&inner)));
+        inner.spawn(checkpoint_loop(Arc::clone(&inner)));
         Ok(Self { inner })
     }
 
@@ -272,7 +278,7 @@ impl NodeHandle {
         let (secs, ms) = now();
         let id = MessageId::random(&inner.rng).map_err(|_| NodeError::System)?;
         let kind = body.kind();
-        let mut msg = Message {
+        let msg = Message {
             header: Header {
                 id,
                 sender: inner.config.agency.clone(),
@@ -282,7 +288,15 @@ impl NodeHandle {
             },
             body,
         };
-        let plan = Arc::new(workflow::check_outgoing(&inner.store, &mut msg, ms)?);
+        let (plan, checked_msg, record_lock) = inner
+            .record_locks
+            .checked(|| {
+                let mut m = msg.clone();
+                workflow::check_outgoing(&inner.store, &mut m, ms).map(|p| (p, m))
+            })
+            .await?;
+        let msg = checked_msg;
+        let plan = Arc::new(plan);
         if route.len() > 2 {
             return inner.submit_relayed(route, &peer, msg, plan).await;
         }
@@ -310,6 +324,7 @@ impl NodeHandle {
         {
             return Err(WorkflowError::Conflict.into());
         }
+        drop(record_lock);
         inner.log_sent(&rec).await?;
         inner.log_plan(&plan).await?;
         inner.metrics.submitted.inc();
@@ -418,8 +433,12 @@ impl NodeHandle {
     }
 
     /// Stops accepting connections and deliveries, closes the endpoint
-    /// gracefully and waits for it to drain. Everything acknowledged is
-    /// already durable, so nothing is lost whether or not this runs.
+    /// gracefully, waits for it to drain and for every task of the node to
+    /// end (a delivery attempt in progress ends with the connection). Once
+    /// this returned, dropping the last handle closes the state database and
+    /// the audit log at once, so a node can be started on them again.
+    /// Everything acknowledged is already durable, so nothing is lost
+    /// whether or not this runs.
     pub async fn shutdown(&self) {
         let _ = self.inner.shutdown.send(true);
         self.inner.wake.notify_waiters();
@@ -427,6 +446,74 @@ impl NodeHandle {
             .endpoint
             .close(quinn::VarInt::from_u32(0), b"shutdown");
         let _ = tokio::time::timeout(Duration::from_secs(5), self.inner.endpoint.wait_idle()).await;
+        if tokio::time::timeout(SHUTDOWN_WAIT, self.inner.tasks.all_done())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                running = self.inner.tasks.running(),
+                "node tasks still running {SHUTDOWN_WAIT:?} after shutdown"
+            );
+        }
+    }
+}
+
+/// Longest [`NodeHandle::shutdown`] waits for the node's tasks.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(30);
+
+/// Counts the node's spawned tasks.
+#[derive(Debug, Default)]
+struct Tasks {
+    running: std::sync::atomic::AtomicUsize,
+    done: Notify,
+}
+
+impl Tasks {
+    fn running(&self) -> usize {
+        self.running.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    async fn all_done(&self) {
+        loop {
+            let done = self.done.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            if self.running() == 0 {
+                return;
+            }
+            done.await;
+        }
+    }
+}
+
+/// Counts one task as running while it lives.
+struct TaskToken(Arc<Tasks>);
+
+impl Drop for TaskToken {
+    fn drop(&mut self) {
+        if self
+            .0
+            .running
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
+            self.0.done.notify_waiters();
+        }
+    }
+}
+
+impl Inner {
+    /// Spawns a task of the node. The task's future (and so everything it
+    /// holds, such as the store) is dropped before it counts as done.
+    pub(crate) fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tasks
+            .running
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let token = TaskToken(Arc::clone(&self.tasks));
+        tokio::spawn(async move {
+            task.await;
+            drop(token);
+        });
     }
 }
 
@@ -479,8 +566,9 @@ async fn accept_loop(inner: Arc<Inner>) {
             inner.metrics.rejected("connection-limit");
             continue;
         };
-        let inner = Arc::clone(&inner);
-        tokio::spawn(async move {
+        let task = Arc::clone(&inner);
+        inner.spawn(async move {
+            let inner = task;
             let _permit = permit;
             match incoming.await {
                 Ok(conn) => serve_connection(inner, conn).await,
@@ -516,9 +604,10 @@ async fn serve_connection(inner: Arc<Inner>, conn: quinn::Connection) {
             Ok(s) => s,
             Err(_) => return,
         };
-        let inner = Arc::clone(&inner);
+        let task = Arc::clone(&inner);
         let peer = peer.clone();
-        tokio::spawn(async move {
+        inner.spawn(async move {
+            let inner = task;
             let limit = Duration::from_secs(inner.config.limits.stream_timeout_secs);
             if tokio::time::timeout(limit, serve_stream(&inner, &peer, send, recv))
                 .await
@@ -796,8 +885,12 @@ impl Inner {
         let kind = opened.message.body.kind();
         let digest = opened.envelope_digest;
         let via: Vec<String> = hop.via.iter().map(|a| a.to_string()).collect();
-        let plan = match workflow::check_incoming(&self.store, &opened.message, ms) {
-            Ok(p) => Arc::new(p),
+        let checked = self
+            .record_locks
+            .checked(|| workflow::check_incoming(&self.store, &opened.message, ms).map(|p| (p, ())))
+            .await;
+        let (plan, _record_lock) = match checked {
+            Ok((p, (), lock)) => (Arc::new(p), lock),
             Err(err) => return self.refuse_workflow(h, &err, digest, ms).await,
         };
         let mut received = Entry::new(EventType::Received, ms);
@@ -921,9 +1014,16 @@ impl Inner {
 
     /// After a receipt: records the delivery of an `mla-request`.
     async fn workflow_receipt(&self, rec: &OutboxRecord, ms: u64) {
-        let plan = match workflow::on_receipt(&self.store, &self.config.agency, rec, ms) {
-            Ok(Some(p)) => Arc::new(p),
-            Ok(None) => return,
+        let checked = self
+            .record_locks
+            .checked(|| {
+                workflow::on_receipt(&self.store, &self.config.agency, rec, ms)
+                    .map(|p| (p.unwrap_or_default(), ()))
+            })
+            .await;
+        let (plan, _record_lock) = match checked {
+            Ok((p, (), lock)) if !p.is_empty() => (Arc::new(p), lock),
+            Ok(_) => return,
             Err(e) => {
                 tracing::error!(error = %e, "cannot record the delivery of a request");
                 return;
@@ -1032,7 +1132,7 @@ impl Inner {
         let index = self.append_with(Box::new(move |_| entries)).await?;
         let me = Arc::clone(self);
         let id = rec.id;
-        tokio::spawn(async move {
+        self.spawn(async move {
             if let Err(e) = me
                 .store
                 .modify_outbox(id, Durability::Lazy, move |r| r.sent_index = Some(index))
@@ -1377,7 +1477,7 @@ async fn delivery_loop(inner: Arc<Inner>) {
                 return;
             };
             let inner2 = Arc::clone(&inner);
-            tokio::spawn(async move {
+            inner.spawn(async move {
                 let id = rec.id;
                 if let Err(e) = inner2.deliver_out(rec).await {
                     tracing::error!(error = %e, "delivery bookkeeping failed");

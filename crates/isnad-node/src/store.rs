@@ -276,6 +276,34 @@ pub enum Durability {
 pub struct Store {
     db: Arc<Database>,
     jobs: std::sync::mpsc::Sender<Job>,
+    /// Declared last: dropped after `db` and `jobs`, so when the last clone
+    /// goes, the writer thread has no sender left, finishes the queued jobs,
+    /// drops its database handle, and is joined: the file is closed when
+    /// the last `Store` is dropped, and can be opened again right away.
+    _writer: Arc<JoinOnDrop>,
+}
+
+/// Joins a background thread when dropped (the thread must be about to end:
+/// its channel's senders are all gone).
+#[derive(Debug)]
+pub(crate) struct JoinOnDrop(Option<std::thread::JoinHandle<()>>);
+
+impl JoinOnDrop {
+    pub(crate) fn new(handle: std::thread::JoinHandle<()>) -> Self {
+        Self(Some(handle))
+    }
+}
+
+impl Drop for JoinOnDrop {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            // Never join from the thread itself (a job dropping the last
+            // handle): it ends on its own once this returns.
+            if h.thread().id() != std::thread::current().id() && h.join().is_err() {
+                tracing::error!("a background writer thread panicked");
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -319,11 +347,15 @@ impl Store {
         }
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let wdb = Arc::clone(&db);
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("isnad-store-writer".into())
             .spawn(move || writer_loop(&wdb, &rx))
             .map_err(|e| StoreError::Db(format!("cannot start writer thread: {e}")))?;
-        Ok(Self { db, jobs: tx })
+        Ok(Self {
+            db,
+            jobs: tx,
+            _writer: Arc::new(JoinOnDrop::new(handle)),
+        })
     }
 
     /// Runs `f` inside a write transaction shared with other concurrent

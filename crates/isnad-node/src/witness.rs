@@ -317,10 +317,11 @@ pub(super) fn after_checkpoint(inner: &Arc<Inner>, signed: &SignedCheckpoint) {
     if inner.config.witness.witnesses.is_empty() {
         return;
     }
-    let inner = Arc::clone(inner);
+    let task = Arc::clone(inner);
     let note = signed.note.clone();
     let size = signed.checkpoint.size;
-    tokio::spawn(async move {
+    inner.spawn(async move {
+        let inner = task;
         let _one_at_a_time = inner.witness.submitting.lock().await;
         let current = inner
             .witness

@@ -87,10 +87,9 @@ async fn peer_down_then_up_and_restart_mid_queue_lose_nothing() -> TestResult {
             Some(OutState::Pending)
         );
     }
-    // The sender restarts mid-queue.
+    // The sender restarts mid-queue, right after its shutdown returned.
     na.shutdown().await;
     drop(na);
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let na = start(&a, &dir, tmp.path()).await?;
     // The recipient comes up: everything is delivered, once.
     let nb = start(&b, &dir, tmp.path()).await?;

@@ -646,3 +646,41 @@ async fn restricted_intel_forwarding_needs_permission_and_retraction_reaches_all
     }
     Ok(())
 }
+
+/// Messages about one share in flight together (here copies of one share,
+/// as the soak client sent them) are all accepted at once: checked and
+/// written one at a time per record, none is refused with `unavailable`
+/// for a conflict. Before, all but one of each concurrent batch were, and
+/// the sender's backoff (a minute here) stalled them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_messages_about_one_share_do_not_conflict() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = TestDirectory::default();
+    let (a, b) = (agency("iq.moi.ahtd")?, agency("fr.mj.bepi")?);
+    list(&dir, &a)?;
+    list(&dir, &b)?;
+    let slow_retry = |c: &mut isnad_node::config::Config| {
+        c.delivery.initial_backoff_ms = 60_000;
+        c.delivery.max_backoff_secs = 600;
+    };
+    let na = start_with(&a, &dir, tmp.path(), slow_retry).await?;
+    let nb = start(&b, &dir, tmp.path()).await?;
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        ids.push(
+            na.submit(b.id.clone(), intel(&format!("copy {i}")), None)
+                .await?,
+        );
+    }
+    for id in &ids {
+        wait_state(&na, id, OutState::Delivered, WAIT_SECS).await?;
+        let rec = na.store().outbox(id)?.ok_or("no outbox record")?;
+        assert_eq!(rec.attempts, 1, "{id} needed a retry");
+    }
+    let share = workflow::share(nb.store(), &MessageId::from_bytes([1; 16]), &a.id)?
+        .ok_or("no share record")?;
+    assert_eq!(share.events.len(), ids.len());
+    na.shutdown().await;
+    nb.shutdown().await;
+    Ok(())
+}

@@ -250,26 +250,8 @@ pub async fn start_with(
         tls_client: client,
         witness_key: Some(SignerKey::parse(&a.witness_key)?),
     };
-    // After an in-process restart the previous node's tasks may still hold
-    // the log and database for a moment (a process exit would release them).
-    let mut tries = 0;
-    let (log, store) = loop {
-        let opened = Log::open(&home.join("log"))
-            .map_err(|e| e.to_string())
-            .and_then(|(log, _)| {
-                Ok((
-                    log,
-                    Store::open(&home.join("state.redb")).map_err(|e| e.to_string())?,
-                ))
-            });
-        match opened {
-            Err(e) if tries < 100 && (e.contains("already open") || e.contains("in use")) => {
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            other => break other?,
-        }
-    };
+    let (log, _) = Log::open(&home.join("log"))?;
+    let store = Store::open(&home.join("state.redb"))?;
     let d: Arc<dyn Directory> = Arc::new(dir.clone());
     Ok(NodeHandle::start(
         config,
