@@ -919,8 +919,9 @@ impl Inner {
         Ok(())
     }
 
-    /// After a receipt: records the delivery of an `mla-request`.
-    async fn workflow_receipt(&self, rec: &OutboxRecord, ms: u64) {
+    /// After a receipt (for a relayed message: the end-to-end one): records
+    /// the delivery of an `mla-request`.
+    pub(crate) async fn workflow_receipt(&self, rec: &OutboxRecord, ms: u64) {
         let plan = match workflow::on_receipt(&self.store, &self.config.agency, rec, ms) {
             Ok(Some(p)) => Arc::new(p),
             Ok(None) => return,

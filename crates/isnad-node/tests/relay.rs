@@ -68,25 +68,8 @@ struct Federation {
     a: [Agency; 4],
 }
 
-/// iq.moi.ahtd, iq.moj.ca, fr.mj.bepi, fr.pn.ocrtis; cross-border traffic
-/// only through the central authorities.
 fn federation() -> Result<Federation, Box<dyn std::error::Error>> {
-    let dir = TestDirectory::default();
-    let a = [
-        agency("iq.moi.ahtd")?,
-        agency("iq.moj.ca")?,
-        agency("fr.mj.bepi")?,
-        agency("fr.pn.ocrtis")?,
-    ];
-    for x in &a {
-        list(&dir, x)?;
-    }
-    {
-        let mut t = dir.0.write().map_err(|_| "poisoned")?;
-        t.central.insert("iq".into(), a[1].id.clone());
-        t.central.insert("fr".into(), a[2].id.clone());
-        t.relay_only = true;
-    }
+    let (dir, a) = relay_federation()?;
     Ok(Federation { dir, a })
 }
 

@@ -357,3 +357,26 @@ pub fn error_code(r: &isnad_wire::Response) -> Option<ErrorCode> {
         _ => None,
     }
 }
+
+/// iq.moi.ahtd, iq.moj.ca, fr.mj.bepi, fr.pn.ocrtis, listed with the two
+/// central authorities; cross-border traffic only through them
+/// (spec/relay.md).
+pub fn relay_federation() -> Result<(TestDirectory, [Agency; 4]), Box<dyn std::error::Error>> {
+    let dir = TestDirectory::default();
+    let a = [
+        agency("iq.moi.ahtd")?,
+        agency("iq.moj.ca")?,
+        agency("fr.mj.bepi")?,
+        agency("fr.pn.ocrtis")?,
+    ];
+    for x in &a {
+        list(&dir, x)?;
+    }
+    {
+        let mut t = dir.0.write().map_err(|_| "poisoned")?;
+        t.central.insert("iq".into(), a[1].id.clone());
+        t.central.insert("fr".into(), a[2].id.clone());
+        t.relay_only = true;
+    }
+    Ok((dir, a))
+}
