@@ -193,8 +193,14 @@ async fn mla_request_lifecycle_through_both_central_authorities() -> TestResult 
     let all = [&na, &r1, &r2, &nb];
 
     // The end-to-end receipt makes it delivered at the requesting side.
+    let delivered_logged = |n: &NodeHandle| -> Result<bool, Box<dyn std::error::Error>> {
+        Ok(entries(n)?.iter().any(|(_, e)| {
+            e.event == EventType::StatusChanged
+                && e.detail.get("to").map(String::as_str) == Some("delivered")
+        }))
+    };
     until("delivery at the requesting side", || {
-        Ok(state(&na, &rid)? == Some(MlaState::Delivered))
+        Ok(state(&na, &rid)? == Some(MlaState::Delivered) && delivered_logged(&na)?)
     })
     .await?;
     assert_eq!(state(&nb, &rid)?, Some(MlaState::Delivered));
