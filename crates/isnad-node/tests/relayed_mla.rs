@@ -48,7 +48,10 @@ fn status(request_id: MessageId, to: MlaState) -> Body {
     })
 }
 
-fn entries(n: &NodeHandle) -> Result<Vec<(Vec<u8>, Entry)>, Box<dyn std::error::Error>> {
+/// Every entry of a node's log with its bytes.
+type Logged = Vec<(Vec<u8>, Entry)>;
+
+fn entries(n: &NodeHandle) -> Result<Logged, Box<dyn std::error::Error>> {
     (0..n.log().size())
         .map(|i| {
             let b = n.log().entry_bytes(i)?;
