@@ -33,21 +33,6 @@ fn entries(n: &NodeHandle) -> Result<Logged, Box<dyn std::error::Error>> {
     Ok(out)
 }
 
-async fn until<F: FnMut() -> Result<bool, Box<dyn std::error::Error>>>(
-    what: &str,
-    secs: u64,
-    mut f: F,
-) -> TestResult {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while !f()? {
-        if tokio::time::Instant::now() > deadline {
-            return Err(format!("timed out waiting for {what}").into());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
-}
-
 /// The final recipient's log index from the end-to-end receipt, once back.
 fn end_to_end_index(
     n: &NodeHandle,
@@ -57,10 +42,6 @@ fn end_to_end_index(
         .outbox(id)?
         .and_then(|r| r.relay)
         .and_then(|r| r.end_to_end_index))
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 struct Federation {

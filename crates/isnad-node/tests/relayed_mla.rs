@@ -8,14 +8,12 @@
 
 mod support;
 
-use std::time::Duration;
-
 use isnad_envelope::*;
 use isnad_log::{Entry, EventType};
 use isnad_mla::{LifecycleError, Side};
 use isnad_node::store::OutState;
-use isnad_node::workflow::{self, WorkflowError};
-use isnad_node::{NodeError, NodeHandle};
+use isnad_node::workflow;
+use isnad_node::NodeHandle;
 use ring::rand::SystemRandom;
 use support::*;
 
@@ -63,31 +61,6 @@ fn entries(n: &NodeHandle) -> Result<Logged, Box<dyn std::error::Error>> {
 
 fn state(n: &NodeHandle, id: &MessageId) -> Result<Option<MlaState>, Box<dyn std::error::Error>> {
     Ok(workflow::request(n.store(), id)?.map(|r| r.state))
-}
-
-async fn until<F: FnMut() -> Result<bool, Box<dyn std::error::Error>>>(
-    what: &str,
-    mut f: F,
-) -> TestResult {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(WAIT_SECS);
-    while !f()? {
-        if tokio::time::Instant::now() > deadline {
-            return Err(format!("timed out waiting for {what}").into());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
-fn lifecycle_err(r: Result<MessageId, NodeError>) -> Option<LifecycleError> {
-    match r {
-        Err(NodeError::Workflow(WorkflowError::Lifecycle(e))) => Some(e),
-        _ => None,
-    }
 }
 
 fn now() -> u64 {
@@ -163,17 +136,6 @@ async fn inject(
     Ok(error_code(&r))
 }
 
-fn workflow_rejections(n: &NodeHandle) -> Result<Vec<Entry>, Box<dyn std::error::Error>> {
-    Ok(entries(n)?
-        .into_iter()
-        .map(|(_, e)| e)
-        .filter(|e| {
-            e.event == EventType::Rejected
-                && e.detail.get("stage").map(String::as_str) == Some("workflow")
-        })
-        .collect())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mla_request_lifecycle_through_both_central_authorities() -> TestResult {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
@@ -202,7 +164,7 @@ async fn mla_request_lifecycle_through_both_central_authorities() -> TestResult 
                 && e.detail.get("to").map(String::as_str) == Some("delivered")
         }))
     };
-    until("delivery at the requesting side", || {
+    until("delivery at the requesting side", WAIT_SECS, || {
         Ok(state(&na, &rid)? == Some(MlaState::Delivered) && delivered_logged(&na)?)
     })
     .await?;
@@ -245,7 +207,7 @@ async fn mla_request_lifecycle_through_both_central_authorities() -> TestResult 
     for (i, (node, to)) in steps.iter().enumerate() {
         let reason = Some(format!("{REASON} step {i}"));
         node.change_status(rid, *to, reason, vec![], None).await?;
-        until(&format!("step {i} on both ends"), || {
+        until(&format!("step {i} on both ends"), WAIT_SECS, || {
             Ok(state(&na, &rid)? == Some(*to) && state(&nb, &rid)? == Some(*to))
         })
         .await?;
@@ -362,7 +324,7 @@ async fn mla_request_lifecycle_through_both_central_authorities() -> TestResult 
 
     // The relays: hop and `relayed` entries with metadata only, no request
     // state, no plaintext; once every end-to-end receipt is back.
-    until("every end-to-end receipt", || {
+    until("every end-to-end receipt", WAIT_SECS, || {
         for n in [&na, &nb] {
             for o in n.store().all_outbox()? {
                 let Some(r) = o.relay else {

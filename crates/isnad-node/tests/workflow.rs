@@ -120,16 +120,6 @@ fn status_entries(
         .collect())
 }
 
-fn workflow_rejections(n: &NodeHandle) -> Result<Vec<Entry>, Box<dyn std::error::Error>> {
-    Ok(entries(n)?
-        .into_iter()
-        .filter(|e| {
-            e.event == EventType::Rejected
-                && e.detail.get("stage").map(String::as_str) == Some("workflow")
-        })
-        .collect())
-}
-
 fn state(n: &NodeHandle, id: &MessageId) -> Result<MlaState, Box<dyn std::error::Error>> {
     Ok(workflow::request(n.store(), id)?
         .ok_or("no request record")?
@@ -143,13 +133,6 @@ async fn delivered(
     let id = id?;
     wait_state(n, &id, OutState::Delivered, WAIT_SECS).await?;
     Ok(id)
-}
-
-fn lifecycle_err(r: Result<MessageId, NodeError>) -> Option<LifecycleError> {
-    match r {
-        Err(NodeError::Workflow(WorkflowError::Lifecycle(e))) => Some(e),
-        _ => None,
-    }
 }
 
 fn intel_err(r: Result<MessageId, NodeError>) -> Option<IntelError> {

@@ -380,3 +380,52 @@ pub fn relay_federation() -> Result<(TestDirectory, [Agency; 4]), Box<dyn std::e
     }
     Ok((dir, a))
 }
+
+/// Polls `f` every 50 ms until it holds, for at most `secs` seconds.
+pub async fn until<F: FnMut() -> Result<bool, Box<dyn std::error::Error>>>(
+    what: &str,
+    secs: u64,
+    mut f: F,
+) -> TestResult {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !f()? {
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("timed out waiting for {what}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// Whether `needle` occurs in `hay`.
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The lifecycle refusal of a submission, if it was one.
+pub fn lifecycle_err(
+    r: Result<MessageId, isnad_node::NodeError>,
+) -> Option<isnad_mla::LifecycleError> {
+    match r {
+        Err(isnad_node::NodeError::Workflow(isnad_node::workflow::WorkflowError::Lifecycle(e))) => {
+            Some(e)
+        }
+        _ => None,
+    }
+}
+
+/// The `rejected` entries of the workflow stage in a node's log.
+pub fn workflow_rejections(
+    n: &NodeHandle,
+) -> Result<Vec<isnad_log::Entry>, Box<dyn std::error::Error>> {
+    let mut out = Vec::new();
+    for i in 0..n.log().size() {
+        let e = isnad_log::Entry::decode(&n.log().entry_bytes(i)?)?;
+        if e.event == isnad_log::EventType::Rejected
+            && e.detail.get("stage").map(String::as_str) == Some("workflow")
+        {
+            out.push(e);
+        }
+    }
+    Ok(out)
+}
