@@ -286,30 +286,7 @@ async fn mla_request_lifecycle_through_both_central_authorities() -> TestResult 
     }
 
     // Both ends hold the same path and logged every change.
-    let ra = workflow::request(na.store(), &rid)?.ok_or("record")?;
-    let rb = workflow::request(nb.store(), &rid)?.ok_or("record")?;
-    let path = |r: &isnad_mla::RequestRecord| -> Vec<(MlaState, MlaState)> {
-        r.history.iter().map(|e| (e.from, e.to)).collect()
-    };
-    assert_eq!(path(&ra)[1..], path(&rb)[..]);
-    assert_eq!(path(&ra).len(), 2 + steps.len());
-    for (n, r) in [(&na, &ra), (&nb, &rb)] {
-        let logged: Vec<Entry> = entries(n)?
-            .into_iter()
-            .map(|(_, e)| e)
-            .filter(|e| {
-                e.event == EventType::StatusChanged
-                    && e.detail.get("request-id").map(String::as_str) == Some(rid.to_hex().as_str())
-            })
-            .collect();
-        assert_eq!(logged.len(), r.history.len());
-        for (e, ev) in logged.iter().zip(&r.history) {
-            assert_eq!(
-                e.detail.get("to").map(String::as_str),
-                Some(isnad_mla::state_name(ev.to))
-            );
-        }
-    }
+    same_history(&na, &nb, &rid, steps.len())?;
 
     // The case view shows the route of every message.
     let case = na.case_json(&rid, 0)?.ok_or("case")?;

@@ -319,33 +319,7 @@ async fn request_walks_review_supplement_execution_results_and_close() -> TestRe
     ));
 
     // Both ends hold the same history and logged every change.
-    let (ra, rb) = (
-        workflow::request(na.store(), &rid)?.ok_or("record")?,
-        workflow::request(nb.store(), &rid)?.ok_or("record")?,
-    );
-    let path = |r: &isnad_mla::RequestRecord| -> Vec<(MlaState, MlaState)> {
-        r.history.iter().map(|e| (e.from, e.to)).collect()
-    };
-    assert_eq!(
-        path(&ra)[1..],
-        path(&rb)[..],
-        "same path after draft → submitted"
-    );
-    assert_eq!(path(&ra).len(), 2 + steps.len());
-    for (n, r) in [(&na, &ra), (&nb, &rb)] {
-        let logged = status_entries(n, "request-id", &rid)?;
-        assert_eq!(logged.len(), r.history.len());
-        for (e, ev) in logged.iter().zip(&r.history) {
-            assert_eq!(
-                e.detail.get("to").map(String::as_str),
-                Some(isnad_mla::state_name(ev.to))
-            );
-        }
-        assert!(
-            r.history.iter().all(|e| e.log_index.is_some()),
-            "log indexes noted"
-        );
-    }
+    let (ra, _) = same_history(&na, &nb, &rid, steps.len())?;
 
     // The case view joins the history with the messages and receipts.
     let case = na.case_json(&rid, 0)?.ok_or("case")?;

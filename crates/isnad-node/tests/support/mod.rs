@@ -429,3 +429,50 @@ pub fn workflow_rejections(
     }
     Ok(out)
 }
+
+/// Checks that the requesting node `na` and the requested node `nb` hold
+/// the same history of request `rid` (`na` also has draft → submitted),
+/// `changes` changes after delivery, each logged `status-changed` with its
+/// index noted. Returns the two records.
+pub fn same_history(
+    na: &NodeHandle,
+    nb: &NodeHandle,
+    rid: &MessageId,
+    changes: usize,
+) -> Result<(isnad_mla::RequestRecord, isnad_mla::RequestRecord), Box<dyn std::error::Error>> {
+    use isnad_node::workflow;
+    let ra = workflow::request(na.store(), rid)?.ok_or("record")?;
+    let rb = workflow::request(nb.store(), rid)?.ok_or("record")?;
+    let path = |r: &isnad_mla::RequestRecord| -> Vec<(MlaState, MlaState)> {
+        r.history.iter().map(|e| (e.from, e.to)).collect()
+    };
+    assert_eq!(
+        path(&ra)[1..],
+        path(&rb)[..],
+        "same path after draft → submitted"
+    );
+    assert_eq!(path(&ra).len(), 2 + changes);
+    for (n, r) in [(na, &ra), (nb, &rb)] {
+        let mut logged = Vec::new();
+        for i in 0..n.log().size() {
+            let e = isnad_log::Entry::decode(&n.log().entry_bytes(i)?)?;
+            if e.event == isnad_log::EventType::StatusChanged
+                && e.detail.get("request-id").map(String::as_str) == Some(rid.to_hex().as_str())
+            {
+                logged.push(e);
+            }
+        }
+        assert_eq!(logged.len(), r.history.len());
+        for (e, ev) in logged.iter().zip(&r.history) {
+            assert_eq!(
+                e.detail.get("to").map(String::as_str),
+                Some(isnad_mla::state_name(ev.to))
+            );
+        }
+        assert!(
+            r.history.iter().all(|e| e.log_index.is_some()),
+            "log indexes noted"
+        );
+    }
+    Ok((ra, rb))
+}
