@@ -293,6 +293,21 @@ pub(crate) fn case(cmd: CaseCommand) -> anyhow::Result<ExitCode> {
             Some("in") => format!("received log#{}", m["received_log_index"]),
             _ => String::new(),
         };
+        let via: Vec<&str> = m["via"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let msg = if via.is_empty() {
+            msg
+        } else if m["direction"] == "out" {
+            format!(
+                "{msg}  via {}  end-to-end peer log#{}",
+                via.join(" → "),
+                m["end_to_end_log_index"]
+            )
+        } else {
+            format!("{msg}  via {}", via.join(" → "))
+        };
         println!(
             "  {}  log#{:<5} {what}  {msg}{}",
             utc(e["at_ms"].as_u64().unwrap_or(0)),

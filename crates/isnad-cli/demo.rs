@@ -355,22 +355,22 @@ async fn demo(base: &Path) -> anyhow::Result<bool> {
             Some("bank records sent under separate cover"),
         ),
     ] {
-        let body = Body::MlaStatus(MlaStatus {
-            request_id: request_hex,
-            status: state,
-            reason: reason.map(str::to_owned),
-            refusal_grounds: vec![],
-            previous: None,
-            extensions: Extensions::new(),
-        });
-        let name = serde_json::to_value(state)?
-            .as_str()
-            .unwrap_or("?")
-            .to_owned();
+        let body = relayed::status(request_hex, state, reason);
+        let name = relayed::name(state);
         let (g, x) = relayed::send(ocrtis, moi, body, &format!("mla-status {name}")).await?;
-        ok &= g;
+        ok &= g && relayed::agree(moi, ocrtis, request_hex, state)?;
         relayed_exchanges.push(x);
+        if state == MlaState::UnderReview && reason.is_none() {
+            // Only the requested side decides on a request under review.
+            ok &= relayed::refuse_wrong_side(moi, request_hex).await?;
+        }
     }
+    say("\n-- the requesting side closes the request once it has the results");
+    let closed = relayed::status(request_hex, MlaState::Closed, Some("results received"));
+    let (g, x) = relayed::send(moi, ocrtis, closed, "mla-status closed").await?;
+    ok &= g && relayed::agree(moi, ocrtis, request_hex, MlaState::Closed)?;
+    relayed_exchanges.push(x);
+    ok &= relayed::history(moi, ocrtis, request_hex)?;
     let on_route: Vec<&isnad_node::NodeHandle> = nodes.iter().map(|n| &n.node).collect();
     ok &= relayed::check(&on_route, &relayed_exchanges)?;
     say("\n-- the central authorities exchange a message directly (policy allows CA to CA)");

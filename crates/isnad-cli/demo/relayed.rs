@@ -6,9 +6,10 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use isnad_envelope::{Body, MessageId};
+use isnad_envelope::{Body, Extensions, MessageId, MlaState, MlaStatus};
 use isnad_log::{Entry, EventType};
-use isnad_node::NodeHandle;
+use isnad_node::workflow::{self, WorkflowError};
+use isnad_node::{NodeError, NodeHandle};
 
 use super::say;
 
@@ -143,4 +144,102 @@ pub(super) fn check(all: &[&NodeHandle], exchanges: &[Relayed]) -> anyhow::Resul
         ));
     }
     Ok(ok)
+}
+
+/// An `mla-status` body about `request_id`.
+pub(super) fn status(request_id: MessageId, to: MlaState, reason: Option<&str>) -> Body {
+    Body::MlaStatus(MlaStatus {
+        request_id,
+        status: to,
+        reason: reason.map(str::to_owned),
+        refusal_grounds: vec![],
+        previous: None,
+        extensions: Extensions::new(),
+    })
+}
+
+/// Whether both ends record request `id` in state `want` (prints a line
+/// if not).
+pub(super) fn agree(
+    a: &NodeHandle,
+    b: &NodeHandle,
+    id: MessageId,
+    want: MlaState,
+) -> anyhow::Result<bool> {
+    let mut good = true;
+    for n in [a, b] {
+        let got = workflow::request(n.store(), &id)?.map(|r| r.state);
+        if got != Some(want) {
+            good = false;
+            say(&format!(
+                "  FAIL {} records the request as {}, not {}",
+                n.agency(),
+                got.map_or_else(|| "unknown".into(), name),
+                name(want)
+            ));
+        }
+    }
+    Ok(good)
+}
+
+/// The requesting side tries to accept its own request: the lifecycle
+/// refuses it before anything is sealed.
+pub(super) async fn refuse_wrong_side(
+    requesting: &NodeHandle,
+    id: MessageId,
+) -> anyhow::Result<bool> {
+    let before = requesting.store().all_outbox()?.len();
+    let r = requesting
+        .change_status(id, MlaState::Accepted, None, vec![], None)
+        .await;
+    let nothing_sent = requesting.store().all_outbox()?.len() == before;
+    let good = match &r {
+        Err(NodeError::Workflow(e @ WorkflowError::Lifecycle(_))) if nothing_sent => {
+            say(&format!(
+                "  ok   {} tries `accepted` on its own request: refused ({}), nothing sent: {e}",
+                requesting.agency(),
+                e.name()
+            ));
+            true
+        }
+        other => {
+            say(&format!(
+                "  FAIL a wrong-side `accepted` was not refused: {other:?}"
+            ));
+            false
+        }
+    };
+    Ok(good)
+}
+
+/// Both ends hold the same status history of request `id`, each change
+/// logged as `status-changed` (prints one line).
+pub(super) fn history(a: &NodeHandle, b: &NodeHandle, id: MessageId) -> anyhow::Result<bool> {
+    let mut paths = Vec::new();
+    for n in [a, b] {
+        let rec = workflow::request(n.store(), &id)?.context("request record")?;
+        let logged = rec.history.iter().all(|e| e.log_index.is_some());
+        let path: Vec<String> = rec
+            .history
+            .iter()
+            .filter(|e| e.from != MlaState::Draft)
+            .map(|e| name(e.to))
+            .collect();
+        paths.push((logged, path.join(" → ")));
+    }
+    let good = paths[0] == paths[1] && paths[0].0;
+    say(&format!(
+        "{} both ends hold the same history, each change logged `status-changed`: {}",
+        if good { "  ok " } else { "  FAIL" },
+        paths[0].1
+    ));
+    Ok(good)
+}
+
+/// The wire name of a state (`under-review`, …).
+pub(super) fn name(state: MlaState) -> String {
+    serde_json::to_value(state)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
 }

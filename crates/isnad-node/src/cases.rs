@@ -326,10 +326,16 @@ impl NodeHandle {
 
     /// Delivery facts of one message: for a sent one its `sent` index, state,
     /// receipt (`receipt-received` index and the peer's log index); for a
-    /// received one its `received` index.
+    /// received one its `received` index. A relayed message also has its
+    /// route (`via`, originator first); a sent one then names the first hop
+    /// in `to` and the final recipient's log index (from the end-to-end
+    /// receipt) in `end_to_end_log_index`.
     fn message_summary(&self, id: &MessageId) -> Value {
         if let Ok(Some(o)) = self.store().outbox(id) {
+            let relay = o.relay.as_ref();
             return json!({
+                "via": relay.map(|r| r.route.clone()).unwrap_or_default(),
+                "end_to_end_log_index": relay.and_then(|r| r.end_to_end_index),
                 "direction": "out",
                 "to": o.recipient,
                 "kind": o.kind,
@@ -346,6 +352,7 @@ impl NodeHandle {
                 "direction": "in",
                 "from": i.sender,
                 "kind": i.kind,
+                "via": i.via,
                 "received_log_index": i.log_index,
                 "received_ms": i.received_ms,
             });

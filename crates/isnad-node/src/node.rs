@@ -1012,8 +1012,9 @@ impl Inner {
         Ok(())
     }
 
-    /// After a receipt: records the delivery of an `mla-request`.
-    async fn workflow_receipt(&self, rec: &OutboxRecord, ms: u64) {
+    /// After a receipt (for a relayed message: the end-to-end one): records
+    /// the delivery of an `mla-request`.
+    pub(crate) async fn workflow_receipt(&self, rec: &OutboxRecord, ms: u64) {
         let checked = self
             .record_locks
             .checked(|| {
@@ -1311,8 +1312,16 @@ impl Inner {
         self.store
             .modify_outbox(id, Durability::Lazy, move |stored| {
                 let sent = stored.sent_index;
+                // An end-to-end receipt may have come back while this attempt
+                // was in flight (a retried hop): keep it.
+                let e2e = stored.relay.take();
                 *stored = rec;
                 stored.sent_index = stored.sent_index.or(sent);
+                if let (Some(now), Some(e2e)) = (stored.relay.as_mut(), e2e) {
+                    now.end_to_end_receipt =
+                        now.end_to_end_receipt.take().or(e2e.end_to_end_receipt);
+                    now.end_to_end_index = now.end_to_end_index.or(e2e.end_to_end_index);
+                }
             })
             .await?;
         if state != OutState::Pending {

@@ -386,8 +386,11 @@ impl Inner {
                 }
             })
             .await;
-        if let Err(e) = stored {
-            tracing::error!(error = %e, "cannot record the end-to-end receipt");
+        match stored {
+            Err(e) => tracing::error!(error = %e, "cannot record the end-to-end receipt"),
+            // A relayed `mla-request` is delivered now, not on the hop receipt.
+            Ok(Some(out)) => self.workflow_receipt(&out, ms).await,
+            Ok(None) => {}
         }
         Response::Receipt(receipt)
     }

@@ -696,7 +696,10 @@ fn answer_kind(d: PermissionDecision) -> ShareEventKind {
 }
 
 /// After the signed receipt for an outgoing message arrived: an
-/// `mla-request` moves from `submitted` to `delivered` here.
+/// `mla-request` moves from `submitted` to `delivered` here. For a relayed
+/// request only the final recipient's end-to-end receipt counts (the first
+/// hop's receipt says only that the central authority has it,
+/// spec/relay.md §8): `rec` must already hold it.
 pub fn on_receipt(
     store: &Store,
     me: &AgencyId,
@@ -705,6 +708,11 @@ pub fn on_receipt(
 ) -> Result<Option<Plan>, WorkflowError> {
     if rec.kind != isnad_envelope::Kind::MlaRequest.as_str() {
         return Ok(None);
+    }
+    if let Some(r) = &rec.relay {
+        if r.end_to_end_index.is_none() {
+            return Ok(None);
+        }
     }
     let Some(before) = request(store, &MessageId::from_bytes(rec.id))? else {
         return Ok(None);

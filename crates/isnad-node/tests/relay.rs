@@ -33,21 +33,6 @@ fn entries(n: &NodeHandle) -> Result<Logged, Box<dyn std::error::Error>> {
     Ok(out)
 }
 
-async fn until<F: FnMut() -> Result<bool, Box<dyn std::error::Error>>>(
-    what: &str,
-    secs: u64,
-    mut f: F,
-) -> TestResult {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while !f()? {
-        if tokio::time::Instant::now() > deadline {
-            return Err(format!("timed out waiting for {what}").into());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
-}
-
 /// The final recipient's log index from the end-to-end receipt, once back.
 fn end_to_end_index(
     n: &NodeHandle,
@@ -59,34 +44,13 @@ fn end_to_end_index(
         .and_then(|r| r.end_to_end_index))
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
 struct Federation {
     dir: TestDirectory,
     a: [Agency; 4],
 }
 
-/// iq.moi.ahtd, iq.moj.ca, fr.mj.bepi, fr.pn.ocrtis; cross-border traffic
-/// only through the central authorities.
 fn federation() -> Result<Federation, Box<dyn std::error::Error>> {
-    let dir = TestDirectory::default();
-    let a = [
-        agency("iq.moi.ahtd")?,
-        agency("iq.moj.ca")?,
-        agency("fr.mj.bepi")?,
-        agency("fr.pn.ocrtis")?,
-    ];
-    for x in &a {
-        list(&dir, x)?;
-    }
-    {
-        let mut t = dir.0.write().map_err(|_| "poisoned")?;
-        t.central.insert("iq".into(), a[1].id.clone());
-        t.central.insert("fr".into(), a[2].id.clone());
-        t.relay_only = true;
-    }
+    let (dir, a) = relay_federation()?;
     Ok(Federation { dir, a })
 }
 

@@ -120,16 +120,6 @@ fn status_entries(
         .collect())
 }
 
-fn workflow_rejections(n: &NodeHandle) -> Result<Vec<Entry>, Box<dyn std::error::Error>> {
-    Ok(entries(n)?
-        .into_iter()
-        .filter(|e| {
-            e.event == EventType::Rejected
-                && e.detail.get("stage").map(String::as_str) == Some("workflow")
-        })
-        .collect())
-}
-
 fn state(n: &NodeHandle, id: &MessageId) -> Result<MlaState, Box<dyn std::error::Error>> {
     Ok(workflow::request(n.store(), id)?
         .ok_or("no request record")?
@@ -143,13 +133,6 @@ async fn delivered(
     let id = id?;
     wait_state(n, &id, OutState::Delivered, WAIT_SECS).await?;
     Ok(id)
-}
-
-fn lifecycle_err(r: Result<MessageId, NodeError>) -> Option<LifecycleError> {
-    match r {
-        Err(NodeError::Workflow(WorkflowError::Lifecycle(e))) => Some(e),
-        _ => None,
-    }
 }
 
 fn intel_err(r: Result<MessageId, NodeError>) -> Option<IntelError> {
@@ -336,33 +319,7 @@ async fn request_walks_review_supplement_execution_results_and_close() -> TestRe
     ));
 
     // Both ends hold the same history and logged every change.
-    let (ra, rb) = (
-        workflow::request(na.store(), &rid)?.ok_or("record")?,
-        workflow::request(nb.store(), &rid)?.ok_or("record")?,
-    );
-    let path = |r: &isnad_mla::RequestRecord| -> Vec<(MlaState, MlaState)> {
-        r.history.iter().map(|e| (e.from, e.to)).collect()
-    };
-    assert_eq!(
-        path(&ra)[1..],
-        path(&rb)[..],
-        "same path after draft → submitted"
-    );
-    assert_eq!(path(&ra).len(), 2 + steps.len());
-    for (n, r) in [(&na, &ra), (&nb, &rb)] {
-        let logged = status_entries(n, "request-id", &rid)?;
-        assert_eq!(logged.len(), r.history.len());
-        for (e, ev) in logged.iter().zip(&r.history) {
-            assert_eq!(
-                e.detail.get("to").map(String::as_str),
-                Some(isnad_mla::state_name(ev.to))
-            );
-        }
-        assert!(
-            r.history.iter().all(|e| e.log_index.is_some()),
-            "log indexes noted"
-        );
-    }
+    let (ra, _) = same_history(&na, &nb, &rid, steps.len())?;
 
     // The case view joins the history with the messages and receipts.
     let case = na.case_json(&rid, 0)?.ok_or("case")?;

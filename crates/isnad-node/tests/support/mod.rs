@@ -339,3 +339,122 @@ pub fn error_code(r: &isnad_wire::Response) -> Option<ErrorCode> {
         _ => None,
     }
 }
+
+/// iq.moi.ahtd, iq.moj.ca, fr.mj.bepi, fr.pn.ocrtis, listed with the two
+/// central authorities; cross-border traffic only through them
+/// (spec/relay.md).
+pub fn relay_federation() -> Result<(TestDirectory, [Agency; 4]), Box<dyn std::error::Error>> {
+    let dir = TestDirectory::default();
+    let a = [
+        agency("iq.moi.ahtd")?,
+        agency("iq.moj.ca")?,
+        agency("fr.mj.bepi")?,
+        agency("fr.pn.ocrtis")?,
+    ];
+    for x in &a {
+        list(&dir, x)?;
+    }
+    {
+        let mut t = dir.0.write().map_err(|_| "poisoned")?;
+        t.central.insert("iq".into(), a[1].id.clone());
+        t.central.insert("fr".into(), a[2].id.clone());
+        t.relay_only = true;
+    }
+    Ok((dir, a))
+}
+
+/// Polls `f` every 50 ms until it holds, for at most `secs` seconds.
+pub async fn until<F: FnMut() -> Result<bool, Box<dyn std::error::Error>>>(
+    what: &str,
+    secs: u64,
+    mut f: F,
+) -> TestResult {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !f()? {
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("timed out waiting for {what}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// Whether `needle` occurs in `hay`.
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The lifecycle refusal of a submission, if it was one.
+pub fn lifecycle_err(
+    r: Result<MessageId, isnad_node::NodeError>,
+) -> Option<isnad_mla::LifecycleError> {
+    match r {
+        Err(isnad_node::NodeError::Workflow(isnad_node::workflow::WorkflowError::Lifecycle(e))) => {
+            Some(e)
+        }
+        _ => None,
+    }
+}
+
+/// The `rejected` entries of the workflow stage in a node's log.
+pub fn workflow_rejections(
+    n: &NodeHandle,
+) -> Result<Vec<isnad_log::Entry>, Box<dyn std::error::Error>> {
+    let mut out = Vec::new();
+    for i in 0..n.log().size() {
+        let e = isnad_log::Entry::decode(&n.log().entry_bytes(i)?)?;
+        if e.event == isnad_log::EventType::Rejected
+            && e.detail.get("stage").map(String::as_str) == Some("workflow")
+        {
+            out.push(e);
+        }
+    }
+    Ok(out)
+}
+
+/// Checks that the requesting node `na` and the requested node `nb` hold
+/// the same history of request `rid` (`na` also has draft → submitted),
+/// `changes` changes after delivery, each logged `status-changed` with its
+/// index noted. Returns the two records.
+pub fn same_history(
+    na: &NodeHandle,
+    nb: &NodeHandle,
+    rid: &MessageId,
+    changes: usize,
+) -> Result<(isnad_mla::RequestRecord, isnad_mla::RequestRecord), Box<dyn std::error::Error>> {
+    use isnad_node::workflow;
+    let ra = workflow::request(na.store(), rid)?.ok_or("record")?;
+    let rb = workflow::request(nb.store(), rid)?.ok_or("record")?;
+    let path = |r: &isnad_mla::RequestRecord| -> Vec<(MlaState, MlaState)> {
+        r.history.iter().map(|e| (e.from, e.to)).collect()
+    };
+    assert_eq!(
+        path(&ra)[1..],
+        path(&rb)[..],
+        "same path after draft → submitted"
+    );
+    assert_eq!(path(&ra).len(), 2 + changes);
+    for (n, r) in [(na, &ra), (nb, &rb)] {
+        let mut logged = Vec::new();
+        for i in 0..n.log().size() {
+            let e = isnad_log::Entry::decode(&n.log().entry_bytes(i)?)?;
+            if e.event == isnad_log::EventType::StatusChanged
+                && e.detail.get("request-id").map(String::as_str) == Some(rid.to_hex().as_str())
+            {
+                logged.push(e);
+            }
+        }
+        assert_eq!(logged.len(), r.history.len());
+        for (e, ev) in logged.iter().zip(&r.history) {
+            assert_eq!(
+                e.detail.get("to").map(String::as_str),
+                Some(isnad_mla::state_name(ev.to))
+            );
+        }
+        assert!(
+            r.history.iter().all(|e| e.log_index.is_some()),
+            "log indexes noted"
+        );
+    }
+    Ok((ra, rb))
+}
