@@ -253,13 +253,23 @@ async fn nodes(k: usize, secs: f64) -> BenchResult<Row> {
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let begin = Instant::now();
     let mut tasks = Vec::new();
+    let seq = Arc::new(AtomicU64::new(1));
     for _ in 0..k {
-        let (na, to) = (na.clone(), b.id.clone());
+        let (na, to, seq) = (na.clone(), b.id.clone(), Arc::clone(&seq));
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             while Instant::now() < deadline {
                 let t = Instant::now();
-                let Ok(id) = na.submit(to.clone(), intel(&"x".repeat(1024)), None).await else {
+                // Each message a share of its own, as a real client sends
+                // new intelligence (a repeated share id makes every message
+                // update one share record, serialised by its record lock).
+                let mut body = intel(&"x".repeat(1024));
+                if let Body::IntelShare(s) = &mut body {
+                    let mut share = [0u8; 16];
+                    share[..8].copy_from_slice(&seq.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+                    s.share_id = MessageId::from_bytes(share);
+                }
+                let Ok(id) = na.submit(to.clone(), body, None).await else {
                     break;
                 };
                 match na.wait_final(&id).await {
