@@ -17,7 +17,16 @@ else
   fuzz=(cargo fuzz)
 fi
 python3 seed-corpus.py
-for target in $("${fuzz[@]}" list); do
+# A separate assignment, so that a failing `cargo fuzz list` (a broken
+# manifest) stops the run instead of looping over nothing.
+targets=$("${fuzz[@]}" list)
+listed=$(wc -w <<<"$targets")
+present=$(find fuzz_targets -name '*.rs' | wc -l)
+if [ "$listed" -eq 0 ] || [ "$listed" -ne "$present" ]; then
+  echo "cargo fuzz lists $listed targets but fuzz_targets/ holds $present" >&2
+  exit 1
+fi
+for target in $targets; do
   echo "-- fuzz $target for ${secs}s"
   mkdir -p "corpus/$target" "seeds/$target"
   dirs=("corpus/$target" "seeds/$target")
