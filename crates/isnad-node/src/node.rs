@@ -297,25 +297,26 @@ impl NodeHandle {
             .await?;
         let msg = checked_msg;
         let plan = Arc::new(plan);
-        if route.len() > 2 {
-            return inner.submit_relayed(route, &peer, msg, plan).await;
-        }
-        let envelope = seal(
-            &msg,
-            &inner.identity.signing_key,
-            &peer.encryption_key,
-            &inner.limits,
-            &inner.rng,
-        )?;
-        let rec = OutboxRecord::pending(
-            id,
-            &recipient,
-            kind.as_str(),
-            envelope,
-            secs,
-            msg.header.expires,
-            ms,
-        );
+        let rec = if route.len() > 2 {
+            inner.relayed_record(route, &peer, &msg, secs, ms)?
+        } else {
+            let envelope = seal(
+                &msg,
+                &inner.identity.signing_key,
+                &peer.encryption_key,
+                &inner.limits,
+                &inner.rng,
+            )?;
+            OutboxRecord::pending(
+                id,
+                &recipient,
+                kind.as_str(),
+                envelope,
+                secs,
+                msg.header.expires,
+                ms,
+            )
+        };
         let checked = Arc::clone(&plan);
         if !inner
             .store

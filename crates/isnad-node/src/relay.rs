@@ -23,47 +23,36 @@ use isnad_wire::Response;
 
 use crate::node::{error_response, now, Ack, Hop, Inner, NodeError, Peer, RECEIPT_TTL_SECS};
 use crate::store::{Durability, InboxInsert, InboxRecord, OutboxRecord, RelayedOut};
-use crate::workflow::{Plan, WorkflowError};
 
 impl Inner {
-    /// Seals `msg` end to end to `end`, the last agency of `route`, wraps it
-    /// in the first hop, stores that durably together with the workflow
-    /// `plan` already checked for it, logs `sent` and the plan's entries,
-    /// and returns the message id (the inner id, which every hop envelope
-    /// also carries).
-    pub(crate) async fn submit_relayed(
-        self: &std::sync::Arc<Self>,
+    /// Seals `msg` end to end to `end`, the last agency of `route`, and
+    /// wraps it in the first hop: the outbox record that `submit` stores
+    /// (with the workflow plan checked for it) and delivers like any other.
+    /// The record's id is the inner id, which every hop envelope carries.
+    pub(crate) fn relayed_record(
+        &self,
         route: Vec<AgencyId>,
         end: &Peer,
-        msg: Message,
-        plan: std::sync::Arc<Plan>,
-    ) -> Result<MessageId, NodeError> {
-        let (secs, ms) = now();
-        let id = msg.header.id;
-        let kind = msg.body.kind();
+        msg: &Message,
+        secs: u64,
+        ms: u64,
+    ) -> Result<OutboxRecord, NodeError> {
         let inner = seal(
-            &msg,
+            msg,
             &self.identity.signing_key,
             &end.encryption_key,
             &self.limits,
             &self.rng,
         )?;
-        let mut relay = Relay::new(route, id, kind, msg.header.expires, inner);
+        let mut relay = Relay::new(
+            route,
+            msg.header.id,
+            msg.body.kind(),
+            msg.header.expires,
+            inner,
+        );
         endorse(&mut relay, &self.identity.signing_key, &self.rng)?;
-        let rec = self.hop_record(relay, secs, ms)?;
-        let checked = std::sync::Arc::clone(&plan);
-        if !self
-            .store
-            .insert_outbox_with(rec.clone(), move |txn| checked.apply(txn))
-            .await?
-        {
-            return Err(WorkflowError::Conflict.into());
-        }
-        self.log_sent(&rec).await?;
-        self.log_plan(&plan).await?;
-        self.metrics.submitted.inc();
-        self.wake.notify_one();
-        Ok(id)
+        self.hop_record(relay, secs, ms)
     }
 
     /// Handles an authenticated hop envelope of kind `relay` from `peer`
