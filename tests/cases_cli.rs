@@ -149,10 +149,16 @@ fn overdue_requests_and_the_case_view_from_the_command_line() {
     ]);
     let sid = sid.trim();
 
-    // The case view on the requesting side, once the change arrived.
-    let case = eventually("the registered status", || {
+    // The case view on the requesting side, once the change arrived. The
+    // record is committed before its status-changed entry is appended, and
+    // the entry's index is noted in the record just after: wait for both.
+    let case = eventually("the registered status and its log index", || {
         let v = json_of(&["case", "show", "--config", p(&ca), &id, "--json"])?;
-        (v["state"] == "registered").then_some(v)
+        let indexed = v["events"]
+            .as_array()?
+            .iter()
+            .all(|e| e["log_index"].is_u64());
+        (v["state"] == "registered" && indexed).then_some(v)
     });
     let events = case["events"].as_array().unwrap();
     let path: Vec<(&str, &str)> = events
