@@ -326,8 +326,7 @@ impl NodeHandle {
             return Err(WorkflowError::Conflict.into());
         }
         drop(record_lock);
-        inner.log_sent(&rec).await?;
-        inner.log_plan(&plan).await?;
+        inner.log_submitted(&rec, &plan).await?;
         inner.metrics.submitted.inc();
         inner.wake.notify_one();
         Ok(id)
@@ -890,8 +889,8 @@ impl Inner {
             .record_locks
             .checked(|| workflow::check_incoming(&self.store, &opened.message, ms).map(|p| (p, ())))
             .await;
-        let (plan, _record_lock) = match checked {
-            Ok((p, (), lock)) => (Arc::new(p), lock),
+        let (mut plan, _record_lock) = match checked {
+            Ok((p, (), lock)) => (p, lock),
             Err(err) => return self.refuse_workflow(h, &err, digest, ms).await,
         };
         let mut received = Entry::new(EventType::Received, ms);
@@ -938,6 +937,13 @@ impl Inner {
             }
         };
         let index = first + at;
+        // The status-changed entries follow the acknowledged ones (two per
+        // acknowledgement): their indexes go into the records committed now.
+        if let Err(err) = plan.set_indexes(index + 2) {
+            tracing::error!(error = %err, "cannot note log indexes in the record");
+            return error_response(ErrorCode::Unavailable, Some(h.id), Some("try again later"));
+        }
+        let plan = Arc::new(plan);
         let rec = InboxRecord {
             id: *h.id.as_bytes(),
             sender: h.sender.to_string(),
@@ -956,7 +962,7 @@ impl Inner {
             .insert_inbox_with(rec, move |txn| checked.apply(txn))
             .await
         {
-            Ok(Some(InboxInsert::Stored)) => plan.note_indexes(&self.store, index + 2).await,
+            Ok(Some(InboxInsert::Stored)) => {}
             Ok(None) => {
                 tracing::info!(id = %h.id, "request or share changed meanwhile; asking for a retry");
                 return error_response(ErrorCode::Unavailable, Some(h.id), Some("try again later"));
@@ -1143,6 +1149,34 @@ impl Inner {
                 tracing::error!(error = %e, "could not record the sent index");
             }
         });
+        Ok(())
+    }
+
+    /// Logs a submitted message: its `sent` entries and its plan's
+    /// `status-changed` entries in one durable append, then their indexes
+    /// in the outbox and case records in one lazy write (losing that write
+    /// in a crash loses only the shortcut: recovery logs `sent` again).
+    pub(crate) async fn log_submitted(
+        self: &Arc<Self>,
+        rec: &OutboxRecord,
+        plan: &workflow::Plan,
+    ) -> Result<(), NodeError> {
+        let mut entries = self.sent_entries(rec);
+        let sent = entries.len() as u64;
+        entries.extend(plan.entries());
+        let first = self.append_with(Box::new(move |_| entries)).await?;
+        let notes = plan.notes(first + sent);
+        let id = rec.id;
+        let noted = self
+            .store
+            .write_with(Durability::Lazy, move |txn| {
+                Store::note_sent_index(txn, id, first)?;
+                notes.write(txn)
+            })
+            .await;
+        if let Err(e) = noted {
+            tracing::error!(error = %e, "could not record the sent and status-changed indexes");
+        }
         Ok(())
     }
 

@@ -471,16 +471,40 @@ impl Store {
             new.id = id;
             let bytes = encode(&new)?;
             out.insert(&id[..], bytes.as_slice())?;
-            let mut due = txn.open_table(DUE)?;
-            if old.state == OutState::Pending {
-                due.remove(&due_key(old.next_attempt_ms, &id)[..])?;
-            }
-            if new.state == OutState::Pending {
-                due.insert(&due_key(new.next_attempt_ms, &id)[..], ())?;
+            let was = (old.state == OutState::Pending).then_some(old.next_attempt_ms);
+            let is = (new.state == OutState::Pending).then_some(new.next_attempt_ms);
+            if was != is {
+                let mut due = txn.open_table(DUE)?;
+                if let Some(at) = was {
+                    due.remove(&due_key(at, &id)[..])?;
+                }
+                if let Some(at) = is {
+                    due.insert(&due_key(at, &id)[..], ())?;
+                }
             }
             Ok(Some(new))
         })
         .await
+    }
+
+    /// Inside a transaction: records the index of a message's `sent` audit
+    /// entry in its outbox record (nothing if the record is gone).
+    pub(crate) fn note_sent_index(
+        txn: &WriteTransaction,
+        id: [u8; 16],
+        index: u64,
+    ) -> Result<(), StoreError> {
+        let mut out = txn.open_table(OUTBOX)?;
+        let old: Option<OutboxRecord> = match out.get(&id[..])? {
+            Some(v) => Some(decode(v.value())?),
+            None => None,
+        };
+        if let Some(mut rec) = old {
+            rec.sent_index = Some(index);
+            let bytes = encode(&rec)?;
+            out.insert(&id[..], bytes.as_slice())?;
+        }
+        Ok(())
     }
 
     /// One outbox record.

@@ -244,47 +244,44 @@ impl Plan {
         Ok(true)
     }
 
+    /// When the entries were appended before the commit (the receiving
+    /// side logs first), from index `first` in the order of
+    /// [`Plan::entries`]: writes each index into the record the plan
+    /// writes, so the record is committed with its indexes.
+    pub fn set_indexes(&mut self, first: u64) -> Result<(), StoreError> {
+        for (i, (_, table, key, pos)) in self.entries.iter().enumerate() {
+            if let Some(w) = self
+                .writes
+                .iter_mut()
+                .find(|w| w.table == *table && &w.key == key)
+            {
+                w.bytes = with_log_index(*table, &w.bytes, *pos, first + i as u64)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The notes [`Plan::note_in`] makes for entries appended from `first`.
+    pub fn notes(&self, first: u64) -> IndexNotes {
+        IndexNotes(
+            self.entries
+                .iter()
+                .enumerate()
+                .map(|(i, (_, t, k, pos))| (*t, k.clone(), *pos, first + i as u64))
+                .collect(),
+        )
+    }
+
     /// After the entries were appended from index `first` (in the order of
     /// [`Plan::entries`]): notes each index in its record (lazily: losing
     /// this only loses the shortcut; the log has the entry).
     pub async fn note_indexes(&self, store: &Store, first: u64) {
-        let notes: Vec<(Table, Vec<u8>, usize, u64)> = self
-            .entries
-            .iter()
-            .enumerate()
-            .map(|(i, (_, t, k, pos))| (*t, k.clone(), *pos, first + i as u64))
-            .collect();
+        let notes = self.notes(first);
         if notes.is_empty() {
             return;
         }
         let r = store
-            .write_with(Durability::Lazy, move |txn| {
-                for (table, key, pos, index) in notes {
-                    let mut t = txn.open_table(table.def()).map_err(db)?;
-                    let Some(bytes) = t.get(&key[..]).map_err(db)?.map(|v| v.value().to_vec())
-                    else {
-                        continue;
-                    };
-                    let bytes = match table {
-                        Table::Requests => {
-                            let mut r = RequestRecord::from_cbor(&bytes).map_err(corrupt)?;
-                            if let Some(e) = r.history.get_mut(pos) {
-                                e.log_index = Some(index);
-                            }
-                            r.to_cbor()
-                        }
-                        Table::Shares => {
-                            let mut r = ShareRecord::from_cbor(&bytes).map_err(corrupt)?;
-                            if let Some(e) = r.events.get_mut(pos) {
-                                e.log_index = Some(index);
-                            }
-                            r.to_cbor()
-                        }
-                    };
-                    t.insert(&key[..], bytes.as_slice()).map_err(db)?;
-                }
-                Ok(())
-            })
+            .write_with(Durability::Lazy, move |txn| notes.write(txn))
             .await;
         if let Err(e) = r {
             tracing::warn!(error = %e, "could not note status-changed log indexes");
@@ -471,6 +468,57 @@ pub fn shares(store: &Store) -> Result<Vec<ShareRecord>, WorkflowError> {
         out.push(ShareRecord::from_cbor(v.value())?);
     }
     Ok(out)
+}
+
+/// Log indexes to note in request and share records after their entries
+/// were appended (see [`Plan::notes`]).
+#[derive(Debug, Default)]
+pub struct IndexNotes(Vec<(Table, Vec<u8>, usize, u64)>);
+
+impl IndexNotes {
+    /// Whether there is nothing to note.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Inside a transaction: writes each index into its stored record (a
+    /// record gone meanwhile is skipped).
+    pub fn write(self, txn: &WriteTransaction) -> Result<(), StoreError> {
+        for (table, key, pos, index) in self.0 {
+            let mut t = txn.open_table(table.def()).map_err(db)?;
+            let Some(bytes) = t.get(&key[..]).map_err(db)?.map(|v| v.value().to_vec()) else {
+                continue;
+            };
+            let bytes = with_log_index(table, &bytes, pos, index)?;
+            t.insert(&key[..], bytes.as_slice()).map_err(db)?;
+        }
+        Ok(())
+    }
+}
+
+/// `bytes`, a record of `table`, with event `pos` noted at log `index`.
+fn with_log_index(
+    table: Table,
+    bytes: &[u8],
+    pos: usize,
+    index: u64,
+) -> Result<Vec<u8>, StoreError> {
+    Ok(match table {
+        Table::Requests => {
+            let mut r = RequestRecord::from_cbor(bytes).map_err(corrupt)?;
+            if let Some(e) = r.history.get_mut(pos) {
+                e.log_index = Some(index);
+            }
+            r.to_cbor()
+        }
+        Table::Shares => {
+            let mut r = ShareRecord::from_cbor(bytes).map_err(corrupt)?;
+            if let Some(e) = r.events.get_mut(pos) {
+                e.log_index = Some(index);
+            }
+            r.to_cbor()
+        }
+    })
 }
 
 fn event(

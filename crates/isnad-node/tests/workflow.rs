@@ -239,6 +239,25 @@ async fn request_walks_review_supplement_execution_results_and_close() -> TestRe
     ];
     for (i, (node, to)) in steps.iter().enumerate() {
         let reason = Some(format!("step {i}"));
+        // The receiving side commits the new state together with its
+        // status-changed entry's log index: a reader polling the record
+        // never sees the one without the other.
+        let receiver = if std::ptr::eq(*node, &na) {
+            nb.clone()
+        } else {
+            na.clone()
+        };
+        let to_see = *to;
+        let watch = tokio::spawn(async move {
+            loop {
+                if let Ok(Some(r)) = workflow::request(receiver.store(), &rid) {
+                    if r.state == to_see {
+                        return r.history.last().and_then(|e| e.log_index);
+                    }
+                }
+                tokio::task::yield_now().await;
+            }
+        });
         delivered(
             node,
             node.change_status(rid, *to, reason, vec![], None).await,
@@ -246,6 +265,12 @@ async fn request_walks_review_supplement_execution_results_and_close() -> TestRe
         .await?;
         assert_eq!(state(&na, &rid)?, *to, "requesting side after step {i}");
         assert_eq!(state(&nb, &rid)?, *to, "requested side after step {i}");
+        let first_seen =
+            tokio::time::timeout(std::time::Duration::from_secs(WAIT_SECS), watch).await??;
+        assert!(
+            first_seen.is_some(),
+            "step {i}: state visible before its log index"
+        );
 
         if *to == MlaState::UnderReview && i == 1 {
             // Under review: a peer sending wrong-side or illegal changes
