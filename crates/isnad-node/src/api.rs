@@ -29,14 +29,16 @@ struct Api {
     token: Arc<String>,
 }
 
-/// Serves the API on `addr` until the process ends. Returns the bound address.
+/// Serves the API on `addr` until the node shuts down: then it stops
+/// accepting and finishes the requests in progress before
+/// [`NodeHandle::shutdown`] returns. Returns the bound address.
 pub async fn serve(
     node: NodeHandle,
     addr: SocketAddr,
     token: String,
 ) -> std::io::Result<SocketAddr> {
     let api = Api {
-        node,
+        node: node.clone(),
         token: Arc::new(token),
     };
     let app = Router::new()
@@ -53,15 +55,19 @@ pub async fn serve(
         .with_state(api);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+    node.spawn_service(|stop| async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
             tracing::error!(error = %e, "local API stopped");
         }
     });
     Ok(bound)
 }
 
-/// Serves `GET /metrics` (Prometheus text format) on `addr`.
+/// Serves `GET /metrics` (Prometheus text format) on `addr` until the node
+/// shuts down.
 pub async fn serve_metrics(node: NodeHandle, addr: SocketAddr) -> std::io::Result<SocketAddr> {
     async fn metrics(State(node): State<NodeHandle>) -> String {
         let m: &Arc<Metrics> = node.metrics();
@@ -69,11 +75,14 @@ pub async fn serve_metrics(node: NodeHandle, addr: SocketAddr) -> std::io::Resul
     }
     let app = Router::new()
         .route("/metrics", get(metrics))
-        .with_state(node);
+        .with_state(node.clone());
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+    node.spawn_service(|stop| async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
             tracing::error!(error = %e, "metrics endpoint stopped");
         }
     });

@@ -427,6 +427,21 @@ impl NodeHandle {
         Ok(())
     }
 
+    /// Runs `task` as one of the node's tasks ([`NodeHandle::shutdown`]
+    /// waits for it), handing it a future that resolves when shutdown
+    /// begins: the local API and metrics servers stop accepting then and
+    /// finish the requests they are serving.
+    pub(crate) fn spawn_service<F>(&self, task: impl FnOnce(StopSignal) -> F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let mut stop = self.inner.shutdown.subscribe();
+        let signal: StopSignal = Box::pin(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        });
+        self.inner.spawn(task(signal));
+    }
+
     /// Asks the delivery loop to look at the outbox now.
     pub fn kick(&self) {
         self.inner.wake.notify_one();
@@ -457,6 +472,9 @@ impl NodeHandle {
         }
     }
 }
+
+/// Resolves when the node's shutdown begins (see [`NodeHandle::spawn_service`]).
+pub(crate) type StopSignal = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// Longest [`NodeHandle::shutdown`] waits for the node's tasks.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(30);

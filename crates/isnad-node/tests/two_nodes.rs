@@ -1,6 +1,7 @@
 //! Two nodes in one process over real QUIC on loopback: delivery with signed
 //! receipts, replay and misaddressing refused, peer outage then recovery,
 //! restart mid-queue, unlisted peers refused at TLS, oversize frames refused,
+//! the local API and metrics servers stopped by shutdown,
 //! and a hostile-input storm (plus a garbage flood) during which an honest
 //! peer's traffic keeps being delivered. (A revoked signing key, which needs
 //! real signed directories, is tested with node processes in
@@ -420,5 +421,42 @@ async fn hostile_inputs_are_refused_and_logged_while_honest_peers_are_served() -
     assert!(ep.connect(b.addr, "fr.pn.ocrtis")?.await.is_err());
     nc.shutdown().await;
     nb.shutdown().await;
+    Ok(())
+}
+
+/// One HTTP/1.1 request on a fresh connection; the response text.
+async fn http(addr: std::net::SocketAddr, request: &str) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(request.as_bytes()).await?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_stops_the_local_api_and_metrics_servers() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = TestDirectory::default();
+    let a = agency("iq.moi.ahtd")?;
+    list(&dir, &a)?;
+    let node = start(&a, &dir, tmp.path()).await?;
+    let local = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let api = isnad_node::api::serve(node.clone(), local, "t0ken".into()).await?;
+    let metrics = isnad_node::api::serve_metrics(node.clone(), local).await?;
+    let health = "GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    assert!(http(api, health).await?.starts_with("HTTP/1.1 200"));
+    let scrape = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    assert!(http(metrics, scrape).await?.contains("isnad_"));
+    node.shutdown().await;
+    // Both servers were node tasks: shutdown waited for them to stop, so
+    // nothing answers on their ports any more.
+    for addr in [api, metrics] {
+        let after = http(addr, health).await;
+        assert!(
+            after.as_ref().map_or(true, |r| r.is_empty()),
+            "{addr} still answers after shutdown: {after:?}"
+        );
+    }
     Ok(())
 }
