@@ -8,13 +8,22 @@
 //! ```
 //!
 //! `append` returns only after `fdatasync` covered the entry. Concurrent
-//! appenders share syncs: an appender that finds no sync running becomes
-//! the leader, writes every record queued so far with one `write` and one
-//! `fdatasync`, then unparks exactly the followers it made durable, and one
-//! follower queued meanwhile to lead the next batch (leader/follower over a
-//! `Mutex` and `std::thread::park`; woken followers check an atomic durable
-//! counter instead of retaking the lock, which measured about 1.4× the
-//! throughput of a `Condvar` on a 2-vCPU machine).
+//! appenders share syncs (group commit, leader/follower): records are
+//! encoded into a queue under a `Mutex`; an appender that finds no sync
+//! running becomes the leader, takes the whole queue, writes it with one
+//! positioned write and one `fdatasync` outside the lock, then marks it
+//! durable. One sync runs at a time.
+//!
+//! Followers sleep on a futex word (a "bell", `atomic-wait`), one per
+//! parity of the batch number their records joined, so that the leader
+//! wakes all the followers it made durable with one `wake_all` and does not
+//! disturb those queued for the next batch. Before that, if records were
+//! queued meanwhile, it rings the next batch's bell and wakes one of its
+//! followers to lead, so the next sync overlaps the wake-ups. A woken
+//! follower checks an atomic durable counter without retaking the lock and
+//! sleeps again if it was not (yet) made durable. This measured about 30 %
+//! less CPU per append than unparking each follower in turn (one futex
+//! syscall per thread) on a 2-vCPU machine.
 //!
 //! Gathering: the appenders a sync made durable usually come straight back
 //! with their next entry, but waking them takes a while. A new leader that
@@ -22,9 +31,20 @@
 //! waits for them to queue again before it writes, at most as long as the
 //! last `write` + `fdatasync` took (the last one to arrive unparks it). This
 //! never changes what is durable when, only how many records share a sync:
-//! with 64 writers on 2 vCPUs about 48 instead of 30 appends per `fdatasync`.
+//! with 64 writers on 2 vCPUs about 55 instead of 30 appends per `fdatasync`.
 //! A lone appender (the node's audit writer thread) never waits, since its
 //! last sync made exactly one appender durable.
+//!
+//! Failure: if a write or sync fails, nothing is marked durable any more
+//! (a later `fdatasync` may succeed although earlier data was lost), the
+//! leader gets the I/O error, every other appender not yet confirmed gets
+//! [`LogError::Poisoned`], and so does every later operation.
+//!
+//! Preallocation: the entries file is extended with zeros a mebibyte at a
+//! time, so most syncs flush only file data, not the file size and new
+//! blocks, which halves `fdatasync` latency on ext4. Dropping the `Log` cuts
+//! the zeros; after a crash, recovery cuts them as a zero-filled tail
+//! (`spec/audit-log.md` §6.3).
 //!
 //! Tree state: every complete subtree hash is kept in memory (about 64
 //! bytes per entry, [`crate::Tree`]) and rebuilt from the records on open;
@@ -33,8 +53,9 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -54,6 +75,10 @@ pub(crate) const CHECKPOINT_FILE: &str = "checkpoint";
 /// [`Log`] is open, removed when it is dropped. A lock file left by a
 /// process that died is detected through `/proc/<pid>` and taken over.
 pub const LOCK_FILE: &str = "lock";
+/// The entries file is extended with zeros in steps of this many bytes, so
+/// that most `fdatasync` calls flush only data, not the file size and block
+/// allocation (about half the latency on ext4).
+const PREALLOCATE: u64 = 1 << 20;
 /// Bytes of framing before each record payload.
 pub(crate) const RECORD_HEADER_LEN: u64 = 8;
 
@@ -152,8 +177,10 @@ pub enum LogError {
 pub struct OpenReport {
     /// Entries in the log after recovery.
     pub size: u64,
-    /// Bytes of an incomplete final record that were cut off (a torn
-    /// write that was never acknowledged), 0 normally.
+    /// Bytes cut off after the last good record: an incomplete final
+    /// record (a torn write that was never acknowledged) and the zeros the
+    /// log preallocates, which a process that did not close the log cleanly
+    /// leaves behind; 0 after a clean close.
     pub truncated_bytes: u64,
     /// The last signed checkpoint, if any.
     pub last_signed: Option<Checkpoint>,
@@ -170,9 +197,27 @@ pub struct Log {
     state: Mutex<State>,
     /// Mirror of `State::durable`, read by woken followers without the lock.
     durable: AtomicU64,
+    /// Futex words the followers of a batch sleep on, by the parity of the
+    /// batch number: bumped and woken when its sync finishes, when one of
+    /// its appenders is wanted to lead, or when a sync fails.
+    bells: [AtomicU32; 2],
     signing: Mutex<Option<Checkpoint>>,
+    /// Runs before each sync with the number of the sync (0, 1, …); an
+    /// error it returns is taken as the sync's failure.
+    #[cfg(test)]
+    sync_hook: Mutex<Option<SyncHook>>,
     /// Held for the lifetime of the `Log`; dropped last.
     _lock: DirLock,
+}
+
+#[cfg(test)]
+struct SyncHook(Box<dyn Fn(u64) -> io::Result<()> + Send + Sync>);
+
+#[cfg(test)]
+impl std::fmt::Debug for SyncHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SyncHook")
+    }
 }
 
 #[derive(Debug)]
@@ -184,10 +229,14 @@ struct State {
     buf: Vec<u8>,
     /// File length once everything queued is written.
     end: u64,
+    /// File length on disk: `end` plus zeros preallocated past it.
+    allocated: u64,
     durable: u64,
+    /// A leader is gathering, writing or syncing.
     syncing: bool,
-    /// Followers waiting for their records to become durable.
-    waiters: Vec<Waiter>,
+    /// How many times `buf` was taken: the number of the batch that
+    /// records queued now join.
+    batches: u64,
     /// Appenders whose records joined `buf` since it was last taken.
     arrived: usize,
     /// Appenders the last sync made durable (its leader and followers): the
@@ -199,13 +248,6 @@ struct State {
     /// A leader gathering a batch, to unpark once `arrived >= expect`.
     gatherer: Option<std::thread::Thread>,
     failed: bool,
-}
-
-#[derive(Debug)]
-struct Waiter {
-    /// The follower's records are durable once `durable >= last`.
-    last: u64,
-    thread: std::thread::Thread,
 }
 
 impl Log {
@@ -231,7 +273,7 @@ impl Log {
         }
         let file = OpenOptions::new()
             .read(true)
-            .append(true)
+            .write(true)
             .open(&path)
             .map_err(io_err("open", &path))?;
         let (tree, offsets, end, truncated) = recover(&file, &path)?;
@@ -266,9 +308,10 @@ impl Log {
                 offsets,
                 buf: Vec::new(),
                 end,
+                allocated: end,
                 durable: size,
                 syncing: false,
-                waiters: Vec::new(),
+                batches: 0,
                 arrived: 0,
                 expect: 0,
                 gather_for: Duration::ZERO,
@@ -276,7 +319,10 @@ impl Log {
                 failed: false,
             }),
             durable: AtomicU64::new(size),
+            bells: [AtomicU32::new(0), AtomicU32::new(0)],
             signing: Mutex::new(last),
+            #[cfg(test)]
+            sync_hook: Mutex::new(None),
             _lock: lock,
         };
         Ok((log, report))
@@ -330,7 +376,8 @@ impl Log {
         if st.arrived >= st.expect {
             gatherer = st.gatherer.take();
         }
-        let me = std::thread::current();
+        // The records join the batch the next take of `buf` writes.
+        let bell = &self.bells[(st.batches % 2) as usize];
         loop {
             if st.durable >= last {
                 return Ok(first..last);
@@ -339,36 +386,34 @@ impl Log {
                 return Err(LogError::Poisoned);
             }
             if !st.syncing {
-                return self.lead(st).map(|()| first..last);
+                // One sync at a time, so the records are still queued.
+                self.lead(st)?;
+                st = self.lock();
+                continue;
             }
-            // Follow: register, sleep, and on waking check the durable
-            // counter without taking the lock. The leader of the sync that
-            // covers these records unparks this thread, or the finishing
-            // leader unparks it to lead the next batch.
-            st.waiters.push(Waiter {
-                last,
-                thread: me.clone(),
-            });
+            // Follow: sleep on the batch's bell until it rings (the batch's
+            // sync finished, a leader is wanted, or something failed), then
+            // check the durable counter without taking the lock.
+            let rung = bell.load(Ordering::Acquire);
             drop(st);
             if let Some(g) = gatherer.take() {
                 g.unpark();
             }
-            std::thread::park();
+            atomic_wait::wait(bell, rung);
             if self.durable.load(Ordering::Acquire) >= last {
                 return Ok(first..last);
             }
             st = self.lock();
-            let id = me.id();
-            st.waiters.retain(|w| w.thread.id() != id);
         }
     }
 
     /// Gathers (see the module docs), writes and syncs everything queued
-    /// (the caller's records included), then wakes the followers it made
-    /// durable and one thread queued for the next batch, to lead it.
+    /// (the caller's records included), then rings the batch's bell and,
+    /// if records were queued meanwhile, wakes one of their appenders to
+    /// lead the next batch. Returns the write or sync error, if any.
     fn lead<'a>(&'a self, mut st: MutexGuard<'a, State>) -> Result<(), LogError> {
         st.syncing = true;
-        // Gather: followers arriving now queue behind this leader (`syncing`
+        // Gather: appenders arriving now queue behind this leader (`syncing`
         // is set); the one that completes `expect` unparks it.
         if st.arrived < st.expect {
             let deadline = Instant::now() + st.gather_for;
@@ -386,53 +431,72 @@ impl Log {
             st.gatherer = None;
         }
         let batch = std::mem::take(&mut st.buf);
-        st.arrived = 0;
+        let members = std::mem::take(&mut st.arrived);
         let target = st.tree.size();
+        let number = st.batches;
+        st.batches += 1;
+        let at = st.end - batch.len() as u64;
+        // Zeros to write after the batch when it passes the preallocated end.
+        let mut zeros = 0;
+        if st.end > st.allocated {
+            let allocated = st.end.div_ceil(PREALLOCATE) * PREALLOCATE + PREALLOCATE;
+            zeros = allocated - st.end;
+            st.allocated = allocated;
+        }
         drop(st);
         let started = Instant::now();
-        let result = (&self.file)
-            .write_all(&batch)
-            .and_then(|()| self.file.sync_data());
+        let mut result = self.file.write_all_at(&batch, at).and_then(|()| {
+            if zeros == 0 {
+                return Ok(());
+            }
+            let end = at + batch.len() as u64;
+            self.file.write_all_at(&vec![0; zeros as usize], end)
+        });
+        #[cfg(test)]
+        if result.is_ok() {
+            if let Some(hook) = &*self.sync_hook.lock().unwrap_or_else(|p| p.into_inner()) {
+                result = (hook.0)(number);
+            }
+        }
+        result = result.and_then(|()| self.file.sync_data());
         let took = started.elapsed();
         let mut st = self.lock();
         st.syncing = false;
         st.gather_for = took;
-        let mut wake = Vec::new();
-        let outcome = match result {
+        st.expect = members;
+        if st.buf.is_empty() {
+            // Reuse the allocation for the next batch.
+            let mut b = batch;
+            b.clear();
+            st.buf = b;
+        }
+        let this = &self.bells[(number % 2) as usize];
+        let next = &self.bells[((number + 1) % 2) as usize];
+        let lead_next = result.is_ok() && !st.buf.is_empty();
+        match result {
             Ok(()) => {
                 st.durable = target;
                 self.durable.store(target, Ordering::Release);
-                if st.buf.is_empty() {
-                    // Reuse the allocation for the next batch.
-                    let mut b = batch;
-                    b.clear();
-                    st.buf = b;
+                this.fetch_add(1, Ordering::Release);
+                if lead_next {
+                    next.fetch_add(1, Ordering::Release);
                 }
-                st.waiters.retain(|w| {
-                    let done = w.last <= target;
-                    if done {
-                        wake.push(w.thread.clone());
-                    }
-                    !done
-                });
-                st.expect = 1 + wake.len();
-                // Everyone still waiting is queued for the next batch.
-                if let Some(w) = st.waiters.first() {
-                    wake.push(w.thread.clone());
-                }
-                Ok(())
             }
-            Err(e) => {
+            Err(_) => {
                 st.failed = true;
-                wake.extend(st.waiters.drain(..).map(|w| w.thread));
-                Err(io_err("append to", &self.path)(e))
+                this.fetch_add(1, Ordering::Release);
+                next.fetch_add(1, Ordering::Release);
             }
-        };
-        drop(st);
-        for t in wake {
-            t.unpark();
         }
-        outcome
+        drop(st);
+        // Wake the next leader first: its sync then overlaps the wake-ups.
+        if lead_next {
+            atomic_wait::wake_one(next);
+        } else if result.is_err() {
+            atomic_wait::wake_all(next);
+        }
+        atomic_wait::wake_all(this);
+        result.map_err(io_err("append to", &self.path))
     }
 
     /// Number of durable entries.
@@ -642,6 +706,16 @@ impl Log {
     }
 }
 
+impl Drop for Log {
+    fn drop(&mut self) {
+        // Cut the preallocated zeros. Best effort: recovery cuts them too.
+        let st = self.lock();
+        if !st.failed && st.buf.is_empty() && st.allocated > st.end {
+            let _ = self.file.set_len(st.end);
+        }
+    }
+}
+
 /// A checkpoint and its signed note.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedCheckpoint {
@@ -776,9 +850,18 @@ fn tail_is_torn(file: &File, path: &Path, offset: u64, len: u64) -> Result<bool,
         return Ok(true);
     }
     let declared = u64::from(u32::from_be_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]));
-    if declared > 0 && declared <= MAX_ENTRY_LEN as u64 && offset + 8 + declared == len {
-        return Ok(true);
+    if declared > 0 && declared <= MAX_ENTRY_LEN as u64 && offset + 8 + declared <= len {
+        // The record's own bytes may be torn; only zeros (preallocation)
+        // may follow its declared extent.
+        r.seek(SeekFrom::Start(offset + 8 + declared))
+            .map_err(io_err("seek", path))?;
+        return all_zero(&mut r, path);
     }
+    all_zero(&mut r, path)
+}
+
+/// Whether everything from the reader's position to EOF is zero.
+fn all_zero(r: &mut impl Read, path: &Path) -> Result<bool, LogError> {
     let mut buf = [0u8; 8192];
     loop {
         let n = r.read(&mut buf).map_err(io_err("read", path))?;
@@ -894,5 +977,156 @@ impl Drop for DirLock {
         let _ = fs::remove_file(&self.file);
         let mut open = OPEN_DIRS.lock().unwrap_or_else(|p| p.into_inner());
         open.retain(|d| d != &self.canonical);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // Tests panic on failure by design.
+
+    use std::sync::mpsc;
+    use std::sync::Arc;
+
+    use isnad_envelope::{AgencyId, MessageId};
+
+    use super::*;
+    use crate::entry::EventType;
+
+    fn entry(t: u64, k: u64) -> Entry {
+        let mut e = Entry::new(EventType::Sent, 1_790_000_000_000 + k);
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&t.to_be_bytes());
+        id[8..].copy_from_slice(&k.to_be_bytes());
+        e.message_id = Some(MessageId::from_bytes(id));
+        e.sender = Some(AgencyId::new("iq.moi.ahtd").unwrap());
+        e.recipient = Some(AgencyId::new("fr.mj.bepi").unwrap());
+        e.envelope_sha256 = Some([k as u8; 32]);
+        e
+    }
+
+    fn set_hook(log: &Log, hook: impl Fn(u64) -> io::Result<()> + Send + Sync + 'static) {
+        *log.sync_hook.lock().unwrap() = Some(SyncHook(Box::new(hook)));
+    }
+
+    /// Many threads append single entries and small batches at once: every
+    /// index is handed out exactly once, each is durable when returned, and
+    /// the reopened log holds every entry at the index its appender got.
+    #[test]
+    fn hammered_appends_return_each_index_once_and_survive_reopen() {
+        const THREADS: u64 = 48;
+        const ROUNDS: u64 = 40;
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = Log::open(dir.path()).unwrap();
+        let log = Arc::new(log);
+        let got: Vec<Vec<(u64, MessageId)>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..THREADS)
+                .map(|t| {
+                    let log = &log;
+                    s.spawn(move || {
+                        let mut mine = Vec::new();
+                        for k in 0..ROUNDS {
+                            // Batches of 1, 2 or 3 entries.
+                            let n = 1 + (t + k) % 3;
+                            let batch: Vec<Entry> = (0..n).map(|j| entry(t, k * 4 + j)).collect();
+                            let ids: Vec<MessageId> =
+                                batch.iter().map(|e| e.message_id.unwrap()).collect();
+                            let range = log.append_batch(batch).unwrap();
+                            assert_eq!(range.end - range.start, n);
+                            assert!(log.size() >= range.end, "returned before durable");
+                            mine.extend(range.zip(ids));
+                        }
+                        mine
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut all: Vec<(u64, MessageId)> = got.into_iter().flatten().collect();
+        all.sort_by_key(|(i, _)| *i);
+        let total = all.len() as u64;
+        assert_eq!(
+            all.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+            (0..total).collect::<Vec<_>>()
+        );
+        assert_eq!(log.size(), total);
+        drop(log);
+        let (log, report) = Log::open(dir.path()).unwrap();
+        assert_eq!((report.size, report.truncated_bytes), (total, 0));
+        for (i, id) in all {
+            let e = Entry::decode(&log.entry_bytes(i).unwrap()).unwrap();
+            assert_eq!((e.seq, e.message_id), (i, Some(id)));
+        }
+    }
+
+    /// A failed sync fails its own appenders and those queued behind it,
+    /// makes nothing more durable, refuses later appends, and the log
+    /// reopens with at least the entries durable before the failure.
+    #[test]
+    fn failed_sync_fails_every_unconfirmed_appender_and_poisons() {
+        let dir = tempfile::tempdir().unwrap();
+        let (owned, _) = Log::open(dir.path()).unwrap();
+        let log = &owned;
+        log.append(entry(0, 0)).unwrap();
+        // Batch 1's sync waits for the test's go, then fails.
+        let (go, wait) = mpsc::channel::<()>();
+        let wait = Mutex::new(wait);
+        set_hook(log, move |n| {
+            if n == 1 {
+                wait.lock().unwrap().recv().unwrap();
+                return Err(io::Error::other("injected sync failure"));
+            }
+            Ok(())
+        });
+        std::thread::scope(|s| {
+            let leader = s.spawn(|| log.append(entry(1, 0)));
+            let until = |f: &dyn Fn(&State) -> bool| {
+                while !f(&log.lock()) {
+                    std::thread::yield_now();
+                }
+            };
+            until(&|st| st.syncing && st.batches == 2);
+            let behind: Vec<_> = (0..2)
+                .map(|k| s.spawn(move || log.append_batch((0..2).map(|j| entry(2 + k, j)))))
+                .collect();
+            until(&|st| st.arrived == 2);
+            go.send(()).unwrap();
+            let r = leader.join().unwrap();
+            assert!(matches!(r, Err(LogError::Io { .. })), "{r:?}");
+            for h in behind {
+                let r = h.join().unwrap();
+                assert!(matches!(r, Err(LogError::Poisoned)), "{r:?}");
+            }
+        });
+        assert_eq!(log.size(), 1);
+        assert!(matches!(log.append(entry(9, 0)), Err(LogError::Poisoned)));
+        let key = SignerKey::from_seed("a.example/audit", crate::note::TYPE_ED25519, [1; 32]);
+        let signed = log.sign_checkpoint(&key.unwrap());
+        assert!(matches!(signed, Err(LogError::Poisoned)));
+        drop(owned);
+        // The failed batch's bytes were written, so reopening may find it.
+        let (_, report) = Log::open(dir.path()).unwrap();
+        assert!(report.size == 1 || report.size == 2, "{report:?}");
+    }
+
+    /// Zero padding preallocated past the records is cut on a clean close
+    /// and by recovery after a crash, and appends go on from the end.
+    #[test]
+    fn preallocated_zeros_are_cut_on_close_and_on_recovery() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(ENTRIES_FILE);
+        let (log, _) = Log::open(dir.path()).unwrap();
+        log.append_batch((0..3).map(|k| entry(0, k))).unwrap();
+        let len = fs::metadata(&path).unwrap().len();
+        assert!(len >= PREALLOCATE, "file not preallocated: {len}");
+        let end = log.lock().end;
+        drop(log);
+        assert_eq!(fs::metadata(&path).unwrap().len(), end);
+        // A crash leaves the zeros: recovery cuts them.
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_len(end + 5000).unwrap();
+        drop(f);
+        let (log, report) = Log::open(dir.path()).unwrap();
+        assert_eq!((report.size, report.truncated_bytes), (3, 5000));
+        assert_eq!(log.append(entry(0, 3)).unwrap(), 3);
     }
 }
