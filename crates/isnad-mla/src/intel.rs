@@ -89,6 +89,17 @@ pub enum IntelError {
     #[error("share id {0} is already in use by another originator")]
     ShareIdConflict(MessageId),
 
+    /// The share's record holds [`crate::MAX_RECORD_EVENTS`] events: no
+    /// more copies, answers or updates of this share id are taken. Share
+    /// further material under a new share id.
+    #[error("share {share} already records {events} events, the most one share holds: share further material under a new share id")]
+    ShareFull {
+        /// The share.
+        share: MessageId,
+        /// Events on record.
+        events: usize,
+    },
+
     /// No permission request with the given id is on record for this share
     /// (name the requester and the target instead).
     #[error("no permission request with that id is on record for share {0}; give the requester and the target")]
@@ -254,6 +265,17 @@ impl ShareRecord {
     /// Records an event.
     pub fn push(&mut self, event: ShareEvent) {
         self.events.push(event);
+    }
+
+    /// Whether one more event fits ([`crate::MAX_RECORD_EVENTS`]).
+    pub fn check_room(&self) -> Result<(), IntelError> {
+        if self.events.len() >= crate::MAX_RECORD_EVENTS {
+            return Err(IntelError::ShareFull {
+                share: self.share_id,
+                events: self.events.len(),
+            });
+        }
+        Ok(())
     }
 
     // -------------------------------------------------------------------
@@ -521,6 +543,43 @@ mod tests {
             request_id: None,
             conditions: None,
         }
+    }
+
+    #[test]
+    fn a_share_record_takes_a_bounded_number_of_events() {
+        let orig = agency("iq.moi.ahtd");
+        let me = agency("fr.mj.bepi");
+        let s = share(HandlingCode::H1, Tlp::Green);
+        let mut rec =
+            check_receive_share(None, &orig, &s, MessageId::from_bytes([1; 16])).expect("new");
+        let event = ShareEvent {
+            at_ms: 1,
+            kind: ShareEventKind::Received,
+            from: orig.clone(),
+            to: me,
+            message_id: MessageId::from_bytes([2; 16]),
+            target: None,
+            note: None,
+            log_index: None,
+        };
+        while rec.events.len() < crate::MAX_RECORD_EVENTS {
+            assert_eq!(rec.check_room(), Ok(()));
+            rec.push(event.clone());
+        }
+        assert_eq!(
+            rec.check_room(),
+            Err(IntelError::ShareFull {
+                share: s.share_id,
+                events: crate::MAX_RECORD_EVENTS
+            })
+        );
+        // The full record still fits a stored record with room to spare.
+        assert!(rec.to_cbor().len() < crate::MAX_RECORD_BYTES / 4);
+        assert!(!IntelError::ShareFull {
+            share: s.share_id,
+            events: 1
+        }
+        .is_transient());
     }
 
     #[test]

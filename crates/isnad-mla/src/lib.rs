@@ -49,6 +49,12 @@ pub use lifecycle::{
 /// Largest stored record accepted, in bytes.
 pub const MAX_RECORD_BYTES: usize = 4 << 20;
 
+/// Most events one request or share record holds. A message that would add
+/// one more is refused for good ([`LifecycleError::RecordFull`],
+/// [`IntelError::ShareFull`]), so a record stays well below
+/// [`MAX_RECORD_BYTES`] (an event takes a few hundred bytes at most).
+pub const MAX_RECORD_EVENTS: usize = 4096;
+
 /// A stored record could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

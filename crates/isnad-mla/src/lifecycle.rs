@@ -248,6 +248,17 @@ pub enum LifecycleError {
         previous: MlaState,
     },
 
+    /// The request's record holds [`crate::MAX_RECORD_EVENTS`] status
+    /// changes: no further change is taken. Close this request and send a
+    /// new one if the matter continues.
+    #[error("request {request} already records {events} status changes, the most one request holds; close it and send a new request")]
+    RecordFull {
+        /// The request.
+        request: MessageId,
+        /// Status changes on record.
+        events: usize,
+    },
+
     // --- Timing: nobody is at fault.
     /// The peer's change follows one of its own that has not arrived yet:
     /// answer `unavailable` so it retries.
@@ -496,6 +507,17 @@ impl RequestRecord {
         Ok(current)
     }
 
+    /// Whether one more status change fits ([`crate::MAX_RECORD_EVENTS`]).
+    pub fn check_room(&self) -> Result<(), LifecycleError> {
+        if self.history.len() >= crate::MAX_RECORD_EVENTS {
+            return Err(LifecycleError::RecordFull {
+                request: self.request_id,
+                events: self.history.len(),
+            });
+        }
+        Ok(())
+    }
+
     /// Records a change checked by [`Self::check_local`] or
     /// [`Self::check_peer`] (which returned `from`), carried by message `id`.
     pub fn apply(
@@ -669,6 +691,25 @@ mod tests {
         );
         r.state = state;
         r
+    }
+
+    #[test]
+    fn a_request_record_takes_a_bounded_number_of_changes() {
+        let mut r = record(S::InExecution);
+        let change = r.history.first().cloned().expect("history");
+        while r.history.len() < crate::MAX_RECORD_EVENTS {
+            assert_eq!(r.check_room(), Ok(()));
+            r.history.push(change.clone());
+        }
+        assert_eq!(
+            r.check_room(),
+            Err(LifecycleError::RecordFull {
+                request: r.request_id,
+                events: crate::MAX_RECORD_EVENTS
+            })
+        );
+        assert!(r.to_cbor().len() < crate::MAX_RECORD_BYTES / 4);
+        assert!(!r.check_room().is_err_and(|e| e.is_transient()));
     }
 
     /// Every (from, to, side) combination: accepted exactly when the table

@@ -91,10 +91,12 @@ impl WorkflowError {
                 }
                 LifecycleError::UnknownRequest(_) => "unknown-request",
                 LifecycleError::StaleView { .. } => "stale-view",
+                LifecycleError::RecordFull { .. } => "record-full",
                 _ => "illegal-transition",
             },
             Self::Intel(e) => match e {
                 IntelError::PermissionRequired { .. } => "permission-required",
+                IntelError::ShareFull { .. } => "record-full",
                 IntelError::UnknownShare(_) => "unknown-share",
                 IntelError::NotOriginator { .. } => "not-originator",
                 IntelError::Retracted(_) => "retracted",
@@ -574,6 +576,7 @@ pub fn check_outgoing(
         }
         Body::MlaStatus(s) => {
             let rec = known_request(store, &s.request_id)?;
+            rec.check_room()?;
             let from = rec.check_local(me, to, s)?;
             s.previous = Some(from);
             let mut new = rec.clone();
@@ -609,6 +612,7 @@ pub fn check_outgoing(
         }
         _ => return Ok(plan),
     };
+    checked.1.check_room()?;
     Ok(share_change(checked, msg, false, now_ms))
 }
 
@@ -632,6 +636,7 @@ pub fn check_incoming(store: &Store, msg: &Message, now_ms: u64) -> Result<Plan,
         }
         Body::MlaStatus(s) => {
             let rec = known_request(store, &s.request_id)?;
+            rec.check_room()?;
             let start = rec.check_peer(from, me, s)?;
             let mut new = rec.clone();
             new.apply(start, from, s, h.id, now_ms);
@@ -666,6 +671,7 @@ pub fn check_incoming(store: &Store, msg: &Message, now_ms: u64) -> Result<Plan,
         }
         _ => return Ok(plan),
     };
+    checked.1.check_room()?;
     Ok(share_change(checked, msg, true, now_ms))
 }
 
