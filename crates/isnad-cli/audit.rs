@@ -281,7 +281,7 @@ fn export(log_dir: &Path, key_file: &Path, out: &Path) -> anyhow::Result<ExitCod
         Log::open(log_dir).with_context(|| format!("cannot open log {}", log_dir.display()))?;
     if report.truncated_bytes > 0 {
         eprintln!(
-            "recovered: cut {} bytes of an incomplete final record",
+            "recovered: cut {} bytes after the last complete record (preallocated space, or an incomplete final record that was never acknowledged)",
             report.truncated_bytes
         );
     }

@@ -209,7 +209,7 @@ pub(crate) async fn start(config_path: &Path) -> anyhow::Result<Running> {
     if report.truncated_bytes > 0 {
         tracing::warn!(
             bytes = report.truncated_bytes,
-            "audit log: cut off an incomplete final record (never acknowledged)"
+            "audit log: cut the bytes after the last complete record (preallocated space left by an unclean stop, or an incomplete final record never acknowledged)"
         );
     }
     std::fs::create_dir_all(&config.paths.state)?;
