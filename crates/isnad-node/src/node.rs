@@ -1150,32 +1150,13 @@ impl Inner {
     // -----------------------------------------------------------------------
     // Outbound
 
-    /// Appends the `sent` entry; the index is recorded in the outbox in the
-    /// background (a crash before that only means a second `sent` entry for
-    /// the same message after restart, see [`Inner::recover`]).
-    pub(crate) async fn log_sent(self: &Arc<Self>, rec: &OutboxRecord) -> Result<(), NodeError> {
-        let entries = self.sent_entries(rec);
-        let index = self.append_with(Box::new(move |_| entries)).await?;
-        let me = Arc::clone(self);
-        let id = rec.id;
-        self.spawn(async move {
-            if let Err(e) = me
-                .store
-                .modify_outbox(id, Durability::Lazy, move |r| r.sent_index = Some(index))
-                .await
-            {
-                tracing::error!(error = %e, "could not record the sent index");
-            }
-        });
-        Ok(())
-    }
-
     /// Logs a submitted message: its `sent` entries and its plan's
     /// `status-changed` entries in one durable append, then their indexes
     /// in the outbox and case records in one lazy write (losing that write
-    /// in a crash loses only the shortcut: recovery logs `sent` again).
+    /// in a crash only means a second `sent` entry for the same message
+    /// after restart, see [`Inner::recover`]).
     pub(crate) async fn log_submitted(
-        self: &Arc<Self>,
+        &self,
         rec: &OutboxRecord,
         plan: &workflow::Plan,
     ) -> Result<(), NodeError> {
@@ -1217,7 +1198,7 @@ impl Inner {
         for rec in self.store.all_outbox()? {
             if rec.sent_index.is_none() {
                 tracing::warn!(id = %MessageId::from_bytes(rec.id), "logging a sent entry missed before a crash");
-                self.log_sent(&rec).await?;
+                self.log_submitted(&rec, &workflow::Plan::default()).await?;
             }
         }
         Ok(())
