@@ -138,7 +138,7 @@ fn seal(a: SealArgs) -> anyhow::Result<ExitCode> {
     };
     let msg = Message {
         header: Header {
-            id: MessageId::random(&rng)?,
+            id: MessageId::time_ordered(created.saturating_mul(1000), &rng)?,
             sender: a.sender,
             recipient: a.recipient,
             created,

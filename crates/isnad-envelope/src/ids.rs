@@ -96,7 +96,9 @@ impl fmt::Debug for AgencyId {
 #[error("the system random number generator failed")]
 pub struct RandomError;
 
-/// A message identifier: 128 random bits chosen by the sender.
+/// A message identifier: 16 bytes chosen by the sender, unique per sender
+/// (spec/protocol.md §2.2). Ids made here are RFC 9562 UUIDv7 values
+/// ([`MessageId::time_ordered`]); received ids are opaque and compared only.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MessageId([u8; 16]);
 
@@ -113,6 +115,23 @@ impl MessageId {
     pub fn random(rng: &dyn ring::rand::SecureRandom) -> Result<Self, RandomError> {
         let mut b = [0u8; 16];
         rng.fill(&mut b).map_err(|_| RandomError)?;
+        Ok(Self(b))
+    }
+
+    /// A fresh time-ordered message id in the RFC 9562 UUIDv7 layout: the
+    /// low 48 bits of `unix_ms` (Unix time in milliseconds) big-endian, the
+    /// version (7) and variant (`10`) bits, and 74 random bits. Ids made
+    /// this way sort by creation time, so a node's tables keyed by id grow
+    /// at one end instead of touching a random page per message.
+    pub fn time_ordered(
+        unix_ms: u64,
+        rng: &dyn ring::rand::SecureRandom,
+    ) -> Result<Self, RandomError> {
+        let mut b = [0u8; 16];
+        rng.fill(&mut b[6..]).map_err(|_| RandomError)?;
+        b[..6].copy_from_slice(&unix_ms.to_be_bytes()[2..]);
+        b[6] = 0x70 | (b[6] & 0x0f);
+        b[8] = 0x80 | (b[8] & 0x3f);
         Ok(Self(b))
     }
 
@@ -182,6 +201,31 @@ mod tests {
             AgencyId::new("iq.moi.ahtd").map(|a| a.country().to_owned()),
             Ok("iq".into())
         );
+    }
+
+    #[test]
+    fn time_ordered_ids_are_uuidv7() -> Result<(), RandomError> {
+        let rng = ring::rand::SystemRandom::new();
+        // RFC 9562 Appendix A.6: 2022-02-22 19:22:22 UTC is 0x017F22E279B0 ms.
+        let ms = 0x017F_22E2_79B0;
+        let a = MessageId::time_ordered(ms, &rng)?;
+        let b = &a.as_bytes()[..];
+        assert_eq!(&b[..6], &[0x01, 0x7f, 0x22, 0xe2, 0x79, 0xb0]);
+        assert_eq!(b[6] >> 4, 7, "version");
+        assert_eq!(b[8] >> 6, 0b10, "variant");
+        // Later milliseconds sort after, whatever the random bits.
+        for _ in 0..64 {
+            let (x, y) = (
+                MessageId::time_ordered(ms, &rng)?,
+                MessageId::time_ordered(ms + 1, &rng)?,
+            );
+            assert!(x < y);
+            assert_ne!(x, MessageId::time_ordered(ms, &rng)?);
+        }
+        // Only the low 48 bits of the time are kept.
+        let wrapped = MessageId::time_ordered((1 << 48) + ms, &rng)?;
+        assert_eq!(&wrapped.as_bytes()[..6], &b[..6]);
+        Ok(())
     }
 
     #[test]
