@@ -23,6 +23,11 @@ def ms(x):
     return f"{x:.2f} ms" if x < 10 else f"{x:.1f} ms"
 
 
+def cpu(x):
+    c = x.get("cpu_us_per_trip")
+    return f"{c:,.0f} µs" if c else "–"
+
+
 def pct(a, b):
     return f"{100 * a / b:.0f} %" if b else "–"
 
@@ -33,16 +38,25 @@ if os.path.exists(roundtrip):
     crypto = next(x for x in rows if x["what"].startswith("crypto"))
     quic = {x["in_flight"]: x for x in rows if x["what"].startswith("raw QUIC")}
     print(f"Round trips ({r['machine']}; {r['seconds_per_measurement']:g} s per row):\n")
-    print("| measurement | in flight | round trips/s | p50 | p99 | of crypto bound | of raw QUIC |")
-    print("|---|---|---|---|---|---|---|")
+    print("| measurement | in flight | round trips/s | p50 | p99 | of crypto bound | of raw QUIC | CPU per round trip |")
+    print("|---|---|---|---|---|---|---|---|")
     for x in rows:
         q = quic.get(x["in_flight"])
         of_quic = pct(x["per_sec"], q["per_sec"]) if q and not x["what"].startswith(("raw", "crypto")) else "–"
         print(
             f"| {x['what']} | {x['in_flight']} | {x['per_sec']:,.0f} | {ms(x['p50_ms'])} | "
-            f"{ms(x['p99_ms'])} | {pct(x['per_sec'], crypto['per_sec'])} | {of_quic} |"
+            f"{ms(x['p99_ms'])} | {pct(x['per_sec'], crypto['per_sec'])} | {of_quic} | {cpu(x)} |"
         )
     print()
+    # What the CPU figures imply: a node round trip costs at least the
+    # crypto row's CPU plus the raw-QUIC row's; with both CPUs busy the
+    # nodes cannot beat crypto / (crypto + transport) of the crypto bound.
+    c, q = crypto.get("cpu_us_per_trip"), (quic.get(128) or {}).get("cpu_us_per_trip")
+    if c and q:
+        print(
+            f"CPU budget: crypto {c:.0f} µs + raw QUIC {q:.0f} µs per round trip; with nothing else "
+            f"a node pair could reach at most {100 * c / (c + q):.0f} % of the crypto bound.\n"
+        )
 else:
     print(f"(no round-trip report at {roundtrip}: run `cargo bench -p isnad-node --bench roundtrip`)\n")
 

@@ -8,6 +8,10 @@
 //! - **node**: two real nodes (redb outbox/inbox, fsync'd audit logs, signed
 //!   receipts) with 1, 16 and 128 messages in flight.
 //!
+//! Each row also reports the process's CPU time per round trip (all
+//! threads, user + system), so the rows' costs can be compared directly:
+//! the nodes spend the crypto row's CPU plus everything else.
+//!
 //! `cargo bench -p isnad-node --bench roundtrip` runs 8 s per measurement
 //! (`ISNAD_BENCH_SECS` to change). Under `cargo test` it runs a short smoke
 //! pass only. Results are printed and written to `target/isnad-roundtrip.json`.
@@ -33,6 +37,37 @@ struct Row {
     per_sec: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// CPU time (user + system, all threads of this process) per round
+    /// trip during the measurement; `None` where the OS does not tell.
+    cpu_us_per_trip: Option<f64>,
+}
+
+/// CPU time of this process so far (user + system, all threads), from
+/// `/proc/self/stat` on Linux (10 ms resolution); `None` elsewhere.
+fn process_cpu_us() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // After the parenthesised command name come fields 3.. of proc(5);
+    // utime and stime are fields 14 and 15, in clock ticks (USER_HZ, 100
+    // on Linux).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) * 10_000)
+}
+
+/// Wall clock and process CPU time at the start of a measurement.
+struct Meter {
+    wall: Instant,
+    cpu_us: Option<u64>,
+}
+
+impl Meter {
+    fn start() -> Self {
+        Self {
+            wall: Instant::now(),
+            cpu_us: process_cpu_us(),
+        }
+    }
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -43,7 +78,12 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)] as f64 / 1000.0
 }
 
-fn row(what: &str, in_flight: usize, mut lat_us: Vec<u64>, elapsed: Duration) -> Row {
+fn row(what: &str, in_flight: usize, mut lat_us: Vec<u64>, meter: &Meter) -> Row {
+    let elapsed = meter.wall.elapsed();
+    let cpu_us = match (meter.cpu_us, process_cpu_us()) {
+        (Some(a), Some(b)) if !lat_us.is_empty() => Some(b.saturating_sub(a)),
+        _ => None,
+    };
     lat_us.sort_unstable();
     Row {
         what: what.into(),
@@ -52,6 +92,7 @@ fn row(what: &str, in_flight: usize, mut lat_us: Vec<u64>, elapsed: Duration) ->
         per_sec: lat_us.len() as f64 / elapsed.as_secs_f64(),
         p50_ms: percentile(&lat_us, 0.50),
         p99_ms: percentile(&lat_us, 0.99),
+        cpu_us_per_trip: cpu_us.map(|c| c as f64 / lat_us.len() as f64),
     }
 }
 
@@ -70,7 +111,7 @@ fn crypto_bound(secs: f64) -> BenchResult<Row> {
         .unwrap_or(2);
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
+    let meter = Meter::start();
     let mut handles = Vec::new();
     for _ in 0..threads {
         let (a_sign, b_sign, stop, count) = (
@@ -165,7 +206,7 @@ fn crypto_bound(secs: f64) -> BenchResult<Row> {
         &format!("crypto only ({threads} threads)"),
         threads,
         all,
-        start.elapsed(),
+        &meter,
     ))
 }
 
@@ -207,7 +248,7 @@ async fn raw_quic(k: usize, secs: f64) -> BenchResult<Row> {
     }
     .encode();
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
-    let start = Instant::now();
+    let meter = Meter::start();
     let mut tasks = Vec::new();
     for _ in 0..k {
         let (conn, frame) = (conn.clone(), frame.clone());
@@ -237,7 +278,7 @@ async fn raw_quic(k: usize, secs: f64) -> BenchResult<Row> {
         "raw QUIC (TLS + framing, no crypto, no disk)",
         k,
         all,
-        start.elapsed(),
+        &meter,
     ))
 }
 
@@ -251,7 +292,7 @@ async fn nodes(k: usize, secs: f64) -> BenchResult<Row> {
     let na = start(&a, &dir, tmp.path()).await?;
     let nb = start(&b, &dir, tmp.path()).await?;
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
-    let begin = Instant::now();
+    let meter = Meter::start();
     let mut tasks = Vec::new();
     let seq = Arc::new(AtomicU64::new(1));
     for _ in 0..k {
@@ -286,7 +327,7 @@ async fn nodes(k: usize, secs: f64) -> BenchResult<Row> {
     for t in tasks {
         all.extend(t.await?);
     }
-    let elapsed = begin.elapsed();
+    let result = row("two nodes (durable, audited)", k, all, &meter);
     if std::env::var("ISNAD_BENCH_ONLY").is_ok() {
         for (n, node) in [("sender", &na), ("recipient", &nb)] {
             eprintln!(
@@ -298,7 +339,7 @@ async fn nodes(k: usize, secs: f64) -> BenchResult<Row> {
     }
     na.shutdown().await;
     nb.shutdown().await;
-    Ok(row("two nodes (durable, audited)", k, all, elapsed))
+    Ok(result)
 }
 
 fn machine() -> String {
@@ -329,7 +370,7 @@ fn main() -> BenchResult<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    // ISNAD_BENCH_ONLY=nodes measures only the nodes (for profiling).
+    // ISNAD_BENCH_ONLY=nodes measures only the nodes, one row (for profiling).
     let only_nodes = std::env::var("ISNAD_BENCH_ONLY").as_deref() == Ok("nodes");
     let mut rows = vec![crypto_bound(if only_nodes { 0.2 } else { secs })?];
     if !only_nodes {
@@ -337,8 +378,13 @@ fn main() -> BenchResult<()> {
             rows.push(rt.block_on(raw_quic(k, secs))?);
         }
     }
+    // With ISNAD_BENCH_ONLY=nodes, ISNAD_BENCH_IN_FLIGHT picks the row (128).
+    let only_k: usize = std::env::var("ISNAD_BENCH_IN_FLIGHT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(128);
     for k in [1, 16, 128] {
-        if only_nodes && k != 128 {
+        if only_nodes && k != only_k {
             continue;
         }
         rows.push(rt.block_on(nodes(k, secs))?);
@@ -346,19 +392,28 @@ fn main() -> BenchResult<()> {
     let crypto = rows[0].per_sec;
     println!("\nmachine: {}", machine());
     println!(
-        "{:<48} {:>9} {:>10} {:>10} {:>9} {:>9} {:>9}",
-        "measurement", "in flight", "trips", "trips/s", "p50 ms", "p99 ms", "÷crypto"
+        "{:<48} {:>9} {:>10} {:>10} {:>9} {:>9} {:>9} {:>12}",
+        "measurement",
+        "in flight",
+        "trips",
+        "trips/s",
+        "p50 ms",
+        "p99 ms",
+        "÷crypto",
+        "CPU µs/trip"
     );
     for r in &rows {
         println!(
-            "{:<48} {:>9} {:>10} {:>10.0} {:>9.2} {:>9.2} {:>8.0}%",
+            "{:<48} {:>9} {:>10} {:>10.0} {:>9.2} {:>9.2} {:>8.0}% {:>12}",
             r.what,
             r.in_flight,
             r.round_trips,
             r.per_sec,
             r.p50_ms,
             r.p99_ms,
-            100.0 * r.per_sec / crypto
+            100.0 * r.per_sec / crypto,
+            r.cpu_us_per_trip
+                .map_or_else(|| "–".to_owned(), |c| format!("{c:.0}"))
         );
     }
     if full {

@@ -15,7 +15,7 @@ use isnad_envelope::{
 use isnad_log::{Entry, EventType, Log, SignerKey, VerifierKey};
 use isnad_wire::{body_len, FrameError, Op, Request, Response, MAX_RESPONSE_BODY};
 use ring::rand::{SecureRandom, SystemRandom};
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::audit::AuditWriter;
 use crate::config::Config;
@@ -168,7 +168,10 @@ pub(crate) struct Inner {
     pub(crate) limits: Limits,
     pub(crate) rng: SystemRandom,
     pub(crate) wake: Notify,
+    /// Messages being delivered now (the delivery loop skips them).
     in_flight: Mutex<HashSet<[u8; 16]>>,
+    /// Delivery slots: at most `delivery.max_in_flight` attempts at once.
+    slots: Arc<Semaphore>,
     connections: tokio::sync::Mutex<HashMap<AgencyId, PeerSlot>>,
     shutdown: watch::Sender<bool>,
     /// Serialize messages changing the same request or share record.
@@ -214,6 +217,7 @@ impl NodeHandle {
         let (shutdown, _) = watch::channel(false);
         let mut identity = identity;
         let witness = witness::State::new(identity.witness_key.take(), &config.paths.state);
+        let config_max_in_flight = config.delivery.max_in_flight;
         let inner = Arc::new(Inner {
             config,
             identity,
@@ -231,6 +235,7 @@ impl NodeHandle {
             rng: SystemRandom::new(),
             wake: Notify::new(),
             in_flight: Mutex::new(HashSet::new()),
+            slots: Arc::new(Semaphore::new(config_max_in_flight)),
             connections: tokio::sync::Mutex::new(HashMap::new()),
             shutdown,
             record_locks: workflow::RecordLocks::new(),
@@ -276,7 +281,7 @@ impl NodeHandle {
         let (peer, route) = self.route(&recipient, body.kind())?;
         let ttl = ttl_secs.unwrap_or(inner.config.delivery.default_ttl_secs);
         let (secs, ms) = now();
-        let id = MessageId::random(&inner.rng).map_err(|_| NodeError::System)?;
+        let id = MessageId::time_ordered(ms, &inner.rng).map_err(|_| NodeError::System)?;
         let kind = body.kind();
         let msg = Message {
             header: Header {
@@ -326,9 +331,18 @@ impl NodeHandle {
             return Err(WorkflowError::Conflict.into());
         }
         drop(record_lock);
-        inner.log_submitted(&rec, &plan).await?;
+        let sent_index = inner.log_submitted(&rec, &plan).await?;
         inner.metrics.submitted.inc();
-        inner.wake.notify_one();
+        // A free slot: deliver at once (the delivery loop need not scan the
+        // outbox for it); otherwise the loop picks it up when one frees.
+        match Arc::clone(&inner.slots).try_acquire_owned() {
+            Ok(permit) => {
+                let mut rec = rec;
+                rec.sent_index = Some(sent_index);
+                Arc::clone(inner).start_delivery(rec, permit);
+            }
+            Err(_) => inner.wake.notify_one(),
+        }
         Ok(id)
     }
 
@@ -1116,7 +1130,8 @@ impl Inner {
     ) -> Result<(MessageId, Vec<u8>), NodeError> {
         let msg = Message {
             header: Header {
-                id: MessageId::random(&self.rng).map_err(|_| NodeError::System)?,
+                id: MessageId::time_ordered(secs.saturating_mul(1000), &self.rng)
+                    .map_err(|_| NodeError::System)?,
                 sender: self.config.agency.clone(),
                 recipient: to.clone(),
                 created: secs,
@@ -1159,7 +1174,7 @@ impl Inner {
         &self,
         rec: &OutboxRecord,
         plan: &workflow::Plan,
-    ) -> Result<(), NodeError> {
+    ) -> Result<u64, NodeError> {
         let mut entries = self.sent_entries(rec);
         let sent = entries.len() as u64;
         entries.extend(plan.entries());
@@ -1176,7 +1191,7 @@ impl Inner {
         if let Err(e) = noted {
             tracing::error!(error = %e, "could not record the sent and status-changed indexes");
         }
-        Ok(())
+        Ok(first)
     }
 
     /// The `sent` entries for an outbox record: its own (the first; its
@@ -1258,7 +1273,7 @@ impl Inner {
     }
 
     /// One delivery attempt; updates the record and the log.
-    async fn deliver_out(&self, mut rec: OutboxRecord) -> Result<(), NodeError> {
+    async fn deliver_out(&self, mut rec: OutboxRecord) -> Result<OutState, NodeError> {
         let id = MessageId::from_bytes(rec.id);
         let (secs, ms) = now();
         let recipient =
@@ -1339,7 +1354,7 @@ impl Inner {
 
     /// Stores the updated record (keeping a `sent` index recorded meanwhile)
     /// and wakes whoever waits for its final state.
-    async fn finish(&self, rec: OutboxRecord) -> Result<(), NodeError> {
+    async fn finish(&self, rec: OutboxRecord) -> Result<OutState, NodeError> {
         let (id, state) = (rec.id, rec.state);
         // Lazy: if this is lost in a crash the message is delivered again and
         // the recipient answers with the same receipt.
@@ -1364,7 +1379,7 @@ impl Inner {
                 let _ = w.send(state);
             }
         }
-        Ok(())
+        Ok(state)
     }
 
     async fn attempt(
@@ -1416,6 +1431,40 @@ impl Inner {
         .await
         .map_err(|_| "response timeout".to_owned())??;
         Response::decode(&body).map_err(|e| e.to_string())
+    }
+
+    /// Starts delivering a message just submitted, holding a delivery slot,
+    /// unless the delivery loop took it up meanwhile.
+    fn start_delivery(self: Arc<Self>, rec: OutboxRecord, permit: OwnedSemaphorePermit) {
+        let fresh = self
+            .in_flight
+            .lock()
+            .map(|mut s| s.insert(rec.id))
+            .unwrap_or(false);
+        if fresh {
+            self.spawn_delivery(rec, permit);
+        }
+    }
+
+    /// Runs one delivery attempt of `rec` (already marked in flight) as a
+    /// node task. When the message stays pending (a retry is scheduled) the
+    /// delivery loop is woken to plan it.
+    fn spawn_delivery(self: Arc<Self>, rec: OutboxRecord, permit: OwnedSemaphorePermit) {
+        let inner = Arc::clone(&self);
+        self.spawn(async move {
+            let id = rec.id;
+            let state = inner.deliver_out(rec).await;
+            if let Err(e) = &state {
+                tracing::error!(error = %e, "delivery bookkeeping failed");
+            }
+            if let Ok(mut s) = inner.in_flight.lock() {
+                s.remove(&id);
+            }
+            drop(permit);
+            if !matches!(state, Ok(s) if s != OutState::Pending) {
+                inner.wake.notify_one();
+            }
+        });
     }
 
     /// Verifies a receipt: signed by the recipient, addressed to us, for this
@@ -1479,7 +1528,6 @@ enum Attempt {
 }
 
 async fn delivery_loop(inner: Arc<Inner>) {
-    let slots = Arc::new(Semaphore::new(inner.config.delivery.max_in_flight));
     let stop = inner.shutdown.subscribe();
     loop {
         if *stop.borrow() {
@@ -1516,21 +1564,10 @@ async fn delivery_loop(inner: Arc<Inner>) {
             if !fresh {
                 continue;
             }
-            let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+            let Ok(permit) = Arc::clone(&inner.slots).acquire_owned().await else {
                 return;
             };
-            let inner2 = Arc::clone(&inner);
-            inner.spawn(async move {
-                let id = rec.id;
-                if let Err(e) = inner2.deliver_out(rec).await {
-                    tracing::error!(error = %e, "delivery bookkeeping failed");
-                }
-                if let Ok(mut s) = inner2.in_flight.lock() {
-                    s.remove(&id);
-                }
-                drop(permit);
-                inner2.wake.notify_one();
-            });
+            Arc::clone(&inner).spawn_delivery(rec, permit);
         }
         let wait_ms = match inner.store.next_due_ms() {
             Ok(Some(t)) => t.saturating_sub(now().1).clamp(10, 1000),

@@ -107,6 +107,67 @@ async fn peer_down_then_up_and_restart_mid_queue_lose_nothing() -> TestResult {
     Ok(())
 }
 
+/// Submitted messages start delivery at once while a delivery slot is free
+/// and wait for the delivery loop otherwise: with two slots and forty
+/// messages submitted at once, every message is delivered, and exactly once
+/// (one `sent` and one `receipt-received` per message in the sender's log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_messages_than_delivery_slots_are_each_delivered_once() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = TestDirectory::default();
+    let (a, b) = (agency("iq.moi.ahtd")?, agency("fr.mj.bepi")?);
+    list(&dir, &a)?;
+    list(&dir, &b)?;
+    let na = start_with(&a, &dir, tmp.path(), |c| c.delivery.max_in_flight = 2).await?;
+    let nb = start(&b, &dir, tmp.path()).await?;
+    let mut submits = Vec::new();
+    for i in 0..40u8 {
+        let (na, to) = (na.clone(), b.id.clone());
+        submits.push(tokio::spawn(async move {
+            let mut body = intel(&format!("message {i}"));
+            if let Body::IntelShare(s) = &mut body {
+                s.share_id = MessageId::from_bytes([i + 1; 16]);
+            }
+            na.submit(to, body, None).await
+        }));
+    }
+    let mut ids = Vec::new();
+    for s in submits {
+        ids.push(s.await??);
+    }
+    for id in &ids {
+        wait_state(&na, id, OutState::Delivered, 20).await?;
+    }
+    for id in &ids {
+        assert_eq!(nb.store().inbox_by_id(id)?.len(), 1);
+    }
+    let mut sent = std::collections::HashMap::new();
+    let mut receipts = std::collections::HashMap::new();
+    for i in 0..na.log().size() {
+        let e = isnad_log::Entry::decode(&na.log().entry_bytes(i)?)?;
+        let counter = match e.event {
+            isnad_log::EventType::Sent => &mut sent,
+            isnad_log::EventType::ReceiptReceived => &mut receipts,
+            _ => continue,
+        };
+        *counter
+            .entry(e.message_id.ok_or("entry without id")?)
+            .or_insert(0) += 1;
+    }
+    for id in &ids {
+        assert_eq!(sent.get(id), Some(&1), "sent entries of {id}");
+        assert_eq!(
+            receipts.get(id),
+            Some(&1),
+            "receipt-received entries of {id}"
+        );
+    }
+    assert_eq!((sent.len(), receipts.len()), (ids.len(), ids.len()));
+    na.shutdown().await;
+    nb.shutdown().await;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_denial_is_final_and_logged() -> TestResult {
     let tmp = tempfile::tempdir()?;
