@@ -42,20 +42,25 @@ if os.path.exists(roundtrip):
     print("|---|---|---|---|---|---|---|---|")
     for x in rows:
         q = quic.get(x["in_flight"])
-        of_quic = pct(x["per_sec"], q["per_sec"]) if q and not x["what"].startswith(("raw", "crypto")) else "–"
+        of_crypto = "–" if x["what"].startswith("durable") else pct(x["per_sec"], crypto["per_sec"])
+        of_quic = pct(x["per_sec"], q["per_sec"]) if q and not x["what"].startswith(("raw", "crypto", "durable")) else "–"
         print(
             f"| {x['what']} | {x['in_flight']} | {x['per_sec']:,.0f} | {ms(x['p50_ms'])} | "
-            f"{ms(x['p99_ms'])} | {pct(x['per_sec'], crypto['per_sec'])} | {of_quic} | {cpu(x)} |"
+            f"{ms(x['p99_ms'])} | {of_crypto} | {of_quic} | {cpu(x)} |"
         )
     print()
     # What the CPU figures imply: a node round trip costs at least the
     # crypto row's CPU plus the raw-QUIC row's; with both CPUs busy the
     # nodes cannot beat crypto / (crypto + transport) of the crypto bound.
     c, q = crypto.get("cpu_us_per_trip"), (quic.get(128) or {}).get("cpu_us_per_trip")
+    sync = next((x for x in rows if x["what"].startswith("durable")), {}).get("cpu_us_per_trip")
     if c and q:
         print(
             f"CPU budget: crypto {c:.0f} µs + raw QUIC {q:.0f} µs per round trip; with nothing else "
-            f"a node pair could reach at most {100 * c / (c + q):.0f} % of the crypto bound.\n"
+            f"a node pair could reach at most {100 * c / (c + q):.0f} % of the crypto bound; "
+            f"90 % leaves {c / 0.9 - c:.0f} µs per round trip for everything but public-key work."
+            + (f" One durable sync costs {sync:.0f} µs of CPU." if sync else "")
+            + "\n"
         )
 else:
     print(f"(no round-trip report at {roundtrip}: run `cargo bench -p isnad-node --bench roundtrip`)\n")

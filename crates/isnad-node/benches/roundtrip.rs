@@ -5,6 +5,8 @@
 //!   every core (no IO at all);
 //! - **raw QUIC**: the same TLS, framing and stream pattern with a server that
 //!   answers a fixed receipt-sized frame (no crypto beyond TLS, no disk);
+//! - **durable sync**: one write + `fdatasync` on the disk the nodes use,
+//!   what each node pays at least once per batch (state and audit log);
 //! - **node**: two real nodes (redb outbox/inbox, fsync'd audit logs, signed
 //!   receipts) with 1, 16 and 128 messages in flight.
 //!
@@ -210,6 +212,34 @@ fn crypto_bound(secs: f64) -> BenchResult<Row> {
     ))
 }
 
+/// What one durable write costs: a 1.5 KiB write into a preallocated file
+/// followed by `fdatasync`, in a loop on one thread (the disk the nodes'
+/// temporary directories are on). Each node needs at least one such sync
+/// per batch of messages for its state and one for its audit log.
+#[cfg(unix)]
+fn durable_sync(secs: f64) -> BenchResult<Row> {
+    use std::os::unix::fs::FileExt;
+    let tmp = tempfile::tempdir()?;
+    let file = std::fs::File::create(tmp.path().join("sync"))?;
+    let area: u64 = 8 << 20;
+    file.write_all_at(&vec![0u8; area as usize], 0)?;
+    file.sync_all()?;
+    let record = [0x5au8; 1536];
+    let (deadline, meter) = (
+        Instant::now() + Duration::from_secs_f64(secs),
+        Meter::start(),
+    );
+    let (mut lat, mut at) = (Vec::new(), 0u64);
+    while Instant::now() < deadline {
+        let t = Instant::now();
+        file.write_all_at(&record, at)?;
+        file.sync_data()?;
+        at = (at + record.len() as u64) % (area - record.len() as u64);
+        lat.push(t.elapsed().as_micros() as u64);
+    }
+    Ok(row("durable write + fdatasync (1 thread)", 1, lat, &meter))
+}
+
 /// The raw QUIC bound: same TLS, framing and one stream per request, a
 /// server that answers immediately with a receipt-sized frame.
 async fn raw_quic(k: usize, secs: f64) -> BenchResult<Row> {
@@ -374,6 +404,8 @@ fn main() -> BenchResult<()> {
     let only_nodes = std::env::var("ISNAD_BENCH_ONLY").as_deref() == Ok("nodes");
     let mut rows = vec![crypto_bound(if only_nodes { 0.2 } else { secs })?];
     if !only_nodes {
+        #[cfg(unix)]
+        rows.push(durable_sync(secs.min(3.0))?);
         for k in [1, 16, 128] {
             rows.push(rt.block_on(raw_quic(k, secs))?);
         }
