@@ -469,7 +469,10 @@ impl NodeHandle {
     /// Everything acknowledged is already durable, so nothing is lost
     /// whether or not this runs.
     pub async fn shutdown(&self) {
-        let _ = self.inner.shutdown.send(true);
+        // `send_replace`, not `send`: `send` leaves the value unchanged when
+        // no task has subscribed yet (a shutdown right after start), and the
+        // tasks subscribing later would never see it.
+        self.inner.shutdown.send_replace(true);
         self.inner.wake.notify_waiters();
         self.inner
             .endpoint
@@ -590,7 +593,7 @@ async fn accept_loop(inner: Arc<Inner>) {
     loop {
         let incoming = tokio::select! {
             i = inner.endpoint.accept() => i,
-            _ = stop.changed() => return,
+            _ = stop.wait_for(|s| *s) => return,
         };
         let Some(incoming) = incoming else { return };
         let Ok(permit) = Arc::clone(&conns).try_acquire_owned() else {
@@ -1208,13 +1211,24 @@ impl Inner {
         std::iter::once(e).chain(end_to_end).collect()
     }
 
-    /// After a crash: every outbox message whose `sent` entry is missing gets it now.
+    /// After a crash: every outbox message whose `sent` entry is missing
+    /// gets it now, and so does every request or share event whose
+    /// `status-changed` entry is missing (spec/transport.md §7).
     async fn recover(self: &Arc<Self>) -> Result<(), NodeError> {
         for rec in self.store.all_outbox()? {
             if rec.sent_index.is_none() {
                 tracing::warn!(id = %MessageId::from_bytes(rec.id), "logging a sent entry missed before a crash");
                 self.log_submitted(&rec, &workflow::Plan::default()).await?;
             }
+        }
+        let changes = workflow::unlogged_changes(&self.store, &self.config.agency)?;
+        let missed = changes.entries().len();
+        if missed > 0 {
+            tracing::warn!(
+                count = missed,
+                "logging status changes missed before a crash"
+            );
+            self.log_plan(&changes).await?;
         }
         Ok(())
     }
@@ -1599,7 +1613,7 @@ async fn checkpoint_loop(inner: Arc<Inner>) {
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
-            _ = stop.changed() => return,
+            _ = stop.wait_for(|s| *s) => return,
         }
     }
 }

@@ -460,6 +460,43 @@ pub fn requests(store: &Store) -> Result<Vec<RequestRecord>, WorkflowError> {
     Ok(out)
 }
 
+/// The `status-changed` entries of every request and share event that has
+/// no log index, as a plan of entries only (no record writes): changes this
+/// node committed before a crash stopped their entries from being appended
+/// (spec/transport.md §7). [`crate::node`] logs them at start, which notes
+/// their indexes. Reads every record once.
+pub(crate) fn unlogged_changes(store: &Store, me: &AgencyId) -> Result<Plan, WorkflowError> {
+    let mut out = Plan::default();
+    let mut keep = |plan: Plan, missing: &[usize]| {
+        out.entries.extend(
+            plan.entries
+                .into_iter()
+                .filter(|(_, _, _, pos)| missing.contains(pos)),
+        );
+    };
+    for r in requests(store)? {
+        let missing: Vec<usize> = (0..r.history.len())
+            .filter(|&i| r.history[i].log_index.is_none())
+            .collect();
+        if !missing.is_empty() {
+            let mut plan = Plan::default();
+            plan.request(None, &r, me);
+            keep(plan, &missing);
+        }
+    }
+    for r in shares(store)? {
+        let missing: Vec<usize> = (0..r.events.len())
+            .filter(|&i| r.events[i].log_index.is_none())
+            .collect();
+        if !missing.is_empty() {
+            let mut plan = Plan::default();
+            plan.share(None, &r);
+            keep(plan, &missing);
+        }
+    }
+    Ok(out)
+}
+
 /// Every share record.
 pub fn shares(store: &Store) -> Result<Vec<ShareRecord>, WorkflowError> {
     let txn = store.read_txn()?;

@@ -521,3 +521,22 @@ async fn shutdown_stops_the_local_api_and_metrics_servers() -> TestResult {
     }
     Ok(())
 }
+
+/// A node shut down right after it started, before its tasks first ran,
+/// stops them all: `shutdown` returns at once instead of waiting out its
+/// 30 s limit with the delivery and checkpoint loops still running (they
+/// used to miss the signal when it was sent before they subscribed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_right_after_start_stops_every_task() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = TestDirectory::default();
+    let a = agency("iq.moi.ahtd")?;
+    list(&dir, &a)?;
+    for round in 0..5 {
+        let node = start(&a, &dir, tmp.path()).await?;
+        tokio::time::timeout(Duration::from_secs(10), node.shutdown())
+            .await
+            .map_err(|_| format!("shutdown {round} still waiting for the node's tasks"))?;
+    }
+    Ok(())
+}

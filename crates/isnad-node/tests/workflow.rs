@@ -666,3 +666,78 @@ async fn concurrent_messages_about_one_share_do_not_conflict() -> TestResult {
     nb.shutdown().await;
     Ok(())
 }
+
+/// A crash between committing a status change and appending its
+/// `status-changed` entry (spec/transport.md §7), made by clearing the
+/// event's log index in the stopped node's database: at the next start the
+/// node logs the change, with the event's own time and fields, and notes the
+/// index; a further restart logs nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_change_without_its_entry_is_logged_at_restart() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = TestDirectory::default();
+    let (a, b) = (agency("iq.moi.ahtd")?, agency("fr.mj.bepi")?);
+    list(&dir, &a)?;
+    list(&dir, &b)?;
+    let na = start(&a, &dir, tmp.path()).await?;
+    let nb = start(&b, &dir, tmp.path()).await?;
+    let sid = MessageId::from_bytes([1; 16]);
+    let id = delivered(&na, na.submit(b.id.clone(), intel("one"), None).await).await?;
+    let indexed = |n: &NodeHandle| -> Result<Option<u64>, Box<dyn std::error::Error>> {
+        let rec = workflow::share(n.store(), &sid, &a.id)?.ok_or("no share record")?;
+        Ok(rec.events.first().ok_or("no share event")?.log_index)
+    };
+    until("the share event's log index", WAIT_SECS, || {
+        Ok(indexed(&na)?.is_some())
+    })
+    .await?;
+    let before = status_entries(&na, "share-id", &sid)?;
+    assert_eq!(before.len(), 1);
+    na.shutdown().await;
+    drop(na);
+
+    // The crash window: the record is committed, its entry is not noted.
+    let db = redb::Database::create(tmp.path().join(a.id.as_str()).join("state.redb"))?;
+    let table: redb::TableDefinition<'_, &[u8], &[u8]> = redb::TableDefinition::new("intel_shares");
+    let mut key = sid.as_bytes().to_vec();
+    key.extend_from_slice(a.id.as_str().as_bytes());
+    let txn = db.begin_write()?;
+    {
+        use redb::ReadableTable as _;
+        let mut t = txn.open_table(table)?;
+        let bytes = t
+            .get(key.as_slice())?
+            .ok_or("no stored share")?
+            .value()
+            .to_vec();
+        let mut rec = isnad_mla::ShareRecord::from_cbor(&bytes)?;
+        rec.events[0].log_index = None;
+        t.insert(key.as_slice(), rec.to_cbor().as_slice())?;
+    }
+    txn.commit()?;
+    drop(db);
+
+    let na = start(&a, &dir, tmp.path()).await?;
+    until("the recovered entry's index", WAIT_SECS, || {
+        Ok(indexed(&na)?.is_some())
+    })
+    .await?;
+    let after = status_entries(&na, "share-id", &sid)?;
+    assert_eq!(after.len(), 2, "the change is logged again at start");
+    let (old, new) = (&after[0], &after[1]);
+    assert_eq!(new.message_id, Some(id));
+    assert_eq!(
+        (new.time_ms, &new.sender, &new.recipient, &new.detail),
+        (old.time_ms, &old.sender, &old.recipient, &old.detail)
+    );
+    let index = indexed(&na)?.ok_or("no index")?;
+    assert_eq!(Entry::decode(&na.log().entry_bytes(index)?)?, *new);
+    let size = na.log().size();
+    na.shutdown().await;
+    drop(na);
+    let na = start(&a, &dir, tmp.path()).await?;
+    assert_eq!(na.log().size(), size, "nothing is missing any more");
+    na.shutdown().await;
+    nb.shutdown().await;
+    Ok(())
+}
