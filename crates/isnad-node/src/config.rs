@@ -163,6 +163,13 @@ pub struct LimitsConfig {
     pub stream_timeout_secs: u64,
     /// Concurrent incoming connections.
     pub max_connections: usize,
+    /// Refusals of one peer's requests logged per `rejection_window_secs`;
+    /// once reached, that peer's further requests in the window are
+    /// answered `unavailable` unprocessed (spec/transport.md §5). 0: no
+    /// limit.
+    pub max_rejections_per_peer: u32,
+    /// The window of `max_rejections_per_peer`, seconds.
+    pub rejection_window_secs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -173,6 +180,8 @@ impl Default for LimitsConfig {
             idle_timeout_secs: 30,
             stream_timeout_secs: 30,
             max_connections: 256,
+            max_rejections_per_peer: 1000,
+            rejection_window_secs: 60,
         }
     }
 }
@@ -269,6 +278,7 @@ impl Config {
             || l.idle_timeout_secs == 0
             || l.stream_timeout_secs == 0
             || l.max_connections == 0
+            || l.rejection_window_secs == 0
         {
             return Err("limits must be positive".into());
         }

@@ -172,6 +172,8 @@ pub(crate) struct Inner {
     in_flight: Mutex<HashSet<[u8; 16]>>,
     /// Delivery slots: at most `delivery.max_in_flight` attempts at once.
     slots: Arc<Semaphore>,
+    /// Logged refusals per peer in the current window (`limits.max_rejections_per_peer`).
+    refusals: Mutex<HashMap<AgencyId, RefusalWindow>>,
     connections: tokio::sync::Mutex<HashMap<AgencyId, PeerSlot>>,
     shutdown: watch::Sender<bool>,
     /// Serialize messages changing the same request or share record.
@@ -236,6 +238,7 @@ impl NodeHandle {
             wake: Notify::new(),
             in_flight: Mutex::new(HashSet::new()),
             slots: Arc::new(Semaphore::new(config_max_in_flight)),
+            refusals: Mutex::new(HashMap::new()),
             connections: tokio::sync::Mutex::new(HashMap::new()),
             shutdown,
             record_locks: workflow::RecordLocks::new(),
@@ -660,7 +663,19 @@ async fn serve_stream(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
-    let response = match read_request(inner, &mut recv).await {
+    let request = read_request(inner, &mut recv).await;
+    let response = match request {
+        _ if inner.throttled(peer).await => {
+            if request.is_err() {
+                let _ = recv.stop(REFUSED);
+            }
+            inner.metrics.rejected("throttled");
+            error_response(
+                ErrorCode::Unavailable,
+                None,
+                Some("too many refused requests from this peer; try again later"),
+            )
+        }
         Ok(req) => match req.op {
             Op::Deliver => inner.deliver_in(peer, req.payload).await,
             Op::AddCheckpoint => witness::serve(inner, peer, req.payload).await,
@@ -772,6 +787,78 @@ impl Inner {
         r
     }
 
+    /// Whether `peer` has used up its logged refusals for the current
+    /// window (spec/transport.md §5): its requests are then answered
+    /// `unavailable` without being processed, so a listed peer cannot grow
+    /// this node's log without bound. The first throttled request of a
+    /// window is logged as one `rejected` entry (stage `throttled`).
+    async fn throttled(&self, peer: &AgencyId) -> bool {
+        let limit = self.config.limits.max_rejections_per_peer;
+        if limit == 0 {
+            return false;
+        }
+        let ms = now().1;
+        let window_ms = self
+            .config
+            .limits
+            .rejection_window_secs
+            .saturating_mul(1000);
+        let first = {
+            let Ok(mut all) = self.refusals.lock() else {
+                return false;
+            };
+            let Some(w) = all.get_mut(peer) else {
+                return false;
+            };
+            if ms.saturating_sub(w.start_ms) >= window_ms || w.count < limit {
+                return false;
+            }
+            !std::mem::replace(&mut w.throttle_logged, true)
+        };
+        if first {
+            tracing::warn!(%peer, limit, "peer throttled: too many refused requests");
+            let mut e = Entry::new(EventType::Rejected, ms);
+            e.sender = Some(peer.clone());
+            e.recipient = Some(self.config.agency.clone());
+            e.reason = Some(ErrorCode::Unavailable.as_str().to_owned());
+            e.detail.insert("stage".into(), "throttled".into());
+            e.detail.insert("limit".into(), limit.to_string());
+            e.detail.insert(
+                "window-secs".into(),
+                self.config.limits.rejection_window_secs.to_string(),
+            );
+            if let Err(err) = self.append(e).await {
+                tracing::error!(error = %err, "could not log a throttled peer");
+            }
+        }
+        true
+    }
+
+    /// Counts one logged refusal of `peer` in its current window.
+    fn count_refusal(&self, peer: &AgencyId) {
+        let ms = now().1;
+        let window_ms = self
+            .config
+            .limits
+            .rejection_window_secs
+            .saturating_mul(1000);
+        if let Ok(mut all) = self.refusals.lock() {
+            let w = all.entry(peer.clone()).or_insert(RefusalWindow {
+                start_ms: ms,
+                count: 0,
+                throttle_logged: false,
+            });
+            if ms.saturating_sub(w.start_ms) >= window_ms {
+                *w = RefusalWindow {
+                    start_ms: ms,
+                    count: 0,
+                    throttle_logged: false,
+                };
+            }
+            w.count = w.count.saturating_add(1);
+        }
+    }
+
     pub(crate) async fn log_rejected(
         &self,
         peer: &AgencyId,
@@ -780,6 +867,7 @@ impl Inner {
         digest: Option<Digest>,
     ) {
         self.metrics.rejected(code.as_str());
+        self.count_refusal(peer);
         let mut e = Entry::new(EventType::Rejected, now().1);
         e.sender = Some(peer.clone());
         e.recipient = Some(self.config.agency.clone());
@@ -926,7 +1014,7 @@ impl Inner {
             .await;
         let (mut plan, _record_lock) = match checked {
             Ok((p, (), lock)) => (p, lock),
-            Err(err) => return self.refuse_workflow(h, &err, digest, ms).await,
+            Err(err) => return self.refuse_workflow(&hop.peer, h, &err, digest, ms).await,
         };
         let mut received = Entry::new(EventType::Received, ms);
         received.message_id = Some(h.id);
@@ -1021,9 +1109,11 @@ impl Inner {
 
     /// Answers a message the workflow refused: a final refusal is logged as
     /// `rejected`; a transient one (an earlier message still in transit)
-    /// asks the peer to retry.
+    /// asks the peer to retry. A logged refusal counts against `peer`'s
+    /// limit (the TLS peer: the sender or the last relay).
     async fn refuse_workflow(
         &self,
+        peer: &AgencyId,
         h: &Header,
         err: &WorkflowError,
         digest: Digest,
@@ -1035,6 +1125,7 @@ impl Inner {
             tracing::info!(id = %h.id, sender = %h.sender, %err, "message must wait; asking for a retry");
         } else {
             tracing::info!(id = %h.id, sender = %h.sender, %err, "message refused by the workflow");
+            self.count_refusal(peer);
             let entry = workflow::rejected_entry(h, err, digest.0, ms);
             if let Err(e) = self.append(entry).await {
                 tracing::error!(error = %e, "could not log a rejection");
@@ -1509,6 +1600,15 @@ impl Inner {
             _ => Err("receipt does not acknowledge this message and envelope".into()),
         }
     }
+}
+
+/// One peer's logged refusals in the current window.
+#[derive(Debug)]
+struct RefusalWindow {
+    start_ms: u64,
+    count: u32,
+    /// Whether this window's throttling was logged already.
+    throttle_logged: bool,
 }
 
 /// An audit entry to acknowledge with a `receipt-sent` (and the receipt's

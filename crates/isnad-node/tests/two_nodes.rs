@@ -540,3 +540,83 @@ async fn shutdown_right_after_start_stops_every_task() -> TestResult {
     }
     Ok(())
 }
+
+/// A listed peer whose requests keep being refused cannot grow the log
+/// without bound (spec/transport.md §5): after `max_rejections_per_peer`
+/// logged refusals in a window its requests, even valid ones, are answered
+/// `unavailable` unprocessed, the throttling is logged once, and once the
+/// window has passed it is served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_refused_too_often_is_throttled_for_the_window() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = TestDirectory::default();
+    let (a, b) = (agency("iq.moi.ahtd")?, agency("fr.mj.bepi")?);
+    list(&dir, &a)?;
+    list(&dir, &b)?;
+    let nb = start_with(&b, &dir, tmp.path(), |c| {
+        c.limits.max_rejections_per_peer = 5;
+        c.limits.rejection_window_secs = 2;
+    })
+    .await?;
+    let conn = raw_connect(&a, &dir, &b).await?;
+    let garbage = [0, 0, 0, 4, 0xde, 0xad, 0xbe, 0xef];
+    let rejected = |stage: &str| -> Result<usize, Box<dyn std::error::Error>> {
+        let mut n = 0;
+        for i in 0..nb.log().size() {
+            let e = isnad_log::Entry::decode(&nb.log().entry_bytes(i)?)?;
+            let here = e.detail.get("stage").map(String::as_str) == Some(stage);
+            n += usize::from(e.event == isnad_log::EventType::Rejected && here);
+        }
+        Ok(n)
+    };
+    for _ in 0..5 {
+        let r = raw_request(&conn, &garbage).await?;
+        assert_eq!(error_code(&r), Some(ErrorCode::Malformed));
+    }
+    assert_eq!(rejected("frame")?, 5);
+    let size = nb.log().size();
+
+    // Throttled: garbage and a valid envelope alike, one entry for both.
+    let rng = SystemRandom::new();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let msg = Message {
+        header: Header {
+            id: MessageId::random(&rng)?,
+            sender: a.id.clone(),
+            recipient: b.id.clone(),
+            created: now,
+            expires: now + 3600,
+        },
+        body: intel("valid, but sent while throttled"),
+    };
+    let env = seal(
+        &msg,
+        &SigningKey::from_pkcs8_pem(&a.sign_pem)?,
+        EncryptionKey::from_pkcs8_pem(&b.enc_pem)?.public_key(),
+        &Limits::default(),
+        &rng,
+    )?;
+    let valid = isnad_wire::Request {
+        op: isnad_wire::Op::Deliver,
+        payload: env,
+    }
+    .encode();
+    for bytes in [&garbage[..], &garbage[..], &valid[..]] {
+        let r = raw_request(&conn, bytes).await?;
+        assert_eq!(error_code(&r), Some(ErrorCode::Unavailable), "{r:?}");
+    }
+    assert_eq!(nb.log().size(), size + 1);
+    assert_eq!((rejected("frame")?, rejected("throttled")?), (5, 1));
+    assert!(nb.store().all_inbox()?.is_empty());
+    assert_eq!(nb.metrics().rejected_count("throttled"), 3);
+
+    // The window over, the valid envelope is accepted.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let r = raw_request(&conn, &valid).await?;
+    assert!(error_code(&r).is_none(), "{r:?}");
+    assert_eq!(nb.store().all_inbox()?.len(), 1);
+    nb.shutdown().await;
+    Ok(())
+}
