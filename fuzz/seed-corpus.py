@@ -214,3 +214,7 @@ for path in sorted(glob.glob(os.path.join(spec, "cross-check", "*.json"))):
             out += min(e["time"] - t0, 0xFFFFFFFF).to_bytes(4, "big")
             out += bytes([dig]) + peer.to_bytes(2, "big") + bytes([1 if "reason" in e else 0])
     put("log_cross_check", os.path.basename(path)[:-5], bytes(out))
+
+# trust_certificate: the certificates of the TLS vectors (valid and broken).
+for c in json.load(open(os.path.join(spec, "tls", "spki.json"), encoding="utf-8"))["cases"]:
+    put("trust_certificate", c["name"], bytes.fromhex(c["cert_der_hex"]))

@@ -26,7 +26,27 @@ const TARGETS: &[(&str, Entry)] = &[
         isnad_trust::fuzzing::directory_decode,
     ),
     ("federation_verify", isnad_trust::fuzzing::directory_verify),
+    ("trust_certificate", isnad_trust::fuzzing::certificate),
+    ("mla_records", isnad_mla::fuzzing::records),
+    ("relay_body", isnad_envelope::fuzzing::relay_body),
+    ("witness_fork_evidence", isnad_log::fuzzing::fork_evidence),
+    ("witness_request", isnad_log::fuzzing::witness_request),
 ];
+
+/// Every fuzz target has its entry point here.
+#[test]
+fn every_fuzz_target_is_listed() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/fuzz_targets");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter_map(|n| n.strip_suffix(".rs").map(str::to_owned))
+        .collect();
+    names.sort();
+    let mut listed: Vec<String> = TARGETS.iter().map(|(t, _)| (*t).to_owned()).collect();
+    listed.sort();
+    assert_eq!(names, listed);
+}
 
 #[test]
 fn every_recorded_fuzz_crash_is_handled() {

@@ -50,6 +50,21 @@ pub fn directory_verify(data: &[u8]) {
     });
 }
 
+/// Takes `data` as a peer's TLS certificate (DER): computing its pin never
+/// panics, and a peer set holding that pin maps the certificate to its
+/// agency (and an empty one to none).
+pub fn certificate(data: &[u8]) {
+    let peers = crate::tls::PeerSet::default();
+    assert_eq!(peers.agency_of(data), None);
+    if let (Ok(pin), Ok(agency)) = (
+        crate::tls::spki_sha256(data),
+        isnad_envelope::AgencyId::new("iq.moi.ahtd"),
+    ) {
+        peers.replace(std::collections::BTreeMap::from([(pin, agency.clone())]));
+        assert_eq!(peers.agency_of(data), Some(agency));
+    }
+}
+
 fn hex_bytes(s: &str) -> Vec<u8> {
     crate::directory::hex(s).unwrap_or_default()
 }

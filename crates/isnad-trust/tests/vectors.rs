@@ -624,3 +624,80 @@ fn regenerate_vectors() -> TestResult {
     )?;
     Ok(())
 }
+
+fn tls_vector_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../spec/vectors/tls/spki.json")
+}
+
+/// `spec/vectors/tls/spki.json` (spec/federation.md §9): the pin of each
+/// certificate, and a typed error for each malformed one.
+#[test]
+fn tls_spki_vectors() -> TestResult {
+    let v: Json = serde_json::from_str(&std::fs::read_to_string(tls_vector_path())?)?;
+    let cases = get(&v, "cases")?.as_array().ok_or("cases")?;
+    assert!(cases.len() >= 4, "TLS vectors went missing");
+    for c in cases {
+        let name = get_str(c, "name")?;
+        let cert = hex::decode(get_str(c, "cert_der_hex")?)?;
+        let got = isnad_trust::tls::spki_sha256(&cert);
+        match (c.get("spki_sha256_hex"), got) {
+            (Some(want), Ok(pin)) => {
+                let want = want.as_str().ok_or("spki_sha256_hex")?;
+                assert_eq!(hex::encode(pin), want, "{name}");
+                // The pin is over the SubjectPublicKeyInfo the vector shows.
+                let spki = hex::decode(get_str(c, "spki_der_hex")?)?;
+                let digest = ring::digest::digest(&ring::digest::SHA256, &spki);
+                assert_eq!(digest.as_ref(), &pin[..], "{name}");
+            }
+            (None, Err(isnad_trust::TrustError::Tls(_))) => {}
+            (want, got) => return Err(format!("{name}: wanted {want:?}, got {got:?}").into()),
+        }
+    }
+    Ok(())
+}
+
+#[test]
+#[ignore = "writes spec/vectors/tls; run with ISNAD_WRITE_VECTORS=1"]
+fn regenerate_tls_vectors() -> TestResult {
+    if std::env::var("ISNAD_WRITE_VECTORS").as_deref() != Ok("1") {
+        return Ok(());
+    }
+    let id = isnad_trust::tls::TlsIdentity::generate(&AgencyId::new("iq.moi.ahtd")?)?;
+    let pin = id.spki_sha256()?;
+    // The SubjectPublicKeyInfo of an ECDSA P-256 key is 91 bytes: find it
+    // in the certificate by its fixed prefix and check it against the pin.
+    let prefix = hex::decode("3059301306072a8648ce3d020106082a8648ce3d030107034200")?;
+    let at = id
+        .cert_der
+        .windows(prefix.len())
+        .position(|w| w == prefix.as_slice())
+        .ok_or("no P-256 SPKI in the certificate")?;
+    let spki = &id.cert_der[at..at + 91];
+    assert_eq!(
+        ring::digest::digest(&ring::digest::SHA256, spki).as_ref(),
+        &pin[..]
+    );
+    let mut truncated = id.cert_der.clone();
+    truncated.truncate(id.cert_der.len() / 2);
+    let mut trailing = id.cert_der.clone();
+    trailing.push(0);
+    let v = json!({
+        "description": "tls-spki-sha256 (spec/federation.md §9): SHA-256 over the DER SubjectPublicKeyInfo of a node's certificate. Cases with spki_sha256_hex must give that pin (and spki_der_hex is the SubjectPublicKeyInfo it is computed over); cases without it must be refused as not a certificate.",
+        "cases": [
+            {
+                "name": "ecdsa-p256-self-signed",
+                "cert_der_hex": hex::encode(&id.cert_der),
+                "spki_der_hex": hex::encode(spki),
+                "spki_sha256_hex": hex::encode(pin),
+            },
+            { "name": "err-truncated", "cert_der_hex": hex::encode(&truncated) },
+            { "name": "err-trailing-byte", "cert_der_hex": hex::encode(&trailing) },
+            { "name": "err-spki-alone", "cert_der_hex": hex::encode(spki) },
+            { "name": "err-empty", "cert_der_hex": "" },
+        ],
+    });
+    let path = tls_vector_path();
+    std::fs::create_dir_all(path.parent().ok_or("no parent")?)?;
+    std::fs::write(&path, serde_json::to_string_pretty(&v)? + "\n")?;
+    Ok(())
+}
