@@ -216,6 +216,7 @@ pub fn outbox_json(r: &OutboxRecord) -> Value {
         v["route"] = json!(x.route);
         v["inner_envelope_sha256"] = json!(hex::encode(x.inner_digest));
         v["end_to_end_log_index"] = json!(x.end_to_end_index);
+        v["end_to_end_missing_log_index"] = json!(x.end_to_end_missing_index);
     }
     v
 }

@@ -107,6 +107,8 @@ pub struct Metrics {
     pub failed: Counter,
     /// Messages that expired undelivered.
     pub expired: Counter,
+    /// Relayed messages that expired without their end-to-end receipt.
+    pub end_to_end_missing: Counter,
     /// Retransmissions answered with a stored receipt.
     pub duplicates: Counter,
     /// Bytes of envelopes received.
@@ -187,6 +189,11 @@ impl Metrics {
             "isnad_messages_expired_total",
             "Messages expired undelivered.",
             self.expired.get(),
+        );
+        counter(
+            "isnad_end_to_end_receipts_missing_total",
+            "Relayed messages that expired without their end-to-end receipt.",
+            self.end_to_end_missing.get(),
         );
         counter(
             "isnad_duplicates_total",

@@ -326,9 +326,16 @@ impl NodeHandle {
             )
         };
         let checked = Arc::clone(&plan);
+        // A relayed message awaits its end-to-end receipt (spec/relay.md §8).
+        let awaits = rec.relay.is_some().then_some((rec.id, rec.expires));
         if !inner
             .store
-            .insert_outbox_with(rec.clone(), move |txn| checked.apply(txn))
+            .insert_outbox_with(rec.clone(), move |txn| {
+                if let Some((id, expires)) = awaits {
+                    Store::await_end_to_end(txn, id, expires)?;
+                }
+                checked.apply(txn)
+            })
             .await?
         {
             return Err(WorkflowError::Conflict.into());
@@ -495,6 +502,10 @@ impl NodeHandle {
 
 /// Resolves when the node's shutdown begins (see [`NodeHandle::spawn_service`]).
 pub(crate) type StopSignal = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// How often the delivery loop looks for relayed messages that expired
+/// without their end-to-end receipt.
+const END_TO_END_CHECK: Duration = Duration::from_secs(1);
 
 /// Longest [`NodeHandle::shutdown`] waits for the node's tasks.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(30);
@@ -1572,6 +1583,71 @@ impl Inner {
         });
     }
 
+    /// Relayed messages this node originated whose expiry has passed: one
+    /// that was handed to the first relay but never got its end-to-end
+    /// receipt is logged as `delivery-expired` (detail `end-to-end`) and
+    /// marked, so it is not silently lost after the first hop (spec/relay.md
+    /// §8). One still pending is left to the delivery loop, which logs its
+    /// own expiry.
+    async fn check_end_to_end(&self) {
+        let (secs, ms) = now();
+        let due = match self.store.awaiting_end_to_end(secs, 256) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the end-to-end watch list");
+                return;
+            }
+        };
+        for (expires, id) in due {
+            let rec = match self.store.outbox(&MessageId::from_bytes(id)) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the outbox");
+                    return;
+                }
+            };
+            let missing = match &rec {
+                Some(r) if r.state == OutState::Pending => continue,
+                Some(r) if r.state == OutState::Delivered => r.relay.as_ref().filter(|x| {
+                    x.end_to_end_receipt.is_none() && x.end_to_end_missing_index.is_none()
+                }),
+                _ => None,
+            };
+            let mut index = None;
+            if let Some(x) = missing {
+                let mut e = Entry::new(EventType::DeliveryExpired, ms);
+                e.message_id = Some(MessageId::from_bytes(id));
+                e.sender = Some(self.config.agency.clone());
+                e.recipient = x.route.last().and_then(|a| AgencyId::new(a).ok());
+                e.envelope_sha256 = Some(x.inner_digest);
+                e.reason = Some("no end-to-end receipt".into());
+                e.detail.insert("end-to-end".into(), "true".into());
+                e.detail.insert("via".into(), x.route.join(" "));
+                match self.append(e).await {
+                    Ok(i) => index = Some(i),
+                    Err(err) => {
+                        tracing::error!(error = %err, "cannot log a missing end-to-end receipt");
+                        return;
+                    }
+                }
+                self.metrics.end_to_end_missing.inc();
+                tracing::warn!(id = %MessageId::from_bytes(id), to = ?x.route.last(), "relayed message expired without its end-to-end receipt");
+            }
+            let settled = self
+                .store
+                .settle_end_to_end(id, expires, move |r| {
+                    if let (Some(x), Some(i)) = (r.relay.as_mut(), index) {
+                        x.end_to_end_missing_index = Some(i);
+                    }
+                })
+                .await;
+            if let Err(e) = settled {
+                tracing::error!(error = %e, "cannot settle an end-to-end wait");
+                return;
+            }
+        }
+    }
+
     /// Verifies a receipt: signed by the recipient, addressed to us, for this
     /// message and these exact envelope bytes. Returns the peer's log index.
     fn check_receipt(
@@ -1643,9 +1719,14 @@ enum Attempt {
 
 async fn delivery_loop(inner: Arc<Inner>) {
     let stop = inner.shutdown.subscribe();
+    let mut checked_end_to_end: Option<std::time::Instant> = None;
     loop {
         if *stop.borrow() {
             return;
+        }
+        if checked_end_to_end.is_none_or(|t| t.elapsed() >= END_TO_END_CHECK) {
+            checked_end_to_end = Some(std::time::Instant::now());
+            inner.check_end_to_end().await;
         }
         let (_, ms) = now();
         let busy = |id: &[u8; 16]| {

@@ -435,6 +435,7 @@ impl Inner {
             inner_digest: relay.inner_digest.0,
             end_to_end_receipt: None,
             end_to_end_index: None,
+            end_to_end_missing_index: None,
         };
         let msg = Message {
             header: Header {

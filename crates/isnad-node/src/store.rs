@@ -19,6 +19,9 @@ const OUTBOX: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("outbox")
 /// Due index: next attempt (u64 BE) ‖ message id → ().
 const DUE: TableDefinition<'_, &[u8], ()> = TableDefinition::new("outbox_due");
 /// Inbox: message id ‖ sender id → [`InboxRecord`]. Also the replay set.
+/// Relayed messages this node originated that await their end-to-end
+/// receipt: expiry (seconds, big-endian) ‖ message id → ().
+const AWAITING: TableDefinition<'_, &[u8], ()> = TableDefinition::new("outbox_awaiting_end_to_end");
 const INBOX: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("inbox");
 /// Envelope digest → inbox key, to answer exact retransmissions without decrypting.
 const DIGESTS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("inbox_digests");
@@ -164,6 +167,10 @@ pub struct RelayedOut {
     /// The final recipient's audit-log index from that receipt.
     #[serde(default)]
     pub end_to_end_index: Option<u64>,
+    /// Index of the `delivery-expired` entry logged when the message expired
+    /// without its end-to-end receipt (originator only, spec/relay.md §8).
+    #[serde(default)]
+    pub end_to_end_missing_index: Option<u64>,
 }
 
 /// A received message.
@@ -342,6 +349,7 @@ impl Store {
             txn.open_table(INBOX)?;
             txn.open_table(DIGESTS)?;
             txn.open_table(META)?;
+            txn.open_table(AWAITING)?;
             crate::workflow::create_tables(&txn)?;
             txn.commit()?;
         }
@@ -483,6 +491,68 @@ impl Store {
                 }
             }
             Ok(Some(new))
+        })
+        .await
+    }
+
+    /// Inside a transaction: notes that relayed message `id`, which this
+    /// node originated, awaits its end-to-end receipt until `expires`
+    /// (seconds); see [`Store::awaiting_end_to_end`].
+    pub(crate) fn await_end_to_end(
+        txn: &WriteTransaction,
+        id: [u8; 16],
+        expires: u64,
+    ) -> Result<(), StoreError> {
+        txn.open_table(AWAITING)?
+            .insert(&due_key(expires, &id)[..], ())?;
+        Ok(())
+    }
+
+    /// Relayed messages noted by [`Store::await_end_to_end`] whose expiry
+    /// is at or before `now_secs`: (expiry, id), earliest first, at most
+    /// `limit`.
+    pub(crate) fn awaiting_end_to_end(
+        &self,
+        now_secs: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, [u8; 16])>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(AWAITING)?;
+        let end = due_key(now_secs, &[0xff; 16]);
+        let mut out = Vec::new();
+        for item in t.range::<&[u8]>(..=&end[..])?.take(limit) {
+            let (k, _) = item?;
+            let (mut at, mut id) = ([0u8; 8], [0u8; 16]);
+            at.copy_from_slice(&k.value()[..8]);
+            id.copy_from_slice(&k.value()[8..]);
+            out.push((u64::from_be_bytes(at), id));
+        }
+        Ok(out)
+    }
+
+    /// Ends the wait for message `id`'s end-to-end receipt noted at
+    /// `expires`, after applying `f` to its outbox record (if it is still
+    /// there), in one durable transaction.
+    pub(crate) async fn settle_end_to_end(
+        &self,
+        id: [u8; 16],
+        expires: u64,
+        f: impl FnOnce(&mut OutboxRecord) + Send + 'static,
+    ) -> Result<(), StoreError> {
+        self.write(move |txn| {
+            txn.open_table(AWAITING)?
+                .remove(&due_key(expires, &id)[..])?;
+            let mut out = txn.open_table(OUTBOX)?;
+            let old: Option<OutboxRecord> = match out.get(&id[..])? {
+                Some(v) => Some(decode(v.value())?),
+                None => None,
+            };
+            if let Some(mut rec) = old {
+                f(&mut rec);
+                let bytes = encode(&rec)?;
+                out.insert(&id[..], bytes.as_slice())?;
+            }
+            Ok(())
         })
         .await
     }

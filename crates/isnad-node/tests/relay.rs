@@ -438,3 +438,69 @@ async fn a_relay_keeps_what_it_acknowledged_across_a_restart() -> TestResult {
     }
     Ok(())
 }
+
+/// A relayed message the first relay acknowledged but the final recipient
+/// never got (it is down until the message expires) is not silently lost
+/// at the originator: once it expires without its end-to-end receipt it is
+/// logged as `delivery-expired` (detail `end-to-end`), marked in its outbox
+/// record and counted (spec/relay.md §8).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relayed_message_without_its_end_to_end_receipt_is_logged_at_expiry() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let f = federation()?;
+    let mut n = Vec::new();
+    for x in &f.a[..3] {
+        n.push(start(x, &f.dir, tmp.path()).await?);
+    }
+    let id = n[0]
+        .submit(f.a[3].id.clone(), intel(SECRET), Some(2))
+        .await?;
+    wait_state(&n[0], &id, OutState::Delivered, 30).await?;
+    let missing = |node: &NodeHandle| -> Result<Option<u64>, Box<dyn std::error::Error>> {
+        Ok(node
+            .store()
+            .outbox(&id)?
+            .and_then(|r| r.relay)
+            .and_then(|r| r.end_to_end_missing_index))
+    };
+    assert_eq!(missing(&n[0])?, None, "not before the message expires");
+    until("the missing end-to-end receipt logged", 30, || {
+        Ok(missing(&n[0])?.is_some())
+    })
+    .await?;
+    let index = missing(&n[0])?.ok_or("no index")?;
+    let e = Entry::decode(&n[0].log().entry_bytes(index)?)?;
+    assert_eq!(e.event, EventType::DeliveryExpired);
+    assert_eq!(e.message_id, Some(id));
+    assert_eq!(e.recipient.as_ref(), Some(&f.a[3].id));
+    assert_eq!(e.detail.get("end-to-end").map(String::as_str), Some("true"));
+    let expired: Vec<_> = entries(&n[0])?
+        .into_iter()
+        .filter(|(_, e)| e.event == EventType::DeliveryExpired && e.message_id == Some(id))
+        .collect();
+    assert_eq!(expired.len(), 1, "logged once");
+    assert_eq!(n[0].metrics().end_to_end_missing.get(), 1);
+    // The hop itself was delivered: the first relay's receipt is kept.
+    let rec = n[0].store().outbox(&id)?.ok_or("no outbox record")?;
+    assert_eq!(rec.state, OutState::Delivered);
+    assert!(rec.receipt.is_some());
+
+    // With the final recipient up, the end-to-end receipt comes back and the
+    // message's expiry passes without an alarm.
+    n.push(start(&f.a[3], &f.dir, tmp.path()).await?);
+    let ok = n[0]
+        .submit(f.a[3].id.clone(), intel(SECRET), Some(2))
+        .await?;
+    until("the end-to-end receipt", 30, || {
+        Ok(end_to_end_index(&n[0], &ok)?.is_some())
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let rec = n[0].store().outbox(&ok)?.ok_or("no outbox record")?;
+    assert_eq!(rec.relay.and_then(|r| r.end_to_end_missing_index), None);
+    assert_eq!(n[0].metrics().end_to_end_missing.get(), 1);
+    for node in &n {
+        node.shutdown().await;
+    }
+    Ok(())
+}
