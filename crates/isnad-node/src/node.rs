@@ -328,7 +328,11 @@ impl NodeHandle {
         let checked = Arc::clone(&plan);
         // A relayed message awaits its end-to-end receipt (spec/relay.md §8).
         let awaits = rec.relay.is_some().then_some((rec.id, rec.expires));
-        if !inner
+        // Marked in flight before it is stored, so the delivery loop leaves
+        // it alone until its `sent` entry is logged and this task hands it
+        // over (no delivery before `sent`, no second delivery).
+        inner.mark_in_flight(rec.id);
+        let stored = inner
             .store
             .insert_outbox_with(rec.clone(), move |txn| {
                 if let Some((id, expires)) = awaits {
@@ -336,22 +340,36 @@ impl NodeHandle {
                 }
                 checked.apply(txn)
             })
-            .await?
-        {
-            return Err(WorkflowError::Conflict.into());
-        }
-        drop(record_lock);
-        let sent_index = inner.log_submitted(&rec, &plan).await?;
+            .await;
+        let logged = match stored {
+            Ok(true) => {
+                drop(record_lock);
+                inner.log_submitted(&rec, &plan).await
+            }
+            Ok(false) => Err(WorkflowError::Conflict.into()),
+            Err(e) => Err(e.into()),
+        };
+        let sent_index = match logged {
+            Ok(i) => i,
+            Err(e) => {
+                inner.unmark_in_flight(&rec.id);
+                return Err(e);
+            }
+        };
         inner.metrics.submitted.inc();
         // A free slot: deliver at once (the delivery loop need not scan the
         // outbox for it); otherwise the loop picks it up when one frees.
+        let stopping = *inner.shutdown.borrow();
         match Arc::clone(&inner.slots).try_acquire_owned() {
-            Ok(permit) => {
+            Ok(permit) if !stopping => {
                 let mut rec = rec;
                 rec.sent_index = Some(sent_index);
-                Arc::clone(inner).start_delivery(rec, permit);
+                Arc::clone(inner).spawn_delivery(rec, permit);
             }
-            Err(_) => inner.wake.notify_one(),
+            _ => {
+                inner.unmark_in_flight(&rec.id);
+                inner.wake.notify_one();
+            }
         }
         Ok(id)
     }
@@ -808,12 +826,7 @@ impl Inner {
         if limit == 0 {
             return false;
         }
-        let ms = now().1;
-        let window_ms = self
-            .config
-            .limits
-            .rejection_window_secs
-            .saturating_mul(1000);
+        let window = self.refusal_window();
         let first = {
             let Ok(mut all) = self.refusals.lock() else {
                 return false;
@@ -821,14 +834,14 @@ impl Inner {
             let Some(w) = all.get_mut(peer) else {
                 return false;
             };
-            if ms.saturating_sub(w.start_ms) >= window_ms || w.count < limit {
+            if w.start.elapsed() >= window || w.count < limit {
                 return false;
             }
             !std::mem::replace(&mut w.throttle_logged, true)
         };
         if first {
             tracing::warn!(%peer, limit, "peer throttled: too many refused requests");
-            let mut e = Entry::new(EventType::Rejected, ms);
+            let mut e = Entry::new(EventType::Rejected, now().1);
             e.sender = Some(peer.clone());
             e.recipient = Some(self.config.agency.clone());
             e.reason = Some(ErrorCode::Unavailable.as_str().to_owned());
@@ -845,31 +858,26 @@ impl Inner {
         true
     }
 
+    fn refusal_window(&self) -> Duration {
+        Duration::from_secs(self.config.limits.rejection_window_secs)
+    }
+
     /// Counts one logged refusal of `peer` in its current window.
     fn count_refusal(&self, peer: &AgencyId) {
-        let ms = now().1;
-        let window_ms = self
-            .config
-            .limits
-            .rejection_window_secs
-            .saturating_mul(1000);
+        let window = self.refusal_window();
         if let Ok(mut all) = self.refusals.lock() {
-            let w = all.entry(peer.clone()).or_insert(RefusalWindow {
-                start_ms: ms,
-                count: 0,
-                throttle_logged: false,
-            });
-            if ms.saturating_sub(w.start_ms) >= window_ms {
-                *w = RefusalWindow {
-                    start_ms: ms,
-                    count: 0,
-                    throttle_logged: false,
-                };
+            let w = all
+                .entry(peer.clone())
+                .or_insert_with(RefusalWindow::starting);
+            if w.start.elapsed() >= window {
+                *w = RefusalWindow::starting();
             }
             w.count = w.count.saturating_add(1);
         }
     }
 
+    /// Logs the refusal of something `peer` sent on its own behalf, and
+    /// counts it against `peer`'s refusal limit (transport.md §5).
     pub(crate) async fn log_rejected(
         &self,
         peer: &AgencyId,
@@ -877,8 +885,21 @@ impl Inner {
         stage: &str,
         digest: Option<Digest>,
     ) {
-        self.metrics.rejected(code.as_str());
         self.count_refusal(peer);
+        self.log_rejected_relayed(peer, code, stage, digest).await;
+    }
+
+    /// Logs the refusal of relayed traffic `peer` (a relay) carried for
+    /// others, without counting it against `peer`: throttling a relay would
+    /// cut off every agency whose messages it carries (transport.md §5).
+    pub(crate) async fn log_rejected_relayed(
+        &self,
+        peer: &AgencyId,
+        code: ErrorCode,
+        stage: &str,
+        digest: Option<Digest>,
+    ) {
+        self.metrics.rejected(code.as_str());
         let mut e = Entry::new(EventType::Rejected, now().1);
         e.sender = Some(peer.clone());
         e.recipient = Some(self.config.agency.clone());
@@ -901,6 +922,7 @@ impl Inner {
         secs: u64,
         digest: Digest,
         stage: &str,
+        relayed: bool,
     ) -> Result<Opened, Response> {
         let opener = Opener {
             me: &self.config.agency,
@@ -934,7 +956,12 @@ impl Inner {
             other => other.to_string(),
         };
         tracing::info!(%peer, code = %e.code(), %detail, stage, "envelope rejected");
-        self.log_rejected(peer, e.code(), stage, Some(digest)).await;
+        if relayed {
+            self.log_rejected_relayed(peer, e.code(), stage, Some(digest))
+                .await;
+        } else {
+            self.log_rejected(peer, e.code(), stage, Some(digest)).await;
+        }
         let public_detail = match &e {
             OpenError::Unauthentic(_) => None,
             other => Some(other.to_string()),
@@ -960,7 +987,7 @@ impl Inner {
         }
         let secs = now().0;
         let opened = match self
-            .open_checked(peer, &envelope, secs, digest, "open")
+            .open_checked(peer, &envelope, secs, digest, "open", false)
             .await
         {
             Ok(o) => o,
@@ -1025,7 +1052,10 @@ impl Inner {
             .await;
         let (mut plan, _record_lock) = match checked {
             Ok((p, (), lock)) => (p, lock),
-            Err(err) => return self.refuse_workflow(&hop.peer, h, &err, digest, ms).await,
+            Err(err) => {
+                let peer = via.is_empty().then_some(&hop.peer);
+                return self.refuse_workflow(peer, h, &err, digest, ms).await;
+            }
         };
         let mut received = Entry::new(EventType::Received, ms);
         received.message_id = Some(h.id);
@@ -1121,10 +1151,10 @@ impl Inner {
     /// Answers a message the workflow refused: a final refusal is logged as
     /// `rejected`; a transient one (an earlier message still in transit)
     /// asks the peer to retry. A logged refusal counts against `peer`'s
-    /// limit (the TLS peer: the sender or the last relay).
+    /// limit (the TLS peer, when it is the sender; `None` when relayed).
     async fn refuse_workflow(
         &self,
-        peer: &AgencyId,
+        peer: Option<&AgencyId>,
         h: &Header,
         err: &WorkflowError,
         digest: Digest,
@@ -1136,7 +1166,9 @@ impl Inner {
             tracing::info!(id = %h.id, sender = %h.sender, %err, "message must wait; asking for a retry");
         } else {
             tracing::info!(id = %h.id, sender = %h.sender, %err, "message refused by the workflow");
-            self.count_refusal(peer);
+            if let Some(peer) = peer {
+                self.count_refusal(peer);
+            }
             let entry = workflow::rejected_entry(h, err, digest.0, ms);
             if let Err(e) = self.append(entry).await {
                 tracing::error!(error = %e, "could not log a rejection");
@@ -1549,33 +1581,47 @@ impl Inner {
         Response::decode(&body).map_err(|e| e.to_string())
     }
 
-    /// Starts delivering a message just submitted, holding a delivery slot,
-    /// unless the delivery loop took it up meanwhile.
-    fn start_delivery(self: Arc<Self>, rec: OutboxRecord, permit: OwnedSemaphorePermit) {
-        let fresh = self
-            .in_flight
+    /// Marks message `id` as being delivered (the delivery loop skips it);
+    /// false if it was already.
+    fn mark_in_flight(&self, id: [u8; 16]) -> bool {
+        self.in_flight
             .lock()
-            .map(|mut s| s.insert(rec.id))
-            .unwrap_or(false);
-        if fresh {
-            self.spawn_delivery(rec, permit);
+            .map(|mut s| s.insert(id))
+            .unwrap_or(false)
+    }
+
+    fn unmark_in_flight(&self, id: &[u8; 16]) {
+        if let Ok(mut s) = self.in_flight.lock() {
+            s.remove(id);
         }
     }
 
     /// Runs one delivery attempt of `rec` (already marked in flight) as a
-    /// node task. When the message stays pending (a retry is scheduled) the
-    /// delivery loop is woken to plan it.
+    /// node task. The record is read again first, so a copy that went stale
+    /// (delivered meanwhile) is not delivered twice. When the message stays
+    /// pending (a retry is scheduled) the delivery loop is woken to plan it.
     fn spawn_delivery(self: Arc<Self>, rec: OutboxRecord, permit: OwnedSemaphorePermit) {
         let inner = Arc::clone(&self);
         self.spawn(async move {
             let id = rec.id;
-            let state = inner.deliver_out(rec).await;
+            let stopping = *inner.shutdown.borrow();
+            let state = match inner.store.outbox(&MessageId::from_bytes(id)) {
+                // Shutting down: no new attempt on a closing endpoint (the
+                // message stays due and is delivered after the restart).
+                Ok(Some(_)) if stopping => Ok(OutState::Pending),
+                Ok(Some(mut now)) if now.state == OutState::Pending => {
+                    now.sent_index = now.sent_index.or(rec.sent_index);
+                    inner.deliver_out(now).await
+                }
+                // Delivered (or given up) meanwhile, or gone: nothing to do.
+                Ok(Some(now)) => Ok(now.state),
+                Ok(None) => Ok(OutState::Failed),
+                Err(e) => Err(e.into()),
+            };
             if let Err(e) = &state {
                 tracing::error!(error = %e, "delivery bookkeeping failed");
             }
-            if let Ok(mut s) = inner.in_flight.lock() {
-                s.remove(&id);
-            }
+            inner.unmark_in_flight(&id);
             drop(permit);
             if !matches!(state, Ok(s) if s != OutState::Pending) {
                 inner.wake.notify_one();
@@ -1681,10 +1727,21 @@ impl Inner {
 /// One peer's logged refusals in the current window.
 #[derive(Debug)]
 struct RefusalWindow {
-    start_ms: u64,
+    /// When the window began (monotonic: a clock step cannot stretch it).
+    start: std::time::Instant,
     count: u32,
     /// Whether this window's throttling was logged already.
     throttle_logged: bool,
+}
+
+impl RefusalWindow {
+    fn starting() -> Self {
+        Self {
+            start: std::time::Instant::now(),
+            count: 0,
+            throttle_logged: false,
+        }
+    }
 }
 
 /// An audit entry to acknowledge with a `receipt-sent` (and the receipt's
@@ -1751,17 +1808,18 @@ async fn delivery_loop(inner: Arc<Inner>) {
             .queue_depth
             .set(inner.store.pending_count().unwrap_or(0));
         for rec in due {
-            let fresh = inner
-                .in_flight
-                .lock()
-                .map(|mut s| s.insert(rec.id))
-                .unwrap_or(false);
-            if !fresh {
+            if *stop.borrow() {
+                return;
+            }
+            if !inner.mark_in_flight(rec.id) {
                 continue;
             }
             let Ok(permit) = Arc::clone(&inner.slots).acquire_owned().await else {
                 return;
             };
+            if *stop.borrow() {
+                return;
+            }
             Arc::clone(&inner).spawn_delivery(rec, permit);
         }
         let wait_ms = match inner.store.next_due_ms() {

@@ -71,7 +71,7 @@ impl Inner {
         let relay = *relay;
         let secs = now().0;
         if h.id != relay.inner_id || h.expires != relay.inner_expires {
-            self.log_rejected(peer, ErrorCode::Malformed, "relay-header", Some(digest))
+            self.log_rejected_relayed(peer, ErrorCode::Malformed, "relay-header", Some(digest))
                 .await;
             return error_response(
                 ErrorCode::Malformed,
@@ -88,7 +88,7 @@ impl Inner {
             .directory
             .allows_relayed(&relay.route, relay.inner_kind)
         {
-            self.log_rejected(peer, ErrorCode::PolicyDenied, &why, Some(digest))
+            self.log_rejected_relayed(peer, ErrorCode::PolicyDenied, &why, Some(digest))
                 .await;
             return error_response(ErrorCode::PolicyDenied, Some(h.id), Some(&why));
         }
@@ -134,8 +134,13 @@ impl Inner {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(%id, %next, error = %e, "cannot forward a relayed message");
-                self.log_rejected(peer, ErrorCode::Unavailable, "relay-next-hop", Some(digest))
-                    .await;
+                self.log_rejected_relayed(
+                    peer,
+                    ErrorCode::Unavailable,
+                    "relay-next-hop",
+                    Some(digest),
+                )
+                .await;
                 return unavailable();
             }
         };
@@ -197,8 +202,13 @@ impl Inner {
                 Response::Receipt(existing.receipt)
             }
             Ok(None) => {
-                self.log_rejected(peer, ErrorCode::Replayed, "relay-id-in-use", Some(digest))
-                    .await;
+                self.log_rejected_relayed(
+                    peer,
+                    ErrorCode::Replayed,
+                    "relay-id-in-use",
+                    Some(digest),
+                )
+                .await;
                 error_response(
                     ErrorCode::Replayed,
                     Some(id),
@@ -218,7 +228,7 @@ impl Inner {
         let secs = now().0;
         let id = relay.inner_id;
         let opened = match self
-            .open_checked(peer, &relay.inner.0, secs, digest, "relay-inner")
+            .open_checked(peer, &relay.inner.0, secs, digest, "relay-inner", true)
             .await
         {
             Ok(o) => o,
@@ -231,7 +241,7 @@ impl Inner {
             || opened.message.body.kind() != relay.inner_kind
         {
             tracing::info!(%peer, %id, "relayed inner envelope does not match its routing metadata");
-            self.log_rejected(
+            self.log_rejected_relayed(
                 peer,
                 ErrorCode::Unauthentic,
                 "relay-inner-mismatch",
@@ -319,7 +329,7 @@ impl Inner {
             Ok(x) => x,
             Err(why) => {
                 tracing::info!(%peer, %rid, %why, "end-to-end receipt rejected");
-                self.log_rejected(
+                self.log_rejected_relayed(
                     peer,
                     ErrorCode::Unauthentic,
                     "end-to-end-receipt",
@@ -471,7 +481,7 @@ impl Inner {
     ) -> Response {
         tracing::info!(%peer, %id, error = %e, "relay hop rejected");
         let stage = format!("relay: {}", e.as_str());
-        self.log_rejected(peer, e.code(), &stage, Some(digest))
+        self.log_rejected_relayed(peer, e.code(), &stage, Some(digest))
             .await;
         let public = match e.code() {
             ErrorCode::Unauthentic => None,

@@ -646,6 +646,10 @@ fn tls_spki_vectors() -> TestResult {
                 assert_eq!(hex::encode(pin), want, "{name}");
                 // The pin is over the SubjectPublicKeyInfo the vector shows.
                 let spki = hex::decode(get_str(c, "spki_der_hex")?)?;
+                assert!(
+                    cert.windows(spki.len()).any(|w| w == spki.as_slice()),
+                    "{name}: the SubjectPublicKeyInfo is not in the certificate"
+                );
                 let digest = ring::digest::digest(&ring::digest::SHA256, &spki);
                 assert_eq!(digest.as_ref(), &pin[..], "{name}");
             }
