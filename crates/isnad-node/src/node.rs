@@ -841,11 +841,7 @@ impl Inner {
         };
         if first {
             tracing::warn!(%peer, limit, "peer throttled: too many refused requests");
-            let mut e = Entry::new(EventType::Rejected, now().1);
-            e.sender = Some(peer.clone());
-            e.recipient = Some(self.config.agency.clone());
-            e.reason = Some(ErrorCode::Unavailable.as_str().to_owned());
-            e.detail.insert("stage".into(), "throttled".into());
+            let mut e = self.rejected_entry(peer, ErrorCode::Unavailable, "throttled", None);
             e.detail.insert("limit".into(), limit.to_string());
             e.detail.insert(
                 "window-secs".into(),
@@ -900,15 +896,27 @@ impl Inner {
         digest: Option<Digest>,
     ) {
         self.metrics.rejected(code.as_str());
+        let e = self.rejected_entry(peer, code, stage, digest);
+        if let Err(err) = self.append(e).await {
+            tracing::error!(error = %err, "could not log a rejection");
+        }
+    }
+
+    /// A `rejected` entry for something `peer` sent, refused at `stage`.
+    fn rejected_entry(
+        &self,
+        peer: &AgencyId,
+        code: ErrorCode,
+        stage: &str,
+        digest: Option<Digest>,
+    ) -> Entry {
         let mut e = Entry::new(EventType::Rejected, now().1);
         e.sender = Some(peer.clone());
         e.recipient = Some(self.config.agency.clone());
         e.envelope_sha256 = digest.map(|d| d.0);
         e.reason = Some(code.as_str().to_owned());
         e.detail.insert("stage".into(), stage.to_owned());
-        if let Err(err) = self.append(e).await {
-            tracing::error!(error = %err, "could not log a rejection");
-        }
+        e
     }
 
     /// Opens an envelope addressed to this node at `secs`, with the inbox
@@ -956,12 +964,11 @@ impl Inner {
             other => other.to_string(),
         };
         tracing::info!(%peer, code = %e.code(), %detail, stage, "envelope rejected");
-        if relayed {
-            self.log_rejected_relayed(peer, e.code(), stage, Some(digest))
-                .await;
-        } else {
-            self.log_rejected(peer, e.code(), stage, Some(digest)).await;
+        if !relayed {
+            self.count_refusal(peer);
         }
+        self.log_rejected_relayed(peer, e.code(), stage, Some(digest))
+            .await;
         let public_detail = match &e {
             OpenError::Unauthentic(_) => None,
             other => Some(other.to_string()),

@@ -468,31 +468,38 @@ impl Store {
         durability: Durability,
         f: impl FnOnce(&mut OutboxRecord) + Send + 'static,
     ) -> Result<Option<OutboxRecord>, StoreError> {
-        self.write_with(durability, move |txn| {
-            let mut out = txn.open_table(OUTBOX)?;
-            let old: OutboxRecord = match out.get(&id[..])? {
-                Some(v) => decode(v.value())?,
-                None => return Ok(None),
-            };
-            let mut new = old.clone();
-            f(&mut new);
-            new.id = id;
-            let bytes = encode(&new)?;
-            out.insert(&id[..], bytes.as_slice())?;
-            let was = (old.state == OutState::Pending).then_some(old.next_attempt_ms);
-            let is = (new.state == OutState::Pending).then_some(new.next_attempt_ms);
-            if was != is {
-                let mut due = txn.open_table(DUE)?;
-                if let Some(at) = was {
-                    due.remove(&due_key(at, &id)[..])?;
-                }
-                if let Some(at) = is {
-                    due.insert(&due_key(at, &id)[..], ())?;
-                }
+        self.write_with(durability, move |txn| Self::modify_outbox_in(txn, id, f))
+            .await
+    }
+
+    /// [`Store::modify_outbox`] inside a transaction.
+    fn modify_outbox_in(
+        txn: &WriteTransaction,
+        id: [u8; 16],
+        f: impl FnOnce(&mut OutboxRecord),
+    ) -> Result<Option<OutboxRecord>, StoreError> {
+        let mut out = txn.open_table(OUTBOX)?;
+        let old: OutboxRecord = match out.get(&id[..])? {
+            Some(v) => decode(v.value())?,
+            None => return Ok(None),
+        };
+        let mut new = old.clone();
+        f(&mut new);
+        new.id = id;
+        let bytes = encode(&new)?;
+        out.insert(&id[..], bytes.as_slice())?;
+        let was = (old.state == OutState::Pending).then_some(old.next_attempt_ms);
+        let is = (new.state == OutState::Pending).then_some(new.next_attempt_ms);
+        if was != is {
+            let mut due = txn.open_table(DUE)?;
+            if let Some(at) = was {
+                due.remove(&due_key(at, &id)[..])?;
             }
-            Ok(Some(new))
-        })
-        .await
+            if let Some(at) = is {
+                due.insert(&due_key(at, &id)[..], ())?;
+            }
+        }
+        Ok(Some(new))
     }
 
     /// Inside a transaction: notes that relayed message `id`, which this
@@ -542,17 +549,7 @@ impl Store {
         self.write(move |txn| {
             txn.open_table(AWAITING)?
                 .remove(&due_key(expires, &id)[..])?;
-            let mut out = txn.open_table(OUTBOX)?;
-            let old: Option<OutboxRecord> = match out.get(&id[..])? {
-                Some(v) => Some(decode(v.value())?),
-                None => None,
-            };
-            if let Some(mut rec) = old {
-                f(&mut rec);
-                let bytes = encode(&rec)?;
-                out.insert(&id[..], bytes.as_slice())?;
-            }
-            Ok(())
+            Self::modify_outbox_in(txn, id, f).map(|_| ())
         })
         .await
     }
@@ -564,17 +561,7 @@ impl Store {
         id: [u8; 16],
         index: u64,
     ) -> Result<(), StoreError> {
-        let mut out = txn.open_table(OUTBOX)?;
-        let old: Option<OutboxRecord> = match out.get(&id[..])? {
-            Some(v) => Some(decode(v.value())?),
-            None => None,
-        };
-        if let Some(mut rec) = old {
-            rec.sent_index = Some(index);
-            let bytes = encode(&rec)?;
-            out.insert(&id[..], bytes.as_slice())?;
-        }
-        Ok(())
+        Self::modify_outbox_in(txn, id, |rec| rec.sent_index = Some(index)).map(|_| ())
     }
 
     /// One outbox record.
