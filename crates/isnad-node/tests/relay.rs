@@ -225,7 +225,19 @@ async fn request_and_answer_travel_through_both_central_authorities() -> TestRes
 async fn skipped_hops_tampering_and_inner_replays_are_refused() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let f = federation()?;
-    let n = start_all(&f, tmp.path()).await?;
+    let mut n = Vec::new();
+    for x in &f.a[..3] {
+        n.push(start(x, &f.dir, tmp.path()).await?);
+    }
+    // The final recipient throttles a peer after two counted refusals: the
+    // three refusals of relayed traffic below are not counted against the
+    // relay (transport.md §5), the direct ones at the end are.
+    n.push(
+        start_with(&f.a[3], &f.dir, tmp.path(), |c| {
+            c.limits.max_rejections_per_peer = 2;
+        })
+        .await?,
+    );
     let id = n[0].submit(f.a[3].id.clone(), intel(SECRET), None).await?;
     until("the request at fr.pn.ocrtis", 30, || {
         Ok(n[3].store().inbox_by_id(&id)?.len() == 1)
@@ -350,6 +362,14 @@ async fn skipped_hops_tampering_and_inner_replays_are_refused() -> TestResult {
         .filter(|(_, e)| e.event == EventType::Rejected)
         .count();
     assert!(rejected >= 3, "{rejected} rejections logged");
+    // Refusals of what the relay sent on its own behalf do count: two bad
+    // frames, then even its relayed traffic is answered `unavailable`.
+    for _ in 0..2 {
+        let r = raw_request(&conn, &[0, 0, 0, 1, 0xff]).await?;
+        assert_eq!(error_code(&r), Some(ErrorCode::Malformed));
+    }
+    let r = raw_request(&conn, &frame(wrap(body.clone(), &f.a[2], &f.a[3])?)).await?;
+    assert_eq!(error_code(&r), Some(ErrorCode::Unavailable));
 
     // Policy with no route: without a French central authority listed the
     // request is refused at submission.
