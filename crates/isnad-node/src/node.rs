@@ -331,7 +331,7 @@ impl NodeHandle {
         // Marked in flight before it is stored, so the delivery loop leaves
         // it alone until its `sent` entry is logged and this task hands it
         // over (no delivery before `sent`, no second delivery).
-        inner.mark_in_flight(rec.id);
+        let mark = InFlightMark::new(inner, rec.id);
         let stored = inner
             .store
             .insert_outbox_with(rec.clone(), move |txn| {
@@ -349,25 +349,20 @@ impl NodeHandle {
             Ok(false) => Err(WorkflowError::Conflict.into()),
             Err(e) => Err(e.into()),
         };
-        let sent_index = match logged {
-            Ok(i) => i,
-            Err(e) => {
-                inner.unmark_in_flight(&rec.id);
-                return Err(e);
-            }
-        };
+        let sent_index = logged?;
         inner.metrics.submitted.inc();
         // A free slot: deliver at once (the delivery loop need not scan the
         // outbox for it); otherwise the loop picks it up when one frees.
         let stopping = *inner.shutdown.borrow();
         match Arc::clone(&inner.slots).try_acquire_owned() {
             Ok(permit) if !stopping => {
+                mark.hand_over();
                 let mut rec = rec;
                 rec.sent_index = Some(sent_index);
                 Arc::clone(inner).spawn_delivery(rec, permit);
             }
             _ => {
-                inner.unmark_in_flight(&rec.id);
+                drop(mark);
                 inner.wake.notify_one();
             }
         }
@@ -1418,11 +1413,17 @@ impl Inner {
         Ok(conn)
     }
 
-    async fn forget_connection(&self, agency: &AgencyId) {
+    /// Closes `failed` and drops it from `agency`'s slot, unless the slot
+    /// holds another connection by now: a request that failed on an old
+    /// connection must not close the new one other requests already use
+    /// (under loss, each failure used to close the next connection too).
+    async fn forget_connection(&self, agency: &AgencyId, failed: &quinn::Connection) {
+        failed.close(quinn::VarInt::from_u32(0), b"reconnecting");
         let slot = self.connections.lock().await.get(agency).cloned();
         if let Some(slot) = slot {
-            if let Some(c) = slot.lock().await.take() {
-                c.close(quinn::VarInt::from_u32(0), b"reconnecting");
+            let mut slot = slot.lock().await;
+            if slot.as_ref().map(quinn::Connection::stable_id) == Some(failed.stable_id()) {
+                *slot = None;
             }
         }
     }
@@ -1498,7 +1499,6 @@ impl Inner {
             }
             Err(err) => {
                 tracing::debug!(%id, %recipient, error = %err, attempt = rec.attempts, "delivery attempt failed");
-                self.forget_connection(&recipient).await;
                 rec.last_error = Some(err);
                 rec.next_attempt_ms = ms + self.backoff_ms(rec.attempts);
                 self.metrics.retries.inc();
@@ -1566,13 +1566,28 @@ impl Inner {
         payload: Vec<u8>,
     ) -> Result<Response, String> {
         let conn = self.connection(agency, addr).await?;
+        let body = self.request_on(&conn, op, payload).await;
+        if body.is_err() {
+            // This connection failed: the next request makes a new one.
+            self.forget_connection(agency, &conn).await;
+        }
+        Response::decode(&body?).map_err(|e| e.to_string())
+    }
+
+    /// One request on a new stream of `conn`, and the answer's body.
+    async fn request_on(
+        &self,
+        conn: &quinn::Connection,
+        op: Op,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, String> {
         let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
         let frame = Request { op, payload }.encode();
         send.write_all(&frame).await.map_err(|e| e.to_string())?;
         send.finish().map_err(|e| e.to_string())?;
         let mut prefix = [0u8; 4];
         let limit = Duration::from_secs(self.config.limits.stream_timeout_secs);
-        let body = tokio::time::timeout(limit, async {
+        tokio::time::timeout(limit, async {
             recv.read_exact(&mut prefix)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -1584,8 +1599,7 @@ impl Inner {
             Ok::<_, String>(body)
         })
         .await
-        .map_err(|_| "response timeout".to_owned())??;
-        Response::decode(&body).map_err(|e| e.to_string())
+        .map_err(|_| "response timeout".to_owned())?
     }
 
     /// Marks message `id` as being delivered (the delivery loop skips it);
@@ -1727,6 +1741,36 @@ impl Inner {
                 Ok(r.log_index)
             }
             _ => Err("receipt does not acknowledge this message and envelope".into()),
+        }
+    }
+}
+
+/// A message marked in flight by `submit`; unmarked when dropped (also when
+/// the submitting task is cancelled, e.g. a local API client that went
+/// away), unless handed over to a delivery task, which unmarks it itself.
+struct InFlightMark<'a> {
+    inner: &'a Inner,
+    id: Option<[u8; 16]>,
+}
+
+impl<'a> InFlightMark<'a> {
+    fn new(inner: &'a Inner, id: [u8; 16]) -> Self {
+        inner.mark_in_flight(id);
+        Self {
+            inner,
+            id: Some(id),
+        }
+    }
+
+    fn hand_over(mut self) {
+        self.id = None;
+    }
+}
+
+impl Drop for InFlightMark<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            self.inner.unmark_in_flight(&id);
         }
     }
 }

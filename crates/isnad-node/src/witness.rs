@@ -390,13 +390,7 @@ async fn submit(inner: &Inner, witness: &AgencyId, note: &str, size: u64) -> Res
                 req.to_text().into_bytes(),
             )
             .await;
-        let answer = match answer {
-            Ok(a) => a,
-            Err(e) => {
-                inner.forget_connection(witness).await;
-                return Err(e);
-            }
-        };
+        let answer = answer?;
         match answer {
             Response::Cosigned(lines) => {
                 let lines = String::from_utf8(lines).map_err(|_| "cosignature is not UTF-8")?;
