@@ -357,9 +357,7 @@ impl NodeHandle {
         match Arc::clone(&inner.slots).try_acquire_owned() {
             Ok(permit) if !stopping => {
                 mark.hand_over();
-                let mut rec = rec;
-                rec.sent_index = Some(sent_index);
-                Arc::clone(inner).spawn_delivery(rec, permit);
+                Arc::clone(inner).spawn_delivery(rec.id, Some(sent_index), permit);
             }
             _ => {
                 drop(mark);
@@ -1617,21 +1615,27 @@ impl Inner {
         }
     }
 
-    /// Runs one delivery attempt of `rec` (already marked in flight) as a
-    /// node task. The record is read again first, so a copy that went stale
-    /// (delivered meanwhile) is not delivered twice. When the message stays
-    /// pending (a retry is scheduled) the delivery loop is woken to plan it.
-    fn spawn_delivery(self: Arc<Self>, rec: OutboxRecord, permit: OwnedSemaphorePermit) {
+    /// Runs one delivery attempt of message `id` (already marked in flight)
+    /// as a node task. Its record is read here, when the attempt starts, so
+    /// a message delivered meanwhile is not delivered twice; `sent_index`
+    /// is its `sent` entry if the caller knows it and the record may not
+    /// yet. When the message stays pending (a retry is scheduled) the
+    /// delivery loop is woken to plan it.
+    fn spawn_delivery(
+        self: Arc<Self>,
+        id: [u8; 16],
+        sent_index: Option<u64>,
+        permit: OwnedSemaphorePermit,
+    ) {
         let inner = Arc::clone(&self);
         self.spawn(async move {
-            let id = rec.id;
             let stopping = *inner.shutdown.borrow();
             let state = match inner.store.outbox(&MessageId::from_bytes(id)) {
                 // Shutting down: no new attempt on a closing endpoint (the
                 // message stays due and is delivered after the restart).
                 Ok(Some(_)) if stopping => Ok(OutState::Pending),
                 Ok(Some(mut now)) if now.state == OutState::Pending => {
-                    now.sent_index = now.sent_index.or(rec.sent_index);
+                    now.sent_index = now.sent_index.or(sent_index);
                     inner.deliver_out(now).await
                 }
                 // Delivered (or given up) meanwhile, or gone: nothing to do.
@@ -1858,11 +1862,11 @@ async fn delivery_loop(inner: Arc<Inner>) {
             .metrics
             .queue_depth
             .set(inner.store.pending_count().unwrap_or(0));
-        for rec in due {
+        for id in due {
             if *stop.borrow() {
                 return;
             }
-            if !inner.mark_in_flight(rec.id) {
+            if !inner.mark_in_flight(id) {
                 continue;
             }
             let Ok(permit) = Arc::clone(&inner.slots).acquire_owned().await else {
@@ -1871,7 +1875,7 @@ async fn delivery_loop(inner: Arc<Inner>) {
             if *stop.borrow() {
                 return;
             }
-            Arc::clone(&inner).spawn_delivery(rec, permit);
+            Arc::clone(&inner).spawn_delivery(id, None, permit);
         }
         let wait_ms = match inner.store.next_due_ms() {
             Ok(Some(t)) => t.saturating_sub(now().1).clamp(10, 1000),

@@ -573,19 +573,19 @@ impl Store {
             .transpose()
     }
 
-    /// Pending messages due at or before `now_ms`, earliest first, at most
-    /// `limit`, leaving out (without decoding them) those `skip` names.
+    /// The ids of pending messages due at or before `now_ms`, earliest
+    /// first, at most `limit`, leaving out those `skip` names. Only the due
+    /// index is read: whoever delivers one reads its record then.
     pub fn due(
         &self,
         now_ms: u64,
         limit: usize,
         skip: &dyn Fn(&[u8; 16]) -> bool,
-    ) -> Result<Vec<OutboxRecord>, StoreError> {
+    ) -> Result<Vec<[u8; 16]>, StoreError> {
         let txn = self.db.begin_read()?;
         let due = txn.open_table(DUE)?;
-        let out = txn.open_table(OUTBOX)?;
         let end = due_key(now_ms, &[0xff; 16]);
-        let mut recs = Vec::new();
+        let mut ids = Vec::new();
         for item in due.range::<&[u8]>(..=&end[..])? {
             let (k, _) = item?;
             let mut id = [0u8; 16];
@@ -593,14 +593,12 @@ impl Store {
             if skip(&id) {
                 continue;
             }
-            if let Some(v) = out.get(&id[..])? {
-                recs.push(decode(v.value())?);
-            }
-            if recs.len() >= limit {
+            ids.push(id);
+            if ids.len() >= limit {
                 break;
             }
         }
-        Ok(recs)
+        Ok(ids)
     }
 
     /// The earliest next-attempt time of any pending message.
@@ -843,12 +841,12 @@ mod tests {
         let due: Vec<u8> = store
             .due(250, 10, &|_| false)?
             .iter()
-            .map(|r| r.id[0])
+            .map(|id| id[0])
             .collect();
         let skipped: Vec<u8> = store
             .due(250, 10, &|id| id[0] == 1)?
             .iter()
-            .map(|r| r.id[0])
+            .map(|id| id[0])
             .collect();
         assert_eq!(skipped, vec![2]);
         assert_eq!(due, vec![1, 2]);
