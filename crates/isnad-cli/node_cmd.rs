@@ -12,6 +12,7 @@ use isnad_envelope::{AgencyId, EncryptionCurve, EncryptionKey, SignatureAlgorith
 use isnad_log::{Log, SignerKey};
 use isnad_node::config::Config;
 use isnad_node::federation::Federation;
+use isnad_node::node_dir::{create_private_dir, NodeLock};
 use isnad_node::store::Store;
 use isnad_node::{Identity, NodeHandle};
 use isnad_trust::tls::{configs, TlsIdentity};
@@ -79,6 +80,10 @@ pub(crate) fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
             a.country
         );
     }
+    // Two `init`s racing on one directory: the second waits for nothing and
+    // is refused here, before it looks at or writes anything.
+    let _lock = NodeLock::acquire(&a.dir.join("state"))
+        .with_context(|| format!("cannot take ownership of {}", a.dir.display()))?;
     if a.dir.join("config.toml").exists() {
         anyhow::bail!(
             "{} already holds a node (config.toml exists); choose another --dir",
@@ -115,7 +120,8 @@ pub(crate) fn create_node(
 ) -> anyhow::Result<()> {
     let keys = dir.join("keys");
     for sub in ["keys", "state", "log", "trust"] {
-        std::fs::create_dir_all(dir.join(sub))?;
+        let d = dir.join(sub);
+        create_private_dir(&d).with_context(|| format!("cannot create {}", d.display()))?;
     }
     let rng = SystemRandom::new();
     let sign = SigningKey::generate(SignatureAlgorithm::Ed25519, &rng)?;
@@ -165,6 +171,8 @@ pub(crate) fn create_node(
 
 /// A node started in this process.
 pub(crate) struct Running {
+    /// Held while the node runs: one owner per node.
+    pub(crate) _lock: NodeLock,
     pub(crate) node: NodeHandle,
     pub(crate) federation: Arc<Federation>,
     pub(crate) api: SocketAddr,
@@ -175,6 +183,13 @@ pub(crate) struct Running {
 /// API and metrics endpoints. Startup errors say which file is wrong.
 pub(crate) async fn start(config_path: &Path) -> anyhow::Result<Running> {
     let config = Config::load(config_path)?;
+    // Ownership before anything else is read, created or repaired.
+    let lock = NodeLock::acquire(&config.paths.state).with_context(|| {
+        format!(
+            "cannot start the node of {}: its state directory is owned elsewhere",
+            config_path.display()
+        )
+    })?;
     let keys = &config.paths.keys;
     let signing_key = read_signing_key(&keys.join("sign.key.pem"))?;
     let enc = read_encryption_key(&keys.join("enc.key.pem"))?;
@@ -212,7 +227,6 @@ pub(crate) async fn start(config_path: &Path) -> anyhow::Result<Running> {
             "audit log: cut the bytes after the last complete record (preallocated space left by an unclean stop, or an incomplete final record never acknowledged)"
         );
     }
-    std::fs::create_dir_all(&config.paths.state)?;
     let store = Store::open(&config.paths.state.join("state.redb"))?;
     let identity = Identity {
         signing_key,
@@ -244,6 +258,7 @@ pub(crate) async fn start(config_path: &Path) -> anyhow::Result<Running> {
         config.paths.trust.clone(),
     ));
     Ok(Running {
+        _lock: lock,
         node,
         federation,
         api,

@@ -9,6 +9,7 @@ pub mod config;
 pub mod federation;
 pub mod metrics;
 mod node;
+pub mod node_dir;
 mod relay;
 pub mod store;
 pub mod workflow;

@@ -337,6 +337,26 @@ const CACHE_BYTES: usize = 2 << 20;
 impl Store {
     /// Opens (or creates) the database file and starts the writer thread.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        // A new database file is private (redb would create it 0644); an
+        // empty file is a new database to redb.
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+            {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(StoreError::Db(format!(
+                        "cannot create {}: {e}",
+                        path.display()
+                    )))
+                }
+            }
+        }
         let db = Arc::new(
             redb::Builder::new()
                 .set_cache_size(CACHE_BYTES)
