@@ -21,6 +21,7 @@ use crate::store::{InboxRecord, OutboxRecord};
 use crate::{ExportAt, ExportError, NodeHandle};
 
 mod cases;
+mod events;
 
 /// Shared state of the API handlers.
 #[derive(Clone)]
@@ -51,6 +52,7 @@ pub async fn serve(
         .route("/v1/checkpoint", get(checkpoint).post(checkpoint_now))
         .route("/v1/witness", get(witness_status))
         .route("/v1/audit/export", post(export_audit))
+        .route("/v1/events", get(events::events))
         .merge(cases::routes())
         .with_state(api);
     let listener = tokio::net::TcpListener::bind(addr).await?;
