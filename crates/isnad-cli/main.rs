@@ -6,6 +6,7 @@
 use clap::{Parser, Subcommand};
 
 mod audit;
+mod backup;
 mod cases;
 mod client;
 mod demo;
@@ -68,6 +69,10 @@ enum Command {
         after_help = "Example:\n  isnad checkpoint --config /var/lib/isnad/config.toml --now"
     )]
     Checkpoint(client::CheckpointArgs),
+    /// Back up a running node (state, audit log, keys, trust, config).
+    Backup(backup::BackupArgs),
+    /// Restore a node from a backup, checked against what it published.
+    Restore(backup::RestoreArgs),
     /// Manage trusted partner roots.
     #[command(subcommand)]
     Trust(trust::TrustCommand),
@@ -108,6 +113,8 @@ fn main() -> std::process::ExitCode {
         Command::Status(a) => client::status(a),
         Command::Checkpoint(a) => client::checkpoint(a),
         Command::Witness(cmd) => witness::run(cmd),
+        Command::Backup(a) => backup::backup(a),
+        Command::Restore(a) => backup::restore(a),
         Command::Requests(a) => cases::requests(a),
         Command::Case(c) => cases::case(c),
         Command::Mla(c) => cases::mla(c),

@@ -477,6 +477,11 @@ impl NodeHandle {
         self.inner.spawn(task(signal));
     }
 
+    /// The node's configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
     /// A receiver of the audit log's durable size, updated whenever the
     /// node's entries become durable (what the API's event stream waits on).
     pub fn watch_log(&self) -> watch::Receiver<u64> {
