@@ -494,7 +494,11 @@ fn localize(line: &str, fake: &Path, quic: u16, api: u16) -> String {
         .replace("/var/lib/isnad", &format!("{f}/var/lib/isnad"))
         .replace("sudo -u isnad ", &format!("{user} "))
         .replace("-o isnad -g isnad", &owner)
-        .replace("target/release/isnad", env!("CARGO_BIN_EXE_isnad"))
+        // Linked, not copied: the debug binary is some 200 MB.
+        .replace(
+            "install -m 0755 target/release/isnad ",
+            &format!("ln -s {} ", env!("CARGO_BIN_EXE_isnad")),
+        )
         .replace(
             "--listen 0.0.0.0:7401",
             &format!("--listen 127.0.0.1:{quic} --api 127.0.0.1:{api}"),

@@ -254,16 +254,19 @@ pub(crate) async fn start(config_path: &Path) -> anyhow::Result<Running> {
         cert_der: read("tls.cert.der")?,
         key_der: read("tls.key.der")?,
     };
-    let log_key_text = String::from_utf8(read("log.key")?).context("log.key is not text")?;
-    let log_key =
-        SignerKey::parse(log_key_text.trim()).context("log.key is not an audit-log signer key")?;
+    let log_key_path = keys.join("log.key");
+    let log_key = String::from_utf8(read("log.key")?)
+        .ok()
+        .and_then(|t| SignerKey::parse(t.trim()).ok())
+        .with_context(|| format!("{} is not an audit-log signer key", log_key_path.display()))?;
     // Optional: a node created before witnessing existed has no witness key.
-    let witness_key = match std::fs::read_to_string(keys.join("witness.key")) {
-        Ok(t) => {
-            Some(SignerKey::parse(t.trim()).context("witness.key is not a witness cosigning key")?)
-        }
+    let witness_path = keys.join("witness.key");
+    let witness_key = match std::fs::read_to_string(&witness_path) {
+        Ok(t) => Some(SignerKey::parse(t.trim()).with_context(|| {
+            format!("{} is not a witness cosigning key", witness_path.display())
+        })?),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e).context("cannot read witness.key"),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", witness_path.display())),
     };
     let federation = Arc::new(Federation::load(&config.paths.trust).with_context(|| {
         format!(
@@ -271,7 +274,13 @@ pub(crate) async fn start(config_path: &Path) -> anyhow::Result<Running> {
             config.paths.trust.display()
         )
     })?);
-    let (tls_server, tls_client) = configs(&tls, federation.peers())?;
+    let (tls_server, tls_client) = configs(&tls, federation.peers()).with_context(|| {
+        format!(
+            "{} and {} are not a usable TLS key (PKCS#8 DER) and certificate",
+            keys.join("tls.key.der").display(),
+            keys.join("tls.cert.der").display()
+        )
+    })?;
     let (log, report) = Log::open(&config.paths.log)
         .with_context(|| format!("cannot open the audit log {}", config.paths.log.display()))?;
     if report.truncated_bytes > 0 {
