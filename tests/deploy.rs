@@ -670,6 +670,13 @@ fn compose_setup_runs_against_the_binary_as_compose_runs_it() {
         "setup must start as root to chown the fresh volumes"
     );
     assert_eq!(setup["environment"]["ISNAD_UID"], SERVICE_UID.to_string());
+    // Root with only what handing over the volumes and dropping to the
+    // user takes.
+    assert_eq!(setup["cap_drop"], serde_json::json!(["ALL"]));
+    assert_eq!(
+        setup["cap_add"],
+        serde_json::json!(["CHOWN", "SETUID", "SETGID"])
+    );
     // Volume targets as the engine creates them: owned by root.
     let t = open_tempdir();
     let fake = t.path();
@@ -710,7 +717,20 @@ fn compose_setup_runs_against_the_binary_as_compose_runs_it() {
     // directories name loopback endpoints instead (setup.sh's only hook).
     let nodes = ["iq-moi", "iq-moj", "fr-mj"].map(|n| (n, free_port(true), free_port(false)));
     let run_setup = || {
-        let mut c = Command::new("sh");
+        // As root: with only the capabilities the compose file leaves it
+        // (cap_drop ALL, cap_add CHOWN SETUID SETGID, no-new-privileges).
+        let mut c = if running_as_root() {
+            let mut c = Command::new("setpriv");
+            c.args([
+                "--bounding-set=-all,+chown,+setuid,+setgid",
+                "--inh-caps=-all",
+                "--no-new-privs",
+                "sh",
+            ]);
+            c
+        } else {
+            Command::new("sh")
+        };
         for (n, quic, _) in nodes {
             let var = format!("ISNAD_ENDPOINT_{}", n.replace('-', "_").to_uppercase());
             c.env(var, format!("127.0.0.1:{quic}"));

@@ -317,15 +317,22 @@ pub(crate) async fn start(config_path: &Path) -> anyhow::Result<Running> {
         witness_key,
     };
     let dir: Arc<dyn isnad_node::Directory> = federation.clone();
-    let node =
-        NodeHandle::start(config.clone(), identity, dir, Arc::new(log), log_key, store).await?;
+    let node = NodeHandle::start(config.clone(), identity, dir, Arc::new(log), log_key, store)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot start the node of {} (QUIC on {})",
+                config_path.display(),
+                config.listen
+            )
+        })?;
     let api = isnad_node::api::serve(node.clone(), config.api.listen, token.trim().to_owned())
         .await
-        .context("cannot bind the API address")?;
+        .with_context(|| format!("cannot bind the API address {}", config.api.listen))?;
     if let Some(m) = config.metrics_listen {
         isnad_node::api::serve_metrics(node.clone(), m)
             .await
-            .context("cannot bind the metrics address")?;
+            .with_context(|| format!("cannot bind the metrics address {m}"))?;
     }
     tokio::spawn(watch_trust(
         node.clone(),
