@@ -255,10 +255,9 @@ pub(crate) async fn start(config_path: &Path) -> anyhow::Result<Running> {
         key_der: read("tls.key.der")?,
     };
     let log_key_path = keys.join("log.key");
-    let log_key = String::from_utf8(read("log.key")?)
-        .ok()
-        .and_then(|t| SignerKey::parse(t.trim()).ok())
-        .with_context(|| format!("{} is not an audit-log signer key", log_key_path.display()))?;
+    let not_key = || format!("{} is not an audit-log signer key", log_key_path.display());
+    let log_key_text = String::from_utf8(read("log.key")?).with_context(not_key)?;
+    let log_key = SignerKey::parse(log_key_text.trim()).with_context(not_key)?;
     // Optional: a node created before witnessing existed has no witness key.
     let witness_path = keys.join("witness.key");
     let witness_key = match std::fs::read_to_string(&witness_path) {
