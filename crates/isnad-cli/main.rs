@@ -13,6 +13,7 @@ mod demo;
 mod directory;
 mod envelope;
 mod keys;
+mod manual;
 mod node_cmd;
 mod trust;
 mod witness;
@@ -93,6 +94,10 @@ enum Command {
     /// Share, forward, retract and correct intelligence; permissions.
     #[command(subcommand)]
     Intel(cases::IntelCommand),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    Completions(manual::CompletionsArgs),
+    /// Print the manual page, or write one per command with --out.
+    Man(manual::ManArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -119,6 +124,8 @@ fn main() -> std::process::ExitCode {
         Command::Case(c) => cases::case(c),
         Command::Mla(c) => cases::mla(c),
         Command::Intel(c) => cases::intel(c),
+        Command::Completions(a) => manual::completions(a),
+        Command::Man(a) => manual::man(a),
     };
     match result {
         Ok(code) => code,
