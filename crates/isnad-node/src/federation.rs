@@ -3,7 +3,6 @@
 //! with it, and directory imports written to the trust directory and the
 //! audit log.
 
-use std::net::{SocketAddr, ToSocketAddrs as _};
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
@@ -127,12 +126,8 @@ impl Directory for Federation {
         let secs = now().0;
         let store = self.store.read().ok()?;
         let entry = store.agency(agency, secs)?;
-        let addr: SocketAddr = entry
-            .endpoints
-            .iter()
-            .find_map(|e| e.to_socket_addrs().ok()?.next())?;
         Some(Peer {
-            addr,
+            endpoints: entry.endpoints.clone(),
             encryption_key: store.encryption_key(agency, secs)?,
         })
     }

@@ -82,10 +82,50 @@ pub trait Directory: SenderKeys + Send + Sync + 'static {
 /// Contact details of a peer agency.
 #[derive(Debug, Clone)]
 pub struct Peer {
-    /// Where its QUIC endpoint listens.
-    pub addr: SocketAddr,
+    /// Where its QUIC endpoint listens, as listed: `host:port` or an
+    /// address, tried in order. Names are resolved when the node connects
+    /// (without blocking), so a name that does not resolve now is a
+    /// temporary delivery failure, not an unknown recipient.
+    pub endpoints: Vec<String>,
     /// Its current encryption key.
     pub encryption_key: EncryptionPublicKey,
+}
+
+/// How long resolving one listed endpoint name may take.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Peer {
+    /// A peer at one socket address.
+    pub fn at(addr: SocketAddr, encryption_key: EncryptionPublicKey) -> Self {
+        Self {
+            endpoints: vec![addr.to_string()],
+            encryption_key,
+        }
+    }
+
+    /// The first address of the listed endpoints that a socket bound to
+    /// `local` can reach (an IPv4 socket cannot send to IPv6 addresses:
+    /// `localhost` may resolve to `::1` first); addresses need no lookup.
+    pub async fn resolve(&self, local: SocketAddr) -> Result<SocketAddr, String> {
+        let usable = |a: &SocketAddr| local.is_ipv6() || a.is_ipv4();
+        let mut why = String::from("no endpoint listed");
+        for e in &self.endpoints {
+            if let Ok(addr) = e.parse::<SocketAddr>() {
+                return Ok(addr);
+            }
+            match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host(e.as_str())).await {
+                Ok(Ok(mut addrs)) => match addrs.find(usable) {
+                    Some(addr) => return Ok(addr),
+                    None => {
+                        why = format!("endpoint {e} resolves to no address reachable from {local}")
+                    }
+                },
+                Ok(Err(err)) => why = format!("cannot resolve endpoint {e}: {err}"),
+                Err(_) => why = format!("resolving endpoint {e} timed out"),
+            }
+        }
+        Err(why)
+    }
 }
 
 /// The node's own keys and TLS configuration.
@@ -1464,7 +1504,10 @@ impl Inner {
         }
         let outcome = match self.directory.peer(&recipient) {
             None => Err(format!("{recipient} is not in any trusted directory")),
-            Some(peer) => self.attempt(&recipient, peer.addr, &rec).await,
+            Some(peer) => match peer.resolve(self.config.listen).await {
+                Ok(addr) => self.attempt(&recipient, addr, &rec).await,
+                Err(e) => Err(e),
+            },
         };
         rec.attempts = rec.attempts.saturating_add(1);
         match outcome {

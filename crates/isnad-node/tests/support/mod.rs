@@ -85,10 +85,7 @@ impl SenderKeys for TestDirectory {
 impl Directory for TestDirectory {
     fn peer(&self, agency: &AgencyId) -> Option<Peer> {
         let t = self.0.read().ok()?;
-        t.agencies.get(agency).map(|v| Peer {
-            addr: v.0,
-            encryption_key: v.1.clone(),
-        })
+        t.agencies.get(agency).map(|v| Peer::at(v.0, v.1.clone()))
     }
     fn allows(&self, s: &AgencyId, r: &AgencyId, kind: Kind) -> Result<(), String> {
         let t = self.0.read().map_err(|_| "poisoned".to_owned())?;
