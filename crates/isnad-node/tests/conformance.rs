@@ -1,8 +1,9 @@
-//! Where the node and spec/transport.md used to disagree: datagrams, the
-//! message id in refusals of authenticated envelopes, a stream left
-//! unfinished, the lifetime of receipts, a replay with other bytes, and the
-//! INFO line per message. Two nodes (or a node and a raw client) over real
-//! QUIC on loopback.
+//! Where the node and the spec used to disagree: datagrams, the message id
+//! in refusals of authenticated envelopes, a stream left unfinished, the
+//! lifetime of receipts, a replay with other bytes (spec/transport.md), the
+//! INFO line per message, and the local API's error bodies and bearer
+//! scheme (spec/api.yaml). Two nodes (or a node and a raw client) over real
+//! QUIC on loopback; the API over loopback TCP.
 //!
 //! Support code (tests/support) stands in for the federation layer.
 
@@ -401,5 +402,87 @@ async fn each_message_sent_received_or_refused_has_an_info_line() -> TestResult 
     );
     na.shutdown().await;
     nb.shutdown().await;
+    Ok(())
+}
+
+/// One HTTP/1.1 request on a fresh connection: the status and the body.
+async fn http(
+    addr: std::net::SocketAddr,
+    request: &str,
+) -> Result<(u16, String), Box<dyn std::error::Error>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(request.as_bytes()).await?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await?;
+    let text = String::from_utf8(out)?;
+    let status = text.get(9..12).ok_or("short answer")?.parse()?;
+    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+    Ok((status, body.to_owned()))
+}
+
+/// spec/api.yaml: malformed JSON (400), missing fields (422) and a wrong
+/// content type (415) are answered with the `Error` JSON, not plain text;
+/// the `Bearer` scheme is matched case-insensitively (RFC 9110 §11.1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_errors_are_json_and_the_bearer_scheme_is_case_insensitive() -> TestResult {
+    let _ = captured();
+    let tmp = tempfile::tempdir()?;
+    let dir = TestDirectory::default();
+    let a = agency("iq.moi.ahtd")?;
+    list(&dir, &a)?;
+    let node = start(&a, &dir, tmp.path()).await?;
+    let local = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let api = isnad_node::api::serve(node.clone(), local, "t0ken".into()).await?;
+    let post = |auth: &str, ctype: &str, body: &str| {
+        format!(
+            "POST /v1/messages HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+             Authorization: {auth}\r\nContent-Type: {ctype}\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let cases = [
+        (
+            post("Bearer t0ken", "application/json", "{\"to\": "),
+            400,
+            "bad-json",
+        ),
+        (
+            post(
+                "Bearer t0ken",
+                "application/json",
+                r#"{"to":"fr.mj.bepi","kind":"intel-share"}"#,
+            ),
+            422,
+            "invalid-request",
+        ),
+        (
+            post("Bearer t0ken", "text/plain", "{}"),
+            415,
+            "unsupported-media-type",
+        ),
+    ];
+    for (request, status, code) in cases {
+        let (got, body) = http(api, &request).await?;
+        assert_eq!(got, status, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body)
+            .map_err(|e| format!("{status}: not JSON ({e}): {body:?}"))?;
+        assert_eq!(v["error"], code, "{body}");
+        assert!(
+            v["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
+    }
+    let get = |auth: &str| {
+        format!("GET /v1/inbox HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: {auth}\r\n\r\n")
+    };
+    for auth in ["Bearer t0ken", "bearer t0ken", "BEARER t0ken"] {
+        assert_eq!(http(api, &get(auth)).await?.0, 200, "{auth}");
+    }
+    for auth in ["Bearer t0ken2", "Basic t0ken", "bearert0ken"] {
+        assert_eq!(http(api, &get(auth)).await?.0, 401, "{auth}");
+    }
+    node.shutdown().await;
     Ok(())
 }
