@@ -19,6 +19,7 @@ use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::audit::AuditWriter;
 use crate::config::Config;
+use crate::exchange;
 use crate::metrics::Metrics;
 use crate::store::{
     Durability, InboxInsert, InboxRecord, OutState, OutboxRecord, Store, StoreError,
@@ -1112,14 +1113,7 @@ impl Inner {
                 return self.refuse_workflow(peer, h, &err, digest, ms).await;
             }
         };
-        let mut received = Entry::new(EventType::Received, ms);
-        received.message_id = Some(h.id);
-        received.sender = Some(h.sender.clone());
-        received.recipient = Some(h.recipient.clone());
-        received.envelope_sha256 = Some(digest.0);
-        received
-            .detail
-            .insert("kind".into(), kind.as_str().to_owned());
+        let received = exchange::received(h, kind, digest, ms);
         let mut end = Ack {
             entry: received,
             id: h.id,
@@ -1301,12 +1295,8 @@ impl Inner {
         let build = Box::new(move |first: u64| {
             let mut out = Vec::new();
             for a in acks {
-                let mut sent = Entry::new(EventType::ReceiptSent, ms);
-                sent.message_id = Some(a.id);
-                sent.sender = Some(me.clone());
-                sent.recipient = Some(a.to);
-                sent.envelope_sha256 = Some(a.digest.0);
-                sent.peer_index = Some(first + out.len() as u64);
+                let peer_index = first + out.len() as u64;
+                let sent = exchange::receipt_sent(&me, a.id, a.to, a.digest, peer_index, ms);
                 out.push(a.entry);
                 out.push(sent);
             }
@@ -1323,7 +1313,7 @@ impl Inner {
     /// returned to a retry made before the message expired still verifies
     /// (spec/protocol.md §4.4).
     pub(crate) fn receipt_expires(&self, secs: u64) -> u64 {
-        secs.saturating_add(self.limits.max_lifetime_secs)
+        exchange::receipt_expires(secs, &self.limits)
     }
 
     /// Signs a receipt to `to` for message `id` delivered as the envelope
@@ -1337,22 +1327,15 @@ impl Inner {
         index: u64,
         secs: u64,
     ) -> Result<(MessageId, Vec<u8>), NodeError> {
-        let msg = Message {
-            header: Header {
-                id: MessageId::time_ordered(secs.saturating_mul(1000), &self.rng)
-                    .map_err(|_| NodeError::System)?,
-                sender: self.config.agency.clone(),
-                recipient: to.clone(),
-                created: secs,
-                expires: self.receipt_expires(secs),
-            },
-            body: Body::Receipt(Receipt {
-                message_id: id,
-                envelope_digest: digest,
-                log_index: index,
-                received_at: secs,
-            }),
+        let receipt_id = MessageId::time_ordered(secs.saturating_mul(1000), &self.rng)
+            .map_err(|_| NodeError::System)?;
+        let body = Receipt {
+            message_id: id,
+            envelope_digest: digest,
+            log_index: index,
+            received_at: secs,
         };
+        let msg = exchange::receipt(&self.config.agency, to, receipt_id, body, &self.limits);
         let bytes = seal_signed(&msg, &self.identity.signing_key, &self.limits, &self.rng)?;
         Ok((msg.header.id, bytes))
     }
@@ -1407,12 +1390,14 @@ impl Inner {
     /// index is the record's `sent_index`), then for a relayed message this
     /// node originated the end-to-end one (spec/relay.md §9).
     pub(crate) fn sent_entries(&self, rec: &OutboxRecord) -> Vec<Entry> {
-        let mut e = Entry::new(EventType::Sent, rec.created * 1000);
-        e.message_id = Some(MessageId::from_bytes(rec.id));
-        e.sender = Some(self.config.agency.clone());
-        e.recipient = AgencyId::new(&rec.recipient).ok();
-        e.envelope_sha256 = Some(rec.digest);
-        e.detail.insert("kind".into(), rec.kind.clone());
+        let mut e = exchange::sent(
+            &self.config.agency,
+            MessageId::from_bytes(rec.id),
+            AgencyId::new(&rec.recipient).ok(),
+            &rec.kind,
+            rec.digest,
+            rec.created * 1000,
+        );
         let end_to_end = crate::relay::end_to_end_sent(&mut e, rec, &self.config.agency);
         std::iter::once(e).chain(end_to_end).collect()
     }
@@ -1524,14 +1509,15 @@ impl Inner {
         rec.attempts = rec.attempts.saturating_add(1);
         match outcome {
             Ok(Attempt::Receipt { bytes, peer_index }) => {
-                let mut e = Entry::new(EventType::ReceiptReceived, ms);
-                e.message_id = Some(id);
-                e.sender = Some(self.config.agency.clone());
-                e.recipient = Some(recipient.clone());
-                e.envelope_sha256 = Some(rec.digest);
-                e.peer_index = Some(peer_index);
-                e.detail
-                    .insert("receipt-sha256".into(), Digest::sha256(&bytes).to_hex());
+                let e = exchange::receipt_received(
+                    &self.config.agency,
+                    id,
+                    recipient.clone(),
+                    rec.digest,
+                    peer_index,
+                    &bytes,
+                    ms,
+                );
                 rec.final_index = Some(self.append(e).await?);
                 self.workflow_receipt(&rec, ms).await;
                 rec.state = OutState::Delivered;
