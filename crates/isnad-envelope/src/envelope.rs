@@ -68,15 +68,23 @@ pub enum OpenError {
     /// for local logs only; peers get the single code `unauthentic`.
     #[error("envelope could not be decrypted or authenticated")]
     Unauthentic(Unauthentic),
-    /// The claims carry a protocol version this implementation does not speak.
-    #[error("unsupported protocol version {0}")]
-    UnsupportedVersion(u64),
+    /// The claims carry a protocol version this implementation does not
+    /// speak (found after the signature verified with a trusted key).
+    #[error("unsupported protocol version {version}")]
+    UnsupportedVersion {
+        /// The signed `v` claim.
+        version: u64,
+        /// The signed message id (answered to the peer, transport.md §3.2).
+        id: MessageId,
+    },
     // --- authentic, but not acceptable now or here ---
     /// Authentic, but addressed to another agency.
     #[error("message is addressed to {recipient}, not to this node")]
     Misaddressed {
         /// The agency named in the signed `to` claim.
         recipient: AgencyId,
+        /// The signed message id.
+        id: MessageId,
     },
     /// Authentic, but expired.
     #[error("message expired at {expires} (now {now})")]
@@ -85,6 +93,8 @@ pub enum OpenError {
         expires: u64,
         /// Local time used for the check.
         now: u64,
+        /// The signed message id.
+        id: MessageId,
     },
     /// Authentic, but created further in the future than the clock-skew allowance.
     #[error("message created at {created}, too far ahead of now ({now}); check clocks")]
@@ -93,6 +103,8 @@ pub enum OpenError {
         created: u64,
         /// Local time used for the check.
         now: u64,
+        /// The signed message id.
+        id: MessageId,
     },
     /// Authentic, but its id was seen before (a replay or a retry).
     #[error("message {id} from {sender} was already received")]
@@ -111,11 +123,27 @@ impl OpenError {
             Self::TooLarge { .. } => ErrorCode::TooLarge,
             Self::Malformed(_) => ErrorCode::Malformed,
             Self::Unauthentic(_) => ErrorCode::Unauthentic,
-            Self::UnsupportedVersion(_) => ErrorCode::UnsupportedVersion,
+            Self::UnsupportedVersion { .. } => ErrorCode::UnsupportedVersion,
             Self::Misaddressed { .. } => ErrorCode::Misaddressed,
             Self::Expired { .. } => ErrorCode::Expired,
             Self::NotYetValid { .. } => ErrorCode::NotYetValid,
             Self::Replayed { .. } => ErrorCode::Replayed,
+        }
+    }
+
+    /// The message id, for the errors found after the signature verified
+    /// with a trusted key (`unsupported-version`, `misaddressed`,
+    /// `not-yet-valid`, `expired`, `replayed`): a server returns it in its
+    /// error response (spec/transport.md §3.2). `None` for the others,
+    /// whose claims were not authenticated.
+    pub fn message_id(&self) -> Option<MessageId> {
+        match self {
+            Self::UnsupportedVersion { id, .. }
+            | Self::Misaddressed { id, .. }
+            | Self::Expired { id, .. }
+            | Self::NotYetValid { id, .. }
+            | Self::Replayed { id, .. } => Some(*id),
+            Self::TooLarge { .. } | Self::Malformed(_) | Self::Unauthentic(_) => None,
         }
     }
 }
@@ -446,7 +474,10 @@ impl Opener<'_> {
         // 8. claims.
         let claims = codec::decode_claims(payload, limits).map_err(malformed)?;
         if claims.version != PROTOCOL_VERSION {
-            return Err(OpenError::UnsupportedVersion(claims.version));
+            return Err(OpenError::UnsupportedVersion {
+                version: claims.version,
+                id: claims.header.id,
+            });
         }
         let h = claims.header;
         // 9. the signer owns the sender id and its key was valid at creation.
@@ -462,6 +493,7 @@ impl Opener<'_> {
         if &h.recipient != self.me {
             return Err(OpenError::Misaddressed {
                 recipient: h.recipient,
+                id: h.id,
             });
         }
         // 11. lifetime and time.
@@ -475,12 +507,14 @@ impl Opener<'_> {
                 return Err(OpenError::NotYetValid {
                     created: h.created,
                     now,
+                    id: h.id,
                 });
             }
             if now >= h.expires {
                 return Err(OpenError::Expired {
                     expires: h.expires,
                     now,
+                    id: h.id,
                 });
             }
         }

@@ -23,6 +23,9 @@ use crate::{ExportAt, ExportError, NodeHandle};
 mod backup;
 mod cases;
 mod events;
+mod json;
+
+use json::JsonBody;
 
 /// Shared state of the API handlers.
 #[derive(Clone)]
@@ -136,7 +139,13 @@ fn authorize(api: &Api, headers: &HeaderMap) -> Result<(), ApiError> {
     let given = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        // The scheme is case-insensitive (RFC 9110 §11.1).
+        .and_then(|v| v.split_once(' '))
+        .and_then(|(scheme, token)| {
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim_start_matches(' '))
+        })
         .unwrap_or("");
     // Compare digests so the time taken does not depend on where they differ.
     let a = ring::digest::digest(&ring::digest::SHA256, given.as_bytes());
@@ -175,7 +184,7 @@ struct Submit {
 async fn submit(
     State(api): State<Api>,
     headers: HeaderMap,
-    Json(req): Json<Submit>,
+    JsonBody(req): JsonBody<Submit>,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&api, &headers)?;
     let bad = |m: String| ApiError(StatusCode::UNPROCESSABLE_ENTITY, "invalid-message", m);
@@ -347,7 +356,7 @@ struct ExportRequest {
 async fn export_audit(
     State(api): State<Api>,
     headers: HeaderMap,
-    Json(req): Json<ExportRequest>,
+    JsonBody(req): JsonBody<ExportRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&api, &headers)?;
     let at = match req.at.as_deref() {

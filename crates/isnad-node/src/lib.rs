@@ -7,6 +7,7 @@ mod audit;
 pub mod backup;
 mod cases;
 pub mod config;
+pub mod exchange;
 pub mod federation;
 pub mod metrics;
 mod node;

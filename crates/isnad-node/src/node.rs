@@ -19,6 +19,7 @@ use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::audit::AuditWriter;
 use crate::config::Config;
+use crate::exchange;
 use crate::metrics::Metrics;
 use crate::store::{
     Durability, InboxInsert, InboxRecord, OutState, OutboxRecord, Store, StoreError,
@@ -30,8 +31,6 @@ pub(crate) mod export;
 #[path = "witness.rs"]
 pub(crate) mod witness;
 
-/// Lifetime of a receipt message.
-pub(crate) const RECEIPT_TTL_SECS: u64 = 30 * 24 * 3600;
 /// How long a QUIC handshake to a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// One peer's cached connection, behind its own lock.
@@ -644,6 +643,8 @@ fn bind_endpoint(config: &Config, identity: &Identity) -> Result<quinn::Endpoint
     transport
         .max_concurrent_bidi_streams(quinn::VarInt::from_u32(l.max_concurrent_streams))
         .max_concurrent_uni_streams(quinn::VarInt::from_u32(0))
+        // No datagrams (transport.md §2): not advertised, none accepted.
+        .datagram_receive_buffer_size(None)
         .max_idle_timeout(Some(
             quinn::IdleTimeout::try_from(Duration::from_secs(l.idle_timeout_secs))
                 .map_err(|e| err(e.to_string()))?,
@@ -724,14 +725,7 @@ async fn serve_connection(inner: Arc<Inner>, conn: quinn::Connection) {
         let task = Arc::clone(&inner);
         let peer = peer.clone();
         inner.spawn(async move {
-            let inner = task;
-            let limit = Duration::from_secs(inner.config.limits.stream_timeout_secs);
-            if tokio::time::timeout(limit, serve_stream(&inner, &peer, send, recv))
-                .await
-                .is_err()
-            {
-                inner.metrics.rejected("stream-timeout");
-            }
+            serve_stream(&task, &peer, send, recv).await;
         });
     }
 }
@@ -742,7 +736,21 @@ async fn serve_stream(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
-    let request = read_request(inner, &mut recv).await;
+    // The client has the stream time limit to send its whole request; one
+    // left unfinished still gets its one answer (transport.md §2, §5).
+    let limit = Duration::from_secs(inner.config.limits.stream_timeout_secs);
+    let Ok(request) = tokio::time::timeout(limit, read_request(inner, &mut recv)).await else {
+        let _ = recv.stop(REFUSED);
+        inner.metrics.rejected("stream-timeout");
+        tracing::info!(%peer, "request refused: not complete within the stream time limit");
+        let answer = error_response(
+            ErrorCode::Unavailable,
+            None,
+            Some("request not complete within the stream time limit"),
+        );
+        write_answer(inner, &mut send, &answer, limit).await;
+        return;
+    };
     let response = match request {
         _ if inner.throttled(peer).await => {
             if request.is_err() {
@@ -763,15 +771,32 @@ async fn serve_stream(
         Err(resp) => {
             let _ = recv.stop(REFUSED);
             if let Response::Error { code, .. } = &resp {
+                tracing::info!(%peer, %code, "request refused: bad frame");
                 inner.log_rejected(peer, *code, "frame", None).await;
             }
             resp
         }
     };
-    if send.write_all(&response.encode()).await.is_ok() {
-        let _ = send.finish();
-        // Wait for the peer to read the answer (or give up at the stream timeout).
-        let _ = send.stopped().await;
+    write_answer(inner, &mut send, &response, limit).await;
+}
+
+/// Writes the one answer of a stream and finishes it, then waits for the
+/// peer to read it, for at most `limit`.
+async fn write_answer(
+    inner: &Inner,
+    send: &mut quinn::SendStream,
+    response: &Response,
+    limit: Duration,
+) {
+    let written = tokio::time::timeout(limit, async {
+        if send.write_all(&response.encode()).await.is_ok() {
+            let _ = send.finish();
+            let _ = send.stopped().await;
+        }
+    })
+    .await;
+    if written.is_err() {
+        inner.metrics.rejected("stream-timeout");
     }
 }
 
@@ -1013,7 +1038,14 @@ impl Inner {
             OpenError::Unauthentic(u) => u.detail().as_str().to_owned(),
             other => other.to_string(),
         };
-        tracing::info!(%peer, code = %e.code(), %detail, stage, "envelope rejected");
+        tracing::info!(
+            id = e.message_id().map(tracing::field::display),
+            %peer,
+            code = %e.code(),
+            %detail,
+            stage,
+            "message refused: envelope rejected"
+        );
         if !relayed {
             self.count_refusal(peer);
         }
@@ -1023,7 +1055,12 @@ impl Inner {
             OpenError::Unauthentic(_) => None,
             other => Some(other.to_string()),
         };
-        Err(error_response(e.code(), None, public_detail.as_deref()))
+        // The id only once the signature verified (transport.md §3.2).
+        Err(error_response(
+            e.code(),
+            e.message_id(),
+            public_detail.as_deref(),
+        ))
     }
 
     /// Handles one delivered envelope and returns the answer.
@@ -1053,6 +1090,7 @@ impl Inner {
         let h = &opened.message.header;
         let kind = opened.message.body.kind();
         if &h.sender != peer {
+            tracing::info!(id = %h.id, %peer, sender = %h.sender, "message refused: the sender is not the peer");
             self.log_rejected(
                 peer,
                 ErrorCode::PolicyDenied,
@@ -1070,6 +1108,7 @@ impl Inner {
             return self.deliver_relay(peer, opened, envelope, digest).await;
         }
         if let Err(rule) = self.directory.allows(&h.sender, &h.recipient, kind) {
+            tracing::info!(id = %h.id, %peer, %rule, "message refused: policy denies it");
             self.log_rejected(peer, ErrorCode::PolicyDenied, &rule, Some(digest))
                 .await;
             return error_response(ErrorCode::PolicyDenied, Some(h.id), Some(&rule));
@@ -1114,14 +1153,7 @@ impl Inner {
                 return self.refuse_workflow(peer, h, &err, digest, ms).await;
             }
         };
-        let mut received = Entry::new(EventType::Received, ms);
-        received.message_id = Some(h.id);
-        received.sender = Some(h.sender.clone());
-        received.recipient = Some(h.recipient.clone());
-        received.envelope_sha256 = Some(digest.0);
-        received
-            .detail
-            .insert("kind".into(), kind.as_str().to_owned());
+        let received = exchange::received(h, kind, digest, ms);
         let mut end = Ack {
             entry: received,
             id: h.id,
@@ -1183,7 +1215,16 @@ impl Inner {
             .insert_inbox_with(rec, move |txn| checked.apply(txn))
             .await
         {
-            Ok(Some(InboxInsert::Stored)) => {}
+            Ok(Some(InboxInsert::Stored)) => {
+                tracing::info!(
+                    id = %h.id,
+                    peer = %hop.peer,
+                    sender = %h.sender,
+                    kind = kind.as_str(),
+                    log_index = index,
+                    "message received"
+                );
+            }
             Ok(None) => {
                 tracing::info!(id = %h.id, "request or share changed meanwhile; asking for a retry");
                 return error_response(ErrorCode::Unavailable, Some(h.id), Some("try again later"));
@@ -1220,9 +1261,9 @@ impl Inner {
         let code = err.code();
         self.metrics.rejected(code.as_str());
         if code == ErrorCode::Unavailable {
-            tracing::info!(id = %h.id, sender = %h.sender, %err, "message must wait; asking for a retry");
+            tracing::info!(id = %h.id, peer = peer.map(tracing::field::display), sender = %h.sender, %err, "message must wait; asking for a retry");
         } else {
-            tracing::info!(id = %h.id, sender = %h.sender, %err, "message refused by the workflow");
+            tracing::info!(id = %h.id, peer = peer.map(tracing::field::display), sender = %h.sender, %err, "message refused by the workflow");
             if let Some(peer) = peer {
                 self.count_refusal(peer);
             }
@@ -1294,12 +1335,8 @@ impl Inner {
         let build = Box::new(move |first: u64| {
             let mut out = Vec::new();
             for a in acks {
-                let mut sent = Entry::new(EventType::ReceiptSent, ms);
-                sent.message_id = Some(a.id);
-                sent.sender = Some(me.clone());
-                sent.recipient = Some(a.to);
-                sent.envelope_sha256 = Some(a.digest.0);
-                sent.peer_index = Some(first + out.len() as u64);
+                let peer_index = first + out.len() as u64;
+                let sent = exchange::receipt_sent(&me, a.id, a.to, a.digest, peer_index, ms);
                 out.push(a.entry);
                 out.push(sent);
             }
@@ -1309,6 +1346,14 @@ impl Inner {
         let index = self.append_with(build).await?;
         let (_, receipt) = self.make_receipt(&to, id, digest, index, secs)?;
         Ok((index, receipt))
+    }
+
+    /// The `exp` of a receipt signed at `secs`: the longest lifetime a
+    /// message may have (`max_lifetime_secs`, 90 days), so a receipt
+    /// returned to a retry made before the message expired still verifies
+    /// (spec/protocol.md §4.4).
+    pub(crate) fn receipt_expires(&self, secs: u64) -> u64 {
+        exchange::receipt_expires(secs, &self.limits)
     }
 
     /// Signs a receipt to `to` for message `id` delivered as the envelope
@@ -1322,22 +1367,15 @@ impl Inner {
         index: u64,
         secs: u64,
     ) -> Result<(MessageId, Vec<u8>), NodeError> {
-        let msg = Message {
-            header: Header {
-                id: MessageId::time_ordered(secs.saturating_mul(1000), &self.rng)
-                    .map_err(|_| NodeError::System)?,
-                sender: self.config.agency.clone(),
-                recipient: to.clone(),
-                created: secs,
-                expires: secs + RECEIPT_TTL_SECS,
-            },
-            body: Body::Receipt(Receipt {
-                message_id: id,
-                envelope_digest: digest,
-                log_index: index,
-                received_at: secs,
-            }),
+        let receipt_id = MessageId::time_ordered(secs.saturating_mul(1000), &self.rng)
+            .map_err(|_| NodeError::System)?;
+        let body = Receipt {
+            message_id: id,
+            envelope_digest: digest,
+            log_index: index,
+            received_at: secs,
         };
+        let msg = exchange::receipt(&self.config.agency, to, receipt_id, body, &self.limits);
         let bytes = seal_signed(&msg, &self.identity.signing_key, &self.limits, &self.rng)?;
         Ok((msg.header.id, bytes))
     }
@@ -1392,12 +1430,14 @@ impl Inner {
     /// index is the record's `sent_index`), then for a relayed message this
     /// node originated the end-to-end one (spec/relay.md §9).
     pub(crate) fn sent_entries(&self, rec: &OutboxRecord) -> Vec<Entry> {
-        let mut e = Entry::new(EventType::Sent, rec.created * 1000);
-        e.message_id = Some(MessageId::from_bytes(rec.id));
-        e.sender = Some(self.config.agency.clone());
-        e.recipient = AgencyId::new(&rec.recipient).ok();
-        e.envelope_sha256 = Some(rec.digest);
-        e.detail.insert("kind".into(), rec.kind.clone());
+        let mut e = exchange::sent(
+            &self.config.agency,
+            MessageId::from_bytes(rec.id),
+            AgencyId::new(&rec.recipient).ok(),
+            &rec.kind,
+            rec.digest,
+            rec.created * 1000,
+        );
         let end_to_end = crate::relay::end_to_end_sent(&mut e, rec, &self.config.agency);
         std::iter::once(e).chain(end_to_end).collect()
     }
@@ -1505,21 +1545,22 @@ impl Inner {
         let outcome = match self.directory.peer(&recipient) {
             None => Err(format!("{recipient} is not in any trusted directory")),
             Some(peer) => match peer.resolve(self.config.listen).await {
-                Ok(addr) => self.attempt(&recipient, addr, &rec).await,
+                Ok(addr) => self.attempt(&recipient, addr, &rec, secs).await,
                 Err(e) => Err(e),
             },
         };
         rec.attempts = rec.attempts.saturating_add(1);
         match outcome {
             Ok(Attempt::Receipt { bytes, peer_index }) => {
-                let mut e = Entry::new(EventType::ReceiptReceived, ms);
-                e.message_id = Some(id);
-                e.sender = Some(self.config.agency.clone());
-                e.recipient = Some(recipient.clone());
-                e.envelope_sha256 = Some(rec.digest);
-                e.peer_index = Some(peer_index);
-                e.detail
-                    .insert("receipt-sha256".into(), Digest::sha256(&bytes).to_hex());
+                let e = exchange::receipt_received(
+                    &self.config.agency,
+                    id,
+                    recipient.clone(),
+                    rec.digest,
+                    peer_index,
+                    &bytes,
+                    ms,
+                );
                 rec.final_index = Some(self.append(e).await?);
                 self.workflow_receipt(&rec, ms).await;
                 rec.state = OutState::Delivered;
@@ -1527,6 +1568,7 @@ impl Inner {
                 rec.peer_log_index = Some(peer_index);
                 rec.delivered_ms = Some(ms);
                 rec.last_error = None;
+                tracing::info!(%id, peer = %recipient, peer_index, "message sent: receipt received");
                 self.metrics.delivered.inc();
                 self.metrics
                     .latency
@@ -1546,7 +1588,33 @@ impl Inner {
                     detail.map(|d| format!(": {d}")).unwrap_or_default()
                 ));
                 self.metrics.failed.inc();
-                tracing::warn!(%id, %recipient, %code, "delivery refused");
+                tracing::warn!(%id, peer = %recipient, %code, "message refused by the peer");
+            }
+            Ok(Attempt::OtherBytes {
+                bytes,
+                peer_index,
+                acknowledged,
+            }) => {
+                let mut e = Entry::new(EventType::DeliveryFailed, ms);
+                e.message_id = Some(id);
+                e.sender = Some(self.config.agency.clone());
+                e.recipient = Some(recipient.clone());
+                e.envelope_sha256 = Some(rec.digest);
+                e.peer_index = Some(peer_index);
+                e.reason = Some(ErrorCode::Replayed.as_str().to_owned());
+                e.detail
+                    .insert("receipt-sha256".into(), Digest::sha256(&bytes).to_hex());
+                e.detail
+                    .insert("acknowledged-sha256".into(), acknowledged.to_hex());
+                rec.final_index = Some(self.append(e).await?);
+                rec.state = OutState::Failed;
+                rec.last_error = Some(format!(
+                    "replayed: the recipient accepted other envelope bytes under this id \
+                     (its log index {peer_index}, SHA-256 {})",
+                    acknowledged.to_hex()
+                ));
+                self.metrics.failed.inc();
+                tracing::warn!(%id, peer = %recipient, peer_index, "message refused by the peer: it holds other bytes under this id");
             }
             Ok(Attempt::Refused { code, detail }) => {
                 rec.last_error = Some(format!(
@@ -1595,21 +1663,28 @@ impl Inner {
         Ok(state)
     }
 
+    /// One attempt, started at `secs`: the receipt is checked as of then
+    /// (before the message's expiry, spec/transport.md §6).
     async fn attempt(
         &self,
         recipient: &AgencyId,
         addr: SocketAddr,
         rec: &OutboxRecord,
+        secs: u64,
     ) -> Result<Attempt, String> {
         let answer = self
             .exchange(recipient, addr, Op::Deliver, rec.envelope.clone())
             .await?;
         match answer {
             Response::Error { code, detail, .. } => Ok(Attempt::Refused { code, detail }),
-            Response::Receipt(bytes) => {
-                let peer_index = self.check_receipt(recipient, rec, &bytes)?;
-                Ok(Attempt::Receipt { bytes, peer_index })
-            }
+            Response::Receipt(bytes) => match self.check_receipt(recipient, rec, &bytes, secs)? {
+                (peer_index, None) => Ok(Attempt::Receipt { bytes, peer_index }),
+                (peer_index, Some(acknowledged)) => Ok(Attempt::OtherBytes {
+                    bytes,
+                    peer_index,
+                    acknowledged,
+                }),
+            },
             other => Err(format!("unexpected answer to a delivery: {other:?}")),
         }
     }
@@ -1779,32 +1854,34 @@ impl Inner {
         }
     }
 
-    /// Verifies a receipt: signed by the recipient, addressed to us, for this
-    /// message and these exact envelope bytes. Returns the peer's log index.
+    /// Verifies a receipt at `secs`: signed by the recipient, addressed to
+    /// us, for this message. Returns the peer's log index, and the digest
+    /// it acknowledges when that is not the SHA-256 of the bytes we sent
+    /// (the recipient holds other bytes under this id: spec/transport.md §6).
     fn check_receipt(
         &self,
         recipient: &AgencyId,
         rec: &OutboxRecord,
         bytes: &[u8],
-    ) -> Result<u64, String> {
+        secs: u64,
+    ) -> Result<(u64, Option<Digest>), String> {
         let opener = Opener {
             me: &self.config.agency,
             keys: &[],
             limits: self.limits,
         };
         let opened = opener
-            .open_signed(bytes, now().0, self.directory.as_ref())
+            .open_signed(bytes, secs, self.directory.as_ref())
             .map_err(|e| format!("invalid receipt: {e}"))?;
         if &opened.message.header.sender != recipient {
             return Err("receipt signed by another agency than the recipient".into());
         }
         match opened.message.body {
-            Body::Receipt(r)
-                if r.message_id.as_bytes() == &rec.id && r.envelope_digest.0 == rec.digest =>
-            {
-                Ok(r.log_index)
+            Body::Receipt(r) if r.message_id.as_bytes() == &rec.id => {
+                let other = (r.envelope_digest.0 != rec.digest).then_some(r.envelope_digest);
+                Ok((r.log_index, other))
             }
-            _ => Err("receipt does not acknowledge this message and envelope".into()),
+            _ => Err("receipt does not acknowledge this message".into()),
         }
     }
 }
@@ -1886,6 +1963,14 @@ enum Attempt {
     Refused {
         code: ErrorCode,
         detail: Option<String>,
+    },
+    /// A valid receipt for this message id that acknowledges other envelope
+    /// bytes: the recipient accepted another envelope under this id and
+    /// will answer every retry the same way (spec/transport.md §6). Final.
+    OtherBytes {
+        bytes: Vec<u8>,
+        peer_index: u64,
+        acknowledged: Digest,
     },
 }
 

@@ -21,7 +21,7 @@ use isnad_envelope::{
 use isnad_log::{Entry, EventType};
 use isnad_wire::Response;
 
-use crate::node::{error_response, now, Ack, Hop, Inner, NodeError, Peer, RECEIPT_TTL_SECS};
+use crate::node::{error_response, now, Ack, Hop, Inner, NodeError, Peer};
 use crate::store::{Durability, InboxInsert, InboxRecord, OutboxRecord, RelayedOut};
 
 impl Inner {
@@ -71,6 +71,7 @@ impl Inner {
         let relay = *relay;
         let secs = now().0;
         if h.id != relay.inner_id || h.expires != relay.inner_expires {
+            tracing::info!(id = %h.id, %peer, "message refused: hop header does not match the relay body");
             self.log_rejected_relayed(peer, ErrorCode::Malformed, "relay-header", Some(digest))
                 .await;
             return error_response(
@@ -88,6 +89,7 @@ impl Inner {
             .directory
             .allows_relayed(&relay.route, relay.inner_kind)
         {
+            tracing::info!(id = %h.id, %peer, %why, "message refused: policy denies the relayed message");
             self.log_rejected_relayed(peer, ErrorCode::PolicyDenied, &why, Some(digest))
                 .await;
             return error_response(ErrorCode::PolicyDenied, Some(h.id), Some(&why));
@@ -193,6 +195,7 @@ impl Inner {
         };
         match self.store.insert_relay_forward(hop, fwd).await {
             Ok(Some(InboxInsert::Stored)) => {
+                tracing::info!(%id, %peer, %next, "message relayed");
                 self.metrics.inc(Kind::Relay.as_str());
                 self.wake.notify_one();
                 Response::Receipt(receipt)
@@ -274,7 +277,7 @@ impl Inner {
             let (rid, bytes) =
                 self.make_receipt(&h.sender, h.id, opened.envelope_digest, index, secs)?;
             let back: Vec<AgencyId> = route.iter().rev().cloned().collect();
-            let mut relay = Relay::new(back, rid, Kind::Receipt, secs + RECEIPT_TTL_SECS, bytes);
+            let mut relay = Relay::new(back, rid, Kind::Receipt, self.receipt_expires(secs), bytes);
             endorse(&mut relay, &self.identity.signing_key, &self.rng)?;
             let rec = self.hop_record(relay, secs, now().1)?;
             self.store.insert_outbox(rec.clone()).await?;

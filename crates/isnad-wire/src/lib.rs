@@ -554,6 +554,40 @@ mod tests {
         );
     }
 
+    /// spec/transport.md §3: a frame need not be in deterministic encoding
+    /// (a frame is neither signed nor hashed): keys in another order and
+    /// integers and lengths not in shortest form decode to the same frame;
+    /// the data-model rules (duplicate keys, types) still apply.
+    #[test]
+    fn non_canonical_frames_are_accepted() -> Result<(), FrameError> {
+        let canonical = Request::decode(&[0xa3, 0x01, 0x01, 0x02, 0x01, 0x03, 0x42, 0xaa, 0xbb])?;
+        let reordered_long_forms = [
+            0xb8, 0x03, // map(3), length in one extra byte
+            0x03, 0x58, 0x02, 0xaa, 0xbb, // 3: h'aabb', length in one extra byte
+            0x19, 0x00, 0x02, 0x1a, 0x00, 0x00, 0x00, 0x01, // 2: 1, key and value long
+            0x18, 0x01, 0x1b, 0, 0, 0, 0, 0, 0, 0, 0x01, // 1: 1
+        ];
+        assert_eq!(Request::decode(&reordered_long_forms)?, canonical);
+        let refused = Response::decode(&[
+            0xa3, 0x04, 0x68, b'r', b'e', b'p', b'l', b'a', b'y', b'e', b'd', 0x02, 0x18, 0x01,
+            0x01, 0x01,
+        ])?;
+        assert_eq!(
+            refused,
+            Response::Error {
+                code: ErrorCode::Replayed,
+                message_id: None,
+                detail: None
+            }
+        );
+        // Still one item per key: key 1 twice, once in long form, is refused.
+        assert!(Request::decode(&[
+            0xa4, 0x01, 0x01, 0x18, 0x01, 0x01, 0x02, 0x01, 0x03, 0x42, 0xaa, 0xbb
+        ])
+        .is_err());
+        Ok(())
+    }
+
     #[test]
     fn response_round_trips() -> Result<(), FrameError> {
         let r = Response::Receipt(vec![1, 2, 3]);

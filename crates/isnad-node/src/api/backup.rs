@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde::Deserialize;
 
-use super::{authorize, internal, Api, ApiError};
+use super::{authorize, internal, Api, ApiError, JsonBody};
 use crate::backup::BackupError;
 
 #[derive(Deserialize)]
@@ -19,7 +19,7 @@ pub(super) struct BackupRequest {
 pub(super) async fn backup(
     State(api): State<Api>,
     headers: HeaderMap,
-    Json(req): Json<BackupRequest>,
+    JsonBody(req): JsonBody<BackupRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&api, &headers)?;
     let done = api.node.backup(&req.out).await.map_err(|e| match e {

@@ -12,7 +12,7 @@ use isnad_envelope::{
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{authorize, parse_id, Api, ApiError};
+use super::{authorize, parse_id, Api, ApiError, JsonBody};
 use crate::node::now;
 
 /// The routes, merged into the API router.
@@ -106,7 +106,7 @@ async fn change_status(
     State(api): State<Api>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Json(req): Json<StatusChange>,
+    JsonBody(req): JsonBody<StatusChange>,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&api, &headers)?;
     let id = parse_id(&id)?;
@@ -135,7 +135,7 @@ struct Share {
 async fn share(
     State(api): State<Api>,
     headers: HeaderMap,
-    Json(req): Json<Share>,
+    JsonBody(req): JsonBody<Share>,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&api, &headers)?;
     if req.to.is_empty() {
@@ -171,7 +171,7 @@ async fn forward(
     State(api): State<Api>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Json(req): Json<Forward>,
+    JsonBody(req): JsonBody<Forward>,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&api, &headers)?;
     let id = parse_id(&id)?;
@@ -193,7 +193,7 @@ async fn permission_request(
     State(api): State<Api>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Json(req): Json<AskPermission>,
+    JsonBody(req): JsonBody<AskPermission>,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&api, &headers)?;
     let id = parse_id(&id)?;
@@ -225,7 +225,7 @@ async fn permission_answer(
     State(api): State<Api>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Json(req): Json<Answer>,
+    JsonBody(req): JsonBody<Answer>,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&api, &headers)?;
     let id = parse_id(&id)?;
@@ -264,7 +264,7 @@ async fn retract(
     State(api): State<Api>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Json(req): Json<Retract>,
+    JsonBody(req): JsonBody<Retract>,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&api, &headers)?;
     let id = parse_id(&id)?;
@@ -290,7 +290,7 @@ async fn correct(
     State(api): State<Api>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Json(req): Json<Correct>,
+    JsonBody(req): JsonBody<Correct>,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&api, &headers)?;
     let id = parse_id(&id)?;
