@@ -337,7 +337,7 @@ fn demo_runs_as_a_user_would_and_its_logs_verify() {
             "audit",
             "verify",
             p(&keep.join("exports").join(agency)),
-            "--log-key",
+            "--verifier-key",
             p(&keep.join(agency).join("keys/log.pub")),
         ]);
         assert!(v.starts_with("OK"), "{agency}: {v}");
@@ -351,9 +351,9 @@ fn demo_runs_as_a_user_would_and_its_logs_verify() {
         "cross-check",
         p(&export("iq.moj.ca")),
         p(&export("fr.mj.bepi")),
-        "--log-key-a",
+        "--verifier-key-a",
         p(&key("iq.moj.ca")),
-        "--log-key-b",
+        "--verifier-key-b",
         p(&key("fr.mj.bepi")),
         "--json",
     ]))
@@ -368,7 +368,7 @@ fn demo_runs_as_a_user_would_and_its_logs_verify() {
         args.push(p(&export(a)).to_owned());
     }
     for a in agencies {
-        args.extend(["--log-key".to_owned(), p(&key(a)).to_owned()]);
+        args.extend(["--verifier-key".to_owned(), p(&key(a)).to_owned()]);
     }
     args.extend(["--out".to_owned(), p(&html).to_owned()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -15,6 +15,8 @@ pub(crate) struct Loaded {
     pub(crate) label: String,
     pub(crate) log: Option<AuditedLog>,
     pub(crate) problems: Vec<String>,
+    /// The trusted key, `name+keyid`.
+    pub(crate) key: String,
 }
 
 /// Verifies the export in `dir` and reads it back. IO trouble with the
@@ -23,11 +25,13 @@ pub(crate) struct Loaded {
 pub(crate) fn load(dir: &Path, key_file: &Path) -> anyhow::Result<Loaded> {
     let key = read_verifier(key_file)?;
     let label = dir.display().to_string();
+    let key_label = format!("{}+{:08x}", key.name(), key.key_id());
     match read_verified_export(dir, &key) {
         Ok((_, Some(log))) => Ok(Loaded {
             label,
             log: Some(log),
             problems: Vec::new(),
+            key: key_label,
         }),
         Ok((report, None)) => {
             let mut problems: Vec<String> = report.problems.iter().map(|p| p.to_string()).collect();
@@ -39,6 +43,7 @@ pub(crate) fn load(dir: &Path, key_file: &Path) -> anyhow::Result<Loaded> {
                 label,
                 log: None,
                 problems,
+                key: key_label,
             })
         }
         Err(AuditError::Directory { path, source }) => {
@@ -48,6 +53,7 @@ pub(crate) fn load(dir: &Path, key_file: &Path) -> anyhow::Result<Loaded> {
             label,
             log: None,
             problems: vec![e.to_string()],
+            key: key_label,
         }),
     }
 }
@@ -150,7 +156,7 @@ pub(crate) fn report(
 ) -> anyhow::Result<ExitCode> {
     if dirs.len() != keys.len() {
         anyhow::bail!(
-            "give one --log-key per export directory, in the same order ({} directories, {} keys)",
+            "give one --verifier-key per export directory, in the same order ({} directories, {} keys)",
             dirs.len(),
             keys.len()
         );
@@ -184,6 +190,7 @@ pub(crate) fn report(
             label: &l.label,
             log: l.log.as_ref(),
             problems: &l.problems,
+            trusted_key: &l.key,
         })
         .collect();
     let now_ms = std::time::SystemTime::now()
@@ -191,19 +198,15 @@ pub(crate) fn report(
         .map_or(0, |d| d.as_millis() as u64);
     let html = isnad_log::report::render(title, &inputs, &checks, now_ms);
     std::fs::write(out, html).with_context(|| format!("cannot write {}", out.display()))?;
-    let invalid = loaded.iter().filter(|l| l.log.is_none()).count();
-    println!(
-        "wrote {}: {} log(s), {} not verified, {} cross-check(s), {}",
-        out.display(),
-        loaded.len(),
-        invalid,
-        checks.len(),
-        if problems {
-            "with findings"
-        } else {
-            "no findings"
+    let verdict = isnad_log::report::verdict(&inputs, &checks);
+    println!("{}", verdict.text);
+    for l in loaded.iter().filter(|l| l.log.is_none()) {
+        for p in &l.problems {
+            println!("FAILED: {}: {p}", l.label);
         }
-    );
+    }
+    println!("wrote {}", out.display());
+    let invalid = loaded.iter().filter(|l| l.log.is_none()).count();
     Ok(if invalid > 0 || problems {
         ExitCode::from(VERIFY_FAILED)
     } else {
