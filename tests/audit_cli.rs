@@ -91,7 +91,13 @@ fn export_verify_prove_round_trip() {
     let proof = dir.path().join("257.tlog-proof");
     std::fs::write(&proof, &o.stdout).unwrap();
     assert!(stdout(&o).starts_with("c2sp.org/tlog-proof@v1\nextra "));
-    let o = isnad(&["audit", "verify-proof", p(&proof), "--verifier-key", p(&vkey)]);
+    let o = isnad(&[
+        "audit",
+        "verify-proof",
+        p(&proof),
+        "--verifier-key",
+        p(&vkey),
+    ]);
     assert_eq!(code(&o), 0, "{o:?}");
     assert!(stdout(&o).contains("entry 257 is in iq.moi.ahtd/audit at size 300"));
 
@@ -100,7 +106,13 @@ fn export_verify_prove_round_trip() {
         .replace("index 257\n", "index 256\n");
     let badp = dir.path().join("bad.tlog-proof");
     std::fs::write(&badp, bad).unwrap();
-    let o = isnad(&["audit", "verify-proof", p(&badp), "--verifier-key", p(&vkey)]);
+    let o = isnad(&[
+        "audit",
+        "verify-proof",
+        p(&badp),
+        "--verifier-key",
+        p(&vkey),
+    ]);
     assert_eq!(code(&o), 2, "{o:?}");
 
     // Previous checkpoint: a later export is consistent with the earlier one.

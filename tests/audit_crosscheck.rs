@@ -274,7 +274,9 @@ fn report_renders_in_a_headless_browser() {
             "no chromium or chromium-browser on PATH: install one (README, \"Tests\"), \
              or opt out with ISNAD_SKIP_BROWSER=1"
         );
-        eprintln!("SKIPPED (ISNAD_SKIP_BROWSER=1): no chromium on PATH; the report was not rendered");
+        eprintln!(
+            "SKIPPED (ISNAD_SKIP_BROWSER=1): no chromium on PATH; the report was not rendered"
+        );
         return;
     };
     let profile = tempfile::tempdir().unwrap();

@@ -230,7 +230,9 @@ pub(crate) fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             (Some(config), _, _) => export_live(config, latest, &out),
             (None, Some(log), Some(key)) => export(&log, &key, &out),
             _ => {
-                anyhow::bail!("give --config (running node) or --log and --signer-key (stopped node)")
+                anyhow::bail!(
+                    "give --config (running node) or --log and --signer-key (stopped node)"
+                )
             }
         },
         AuditCommand::Verify {

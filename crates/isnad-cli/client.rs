@@ -268,7 +268,9 @@ fn resolve_id(c: &Client, raw: &str) -> anyhow::Result<String> {
     let mut found = found.into_iter();
     match (found.next(), found.len()) {
         (Some(id), 0) => Ok(id),
-        (None, _) => anyhow::bail!("no message in the inbox or outbox has an id starting with {raw}"),
+        (None, _) => {
+            anyhow::bail!("no message in the inbox or outbox has an id starting with {raw}")
+        }
         (Some(_), more) => anyhow::bail!(
             "{} messages have an id starting with {raw}: give more characters",
             more + 1
@@ -286,10 +288,12 @@ pub(crate) fn show(a: IdArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let s = |x: &Value, k: &str| x[k].as_str().unwrap_or("-").to_owned();
+    // The receipt is a COSE_Sign1 (spec/protocol.md): say so instead of
+    // printing its hex, which --json carries as receipt_hex.
     let receipt = |v: &Value| {
         v["receipt_hex"].as_str().map(|h| {
             format!(
-                "signed receipt: COSE_Sign1, {} (--json prints it as receipt_hex)",
+                "COSE_Sign1, {} (hex: --json, receipt_hex)",
                 crate::out::count(h.len() as u64 / 2, "byte", "bytes")
             )
         })
@@ -303,26 +307,47 @@ pub(crate) fn show(a: IdArgs) -> anyhow::Result<ExitCode> {
             "  received  {}",
             v["received_ms"].as_u64().map(utc).unwrap_or_default()
         );
-        println!("  created   {}", m["created"].as_u64().map(utc_secs).unwrap_or_default());
-        println!("  expires   {}", v["expires"].as_u64().map(utc_secs).unwrap_or_default());
-        println!("  logged    at index {} of this node's audit log", v["log_index"]);
+        println!(
+            "  created   {}",
+            m["created"].as_u64().map(utc_secs).unwrap_or_default()
+        );
+        println!(
+            "  expires   {}",
+            v["expires"].as_u64().map(utc_secs).unwrap_or_default()
+        );
+        println!(
+            "  logged    at index {} of this node's audit log",
+            v["log_index"]
+        );
         if let Some(via) = v["via"].as_array() {
             let via: Vec<&str> = via.iter().filter_map(Value::as_str).collect();
             println!("  via       {}", via.join(" → "));
         }
         println!("  envelope  sha256 {}", s(&v, "envelope_sha256"));
         if let Some(r) = receipt(&v) {
-            println!("  receipt   {r} (the receipt this node returned)");
+            println!("  receipt   returned to the sender, signed by this node: {r}");
         }
         println!("body (decrypted):");
         println!("{}", serde_json::to_string_pretty(&m["body"])?);
     } else {
-        println!("message {id}, sent (content is not kept: the envelope is sealed to the recipient)");
+        println!(
+            "message {id}, sent (content is not kept: the envelope is sealed to the recipient)"
+        );
         println!("  to        {}", s(&v, "to"));
         println!("  kind      {}", s(&v, "kind"));
-        println!("  state     {} after {}", s(&v, "state"), crate::out::count(v["attempts"].as_u64().unwrap_or(0), "attempt", "attempts"));
-        println!("  created   {}", v["created"].as_u64().map(utc_secs).unwrap_or_default());
-        println!("  expires   {}", v["expires"].as_u64().map(utc_secs).unwrap_or_default());
+        println!(
+            "  state     {} after {}",
+            s(&v, "state"),
+            crate::out::count(v["attempts"].as_u64().unwrap_or(0), "attempt", "attempts")
+        );
+        println!(
+            "  created   {}",
+            v["created"].as_u64().map(utc_secs).unwrap_or_default()
+        );
+        println!(
+            "  expires   {}",
+            v["expires"].as_u64().map(utc_secs).unwrap_or_default()
+        );
         if let Some(i) = v["sent_log_index"].as_u64() {
             println!("  logged    sent at index {i} of this node's audit log");
         }
@@ -335,7 +360,10 @@ pub(crate) fn show(a: IdArgs) -> anyhow::Result<ExitCode> {
         if let Some(route) = v["route"].as_array() {
             let route: Vec<&str> = route.iter().filter_map(Value::as_str).collect();
             println!("  relayed   route {}", route.join(" → "));
-            println!("  inner     envelope sha256 {}", s(&v, "inner_envelope_sha256"));
+            println!(
+                "  inner     envelope sha256 {}",
+                s(&v, "inner_envelope_sha256")
+            );
             match v["end_to_end_log_index"].as_u64() {
                 Some(i) => println!("  end-to-end the final recipient logged it at index {i}"),
                 None => println!("  end-to-end no receipt from the final recipient yet"),
@@ -343,7 +371,7 @@ pub(crate) fn show(a: IdArgs) -> anyhow::Result<ExitCode> {
         }
         println!("  envelope  sha256 {}", s(&v, "envelope_sha256"));
         if let Some(r) = receipt(&v) {
-            println!("  receipt   {r}");
+            println!("  receipt   signed by the next hop: {r}");
         }
         if let Some(e) = v["last_error"].as_str() {
             println!("  last error {e}");

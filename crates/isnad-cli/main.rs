@@ -19,8 +19,8 @@ mod directory;
 mod envelope;
 mod exit;
 mod keys;
-mod out;
 mod node_cmd;
+mod out;
 mod trust;
 mod witness;
 
@@ -103,7 +103,11 @@ fn main() -> std::process::ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
             let _ = e.print();
             return std::process::ExitCode::from(code);
         }

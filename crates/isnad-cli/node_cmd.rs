@@ -318,14 +318,26 @@ pub(crate) fn run(cmd: NodeCommand) -> anyhow::Result<ExitCode> {
             .map_or_else(|| "not bound".to_owned(), |a| a.to_string());
         tracing::info!(agency = %running.node.agency(), %quic, api = %running.api, "node running");
         if !json_logs() {
-            eprintln!("isnad node {} running: QUIC {quic}, API http://{}", running.node.agency(), running.api);
+            eprintln!(
+                "isnad node {} running: QUIC {quic}, API http://{}",
+                running.node.agency(),
+                running.api
+            );
         }
         wait_for_signal().await;
         tracing::info!("shutting down");
         running.node.shutdown().await;
         Ok::<_, anyhow::Error>(())
-    })?;
-    Ok(ExitCode::SUCCESS)
+    })
+    .map(|()| ExitCode::SUCCESS)
+    .or_else(|e| {
+        if !json_logs() {
+            return Err(e);
+        }
+        // With JSON logs, stderr carries JSON only: the fatal error too.
+        tracing::error!(error = %crate::out::causes(&e), "node stopped");
+        Ok(ExitCode::from(crate::exit::USAGE))
+    })
 }
 
 async fn wait_for_signal() {

@@ -59,7 +59,11 @@ pub fn verdict(logs: &[LogInput<'_>], checks: &[CrossCheck]) -> Verdict {
             false,
             format!(
                 "NOT VERIFIED: {} of {} verify under the trusted keys; nothing could be checked",
-                if n == 1 { "the export does not" } else { "none" },
+                if n == 1 {
+                    "the export does not"
+                } else {
+                    "none"
+                },
                 plural(n, "export", "exports"),
             ),
         )
@@ -84,7 +88,10 @@ pub fn verdict(logs: &[LogInput<'_>], checks: &[CrossCheck]) -> Verdict {
     } else if checked == 0 {
         (
             true,
-            format!("VERIFIED: {} verified; {cross}", plural(n, "export", "exports")),
+            format!(
+                "VERIFIED: {} verified; {cross}",
+                plural(n, "export", "exports")
+            ),
         )
     } else {
         (
@@ -680,7 +687,8 @@ mod tests {
         let v = verdict(&logs, std::slice::from_ref(&check));
         assert_eq!(v.clean, check.is_clean());
         assert!(
-            v.text.starts_with("VERIFIED: 2 exports verified; 1 cross-check, no findings")
+            v.text
+                .starts_with("VERIFIED: 2 exports verified; 1 cross-check, no findings")
                 || v.text.starts_with("FINDINGS: 2 exports verified;"),
             "{}",
             v.text
