@@ -312,8 +312,16 @@ struct Daemon(Child);
 
 impl Daemon {
     fn start(node: &NodeProc, log: &Path, json: bool) -> Self {
+        Self::spawn(&node.config(), log, json)
+    }
+
+    fn start_config(config: &Path, log: &Path) -> Self {
+        Self::spawn(config, log, false)
+    }
+
+    fn spawn(config: &Path, log: &Path, json: bool) -> Self {
         let mut c = Command::new(BIN);
-        c.args(["node", "run", "--config", p(&node.config())])
+        c.args(["node", "run", "--config", p(config)])
             .env("RUST_LOG", "info")
             .env_remove("NO_COLOR")
             .stdout(Stdio::null())
@@ -434,6 +442,56 @@ fn node_logs_and_client_output_read_well() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_ne!(status.code(), Some(101), "panicked");
+}
+
+#[test]
+fn the_demos_short_ids_work_and_a_relay_hop_is_described_not_dumped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keep = tmp.path().join("demo");
+    let demo = isnad(&["demo", "--keep", p(&keep)]);
+    assert!(demo.status.success(), "{}", out(&demo));
+    // The relayed request, as the demo prints it: "...; id 0123456789ab; via iq.moj.ca, ...".
+    let text = out(&demo);
+    let line = text
+        .lines()
+        .find(|l| l.contains("mla-request") && l.contains("; via iq.moj.ca"))
+        .unwrap_or_else(|| panic!("no relayed request in the demo's output:\n{text}"));
+    let short = line
+        .split("; id ")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(short.len() < 32, "{line}");
+    let ca = keep.join("iq.moj.ca/config.toml");
+    let _d = Daemon::start_config(&ca, &tmp.path().join("ca.log"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !isnad(&["inbox", "--config", p(&ca)]).status.success() {
+        assert!(Instant::now() < deadline, "the API did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The central authority relayed it: a relay hop, in words.
+    let o = ok(&["show", "--config", p(&ca), &short]);
+    assert!(o.contains(", received\n"), "{o}");
+    assert!(o.contains("relay hop"), "{o}");
+    assert!(
+        o.contains("end-to-end envelope sealed to fr.pn.ocrtis"),
+        "{o}"
+    );
+    assert!(o.contains("opaque to relays"), "{o}");
+    assert!(o.split_whitespace().all(|w| w.len() < 100), "a blob: {o}");
+    // The case view of the central authorities' own request, by prefix.
+    let req = text
+        .lines()
+        .find(|l| l.contains("central authority to central authority"))
+        .and_then(|l| l.split("; id ").nth(1))
+        .and_then(|r| r.split(';').next())
+        .unwrap()
+        .trim()
+        .to_owned();
+    let o = ok(&["case", "show", "--config", p(&ca), &req]);
+    assert!(o.starts_with(&format!("request {req}")), "{o}");
 }
 
 fn copy_dir(from: &Path, to: &Path) {

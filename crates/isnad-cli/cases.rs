@@ -34,7 +34,8 @@ pub(crate) enum CaseCommand {
     Show {
         #[command(flatten)]
         node: NodeRef,
-        /// Request id (the mla-request's message id) or share id.
+        /// Request id (the mla-request's message id, or a prefix of it only
+        /// one message has) or share id.
         id: String,
         /// Print JSON instead of a timeline.
         #[arg(long)]
@@ -251,7 +252,12 @@ pub(crate) fn case(cmd: CaseCommand) -> anyhow::Result<ExitCode> {
         json,
     } = cmd;
     let c = Client::new(&node)?;
-    let v = c.json("GET", &format!("/v1/cases/{}", id(&raw)?.to_hex()), None)?;
+    // A request id is its mla-request's message id: a unique prefix will do.
+    let full = match crate::client::resolve_id(&c, &raw) {
+        Ok(full) => full,
+        Err(_) => id(&raw)?.to_hex(),
+    };
+    let v = c.json("GET", &format!("/v1/cases/{full}"), None)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);

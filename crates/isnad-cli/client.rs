@@ -248,7 +248,7 @@ fn list(a: &ListArgs, path: &str) -> anyhow::Result<ExitCode> {
 
 /// The full id for `raw`: itself when it is 32 hex characters, else the one
 /// inbox or outbox message whose id starts with it.
-fn resolve_id(c: &Client, raw: &str) -> anyhow::Result<String> {
+pub(crate) fn resolve_id(c: &Client, raw: &str) -> anyhow::Result<String> {
     let raw = raw.trim().to_ascii_lowercase();
     if raw.is_empty() || raw.len() > 32 || !raw.bytes().all(|b| b.is_ascii_hexdigit()) {
         anyhow::bail!("{raw:?} is not a message id (32 hex characters) or a prefix of one");
@@ -327,8 +327,12 @@ pub(crate) fn show(a: IdArgs) -> anyhow::Result<ExitCode> {
         if let Some(r) = receipt(&v) {
             println!("  receipt   returned to the sender, signed by this node: {r}");
         }
-        println!("body (decrypted):");
-        println!("{}", serde_json::to_string_pretty(&m["body"])?);
+        if m["kind"] == "relay" {
+            print_relay_hop(&m["body"]);
+        } else {
+            println!("body (decrypted):");
+            println!("{}", serde_json::to_string_pretty(&m["body"])?);
+        }
     } else {
         println!(
             "message {id}, sent (content is not kept: the envelope is sealed to the recipient)"
@@ -378,6 +382,42 @@ pub(crate) fn show(a: IdArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A relay hop (spec/relay.md) in words: its body is routing metadata and
+/// an end-to-end envelope this node cannot open, not content to print as hex.
+fn print_relay_hop(body: &Value) {
+    let s = |k: &str| body[k].as_str().unwrap_or("-").to_owned();
+    let route: Vec<&str> = body["route"]
+        .as_array()
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let hex_len = |v: &Value| v.as_str().map_or(0, str::len) as u64 / 2;
+    println!("relay hop (decrypted routing metadata; spec/relay.md):");
+    println!("  route     {}", route.join(" → "));
+    println!(
+        "  inner     message {} ({}), expires {}",
+        s("inner-id"),
+        s("inner-kind"),
+        body["inner-expires"]
+            .as_u64()
+            .map(utc_secs)
+            .unwrap_or_default()
+    );
+    println!(
+        "  inner     end-to-end envelope sealed to {}, {}, sha256 {}: opaque to relays",
+        route.last().copied().unwrap_or("-"),
+        crate::out::count(hex_len(&body["inner"]), "byte", "bytes"),
+        s("inner-digest")
+    );
+    println!(
+        "  endorsed  by {} (COSE_Sign1 each; the bytes are in --json)",
+        crate::out::count(
+            body["endorsements"].as_array().map_or(0, Vec::len) as u64,
+            "hop",
+            "hops"
+        )
+    );
 }
 
 pub(crate) fn status(a: IdArgs) -> anyhow::Result<ExitCode> {

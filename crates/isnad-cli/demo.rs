@@ -152,7 +152,7 @@ pub(crate) fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::SUCCESS)
     } else {
         say("\nDEMO FAILED: see the lines marked FAIL above.");
-        Ok(ExitCode::from(1))
+        Ok(ExitCode::from(crate::exit::FAILED))
     }
 }
 

@@ -272,7 +272,7 @@ pub(crate) fn run(cmd: DirectoryCommand) -> anyhow::Result<ExitCode> {
                 }
                 Err(e) => {
                     eprintln!("invalid ({}): {e}", e.code());
-                    Ok(ExitCode::from(2))
+                    Ok(ExitCode::from(crate::exit::FAILED))
                 }
             }
         }
