@@ -284,7 +284,7 @@ fn three_node_processes_exchange_all_ways_and_logs_record_both_ends() {
         assert_eq!(ids.len(), expected.len(), "{} inbox {inbox}", n.id);
         for id in expected {
             assert!(ids.contains(&id));
-            let shown = json(&["show", "--config", p(&n.config()), id]);
+            let shown = json(&["show", "--config", p(&n.config()), id, "--json"]);
             assert_eq!(shown["message"]["to"], n.id);
             assert!(shown["message"]["body"]["content"]
                 .as_str()
@@ -374,7 +374,7 @@ fn demo_runs_as_a_user_would_and_its_logs_verify() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let r = ok(&args);
     assert!(
-        r.contains("4 log(s), 0 not verified") && r.contains("no findings"),
+        r.starts_with("VERIFIED: 4 exports verified;") && r.contains("no findings"),
         "{r}"
     );
     assert!(std::fs::read_to_string(&html)
