@@ -387,15 +387,15 @@ fn verify(dir: &Path, key_file: &Path, previous: Option<&Path>) -> anyhow::Resul
     let cp = &report.checkpoint;
     if report.is_ok() {
         println!(
-            "OK: {} entries, origin {}, root {}",
-            cp.size,
+            "OK: {}, origin {}, root {}",
+            crate::out::count(cp.size, "entry", "entries"),
             cp.origin,
             cp.root.to_base64()
         );
         if let Some(p) = &report.previous {
             println!(
-                "consistent with the previous checkpoint of {} entries",
-                p.size
+                "consistent with the previous checkpoint of {}",
+                crate::out::count(p.size, "entry", "entries")
             );
         }
         return Ok(ExitCode::SUCCESS);
@@ -405,13 +405,19 @@ fn verify(dir: &Path, key_file: &Path, previous: Option<&Path>) -> anyhow::Resul
     }
     if report.problem_count > report.problems.len() as u64 {
         println!(
-            "… and {} more problems",
-            report.problem_count - report.problems.len() as u64
+            "… and {} more",
+            crate::out::count(
+                report.problem_count - report.problems.len() as u64,
+                "problem",
+                "problems"
+            )
         );
     }
     println!(
-        "verification FAILED: {} problem(s) in the export of {} entries (origin {})",
-        report.problem_count, cp.size, cp.origin
+        "verification FAILED: {} in the export of {} (origin {})",
+        crate::out::count(report.problem_count, "problem", "problems"),
+        crate::out::count(cp.size, "entry", "entries"),
+        cp.origin
     );
     Ok(ExitCode::from(VERIFY_FAILED))
 }

@@ -37,7 +37,10 @@ pub(crate) fn load(dir: &Path, key_file: &Path) -> anyhow::Result<Loaded> {
             let mut problems: Vec<String> = report.problems.iter().map(|p| p.to_string()).collect();
             let more = report.problem_count - report.problems.len() as u64;
             if more > 0 {
-                problems.push(format!("… and {more} more problems"));
+                problems.push(format!(
+                    "… and {} more",
+                    crate::out::count(more, "problem", "problems")
+                ));
             }
             Ok(Loaded {
                 label,
@@ -131,8 +134,8 @@ fn print_text(c: &CrossCheck) {
     }
     let n = &c.counts;
     println!(
-        "{} exchanges: {} matched, {} refused, {} undelivered, {} in flight, {} with findings (clock-skew tolerance {} s)",
-        n.exchanges,
+        "{}: {} matched, {} refused, {} undelivered, {} in flight, {} with findings (clock-skew tolerance {} s)",
+        crate::out::count(n.exchanges, "exchange", "exchanges"),
         n.matched,
         n.refused,
         n.undelivered,
@@ -143,7 +146,10 @@ fn print_text(c: &CrossCheck) {
     if c.is_clean() {
         println!("OK: both ends of every exchange agree");
     } else {
-        println!("cross-check FAILED: {} finding(s)", c.finding_count());
+        println!(
+            "cross-check FAILED: {}",
+            crate::out::count(c.finding_count() as u64, "finding", "findings")
+        );
     }
 }
 
