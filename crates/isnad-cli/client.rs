@@ -21,9 +21,10 @@ pub(crate) struct NodeRef {
 /// Arguments of `isnad send`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Example:\n  isnad send --config node/config.toml --to fr.mj.bepi --kind mla-request --payload request.json\n\n\
+    after_help = "Example:\n  isnad send --config node/config.toml --to fr.mj.bepi --kind mla-request --payload deploy/examples/mla-request.json\n\n\
 Prints the message id once the node has stored the message durably; delivery\n\
-follows in the background (see `isnad status ID`)."
+follows in the background (see `isnad status ID`). deploy/examples/ holds a\n\
+payload for every kind a case system sends."
 )]
 pub(crate) struct SendArgs {
     #[command(flatten)]

@@ -649,6 +649,67 @@ impl Log {
         })
     }
 
+    /// Writes a copy of this log that [`Log::open`] opens, into the new
+    /// directory `out` (mode 0700; it must not exist), while appends go on:
+    /// the stored checkpoint first, then every durable record (no
+    /// preallocated zeros), each file 0600 and synced, then the directory.
+    /// Returns the number of entries copied, at least the size of the
+    /// stored checkpoint, which is returned too.
+    pub fn backup_to(&self, out: &Path) -> Result<(u64, Option<Checkpoint>), LogError> {
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(out)
+            .map_err(io_err("create directory", out))?;
+        let checkpoint = match fs::read(self.dir.join(CHECKPOINT_FILE)) {
+            Ok(b) => Some(b),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_err("read", &self.dir.join(CHECKPOINT_FILE))(e)),
+        };
+        // Taken after the checkpoint: it covers at most what is durable now.
+        let (size, end) = {
+            let st = self.lock();
+            if st.failed {
+                return Err(LogError::Poisoned);
+            }
+            let end = match st.offsets.get(st.durable as usize) {
+                Some(&first_not_durable) => first_not_durable,
+                None => st.end,
+            };
+            (st.durable, end)
+        };
+        let dst = out.join(ENTRIES_FILE);
+        let mut to = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&dst)
+            .map_err(io_err("create", &dst))?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut at = 0u64;
+        while at < end {
+            let n = (end - at).min(buf.len() as u64) as usize;
+            self.file
+                .read_exact_at(&mut buf[..n], at)
+                .map_err(io_err("read", &self.path))?;
+            to.write_all(&buf[..n]).map_err(io_err("write", &dst))?;
+            at += n as u64;
+        }
+        to.sync_all().map_err(io_err("sync", &dst))?;
+        if let Some(cp) = checkpoint {
+            let dst = out.join(CHECKPOINT_FILE);
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&dst)
+                .map_err(io_err("create", &dst))?;
+            f.write_all(&cp).map_err(io_err("write", &dst))?;
+            f.sync_all().map_err(io_err("sync", &dst))?;
+        }
+        sync_dir(out)?;
+        Ok((size, read_stored_checkpoint(out)?))
+    }
+
     /// Signs a checkpoint of the current durable tree (see
     /// [`Log::sign_checkpoint`]) and writes the C2SP tlog-tiles export of
     /// exactly that tree to `out`: tiles, entry bundles, then `checkpoint`.

@@ -512,3 +512,30 @@ fn log_files_are_private() {
         assert_eq!(mode(&log_dir.join(f)), 0o600, "{f}");
     }
 }
+
+#[test]
+fn backup_while_appending_is_a_log_that_opens_with_every_durable_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(fill(&dir.path().join("log"), 100));
+    log.sign_checkpoint(&key()).unwrap();
+    let writer = {
+        let log = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for i in 100..400 {
+                log.append(entry(i)).unwrap();
+            }
+        })
+    };
+    let out = dir.path().join("backup");
+    let (size, checkpoint) = log.backup_to(&out).unwrap();
+    writer.join().unwrap();
+    assert!(size >= 100);
+    assert_eq!(checkpoint.map(|c| c.size), Some(100));
+    // A refused second backup into the same place.
+    assert!(log.backup_to(&out).is_err());
+    let (copy, report) = Log::open(&out).unwrap();
+    assert_eq!(report.truncated_bytes, 0, "no preallocated zeros copied");
+    assert_eq!(copy.size(), size);
+    assert_eq!(copy.root_at(size).unwrap(), log.root_at(size).unwrap());
+    assert_eq!(report.last_signed.map(|c| c.size), Some(100));
+}

@@ -4,6 +4,7 @@
 
 pub mod api;
 mod audit;
+pub mod backup;
 mod cases;
 pub mod config;
 pub mod federation;

@@ -282,6 +282,8 @@ pub enum Durability {
 #[derive(Clone)]
 pub struct Store {
     db: Arc<Database>,
+    /// The database file (copied by [`Store::backup_to`]).
+    path: Arc<std::path::PathBuf>,
     jobs: std::sync::mpsc::Sender<Job>,
     /// Declared last: dropped after `db` and `jobs`, so when the last clone
     /// goes, the writer thread has no sender left, finishes the queued jobs,
@@ -381,6 +383,7 @@ impl Store {
             .map_err(|e| StoreError::Db(format!("cannot start writer thread: {e}")))?;
         Ok(Self {
             db,
+            path: Arc::new(path.to_owned()),
             jobs: tx,
             _writer: Arc::new(JoinOnDrop::new(handle)),
         })
@@ -409,6 +412,36 @@ impl Store {
                 let r = f(txn);
                 Box::new(move |commit: Result<(), StoreError>| {
                     let _ = tx.send(commit.and(r));
+                })
+            }),
+        );
+        self.jobs.send(job).map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Writes a consistent copy of the database to `dest` (a new file,
+    /// mode 0600, synced) while the node runs: the copy is made by the
+    /// writer thread right after a durable commit and before it starts the
+    /// next transaction, so it holds exactly the committed state. Readers
+    /// go on meanwhile; writers wait for the copy.
+    pub async fn backup_to(&self, dest: &Path) -> Result<u64, StoreError> {
+        let src = Arc::clone(&self.path);
+        let dest = dest.to_owned();
+        let (tx, rx) = oneshot::channel();
+        let job: Job = (
+            Durability::Durable,
+            Box::new(move |_txn| {
+                Box::new(move |commit: Result<(), StoreError>| {
+                    let r = commit.and_then(|()| {
+                        copy_new(&src, &dest).map_err(|e| {
+                            StoreError::Db(format!(
+                                "cannot copy {} to {}: {e}",
+                                src.display(),
+                                dest.display()
+                            ))
+                        })
+                    });
+                    let _ = tx.send(r);
                 })
             }),
         );
@@ -794,6 +827,21 @@ impl Store {
         })
         .await
     }
+}
+
+/// Copies `src` to the new file `dest` (mode 0600, never overwriting) and
+/// syncs it; returns the bytes copied.
+fn copy_new(src: &Path, dest: &Path) -> std::io::Result<u64> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut from = std::fs::File::open(src)?;
+    let mut to = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dest)?;
+    let n = std::io::copy(&mut from, &mut to)?;
+    to.sync_all()?;
+    Ok(n)
 }
 
 fn writer_loop(db: &Database, rx: &std::sync::mpsc::Receiver<Job>) {
