@@ -66,7 +66,7 @@ fn setup(n: u64) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) 
         "export",
         "--log",
         p(&log),
-        "--log-key",
+        "--signer-key",
         p(&keys.join("log.key")),
         "--out",
         p(&out),
@@ -79,7 +79,7 @@ fn setup(n: u64) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) 
 fn export_verify_prove_round_trip() {
     let (dir, keys, out) = setup(100);
     let vkey = keys.join("log.pub");
-    let o = isnad(&["audit", "verify", p(&out), "--log-key", p(&vkey)]);
+    let o = isnad(&["audit", "verify", p(&out), "--verifier-key", p(&vkey)]);
     assert_eq!(code(&o), 0, "{o:?}");
     assert!(
         stdout(&o).starts_with("OK: 300 entries, origin iq.moi.ahtd/audit"),
@@ -91,7 +91,13 @@ fn export_verify_prove_round_trip() {
     let proof = dir.path().join("257.tlog-proof");
     std::fs::write(&proof, &o.stdout).unwrap();
     assert!(stdout(&o).starts_with("c2sp.org/tlog-proof@v1\nextra "));
-    let o = isnad(&["audit", "verify-proof", p(&proof), "--log-key", p(&vkey)]);
+    let o = isnad(&[
+        "audit",
+        "verify-proof",
+        p(&proof),
+        "--verifier-key",
+        p(&vkey),
+    ]);
     assert_eq!(code(&o), 0, "{o:?}");
     assert!(stdout(&o).contains("entry 257 is in iq.moi.ahtd/audit at size 300"));
 
@@ -100,7 +106,13 @@ fn export_verify_prove_round_trip() {
         .replace("index 257\n", "index 256\n");
     let badp = dir.path().join("bad.tlog-proof");
     std::fs::write(&badp, bad).unwrap();
-    let o = isnad(&["audit", "verify-proof", p(&badp), "--log-key", p(&vkey)]);
+    let o = isnad(&[
+        "audit",
+        "verify-proof",
+        p(&badp),
+        "--verifier-key",
+        p(&vkey),
+    ]);
     assert_eq!(code(&o), 2, "{o:?}");
 
     // Previous checkpoint: a later export is consistent with the earlier one.
@@ -121,7 +133,7 @@ fn export_verify_prove_round_trip() {
         "export",
         "--log",
         p(&dir.path().join("log")),
-        "--log-key",
+        "--signer-key",
         p(&keys.join("log.key")),
         "--out",
         p(&out2),
@@ -131,7 +143,7 @@ fn export_verify_prove_round_trip() {
         "audit",
         "verify",
         p(&out2),
-        "--log-key",
+        "--verifier-key",
         p(&vkey),
         "--previous",
         p(&prev),
@@ -149,7 +161,7 @@ fn tampering_is_reported_with_exit_code_2() {
     let last = data.len() - 1;
     data[last] ^= 0x01; // last byte of entry 255
     std::fs::write(&bundle, &data).unwrap();
-    let o = isnad(&["audit", "verify", p(&out), "--log-key", p(&vkey)]);
+    let o = isnad(&["audit", "verify", p(&out), "--verifier-key", p(&vkey)]);
     assert_eq!(code(&o), 2, "{o:?}");
     let s = stdout(&o);
     assert!(s.contains("entry 255"), "{s}");
@@ -163,7 +175,7 @@ fn usage_errors_exit_1() {
         "audit",
         "verify",
         p(dir.path()),
-        "--log-key",
+        "--verifier-key",
         p(&dir.path().join("none")),
     ]);
     assert_eq!(code(&o), 1, "{o:?}");

@@ -61,9 +61,9 @@ fn run(e: &Exports, extra: &[&str]) -> std::process::Output {
         "cross-check",
         p(&e.a),
         p(&e.b),
-        "--log-key-a",
+        "--verifier-key-a",
         p(&e.key_a),
-        "--log-key-b",
+        "--verifier-key-b",
         p(&e.key_b),
     ];
     args.extend_from_slice(extra);
@@ -84,7 +84,7 @@ fn cross_check(e: &Exports) -> (i32, serde_json::Value) {
 }
 
 fn verifies(dir: &Path, key: &Path) -> bool {
-    isnad(&["audit", "verify", p(dir), "--log-key", p(key)])
+    isnad(&["audit", "verify", p(dir), "--verifier-key", p(key)])
         .status
         .success()
 }
@@ -215,9 +215,9 @@ fn an_export_that_does_not_verify_fails_and_bad_usage_is_exit_1() {
         "cross-check",
         p(&e.a),
         p(&e.b),
-        "--log-key-a",
+        "--verifier-key-a",
         p(&e.a.join("no-such-key")),
-        "--log-key-b",
+        "--verifier-key-b",
         p(&e.key_b),
     ]);
     assert_eq!(o.status.code(), Some(1));
@@ -227,17 +227,17 @@ fn an_export_that_does_not_verify_fails_and_bad_usage_is_exit_1() {
         "cross-check",
         p(&e.a),
         p(&e.a),
-        "--log-key-a",
+        "--verifier-key-a",
         p(&e.key_a),
-        "--log-key-b",
+        "--verifier-key-b",
         p(&e.key_a),
     ]);
     assert_eq!(o.status.code(), Some(1), "{o:?}");
 }
 
 /// `isnad audit report` over two exports with a finding, rendered by a
-/// headless Chromium. Skips (with a message) when no Chromium is installed,
-/// unless ISNAD_REQUIRE_BROWSER=1.
+/// headless Chromium. Fails when no Chromium is installed, unless the run
+/// opts out with ISNAD_SKIP_BROWSER=1 (then it prints that it skipped).
 #[test]
 fn report_renders_in_a_headless_browser() {
     let mut pair = federation();
@@ -255,9 +255,9 @@ fn report_renders_in_a_headless_browser() {
         "report",
         p(&e.a),
         p(&e.b),
-        "--log-key",
+        "--verifier-key",
         p(&e.key_a),
-        "--log-key",
+        "--verifier-key",
         p(&e.key_b),
         "--out",
         p(&html),
@@ -270,10 +270,13 @@ fn report_renders_in_a_headless_browser() {
 
     let Some(browser) = chromium() else {
         assert!(
-            std::env::var("ISNAD_REQUIRE_BROWSER").as_deref() != Ok("1"),
-            "ISNAD_REQUIRE_BROWSER=1 but no chromium found"
+            std::env::var("ISNAD_SKIP_BROWSER").as_deref() == Ok("1"),
+            "no chromium or chromium-browser on PATH: install one (README, \"Tests\"), \
+             or opt out with ISNAD_SKIP_BROWSER=1"
         );
-        eprintln!("SKIPPED: no chromium or chromium-browser on PATH; the report was not rendered");
+        eprintln!(
+            "SKIPPED (ISNAD_SKIP_BROWSER=1): no chromium on PATH; the report was not rendered"
+        );
         return;
     };
     let profile = tempfile::tempdir().unwrap();

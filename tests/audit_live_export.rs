@@ -34,7 +34,7 @@ Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\
 }
 
 fn verify(dir: &std::path::Path, key: &std::path::Path) -> std::process::Output {
-    isnad(&["audit", "verify", p(dir), "--log-key", p(key)])
+    isnad(&["audit", "verify", p(dir), "--verifier-key", p(key)])
 }
 
 /// `isnad audit verify` succeeds and reports OK.
@@ -72,7 +72,7 @@ fn running_node_exports_its_log_and_the_export_verifies() {
         "export",
         "--log",
         p(&sender.dir.join("log")),
-        "--log-key",
+        "--signer-key",
         p(&sender.dir.join("keys/log.key")),
         "--out",
         p(&base.join("offline")),

@@ -135,7 +135,7 @@ fn a_backup_of_a_running_node_restores_without_contradicting_its_published_histo
         "audit",
         "verify",
         p(&out),
-        "--log-key",
+        "--verifier-key",
         p(&restored.join("keys/log.pub")),
         "--previous",
         p(&published),

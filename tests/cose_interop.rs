@@ -4,8 +4,10 @@
 //! `isnad envelope open` must accept (spec/protocol.md §10).
 //!
 //! Needs `python3` with `pip install "pycose==1.1.0" "cbor2>=5.4,<6"`.
-//! Without them the test prints why it was skipped and passes, unless
-//! `ISNAD_REQUIRE_INTEROP=1` is set, when it fails instead.
+//! Without them the test FAILS, saying what to install; a machine that
+//! cannot have them opts out explicitly with `ISNAD_SKIP_INTEROP=1`, and the
+//! skip is then still printed (a skip that reports `ok` silently hid that
+//! the interop check never ran).
 #![allow(clippy::unwrap_used)] // Tests panic on failure by design.
 
 use std::path::Path;
@@ -41,10 +43,13 @@ fn python_ready() -> Result<(), String> {
 #[test]
 fn pycose_opens_isnad_envelopes_and_isnad_opens_pycose_envelopes() {
     if let Err(why) = python_ready() {
-        if std::env::var("ISNAD_REQUIRE_INTEROP").as_deref() == Ok("1") {
-            panic!("COSE interop test cannot run: {why}");
+        if std::env::var("ISNAD_SKIP_INTEROP").as_deref() != Ok("1") {
+            panic!(
+                "COSE interop test cannot run: {why}\n\
+                 install the Python tools (README, \"Tests\"), or opt out with ISNAD_SKIP_INTEROP=1"
+            );
         }
-        eprintln!("SKIPPED cose_interop: {why}");
+        eprintln!("SKIPPED cose_interop (ISNAD_SKIP_INTEROP=1): {why}");
         return;
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/cose_interop.py");

@@ -192,10 +192,13 @@ fn example_payloads_cover_every_kind_and_match_messages_cddl() {
         .output();
     if !probe.as_ref().is_ok_and(|o| o.status.success()) {
         let why = "python3 lacks pycddl/cbor2/pycose (pip install \"pycddl==0.6.4\" \"cbor2>=5.4,<6\" \"pycose==1.1.0\")";
-        if std::env::var("ISNAD_REQUIRE_INTEROP").as_deref() == Ok("1") {
-            panic!("the CDDL check of deploy/examples cannot run: {why}");
+        if std::env::var("ISNAD_SKIP_INTEROP").as_deref() != Ok("1") {
+            panic!(
+                "the CDDL check of deploy/examples cannot run: {why}; \
+                 install them (README, \"Tests\") or opt out with ISNAD_SKIP_INTEROP=1"
+            );
         }
-        eprintln!("SKIPPED the CDDL half of this test: {why}");
+        eprintln!("SKIPPED the CDDL half of this test (ISNAD_SKIP_INTEROP=1): {why}");
         return;
     }
     let script = r#"

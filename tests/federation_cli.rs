@@ -171,7 +171,7 @@ fn sign_show_and_verify_round_trip_with_arabic_and_latin_names() {
 
     let out = ok(&["directory", "verify", p(&signed), "--root", p(&iq_root)]);
     assert!(
-        out.starts_with("valid: IQ directory version 1, 1 agencies"),
+        out.starts_with("valid: IQ directory version 1, 1 agency"),
         "{out}"
     );
 

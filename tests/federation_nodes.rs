@@ -284,7 +284,7 @@ fn three_node_processes_exchange_all_ways_and_logs_record_both_ends() {
         assert_eq!(ids.len(), expected.len(), "{} inbox {inbox}", n.id);
         for id in expected {
             assert!(ids.contains(&id));
-            let shown = json(&["show", "--config", p(&n.config()), id]);
+            let shown = json(&["show", "--config", p(&n.config()), id, "--json"]);
             assert_eq!(shown["message"]["to"], n.id);
             assert!(shown["message"]["body"]["content"]
                 .as_str()
@@ -366,7 +366,7 @@ fn demo_runs_as_a_user_would_and_its_logs_verify() {
             "audit",
             "verify",
             p(&keep.join("exports").join(agency)),
-            "--log-key",
+            "--verifier-key",
             p(&keep.join(agency).join("keys/log.pub")),
         ]);
         assert!(v.starts_with("OK"), "{agency}: {v}");
@@ -380,9 +380,9 @@ fn demo_runs_as_a_user_would_and_its_logs_verify() {
         "cross-check",
         p(&export("iq.moj.ca")),
         p(&export("fr.mj.bepi")),
-        "--log-key-a",
+        "--verifier-key-a",
         p(&key("iq.moj.ca")),
-        "--log-key-b",
+        "--verifier-key-b",
         p(&key("fr.mj.bepi")),
         "--json",
     ]))
@@ -397,13 +397,13 @@ fn demo_runs_as_a_user_would_and_its_logs_verify() {
         args.push(p(&export(a)).to_owned());
     }
     for a in agencies {
-        args.extend(["--log-key".to_owned(), p(&key(a)).to_owned()]);
+        args.extend(["--verifier-key".to_owned(), p(&key(a)).to_owned()]);
     }
     args.extend(["--out".to_owned(), p(&html).to_owned()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let r = ok(&args);
     assert!(
-        r.contains("4 log(s), 0 not verified") && r.contains("no findings"),
+        r.starts_with("VERIFIED: 4 exports verified;") && r.contains("no findings"),
         "{r}"
     );
     assert!(std::fs::read_to_string(&html)

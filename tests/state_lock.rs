@@ -109,7 +109,7 @@ fn one_owner_per_node_and_refused_commands_leave_the_live_log_alone() {
         "export",
         "--log",
         p(&node.dir.join("log")),
-        "--log-key",
+        "--signer-key",
         p(&node.dir.join("keys/log.key")),
         "--out",
         p(&out),

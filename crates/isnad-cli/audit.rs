@@ -1,9 +1,13 @@
 //! `isnad audit …`: log keys, export, verification, inclusion proofs, the
 //! cross-log audit and the auditor's report.
 //!
-//! Exit codes (spec/audit-log.md §10, spec/cross-check.md §7): 0 verified /
-//! done, 1 usage or IO error (bad arguments, unreadable key or file), 2
-//! verification failed or the cross-check has findings.
+//! Exit codes: the table of `crate::exit` (README, "Exit codes"): 0 verified
+//! / done, 1 usage or IO error (bad arguments, unreadable key or file), 2
+//! verification failed or the cross-check has findings, 3 a fork shown.
+//!
+//! Key options: `--signer-key` is the log's private key (only `export`
+//! takes it), `--verifier-key` the public key an auditor trusts. The old
+//! `--log-key` (both meanings) is a hidden, deprecated alias of each.
 
 mod crosscheck;
 
@@ -20,7 +24,7 @@ const LOG_KEY: &str = "log.key";
 const LOG_PUB: &str = "log.pub";
 
 /// Exit code for a verification failure.
-const VERIFY_FAILED: u8 = 2;
+const VERIFY_FAILED: u8 = crate::exit::FAILED;
 
 /// Audit-log commands.
 #[derive(Debug, clap::Subcommand)]
@@ -43,7 +47,7 @@ overwritten."
     /// Sign a checkpoint of the log and export it in the C2SP tlog-tiles layout.
     #[command(
         after_help = "Examples:\n  isnad audit export --config /etc/isnad/config.toml --out /srv/exports/2026-12-01\n  \
-isnad audit export --log /var/lib/isnad/audit --log-key keys/log.key --out export/\n\n\
+isnad audit export --log /var/lib/isnad/audit --signer-key keys/log.key --out export/\n\n\
 With --config the running node writes the export itself (its log has one\n\
 owner) through its local API, into --out on the node's machine: a new\n\
 directory (its parent must exist) or an empty one, never overwritten. The\n\
@@ -53,18 +57,19 @@ node is stopped."
     )]
     Export {
         /// The running node's config file (its api.listen and api.token_file are used).
-        #[arg(long, conflicts_with_all = ["log", "log_key"], required_unless_present = "log")]
+        #[arg(long, conflicts_with_all = ["log", "signer_key"], required_unless_present = "log")]
         config: Option<PathBuf>,
         /// With --config: export at the node's latest checkpoint (with its
         /// witness cosignatures) instead of signing a new one.
         #[arg(long, requires = "config")]
         latest: bool,
         /// The log directory of a stopped node.
-        #[arg(long, requires = "log_key")]
+        #[arg(long, requires = "signer_key")]
         log: Option<PathBuf>,
-        /// The log signer key file (written by `isnad audit keygen`).
-        #[arg(long, requires = "log")]
-        log_key: Option<PathBuf>,
+        /// The log's private signer key file, log.key (written by `isnad
+        /// audit keygen`; formerly --log-key).
+        #[arg(long, alias = "log-key", requires = "log")]
+        signer_key: Option<PathBuf>,
         /// Output directory: new, or an existing empty directory (never
         /// overwritten, links not followed).
         #[arg(long)]
@@ -72,15 +77,16 @@ node is stopped."
     },
     /// Verify an export offline: entries, tiles, root, signature, consistency.
     #[command(
-        after_help = "Example:\n  isnad audit verify export/ --log-key log.pub --previous old-checkpoint\n\n\
+        after_help = "Example:\n  isnad audit verify export/ --verifier-key log.pub --previous old-checkpoint\n\n\
 Exit status: 0 verified, 1 usage or IO error, 2 verification failed."
     )]
     Verify {
         /// The export directory.
         dir: PathBuf,
-        /// File holding the log's verifier key (name+keyid+key).
-        #[arg(long)]
-        log_key: PathBuf,
+        /// File holding the log's public verifier key, log.pub
+        /// (name+keyid+key; formerly --log-key).
+        #[arg(long, alias = "log-key")]
+        verifier_key: PathBuf,
         /// A previously trusted checkpoint file; the export must extend it.
         #[arg(long)]
         previous: Option<PathBuf>,
@@ -88,7 +94,9 @@ Exit status: 0 verified, 1 usage or IO error, 2 verification failed."
     /// Print a C2SP tlog-proof of inclusion for one entry of an export.
     #[command(
         after_help = "Example:\n  isnad audit prove export/ --index 42 > entry42.tlog-proof\n\n\
-The entry bytes travel in the proof's `extra` line."
+The entry bytes travel in the proof's `extra` line. Exit status: 0 proof\n\
+printed, 1 usage or IO error (an index not below the export's size too),\n\
+2 the export does not match its checkpoint."
     )]
     Prove {
         /// The export directory.
@@ -99,40 +107,47 @@ The entry bytes travel in the proof's `extra` line."
     },
     /// Check a tlog-proof against the log key.
     #[command(
-        after_help = "Example:\n  isnad audit verify-proof entry42.tlog-proof --log-key log.pub\n\n\
+        after_help = "Example:\n  isnad audit verify-proof entry42.tlog-proof --verifier-key log.pub\n  \
+isnad audit verify-proof entry42.tlog-proof --verifier-key log.pub --leaf-hash 3f2a…\n\n\
 The entry is taken from --entry FILE (raw CBOR bytes) if given, else from\n\
-the proof's `extra` line. Exit status: 0 verified, 1 usage or IO error,\n\
-2 verification failed."
+the proof's `extra` line; with --leaf-hash only the entry's leaf hash\n\
+(SHA-256 of 0x00 and the entry bytes, hex or base64) is proven, and the\n\
+proof's extra line is ignored. Exit status: 0 verified, 1 usage or IO\n\
+error, 2 verification failed."
     )]
     VerifyProof {
         /// The proof file.
         proof: PathBuf,
-        /// File holding the log's verifier key.
-        #[arg(long)]
-        log_key: PathBuf,
+        /// File holding the log's public verifier key (formerly --log-key).
+        #[arg(long, alias = "log-key")]
+        verifier_key: PathBuf,
         /// The entry's raw CBOR bytes (default: the proof's extra data).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "leaf_hash")]
         entry: Option<PathBuf>,
+        /// The entry's leaf hash, 64 hex characters or base64, instead of the entry.
+        #[arg(long)]
+        leaf_hash: Option<String>,
     },
     /// Check fork evidence a witness recorded (spec/witness.md §5).
     #[command(
-        after_help = "Example:\n  isnad audit verify-fork state/forks/3f2a….fork --log-key fr.mj.bepi-log.pub\n\n\
-Exit status: 0 the file proves that the log signed two inconsistent\n\
-checkpoints, 3 both checkpoints verify but no fork is shown, 1 unreadable\n\
-file or a checkpoint that does not verify under the key."
+        after_help = "Example:\n  isnad audit verify-fork state/forks/3f2a….fork --verifier-key fr.mj.bepi-log.pub\n\n\
+Exit status: 3 the file proves that the log signed two inconsistent\n\
+checkpoints (a fork); 0 both checkpoints verify and are consistent (no\n\
+fork); 2 the evidence does not verify (malformed, a checkpoint not signed\n\
+by the key, or a bad proof that shows no fork); 1 usage or IO error."
     )]
     VerifyFork {
         /// The fork evidence file.
         file: PathBuf,
-        /// File holding the log's verifier key.
-        #[arg(long)]
-        log_key: PathBuf,
+        /// File holding the log's public verifier key (formerly --log-key).
+        #[arg(long, alias = "log-key")]
+        verifier_key: PathBuf,
     },
     /// Pair the two ends of every exchange between two nodes' exports.
     #[command(
         name = "cross-check",
         after_help = "Example:\n  isnad audit cross-check exports/iq.moj.ca exports/fr.mj.bepi \\\n    \
---log-key-a keys/iq.moj.ca.pub --log-key-b keys/fr.mj.bepi.pub --json\n\n\
+--verifier-key-a keys/iq.moj.ca.pub --verifier-key-b keys/fr.mj.bepi.pub --json\n\n\
 Verifies both exports (as `audit verify`), then matches sent/received and\n\
 receipt entries by message id, envelope digest and the peer's log index, and\n\
 lists findings (sent-not-received, receipt-index-mismatch, digest-mismatch,\n\
@@ -146,12 +161,12 @@ there are findings."
         a: PathBuf,
         /// Export directory of the second log (B).
         b: PathBuf,
-        /// Verifier key file of log A.
-        #[arg(long)]
-        log_key_a: PathBuf,
-        /// Verifier key file of log B.
-        #[arg(long)]
-        log_key_b: PathBuf,
+        /// Verifier key file of log A (formerly --log-key-a).
+        #[arg(long, alias = "log-key-a")]
+        verifier_key_a: PathBuf,
+        /// Verifier key file of log B (formerly --log-key-b).
+        #[arg(long, alias = "log-key-b")]
+        verifier_key_b: PathBuf,
         /// Print the result as JSON (spec/cross-check.md §6).
         #[arg(long)]
         json: bool,
@@ -162,10 +177,11 @@ there are findings."
     /// Write a self-contained HTML report over one or more exports.
     #[command(
         after_help = "Example:\n  isnad audit report exports/iq.moj.ca exports/fr.mj.bepi \\\n    \
---log-key keys/iq.moj.ca.pub --log-key keys/fr.mj.bepi.pub --out report.html\n\n\
-One --log-key per directory, in the same order. Every export is verified;\n\
+--verifier-key keys/iq.moj.ca.pub --verifier-key keys/fr.mj.bepi.pub --out report.html\n\n\
+One --verifier-key per directory, in the same order. Every export is verified;\n\
 every two verified logs of different agencies that exchanged messages are\n\
-cross-checked. The page has inline CSS and SVG only: it opens in a browser\n\
+cross-checked. The verdict comes first, on the page and on stdout, with the\n\
+trusted keys. The page has inline CSS and SVG only: it opens in a browser\n\
 with no network. Exit status: 0 written and all clean, 1 usage or IO error,\n\
 2 written, but an export does not verify or a cross-check has findings."
     )]
@@ -173,9 +189,9 @@ with no network. Exit status: 0 written and all clean, 1 usage or IO error,\n\
         /// Export directories.
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
-        /// Verifier key files, one per directory, in order.
-        #[arg(long = "log-key", required = true)]
-        log_keys: Vec<PathBuf>,
+        /// Verifier key files, one per directory, in order (formerly --log-key).
+        #[arg(long = "verifier-key", alias = "log-key", required = true)]
+        verifier_keys: Vec<PathBuf>,
         /// Output HTML file.
         #[arg(long)]
         out: PathBuf,
@@ -208,44 +224,56 @@ pub(crate) fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             config,
             latest,
             log,
-            log_key,
+            signer_key,
             out,
-        } => match (config, log, log_key) {
+        } => match (config, log, signer_key) {
             (Some(config), _, _) => export_live(config, latest, &out),
             (None, Some(log), Some(key)) => export(&log, &key, &out),
             _ => {
-                anyhow::bail!("give --config (running node) or --log and --log-key (stopped node)")
+                anyhow::bail!(
+                    "give --config (running node) or --log and --signer-key (stopped node)"
+                )
             }
         },
         AuditCommand::Verify {
             dir,
-            log_key,
+            verifier_key,
             previous,
-        } => verify(&dir, &log_key, previous.as_deref()),
+        } => verify(&dir, &verifier_key, previous.as_deref()),
         AuditCommand::Prove { dir, index } => prove(&dir, index),
         AuditCommand::VerifyProof {
             proof,
-            log_key,
+            verifier_key,
             entry,
-        } => verify_proof(&proof, &log_key, entry.as_deref()),
-        AuditCommand::VerifyFork { file, log_key } => {
-            crate::witness::verify_fork(&file, &read_verifier(&log_key)?)
+            leaf_hash,
+        } => {
+            let leaf = match (entry, leaf_hash) {
+                (Some(e), _) => ProvenLeaf::Entry(
+                    std::fs::read(&e).with_context(|| format!("cannot read {}", e.display()))?,
+                ),
+                (None, Some(h)) => ProvenLeaf::Hash(parse_leaf_hash(&h)?),
+                (None, None) => ProvenLeaf::Extra,
+            };
+            verify_proof(&proof, &verifier_key, leaf)
+        }
+        AuditCommand::VerifyFork { file, verifier_key } => {
+            crate::witness::verify_fork(&file, &read_verifier(&verifier_key)?)
         }
         AuditCommand::CrossCheck {
             a,
             b,
-            log_key_a,
-            log_key_b,
+            verifier_key_a,
+            verifier_key_b,
             json,
             skew,
-        } => crosscheck::cross_check(&a, &b, &log_key_a, &log_key_b, json, skew),
+        } => crosscheck::cross_check(&a, &b, &verifier_key_a, &verifier_key_b, json, skew),
         AuditCommand::Report {
             dirs,
-            log_keys,
+            verifier_keys,
             out,
             title,
             skew,
-        } => crosscheck::report(&dirs, &log_keys, &out, &title, skew),
+        } => crosscheck::report(&dirs, &verifier_keys, &out, &title, skew),
         AuditCommand::AppendTest {
             log,
             count,
@@ -288,10 +316,10 @@ fn export(log_dir: &Path, key_file: &Path, out: &Path) -> anyhow::Result<ExitCod
     }
     let s = log.export(out, &key).context("export failed")?;
     println!(
-        "exported {} entries ({} tiles, {} entry bundles) to {}",
-        s.size,
-        s.tiles,
-        s.bundles,
+        "exported {} ({}, {}) to {}",
+        crate::out::count(s.size, "entry", "entries"),
+        crate::out::count(s.tiles, "tile", "tiles"),
+        crate::out::count(s.bundles, "entry bundle", "entry bundles"),
         out.display()
     );
     Ok(ExitCode::SUCCESS)
@@ -312,12 +340,13 @@ fn export_live(config: PathBuf, latest: bool, out: &Path) -> anyhow::Result<Exit
         "at": if latest { "latest" } else { "new" },
     });
     let v = client.json("POST", "/v1/audit/export", Some(body))?;
+    let n = |k: &str| v[k].as_u64().unwrap_or(0);
     println!(
-        "exported {} entries ({} tiles, {} entry bundles, {} cosignatures) to {}",
-        v["size"],
-        v["tiles"],
-        v["bundles"],
-        v["cosignatures"],
+        "exported {} ({}, {}, {}) to {}",
+        crate::out::count(n("size"), "entry", "entries"),
+        crate::out::count(n("tiles"), "tile", "tiles"),
+        crate::out::count(n("bundles"), "entry bundle", "entry bundles"),
+        crate::out::count(n("cosignatures"), "cosignature", "cosignatures"),
         out.display()
     );
     Ok(ExitCode::SUCCESS)
@@ -358,15 +387,15 @@ fn verify(dir: &Path, key_file: &Path, previous: Option<&Path>) -> anyhow::Resul
     let cp = &report.checkpoint;
     if report.is_ok() {
         println!(
-            "OK: {} entries, origin {}, root {}",
-            cp.size,
+            "OK: {}, origin {}, root {}",
+            crate::out::count(cp.size, "entry", "entries"),
             cp.origin,
             cp.root.to_base64()
         );
         if let Some(p) = &report.previous {
             println!(
-                "consistent with the previous checkpoint of {} entries",
-                p.size
+                "consistent with the previous checkpoint of {}",
+                crate::out::count(p.size, "entry", "entries")
             );
         }
         return Ok(ExitCode::SUCCESS);
@@ -376,13 +405,19 @@ fn verify(dir: &Path, key_file: &Path, previous: Option<&Path>) -> anyhow::Resul
     }
     if report.problem_count > report.problems.len() as u64 {
         println!(
-            "… and {} more problems",
-            report.problem_count - report.problems.len() as u64
+            "… and {} more",
+            crate::out::count(
+                report.problem_count - report.problems.len() as u64,
+                "problem",
+                "problems"
+            )
         );
     }
     println!(
-        "verification FAILED: {} problem(s) in the export of {} entries (origin {})",
-        report.problem_count, cp.size, cp.origin
+        "verification FAILED: {} in the export of {} (origin {})",
+        crate::out::count(report.problem_count, "problem", "problems"),
+        crate::out::count(cp.size, "entry", "entries"),
+        cp.origin
     );
     Ok(ExitCode::from(VERIFY_FAILED))
 }
@@ -396,6 +431,7 @@ fn prove(dir: &Path, index: u64) -> anyhow::Result<ExitCode> {
         Err(AuditError::CheckpointFile { path, source }) => {
             anyhow::bail!("cannot read {}: {source}", path.display())
         }
+        Err(e @ AuditError::NoSuchEntry { .. }) => anyhow::bail!(e),
         Err(e) => {
             eprintln!("FAILED: {e}");
             Ok(ExitCode::from(VERIFY_FAILED))
@@ -403,12 +439,32 @@ fn prove(dir: &Path, index: u64) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn verify_proof(proof: &Path, key_file: &Path, entry: Option<&Path>) -> anyhow::Result<ExitCode> {
+/// What `verify-proof` proves is in the log.
+enum ProvenLeaf {
+    /// The entry in the proof's extra line.
+    Extra,
+    /// Entry bytes given with --entry.
+    Entry(Vec<u8>),
+    /// Only a leaf hash, given with --leaf-hash.
+    Hash(isnad_log::Hash),
+}
+
+/// A leaf hash as 64 hex characters or 44 base64 characters.
+fn parse_leaf_hash(s: &str) -> anyhow::Result<isnad_log::Hash> {
+    let s = s.trim();
+    let h = if s.len() == 64 {
+        isnad_log::Hash::from_hex(s)
+    } else {
+        isnad_log::Hash::from_base64(s)
+    };
+    h.map_err(|_| {
+        anyhow::anyhow!("--leaf-hash {s:?} is not a SHA-256 hash (64 hex or 44 base64 characters)")
+    })
+}
+
+fn verify_proof(proof: &Path, key_file: &Path, leaf: ProvenLeaf) -> anyhow::Result<ExitCode> {
     let key = read_verifier(key_file)?;
     let text = std::fs::read(proof).with_context(|| format!("cannot read {}", proof.display()))?;
-    let entry_bytes = entry
-        .map(|p| std::fs::read(p).with_context(|| format!("cannot read {}", p.display())))
-        .transpose()?;
     let parsed = match TlogProof::parse(&text) {
         Ok(p) => p,
         Err(e) => {
@@ -416,14 +472,34 @@ fn verify_proof(proof: &Path, key_file: &Path, entry: Option<&Path>) -> anyhow::
             return Ok(ExitCode::from(VERIFY_FAILED));
         }
     };
-    let leaf = match (&entry_bytes, &parsed.extra) {
-        (Some(e), Some(x)) if e != x => {
+    let leaf = match (leaf, &parsed.extra) {
+        (ProvenLeaf::Hash(h), _) => {
+            return Ok(match parsed.verify_leaf_hash(&h, &key) {
+                Ok(cp) => {
+                    println!(
+                        "OK: leaf hash {} is entry {} of {} at size {}",
+                        h.to_base64(),
+                        parsed.index,
+                        cp.origin,
+                        cp.size
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    println!("FAILED: {e}");
+                    ExitCode::from(VERIFY_FAILED)
+                }
+            });
+        }
+        (ProvenLeaf::Entry(e), Some(x)) if &e != x => {
             println!("FAILED: --entry differs from the entry in the proof's extra line");
             return Ok(ExitCode::from(VERIFY_FAILED));
         }
-        (Some(e), _) => e.clone(),
-        (None, Some(x)) => x.clone(),
-        (None, None) => anyhow::bail!("the proof carries no entry; pass it with --entry FILE"),
+        (ProvenLeaf::Entry(e), _) => e,
+        (ProvenLeaf::Extra, Some(x)) => x.clone(),
+        (ProvenLeaf::Extra, None) => anyhow::bail!(
+            "the proof carries no entry; pass it with --entry FILE or --leaf-hash HASH"
+        ),
     };
     match parsed.verify(&leaf, &key) {
         Ok(cp) => {
@@ -433,9 +509,9 @@ fn verify_proof(proof: &Path, key_file: &Path, entry: Option<&Path>) -> anyhow::
             );
             match Entry::decode(&leaf) {
                 Ok(e) => println!(
-                    "entry: seq {} time_ms {} event {}{}",
+                    "entry: seq {} time {} event {}{}",
                     e.seq,
-                    e.time_ms,
+                    crate::out::utc(e.time_ms),
                     e.event,
                     e.message_id
                         .map(|m| format!(" message {m}"))

@@ -9,6 +9,7 @@ use isnad_envelope::{AgencyId, MessageId, MlaState, PermissionDecision, RefusalG
 use serde_json::{json, Value};
 
 use crate::client::{read_json, Client, NodeRef};
+use crate::out::utc;
 
 /// Arguments of `isnad requests`.
 #[derive(Debug, clap::Args)]
@@ -33,7 +34,8 @@ pub(crate) enum CaseCommand {
     Show {
         #[command(flatten)]
         node: NodeRef,
-        /// Request id (the mla-request's message id) or share id.
+        /// Request id (the mla-request's message id, or a prefix of it only
+        /// one message has) or share id.
         id: String,
         /// Print JSON instead of a timeline.
         #[arg(long)]
@@ -206,10 +208,26 @@ pub(crate) fn requests(a: RequestsArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
-    for r in v.as_array().map(Vec::as_slice).unwrap_or_default() {
+    let rows = v.as_array().map(Vec::as_slice).unwrap_or_default();
+    if rows.is_empty() {
+        println!(
+            "{}",
+            if a.overdue {
+                "no overdue requests"
+            } else {
+                "no requests"
+            }
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<32}  {:<24} {:<10} {:<20} REQUESTING → REQUESTED  DEADLINE",
+        "ID", "REFERENCE", "URGENCY", "STATE"
+    );
+    for r in rows {
         let s = |k: &str| r[k].as_str().unwrap_or("-").to_owned();
         println!(
-            "{}  {:<24} {:<10} {:<20} {} → {}  deadline {}{}",
+            "{:<32}  {:<24} {:<10} {:<20} {} → {}  {}{}",
             s("id"),
             s("reference"),
             s("urgency"),
@@ -234,7 +252,12 @@ pub(crate) fn case(cmd: CaseCommand) -> anyhow::Result<ExitCode> {
         json,
     } = cmd;
     let c = Client::new(&node)?;
-    let v = c.json("GET", &format!("/v1/cases/{}", id(&raw)?.to_hex()), None)?;
+    // A request id is its mla-request's message id: a unique prefix will do.
+    let full = match crate::client::resolve_id(&c, &raw) {
+        Ok(full) => full,
+        Err(_) => id(&raw)?.to_hex(),
+    };
+    let v = c.json("GET", &format!("/v1/cases/{full}"), None)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
@@ -440,61 +463,4 @@ fn answer(a: AnswerArgs, decision: PermissionDecision) -> anyhow::Result<(NodeRe
         "conditions": a.conditions,
     });
     Ok((a.node, path, body))
-}
-
-/// `YYYY-MM-DDTHH:MM:SS.mmmZ` for milliseconds since the Unix epoch.
-fn utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let mut days = secs / 86_400;
-    let rem = secs % 86_400;
-    let leap = |y: u64| (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
-    let mut year = 1970;
-    loop {
-        let n = if leap(year) { 366 } else { 365 };
-        if days < n {
-            break;
-        }
-        days -= n;
-        year += 1;
-    }
-    let lengths = [
-        31,
-        if leap(year) { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    let mut month = 1;
-    for len in lengths {
-        if days < len {
-            break;
-        }
-        days -= len;
-        month += 1;
-    }
-    format!(
-        "{year:04}-{month:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        days + 1,
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms % 1000
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn utc_formats_known_times() {
-        assert_eq!(super::utc(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(super::utc(1_709_164_800_123), "2024-02-29T00:00:00.123Z");
-        assert_eq!(super::utc(1_797_292_799_000), "2026-12-14T23:59:59.000Z");
-    }
 }

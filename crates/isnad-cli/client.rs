@@ -8,6 +8,8 @@ use anyhow::Context as _;
 use isnad_node::config::Config;
 use serde_json::{json, Value};
 
+use crate::out::{utc, utc_secs};
+
 /// Where to find the node's local API.
 #[derive(Debug, clap::Args)]
 pub(crate) struct NodeRef {
@@ -46,9 +48,10 @@ pub(crate) struct SendArgs {
 pub(crate) struct IdArgs {
     #[command(flatten)]
     node: NodeRef,
-    /// Message id (32 hex characters).
+    /// Message id: 32 hex characters, or any prefix of it that only one
+    /// message in the inbox or outbox has (as the demo prints).
     id: String,
-    /// Print JSON instead of a summary.
+    /// Print the API's JSON instead of a summary.
     #[arg(long)]
     json: bool,
 }
@@ -190,53 +193,246 @@ fn list(a: &ListArgs, path: &str) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
-    for m in v.as_array().map(Vec::as_slice).unwrap_or_default() {
+    let rows = v.as_array().map(Vec::as_slice).unwrap_or_default();
+    let inbox = path == "/v1/inbox";
+    if rows.is_empty() {
+        println!(
+            "{}",
+            if inbox {
+                "no received messages"
+            } else {
+                "no sent messages"
+            }
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if inbox {
+        println!(
+            "{:<32}  {:<20} {:<20} {:<24} LOG#",
+            "ID", "FROM", "KIND", "RECEIVED (UTC)"
+        );
+    } else {
+        println!(
+            "{:<32}  {:<20} {:<20} {:<10} {:>8}  CREATED (UTC)",
+            "ID", "TO", "KIND", "STATE", "ATTEMPTS"
+        );
+    }
+    for m in rows {
         let s = |k: &str| {
             m[k].as_str()
                 .map(str::to_owned)
                 .unwrap_or_else(|| m[k].to_string())
         };
-        if m["direction"] == "in" {
+        if inbox {
             println!(
-                "{}  from {:<16} {:<12} log#{}",
+                "{:<32}  {:<20} {:<20} {:<24} {}",
                 s("id"),
                 s("from"),
                 s("kind"),
+                m["received_ms"].as_u64().map(utc).unwrap_or_default(),
                 s("log_index")
             );
         } else {
             println!(
-                "{}  to {:<18} {:<12} {:<9} attempts {}",
+                "{:<32}  {:<20} {:<20} {:<10} {:>8}  {}",
                 s("id"),
                 s("to"),
                 s("kind"),
                 s("state"),
-                s("attempts")
+                s("attempts"),
+                m["created"].as_u64().map(utc_secs).unwrap_or_default()
             );
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// The full id for `raw`: itself when it is 32 hex characters, else the one
+/// inbox or outbox message whose id starts with it.
+pub(crate) fn resolve_id(c: &Client, raw: &str) -> anyhow::Result<String> {
+    let raw = raw.trim().to_ascii_lowercase();
+    if raw.is_empty() || raw.len() > 32 || !raw.bytes().all(|b| b.is_ascii_hexdigit()) {
+        anyhow::bail!("{raw:?} is not a message id (32 hex characters) or a prefix of one");
+    }
+    if raw.len() == 32 {
+        return Ok(raw);
+    }
+    let mut found = std::collections::BTreeSet::new();
+    for path in ["/v1/inbox", "/v1/outbox"] {
+        let v = c.json("GET", path, None)?;
+        for m in v.as_array().map(Vec::as_slice).unwrap_or_default() {
+            if let Some(id) = m["id"].as_str().filter(|id| id.starts_with(&raw)) {
+                found.insert(id.to_owned());
+            }
+        }
+    }
+    let mut found = found.into_iter();
+    match (found.next(), found.len()) {
+        (Some(id), 0) => Ok(id),
+        (None, _) => {
+            anyhow::bail!("no message in the inbox or outbox has an id starting with {raw}")
+        }
+        (Some(_), more) => anyhow::bail!(
+            "{} messages have an id starting with {raw}: give more characters",
+            more + 1
+        ),
+    }
+}
+
+/// `isnad show`: a summary for people; `--json` prints the API's JSON.
 pub(crate) fn show(a: IdArgs) -> anyhow::Result<ExitCode> {
     let c = Client::new(&a.node)?;
-    let v = c.json("GET", &format!("/v1/messages/{}", a.id), None)?;
-    println!("{}", serde_json::to_string_pretty(&v)?);
+    let id = resolve_id(&c, &a.id)?;
+    let v = c.json("GET", &format!("/v1/messages/{id}"), None)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let s = |x: &Value, k: &str| x[k].as_str().unwrap_or("-").to_owned();
+    // The receipt is a COSE_Sign1 (spec/protocol.md): say so instead of
+    // printing its hex, which --json carries as receipt_hex.
+    let receipt = |v: &Value| {
+        v["receipt_hex"].as_str().map(|h| {
+            format!(
+                "COSE_Sign1, {} (hex: --json, receipt_hex)",
+                crate::out::count(h.len() as u64 / 2, "byte", "bytes")
+            )
+        })
+    };
+    if v["direction"] == "in" {
+        let m = &v["message"];
+        println!("message {id}, received");
+        println!("  from      {}", s(&v, "from"));
+        println!("  kind      {}", s(&v, "kind"));
+        println!(
+            "  received  {}",
+            v["received_ms"].as_u64().map(utc).unwrap_or_default()
+        );
+        println!(
+            "  created   {}",
+            m["created"].as_u64().map(utc_secs).unwrap_or_default()
+        );
+        println!(
+            "  expires   {}",
+            v["expires"].as_u64().map(utc_secs).unwrap_or_default()
+        );
+        println!(
+            "  logged    at index {} of this node's audit log",
+            v["log_index"]
+        );
+        if let Some(via) = v["via"].as_array() {
+            let via: Vec<&str> = via.iter().filter_map(Value::as_str).collect();
+            println!("  via       {}", via.join(" → "));
+        }
+        println!("  envelope  sha256 {}", s(&v, "envelope_sha256"));
+        if let Some(r) = receipt(&v) {
+            println!("  receipt   returned to the sender, signed by this node: {r}");
+        }
+        if m["kind"] == "relay" {
+            print_relay_hop(&m["body"]);
+        } else {
+            println!("body (decrypted):");
+            println!("{}", serde_json::to_string_pretty(&m["body"])?);
+        }
+    } else {
+        println!(
+            "message {id}, sent (content is not kept: the envelope is sealed to the recipient)"
+        );
+        println!("  to        {}", s(&v, "to"));
+        println!("  kind      {}", s(&v, "kind"));
+        println!(
+            "  state     {} after {}",
+            s(&v, "state"),
+            crate::out::count(v["attempts"].as_u64().unwrap_or(0), "attempt", "attempts")
+        );
+        println!(
+            "  created   {}",
+            v["created"].as_u64().map(utc_secs).unwrap_or_default()
+        );
+        println!(
+            "  expires   {}",
+            v["expires"].as_u64().map(utc_secs).unwrap_or_default()
+        );
+        if let Some(i) = v["sent_log_index"].as_u64() {
+            println!("  logged    sent at index {i} of this node's audit log");
+        }
+        if let Some(t) = v["delivered_ms"].as_u64() {
+            println!("  delivered {}", utc(t));
+        }
+        if let Some(i) = v["peer_log_index"].as_u64() {
+            println!("  peer log  the next hop logged it at index {i}");
+        }
+        if let Some(route) = v["route"].as_array() {
+            let route: Vec<&str> = route.iter().filter_map(Value::as_str).collect();
+            println!("  relayed   route {}", route.join(" → "));
+            println!(
+                "  inner     envelope sha256 {}",
+                s(&v, "inner_envelope_sha256")
+            );
+            match v["end_to_end_log_index"].as_u64() {
+                Some(i) => println!("  end-to-end the final recipient logged it at index {i}"),
+                None => println!("  end-to-end no receipt from the final recipient yet"),
+            }
+        }
+        println!("  envelope  sha256 {}", s(&v, "envelope_sha256"));
+        if let Some(r) = receipt(&v) {
+            println!("  receipt   signed by the next hop: {r}");
+        }
+        if let Some(e) = v["last_error"].as_str() {
+            println!("  last error {e}");
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A relay hop (spec/relay.md) in words: its body is routing metadata and
+/// an end-to-end envelope this node cannot open, not content to print as hex.
+fn print_relay_hop(body: &Value) {
+    let s = |k: &str| body[k].as_str().unwrap_or("-").to_owned();
+    let route: Vec<&str> = body["route"]
+        .as_array()
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let hex_len = |v: &Value| v.as_str().map_or(0, str::len) as u64 / 2;
+    println!("relay hop (decrypted routing metadata; spec/relay.md):");
+    println!("  route     {}", route.join(" → "));
+    println!(
+        "  inner     message {} ({}), expires {}",
+        s("inner-id"),
+        s("inner-kind"),
+        body["inner-expires"]
+            .as_u64()
+            .map(utc_secs)
+            .unwrap_or_default()
+    );
+    println!(
+        "  inner     end-to-end envelope sealed to {}, {}, sha256 {}: opaque to relays",
+        route.last().copied().unwrap_or("-"),
+        crate::out::count(hex_len(&body["inner"]), "byte", "bytes"),
+        s("inner-digest")
+    );
+    println!(
+        "  endorsed  by {} (COSE_Sign1 each; the bytes are in --json)",
+        crate::out::count(
+            body["endorsements"].as_array().map_or(0, Vec::len) as u64,
+            "hop",
+            "hops"
+        )
+    );
 }
 
 pub(crate) fn status(a: IdArgs) -> anyhow::Result<ExitCode> {
     let c = Client::new(&a.node)?;
-    let v = c.json("GET", &format!("/v1/messages/{}/status", a.id), None)?;
+    let id = resolve_id(&c, &a.id)?;
+    let v = c.json("GET", &format!("/v1/messages/{id}/status"), None)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else if v["direction"] == "out" {
         println!(
-            "{} to {}: {} after {} attempt(s)",
-            a.id,
+            "{id} to {}: {} after {}",
             v["to"].as_str().unwrap_or("?"),
             v["state"].as_str().unwrap_or("?"),
-            v["attempts"]
+            crate::out::count(v["attempts"].as_u64().unwrap_or(0), "attempt", "attempts")
         );
         if let Some(i) = v["peer_log_index"].as_u64() {
             println!("receipt: recipient logged it at index {i}");
@@ -246,8 +442,7 @@ pub(crate) fn status(a: IdArgs) -> anyhow::Result<ExitCode> {
         }
     } else {
         println!(
-            "{} from {}: received, logged at index {}",
-            a.id,
+            "{id} from {}: received, logged at index {}",
             v["from"].as_str().unwrap_or("?"),
             v["log_index"]
         );

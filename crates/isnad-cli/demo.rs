@@ -134,16 +134,16 @@ pub(crate) fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
             d.display()
         ));
         say(&format!(
-            "  isnad audit verify {0}/exports/iq.moj.ca --log-key {0}/iq.moj.ca/keys/log.pub",
+            "  isnad audit verify {0}/exports/iq.moj.ca --verifier-key {0}/iq.moj.ca/keys/log.pub",
             d.display()
         ));
         say(&format!(
             "  isnad audit cross-check {0}/exports/iq.moj.ca {0}/exports/fr.mj.bepi \\\n    \
---log-key-a {0}/iq.moj.ca/keys/log.pub --log-key-b {0}/fr.mj.bepi/keys/log.pub",
+--verifier-key-a {0}/iq.moj.ca/keys/log.pub --verifier-key-b {0}/fr.mj.bepi/keys/log.pub",
             d.display()
         ));
         say(&format!(
-            "  isnad audit report {0}/exports/* --log-key … --out report.html   (one --log-key per export)",
+            "  isnad audit report {0}/exports/* --verifier-key … --out report.html   (one --verifier-key per export)",
             d.display()
         ));
     }
@@ -152,7 +152,7 @@ pub(crate) fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::SUCCESS)
     } else {
         say("\nDEMO FAILED: see the lines marked FAIL above.");
-        Ok(ExitCode::from(1))
+        Ok(ExitCode::from(crate::exit::FAILED))
     }
 }
 
@@ -275,10 +275,10 @@ async fn demo(base: &Path) -> anyhow::Result<bool> {
         let signed = d.sign(&roots[cc], &rng)?;
         std::fs::write(base.join(format!("{cc}-directory.cose")), &signed)?;
         say(&format!(
-            "signed the {} directory v1: {} agencies, {} policy rules",
+            "signed the {} directory v1: {}, {}",
             cc.to_uppercase(),
-            d.agencies.len(),
-            d.policy.len()
+            crate::out::count(d.agencies.len() as u64, "agency", "agencies"),
+            crate::out::count(d.policy.len() as u64, "policy rule", "policy rules")
         ));
         dirs.insert(cc, signed);
     }

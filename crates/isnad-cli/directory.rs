@@ -13,6 +13,7 @@ use isnad_trust::{
 use ring::rand::SystemRandom;
 
 use crate::keys::{read_signing_key, write_private, write_public};
+use crate::out::{count, utc_secs};
 
 /// Directory commands.
 #[derive(Debug, Subcommand)]
@@ -20,8 +21,9 @@ pub(crate) enum DirectoryCommand {
     /// Create a country's root signing key (keep it offline).
     #[command(
         after_help = "Example:\n  isnad directory root-init --country IQ --out iq-root\n\n\
-Writes root.key.pem (mode 0600) and root.pub.cose, and prints the fingerprint\n\
-partners confirm out of band before trusting it."
+Writes root.key.pem (mode 0600), root.pub.cose and root.country (the country\n\
+code, which `directory sign` checks against the draft), and prints the\n\
+fingerprint partners confirm out of band before trusting it."
     )]
     RootInit {
         /// Two-letter country code.
@@ -95,7 +97,9 @@ its config.toml. Creates the draft if it does not exist."
     },
     /// Sign a draft with the root key.
     #[command(
-        after_help = "Example:\n  isnad directory sign --root-key iq-root/root.key.pem --draft iq.json --version 2 --valid-days 90 --out iq-v2.cose"
+        after_help = "Example:\n  isnad directory sign --root-key iq-root/root.key.pem --draft iq.json --version 2 --valid-days 90 --out iq-v2.cose\n\n\
+Refuses to sign when root.country next to the root key (written by\n\
+`root-init`) names another country than the draft; warns when it is missing."
     )]
     Sign {
         /// The country's root key (PKCS#8 PEM).
@@ -225,6 +229,7 @@ pub(crate) fn run(cmd: DirectoryCommand) -> anyhow::Result<ExitCode> {
         } => {
             let root = read_signing_key(&root_key)?;
             let mut d = read_draft(&draft, None)?;
+            check_root_country(&root_key, &d.country)?;
             let now = crate::node_cmd::unix_now()?;
             d.version = version;
             d.issued_at = now;
@@ -236,10 +241,10 @@ pub(crate) fn run(cmd: DirectoryCommand) -> anyhow::Result<ExitCode> {
             std::fs::write(&out, &signed)
                 .with_context(|| format!("cannot write {}", out.display()))?;
             println!(
-                "signed {} directory version {version} ({} agencies, {} rules) → {}",
+                "signed {} directory version {version} ({}, {}) → {}",
                 d.country,
-                d.agencies.len(),
-                d.policy.len(),
+                count(d.agencies.len() as u64, "agency", "agencies"),
+                count(d.policy.len() as u64, "rule", "rules"),
                 out.display()
             );
             Ok(ExitCode::SUCCESS)
@@ -255,19 +260,19 @@ pub(crate) fn run(cmd: DirectoryCommand) -> anyhow::Result<ExitCode> {
             match verify_signed(&bytes, &root).and_then(|d| d.current_at(now).map(|()| d)) {
                 Ok(d) => {
                     println!(
-                        "valid: {} directory version {}, {} agencies, {} rules, valid from {} until {} (Unix seconds)",
+                        "valid: {} directory version {}, {}, {}, valid from {} until {}",
                         d.country.to_uppercase(),
                         d.version,
-                        d.agencies.len(),
-                        d.policy.len(),
-                        d.valid_from,
-                        d.valid_until
+                        count(d.agencies.len() as u64, "agency", "agencies"),
+                        count(d.policy.len() as u64, "rule", "rules"),
+                        utc_secs(d.valid_from),
+                        utc_secs(d.valid_until)
                     );
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
                     eprintln!("invalid ({}): {e}", e.code());
-                    Ok(ExitCode::from(2))
+                    Ok(ExitCode::from(crate::exit::FAILED))
                 }
             }
         }
@@ -295,6 +300,7 @@ fn root_init(country: &str, out: &Path) -> anyhow::Result<ExitCode> {
         &out.join("root.pub.cose"),
         &root.verifying_key().to_cose_key(),
     )?;
+    write_public(&out.join(ROOT_COUNTRY), format!("{cc}\n").as_bytes())?;
     println!(
         "root key for {} written to {}",
         cc.to_uppercase(),
@@ -303,6 +309,44 @@ fn root_init(country: &str, out: &Path) -> anyhow::Result<ExitCode> {
     println!("fingerprint: {}", fingerprint(root.verifying_key()));
     println!("keep root.key.pem offline; give root.pub.cose and the fingerprint to partners");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The file next to a root key that names its country (written by `root-init`).
+const ROOT_COUNTRY: &str = "root.country";
+
+/// Refuses a root key whose `root.country` names another country than the
+/// draft's; warns when the file is missing (roots made before it existed).
+fn check_root_country(root_key: &Path, draft_country: &str) -> anyhow::Result<()> {
+    let file = root_key.with_file_name(ROOT_COUNTRY);
+    let draft_cc = draft_country.to_ascii_lowercase();
+    match std::fs::read_to_string(&file) {
+        Ok(c) => {
+            let root_cc = c.trim().to_ascii_lowercase();
+            if root_cc != draft_cc {
+                anyhow::bail!(
+                    "refusing to sign: {} is the {} root ({} says so), the draft is the {} directory; \
+                     sign it with the {} root key",
+                    root_key.display(),
+                    root_cc.to_uppercase(),
+                    file.display(),
+                    draft_cc.to_uppercase(),
+                    draft_cc.to_uppercase()
+                );
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!(
+                "warning: cannot tell which country {} belongs to (no {} next to it); \
+                 make sure it is the {} root",
+                root_key.display(),
+                ROOT_COUNTRY,
+                draft_cc.to_uppercase()
+            );
+            Ok(())
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", file.display())),
+    }
 }
 
 pub(crate) fn read_verifying_key(path: &Path) -> anyhow::Result<VerifyingKey> {
@@ -386,11 +430,11 @@ pub(crate) fn describe(d: &Directory) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "directory of {} — version {}, valid {} to {} (Unix seconds)",
+        "directory of {} — version {}, valid {} to {}",
         d.country.to_uppercase(),
         d.version,
-        d.valid_from,
-        d.valid_until
+        utc_secs(d.valid_from),
+        utc_secs(d.valid_until)
     );
     for a in &d.agencies {
         let _ = writeln!(
@@ -427,14 +471,15 @@ pub(crate) fn describe(d: &Directory) -> String {
                     })
                     .map(|id| id.to_hex()[..16].to_owned())
                     .unwrap_or_else(|_| "?".into());
-                let mut line = format!("    {what} key {kid}… from {}", k.valid_from);
+                let mut line = format!("    {what} key {kid}… from {}", utc_secs(k.valid_from));
                 if let Some(u) = k.valid_until {
-                    let _ = write!(line, " until {u}");
+                    let _ = write!(line, " until {}", utc_secs(u));
                 }
                 if let Some(r) = k.revoked_at {
                     let _ = write!(
                         line,
-                        " REVOKED at {r} ({})",
+                        " REVOKED at {} ({})",
+                        utc_secs(r),
                         k.revocation_reason.as_deref().unwrap_or("no reason given")
                     );
                 }

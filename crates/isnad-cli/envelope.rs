@@ -15,7 +15,7 @@ use ring::rand::SystemRandom;
 use crate::keys::{read_encryption_key, read_signing_key};
 
 /// Exit code when an envelope is rejected.
-const EXIT_REJECTED: u8 = 2;
+const EXIT_REJECTED: u8 = crate::exit::FAILED;
 
 /// Envelope commands.
 #[derive(Debug, Subcommand)]

@@ -2,6 +2,12 @@
 //!
 //! Subcommands parse arguments into checked types, call library functions and
 //! print. Each command group lives in its own module.
+//!
+//! Exit status, the same for every command (README, "Exit codes"):
+//! [`exit::OK`] 0 verified / done, [`exit::USAGE`] 1 usage or I/O error
+//! (argument errors included), [`exit::FAILED`] 2 verification failed,
+//! [`exit::WARNING`] 3 verified, with a warning the command documents (a fork
+//! shown, fork evidence recorded).
 
 use clap::{Parser, Subcommand};
 
@@ -12,9 +18,11 @@ mod client;
 mod demo;
 mod directory;
 mod envelope;
+mod exit;
 mod keys;
 mod manual;
 mod node_cmd;
+mod out;
 mod trust;
 mod witness;
 
@@ -101,7 +109,22 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    out::quiet_broken_pipe();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            return std::process::ExitCode::from(code);
+        }
+    };
+    for (old, new) in deprecated_options() {
+        eprintln!("warning: {old} is deprecated and will be removed; use {new}");
+    }
     let result = match cli.command {
         Command::Demo(a) => demo::run(a),
         Command::Init(a) => node_cmd::init(a),
@@ -130,8 +153,33 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
-            std::process::ExitCode::from(1)
+            eprintln!("error: {}", out::causes(&err));
+            std::process::ExitCode::from(exit::USAGE)
         }
     }
+}
+
+/// Old option names still accepted (hidden aliases), with their new names.
+/// `--log-key` meant the private key for `audit export` and the public key
+/// everywhere else.
+const DEPRECATED: [(&str, &str); 3] = [
+    (
+        "--log-key",
+        "--signer-key (audit export: the private key) or --verifier-key (verification: the public key)",
+    ),
+    ("--log-key-a", "--verifier-key-a"),
+    ("--log-key-b", "--verifier-key-b"),
+];
+
+/// The deprecated option names present on the command line.
+fn deprecated_options() -> Vec<(&'static str, &'static str)> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    DEPRECATED
+        .into_iter()
+        .filter(|(old, _)| {
+            args.iter()
+                .take_while(|a| a.as_str() != "--")
+                .any(|a| a == old || a.strip_prefix(old).is_some_and(|r| r.starts_with('=')))
+        })
+        .collect()
 }

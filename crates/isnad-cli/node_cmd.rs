@@ -497,14 +497,32 @@ pub(crate) fn run(cmd: NodeCommand) -> anyhow::Result<ExitCode> {
         .build()?;
     rt.block_on(async move {
         let running = start(&config).await?;
-        tracing::info!(agency = %running.node.agency(), quic = ?running.node.local_addr(), api = %running.api, "node running");
-        eprintln!("isnad node {} running: QUIC {:?}, API http://{}", running.node.agency(), running.node.local_addr(), running.api);
+        let quic = running
+            .node
+            .local_addr()
+            .map_or_else(|| "not bound".to_owned(), |a| a.to_string());
+        tracing::info!(agency = %running.node.agency(), %quic, api = %running.api, "node running");
+        if !json_logs() {
+            eprintln!(
+                "isnad node {} running: QUIC {quic}, API http://{}",
+                running.node.agency(),
+                running.api
+            );
+        }
         wait_for_signal().await;
         tracing::info!("shutting down");
         running.node.shutdown().await;
         Ok::<_, anyhow::Error>(())
-    })?;
-    Ok(ExitCode::SUCCESS)
+    })
+    .map(|()| ExitCode::SUCCESS)
+    .or_else(|e| {
+        if !json_logs() {
+            return Err(e);
+        }
+        // With JSON logs, stderr carries JSON only: the fatal error too.
+        tracing::error!(error = %crate::out::causes(&e), "node stopped");
+        Ok(ExitCode::from(crate::exit::USAGE))
+    })
 }
 
 async fn wait_for_signal() {
@@ -522,15 +540,29 @@ async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// Logs go to stderr: JSON lines with `ISNAD_LOG_FORMAT=json` (nothing
+/// else is written to stderr then), else text, coloured only when stderr is
+/// a terminal and `NO_COLOR` is unset or empty (https://no-color.org).
 pub(crate) fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    let _ = if std::env::var("ISNAD_LOG_FORMAT").as_deref() == Ok("json") {
-        builder.json().try_init()
+    let _ = if json_logs() {
+        builder.json().with_ansi(false).try_init()
     } else {
-        builder.try_init()
+        builder.with_ansi(colour()).try_init()
     };
+}
+
+/// `ISNAD_LOG_FORMAT=json`.
+fn json_logs() -> bool {
+    std::env::var("ISNAD_LOG_FORMAT").as_deref() == Ok("json")
+}
+
+/// Colour only on a terminal, and never with `NO_COLOR` set (non-empty).
+fn colour() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }

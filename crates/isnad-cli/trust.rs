@@ -135,11 +135,11 @@ pub(crate) fn run(cmd: TrustCommand) -> anyhow::Result<ExitCode> {
             for (cc, h) in store.directories() {
                 let d = &h.directory;
                 println!(
-                    "directory {} v{}: {} agencies, valid until {}",
+                    "directory {} v{}: {}, valid until {}",
                     cc.to_uppercase(),
                     d.version,
-                    d.agencies.len(),
-                    d.valid_until
+                    crate::out::count(d.agencies.len() as u64, "agency", "agencies"),
+                    crate::out::utc_secs(d.valid_until)
                 );
             }
             Ok(ExitCode::SUCCESS)

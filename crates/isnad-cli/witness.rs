@@ -12,12 +12,16 @@ use serde_json::Value;
 
 use crate::client::{Client, NodeRef};
 
-/// `isnad verify-fork` exit status: the file proves a fork.
-pub(crate) const FORK_PROVEN: u8 = 0;
-/// `isnad verify-fork` exit status: signed by the log key, but no fork shown.
-pub(crate) const FORK_NOT_PROVEN: u8 = 3;
+/// `isnad audit verify-fork` exit status: the evidence verifies and shows a
+/// fork (verified, with a warning).
+pub(crate) const FORK_PROVEN: u8 = crate::exit::WARNING;
+/// `isnad audit verify-fork` exit status: both checkpoints verify and are
+/// consistent, so the log did not fork.
+pub(crate) const NO_FORK: u8 = crate::exit::OK;
+/// `isnad audit verify-fork` exit status: the evidence does not verify.
+pub(crate) const EVIDENCE_BAD: u8 = crate::exit::FAILED;
 /// `isnad witness status` exit status when fork evidence is recorded.
-pub(crate) const FORK_RECORDED: u8 = 3;
+pub(crate) const FORK_RECORDED: u8 = crate::exit::WARNING;
 
 /// `isnad witness …`
 #[derive(Debug, clap::Subcommand)]
@@ -26,7 +30,7 @@ pub(crate) enum WitnessCommand {
     #[command(
         after_help = "Example:\n  isnad witness status --config /var/lib/isnad/config.toml\n\n\
 Exit status: 0 no fork evidence recorded, 3 fork evidence recorded (check each\n\
-file with `isnad audit verify-fork FILE --log-key KEY`), 1 the node cannot be reached."
+file with `isnad audit verify-fork FILE --verifier-key KEY`), 1 the node cannot be reached."
     )]
     Status {
         #[command(flatten)]
@@ -89,26 +93,34 @@ fn status(node: &NodeRef, json: bool) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// `isnad audit verify-fork FILE --log-key KEY`.
+/// `isnad audit verify-fork FILE --verifier-key KEY`: exit 3 fork proven,
+/// 0 consistent (no fork), 2 the evidence does not verify.
 pub(crate) fn verify_fork(file: &Path, log_key: &VerifierKey) -> anyhow::Result<ExitCode> {
     let data = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let evidence = ForkEvidence::parse(&data)
-        .with_context(|| format!("{} is not fork evidence", file.display()))?;
+    let evidence = match ForkEvidence::parse(&data) {
+        Ok(e) => e,
+        Err(e) => {
+            println!("FAILED: {} is not fork evidence: {e}", file.display());
+            return Ok(ExitCode::from(EVIDENCE_BAD));
+        }
+    };
     match evidence.verify(log_key) {
         Ok(proof) => {
             println!("FORK PROVEN for {}: {}", log_key.name(), proof.describe());
             Ok(ExitCode::from(FORK_PROVEN))
         }
-        Err(e @ (ForkError::Consistent | ForkError::Unproven)) => {
-            println!("no fork proven: {e}");
-            Ok(ExitCode::from(FORK_NOT_PROVEN))
+        Err(e @ ForkError::Consistent) => {
+            println!("OK: no fork: {e}");
+            Ok(ExitCode::from(NO_FORK))
         }
-        Err(e) => Err(anyhow::anyhow!(e)).with_context(|| {
-            format!(
-                "{} does not verify under {}",
+        Err(e) => {
+            println!(
+                "FAILED: {} does not verify under {}+{:08x}: {e}",
                 file.display(),
-                log_key.name()
-            )
-        }),
+                log_key.name(),
+                log_key.key_id()
+            );
+            Ok(ExitCode::from(EVIDENCE_BAD))
+        }
     }
 }

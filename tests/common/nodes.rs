@@ -165,7 +165,7 @@ impl NodeProc {
             "export",
             "--log",
             p(&self.dir.join("log")),
-            "--log-key",
+            "--signer-key",
             p(&self.dir.join("keys/log.key")),
             "--out",
             p(&out),
@@ -174,7 +174,7 @@ impl NodeProc {
             "audit",
             "verify",
             p(&out),
-            "--log-key",
+            "--verifier-key",
             p(&self.dir.join("keys/log.pub")),
         ]);
         assert!(v.starts_with("OK"), "{}: {v}", self.id);

@@ -15,6 +15,8 @@ pub(crate) struct Loaded {
     pub(crate) label: String,
     pub(crate) log: Option<AuditedLog>,
     pub(crate) problems: Vec<String>,
+    /// The trusted key, `name+keyid`.
+    pub(crate) key: String,
 }
 
 /// Verifies the export in `dir` and reads it back. IO trouble with the
@@ -23,22 +25,28 @@ pub(crate) struct Loaded {
 pub(crate) fn load(dir: &Path, key_file: &Path) -> anyhow::Result<Loaded> {
     let key = read_verifier(key_file)?;
     let label = dir.display().to_string();
+    let key_label = format!("{}+{:08x}", key.name(), key.key_id());
     match read_verified_export(dir, &key) {
         Ok((_, Some(log))) => Ok(Loaded {
             label,
             log: Some(log),
             problems: Vec::new(),
+            key: key_label,
         }),
         Ok((report, None)) => {
             let mut problems: Vec<String> = report.problems.iter().map(|p| p.to_string()).collect();
             let more = report.problem_count - report.problems.len() as u64;
             if more > 0 {
-                problems.push(format!("… and {more} more problems"));
+                problems.push(format!(
+                    "… and {} more",
+                    crate::out::count(more, "problem", "problems")
+                ));
             }
             Ok(Loaded {
                 label,
                 log: None,
                 problems,
+                key: key_label,
             })
         }
         Err(AuditError::Directory { path, source }) => {
@@ -48,6 +56,7 @@ pub(crate) fn load(dir: &Path, key_file: &Path) -> anyhow::Result<Loaded> {
             label,
             log: None,
             problems: vec![e.to_string()],
+            key: key_label,
         }),
     }
 }
@@ -125,8 +134,8 @@ fn print_text(c: &CrossCheck) {
     }
     let n = &c.counts;
     println!(
-        "{} exchanges: {} matched, {} refused, {} undelivered, {} in flight, {} with findings (clock-skew tolerance {} s)",
-        n.exchanges,
+        "{}: {} matched, {} refused, {} undelivered, {} in flight, {} with findings (clock-skew tolerance {} s)",
+        crate::out::count(n.exchanges, "exchange", "exchanges"),
         n.matched,
         n.refused,
         n.undelivered,
@@ -137,7 +146,10 @@ fn print_text(c: &CrossCheck) {
     if c.is_clean() {
         println!("OK: both ends of every exchange agree");
     } else {
-        println!("cross-check FAILED: {} finding(s)", c.finding_count());
+        println!(
+            "cross-check FAILED: {}",
+            crate::out::count(c.finding_count() as u64, "finding", "findings")
+        );
     }
 }
 
@@ -150,7 +162,7 @@ pub(crate) fn report(
 ) -> anyhow::Result<ExitCode> {
     if dirs.len() != keys.len() {
         anyhow::bail!(
-            "give one --log-key per export directory, in the same order ({} directories, {} keys)",
+            "give one --verifier-key per export directory, in the same order ({} directories, {} keys)",
             dirs.len(),
             keys.len()
         );
@@ -184,6 +196,7 @@ pub(crate) fn report(
             label: &l.label,
             log: l.log.as_ref(),
             problems: &l.problems,
+            trusted_key: &l.key,
         })
         .collect();
     let now_ms = std::time::SystemTime::now()
@@ -191,19 +204,15 @@ pub(crate) fn report(
         .map_or(0, |d| d.as_millis() as u64);
     let html = isnad_log::report::render(title, &inputs, &checks, now_ms);
     std::fs::write(out, html).with_context(|| format!("cannot write {}", out.display()))?;
-    let invalid = loaded.iter().filter(|l| l.log.is_none()).count();
-    println!(
-        "wrote {}: {} log(s), {} not verified, {} cross-check(s), {}",
-        out.display(),
-        loaded.len(),
-        invalid,
-        checks.len(),
-        if problems {
-            "with findings"
-        } else {
-            "no findings"
+    let verdict = isnad_log::report::verdict(&inputs, &checks);
+    println!("{}", verdict.text);
+    for l in loaded.iter().filter(|l| l.log.is_none()) {
+        for p in &l.problems {
+            println!("FAILED: {}: {p}", l.label);
         }
-    );
+    }
+    println!("wrote {}", out.display());
+    let invalid = loaded.iter().filter(|l| l.log.is_none()).count();
     Ok(if invalid > 0 || problems {
         ExitCode::from(VERIFY_FAILED)
     } else {

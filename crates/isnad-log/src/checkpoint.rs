@@ -249,14 +249,18 @@ impl TlogProof {
         entry: &[u8],
         log_key: &VerifierKey,
     ) -> Result<Checkpoint, CheckpointError> {
+        self.verify_leaf_hash(&merkle::leaf_hash(entry), log_key)
+    }
+
+    /// As [`TlogProof::verify`], for an auditor who holds only the entry's
+    /// leaf hash (`SHA-256(0x00 ‖ entry)`, RFC 9162 §2.1.1), not its bytes.
+    pub fn verify_leaf_hash(
+        &self,
+        leaf: &Hash,
+        log_key: &VerifierKey,
+    ) -> Result<Checkpoint, CheckpointError> {
         let cp = open_checkpoint(self.checkpoint.as_bytes(), log_key)?;
-        merkle::verify_inclusion(
-            self.index,
-            cp.size,
-            &merkle::leaf_hash(entry),
-            &self.hashes,
-            &cp.root,
-        )?;
+        merkle::verify_inclusion(self.index, cp.size, leaf, &self.hashes, &cp.root)?;
         Ok(cp)
     }
 }

@@ -159,11 +159,13 @@ pub fn cross_check(data: &[u8]) {
                 label: "a",
                 log: Some(&a),
                 problems: &[],
+                trusted_key: "k+00000000",
             },
             crate::report::LogInput {
                 label: "b",
                 log: Some(&b),
                 problems: &[],
+                trusted_key: "k+00000000",
             },
         ],
         &[c],

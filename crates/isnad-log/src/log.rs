@@ -89,16 +89,17 @@ pub(crate) const RECORD_HEADER_LEN: u64 = 8;
 #[non_exhaustive]
 pub enum LogError {
     // --- The disk or operating system failed ---
-    /// Reading, writing or syncing a file failed.
-    #[error("{op} {path}: {source}")]
+    /// Reading, writing or syncing a file failed. The message includes the
+    /// OS error, which is therefore not also returned by `source()`: a
+    /// printer that walks the cause chain would print it twice.
+    #[error("{op} {path}: {error}")]
     Io {
         /// What was being done.
         op: &'static str,
         /// The file.
         path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: io::Error,
+        /// The underlying error (in the message, not the `source()` chain).
+        error: io::Error,
     },
     /// Another `Log` in this process, or another live process, has the
     /// directory open. Only one writer may own a log; nothing was read or
@@ -981,7 +982,11 @@ impl From<LockError> for LogError {
     fn from(e: LockError) -> Self {
         match e {
             LockError::Held { dir, pid } => Self::Locked { dir, pid },
-            LockError::Io { op, path, source } => Self::Io { op, path, source },
+            LockError::Io { op, path, source } => Self::Io {
+                op,
+                path,
+                error: source,
+            },
         }
     }
 }
@@ -1058,10 +1063,10 @@ fn sync_dir(dir: &Path) -> Result<(), LogError> {
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> LogError + 'a {
-    move |source| LogError::Io {
+    move |error| LogError::Io {
         op,
         path: path.to_owned(),
-        source,
+        error,
     }
 }
 
@@ -1213,5 +1218,15 @@ mod tests {
         let (log, report) = Log::open(dir.path()).unwrap();
         assert_eq!((report.size, report.truncated_bytes), (3, 5000));
         assert_eq!(log.append(entry(0, 3)).unwrap(), 3);
+    }
+
+    #[test]
+    fn an_io_error_prints_its_cause_once() {
+        let e = io_err("create directory", Path::new("/x/log"))(io::Error::from_raw_os_error(20));
+        let text = e.to_string();
+        assert!(text.starts_with("create directory /x/log: "), "{text}");
+        assert_eq!(text.matches("os error 20").count(), 1, "{text}");
+        // In the message, so not also in the source chain.
+        assert!(std::error::Error::source(&e).is_none());
     }
 }

@@ -65,14 +65,48 @@ pub enum NoteError {
         /// The key name.
         name: String,
     },
-    /// No signature from a known key was found.
-    #[error("note is not signed by any trusted key")]
-    NoTrustedSignature,
+    /// No signature from a known key was found: the note was signed by
+    /// other keys (a wrong key given to the verifier, or a forged note), or
+    /// not at all. Both lists hold `name+keyid` (the key id in 8 hex digits,
+    /// as in a verifier key), so the operator sees which key to ask for.
+    #[error("{}", no_trusted_signature(signers, trusted))]
+    NoTrustedSignature {
+        /// The keys whose signature lines the note carries, `name+keyid`.
+        signers: Vec<String>,
+        /// The trusted keys it was checked against, `name+keyid`.
+        trusted: Vec<String>,
+    },
 
     // --- The environment failed ---
     /// Key generation or signing failed inside the crypto library.
     #[error("cryptographic operation failed")]
     Crypto,
+}
+
+/// The message of [`NoteError::NoTrustedSignature`]: "signed by key X, you
+/// trusted key Y".
+fn no_trusted_signature(signers: &[String], trusted: &[String]) -> String {
+    let list = |keys: &[String]| match keys {
+        [] => "no key".to_owned(),
+        [one] => format!("key {one}"),
+        many => format!("keys {}", many.join(", ")),
+    };
+    if signers.is_empty() {
+        return format!(
+            "note is not signed by any trusted key: it carries no signature, you trusted {}",
+            list(trusted)
+        );
+    }
+    format!(
+        "note is not signed by any trusted key: signed by {}, you trusted {}",
+        list(signers),
+        list(trusted)
+    )
+}
+
+/// `name+keyid` of a key, as in a verifier key string.
+fn key_label(name: &str, id: u32) -> String {
+    format!("{name}+{id:08x}")
 }
 
 /// Checks a key name: non-empty, no Unicode white space, no `+`, no control characters.
@@ -417,6 +451,7 @@ pub fn open(note: &[u8], known: &[VerifierKey]) -> Result<VerifiedNote, NoteErro
         unknown_signatures: 0,
     };
     let mut count = 0usize;
+    let mut unknown = Vec::new();
     for line in sigs[..sigs.len() - 1].split('\n') {
         count += 1;
         if count > MAX_SIGNATURES {
@@ -441,6 +476,7 @@ pub fn open(note: &[u8], known: &[VerifierKey]) -> Result<VerifiedNote, NoteErro
         let id = u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]);
         let Some(key) = known.iter().find(|k| k.name == name && k.id == id) else {
             out.unknown_signatures += 1;
+            unknown.push(key_label(name, id));
             continue;
         };
         if out
@@ -468,7 +504,10 @@ pub fn open(note: &[u8], known: &[VerifierKey]) -> Result<VerifiedNote, NoteErro
         return Err(NoteError::Malformed("empty note text"));
     }
     if out.signatures.is_empty() {
-        return Err(NoteError::NoTrustedSignature);
+        return Err(NoteError::NoTrustedSignature {
+            signers: unknown,
+            trusted: known.iter().map(|k| key_label(&k.name, k.id)).collect(),
+        });
     }
     Ok(out)
 }
@@ -483,7 +522,7 @@ pub fn verify_cosignature(note: &[u8], cosigner: &VerifierKey) -> Result<u64, No
     v.signatures
         .first()
         .and_then(|s| s.timestamp)
-        .ok_or(NoteError::NoTrustedSignature)
+        .ok_or(NoteError::Malformed("cosignature without a timestamp"))
 }
 
 /// The text of a note *without verifying any signature*: for reading back
@@ -606,7 +645,24 @@ mod tests {
         ));
         assert_eq!(
             open(good.as_bytes(), &[]),
-            Err(NoteError::NoTrustedSignature)
+            Err(NoteError::NoTrustedSignature {
+                signers: vec![key_label(v.name(), v.key_id())],
+                trusted: vec![],
+            })
+        );
+        // A wrong key says which key signed and which one was trusted, so it
+        // reads differently from a tampered note (BadSignature above).
+        let other = SignerKey::from_seed(v.name(), TYPE_ED25519, [9; 32]).unwrap();
+        let msg = open(good.as_bytes(), &[other.verifier()])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            msg,
+            format!(
+                "note is not signed by any trusted key: signed by key {}, you trusted key {}",
+                key_label(v.name(), v.key_id()),
+                key_label(other.name(), other.key_id())
+            )
         );
         let no_nl = good.trim_end();
         assert!(matches!(

@@ -22,6 +22,94 @@ pub struct LogInput<'a> {
     pub log: Option<&'a AuditedLog>,
     /// Verification problems (empty when verified).
     pub problems: &'a [String],
+    /// The key the auditor trusted for this log, `name+keyid` (the first two
+    /// fields of the verifier key), printed with the verdict.
+    pub trusted_key: &'a str,
+}
+
+/// The one-line outcome of a report, stated first (on the page and by the
+/// CLI) so that nobody reads "no findings" where nothing could be checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// Every export verified and every cross-check is clean.
+    pub clean: bool,
+    /// `VERIFIED: …`, `FINDINGS: …` or `NOT VERIFIED: …`, with the trusted keys.
+    pub text: String,
+}
+
+/// The verdict over `logs` and the cross-checks made between them.
+pub fn verdict(logs: &[LogInput<'_>], checks: &[CrossCheck]) -> Verdict {
+    let n = logs.len();
+    let bad = logs.iter().filter(|l| l.log.is_none()).count();
+    let findings: usize = checks.iter().map(CrossCheck::finding_count).sum();
+    let checked = checks.len();
+    let keys: Vec<&str> = logs.iter().map(|l| l.trusted_key).collect();
+    let keys = format!(
+        "trusted {}: {}",
+        if keys.len() == 1 { "key" } else { "keys" },
+        keys.join(", ")
+    );
+    let cross = match checked {
+        0 => "no cross-check (no two verified logs of different agencies exchanged messages)"
+            .to_owned(),
+        c => plural(c, "cross-check", "cross-checks"),
+    };
+    let (clean, head) = if bad == n {
+        (
+            false,
+            format!(
+                "NOT VERIFIED: {} of {} verify under the trusted keys; nothing could be checked",
+                if n == 1 {
+                    "the export does not"
+                } else {
+                    "none"
+                },
+                plural(n, "export", "exports"),
+            ),
+        )
+    } else if bad > 0 {
+        (
+            false,
+            format!(
+                "NOT VERIFIED: {bad} of {} do not verify under the trusted keys; {cross} among the others, {}",
+                plural(n, "export", "exports"),
+                plural(findings, "finding", "findings")
+            ),
+        )
+    } else if findings > 0 {
+        (
+            false,
+            format!(
+                "FINDINGS: {} verified; {} in {cross}",
+                plural(n, "export", "exports"),
+                plural(findings, "finding", "findings")
+            ),
+        )
+    } else if checked == 0 {
+        (
+            true,
+            format!(
+                "VERIFIED: {} verified; {cross}",
+                plural(n, "export", "exports")
+            ),
+        )
+    } else {
+        (
+            true,
+            format!(
+                "VERIFIED: {} verified; {cross}, no findings",
+                plural(n, "export", "exports")
+            ),
+        )
+    };
+    Verdict {
+        clean,
+        text: format!("{head} ({keys})"),
+    }
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Upper bounds (ms, exclusive) of the delivery-latency histogram buckets;
@@ -40,17 +128,21 @@ pub fn render(
     generated_ms: u64,
 ) -> String {
     let mut h = String::with_capacity(64 * 1024);
+    let v = verdict(logs, checks);
     let _ = write!(
         h,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
 <title>{t}</title><style>{STYLE}</style></head><body>\n<h1>{t}</h1>\n\
-<p class=\"meta\">Generated {g} from {n} audit-log export(s). Entries carry identifiers, \
+<p id=\"verdict\" class=\"{c}\">{v}</p>\n\
+<p class=\"meta\">Generated {g} from {n}. Entries carry identifiers, \
 envelope digests and log indexes only, never message content. This page is self-contained: \
 it loads nothing from the network.</p>\n",
         t = esc(title),
+        c = if v.clean { "ok" } else { "bad" },
+        v = esc(&v.text),
         g = esc(&utc(generated_ms)),
-        n = logs.len()
+        n = plural(logs.len(), "audit-log export", "audit-log exports")
     );
     summary(&mut h, logs);
     let verified: Vec<(&str, &AuditedLog)> = logs
@@ -541,8 +633,72 @@ mod tests {
             label: "a",
             log: Some(a),
             problems: &[],
+            trusted_key: "k+00000000",
         }];
         render("r", &logs, &[], T)
+    }
+
+    #[test]
+    fn verdict_comes_first_names_the_keys_and_never_says_no_findings_unchecked() {
+        let p = pair();
+        let (a, b) = (p.audited(Side::A), p.audited(Side::B));
+        let bad = ["checkpoint: not signed by any trusted key".to_owned()];
+        let unverified = [
+            LogInput {
+                label: "a",
+                log: None,
+                problems: &bad,
+                trusted_key: "b/audit+11111111",
+            },
+            LogInput {
+                label: "b",
+                log: None,
+                problems: &bad,
+                trusted_key: "a/audit+22222222",
+            },
+        ];
+        let v = verdict(&unverified, &[]);
+        assert!(!v.clean);
+        assert_eq!(
+            v.text,
+            "NOT VERIFIED: none of 2 exports verify under the trusted keys; nothing could be \
+             checked (trusted keys: b/audit+11111111, a/audit+22222222)"
+        );
+        let html = render("r", &unverified, &[], T);
+        let body = &html[html.find("<body>").unwrap()..];
+        let first_p = &body[body.find("<p").unwrap()..];
+        assert!(first_p.starts_with("<p id=\"verdict\" class=\"bad\">NOT VERIFIED"));
+
+        let check = cross_check(&a, &b, DEFAULT_SKEW_MS).unwrap();
+        let logs = [
+            LogInput {
+                label: "a",
+                log: Some(&a),
+                problems: &[],
+                trusted_key: "a/audit+22222222",
+            },
+            LogInput {
+                label: "b",
+                log: Some(&b),
+                problems: &[],
+                trusted_key: "b/audit+11111111",
+            },
+        ];
+        let v = verdict(&logs, std::slice::from_ref(&check));
+        assert_eq!(v.clean, check.is_clean());
+        assert!(
+            v.text
+                .starts_with("VERIFIED: 2 exports verified; 1 cross-check, no findings")
+                || v.text.starts_with("FINDINGS: 2 exports verified;"),
+            "{}",
+            v.text
+        );
+        let v = verdict(&logs[..1], &[]);
+        assert_eq!(
+            v.text,
+            "VERIFIED: 1 export verified; no cross-check (no two verified logs of different \
+             agencies exchanged messages) (trusted key: a/audit+22222222)"
+        );
     }
 
     #[test]
@@ -556,16 +712,19 @@ mod tests {
                 label: "exports/a",
                 log: Some(&a),
                 problems: &[],
+                trusted_key: "k+00000000",
             },
             LogInput {
                 label: "exports/b",
                 log: Some(&b),
                 problems: &[],
+                trusted_key: "k+00000000",
             },
             LogInput {
                 label: "exports/<c>",
                 log: None,
                 problems: &bad,
+                trusted_key: "k+00000000",
             },
         ];
         let html = render("Audit <report>", &logs, &[check], T);

@@ -30,6 +30,14 @@ pub enum AuditError {
         #[source]
         source: io::Error,
     },
+    /// A proof was asked for an entry the export does not hold.
+    #[error("no entry {index}: the export holds {size} entries{}", if *.size == 0 { String::new() } else { format!(" (indexes 0 to {})", .size - 1) })]
+    NoSuchEntry {
+        /// The index asked for.
+        index: u64,
+        /// Entries in the export's checkpoint.
+        size: u64,
+    },
 
     // --- The export fails verification (exit code 2) ---
     /// The export's checkpoint is missing, malformed or not validly signed
@@ -389,13 +397,9 @@ pub fn prove_from_export(dir: &Path, index: u64) -> Result<TlogProof, AuditError
         source,
     })?;
     if index >= cp.size {
-        return Err(AuditError::Checkpoint {
-            path: cp_path,
-            source: merkle::ProofError::IndexOutOfRange {
-                index,
-                size: cp.size,
-            }
-            .into(),
+        return Err(AuditError::NoSuchEntry {
+            index,
+            size: cp.size,
         });
     }
     let mut scratch = Vec::new();

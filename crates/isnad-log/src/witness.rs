@@ -297,7 +297,7 @@ pub fn add_checkpoint(
     let cp = open_checkpoint(req.checkpoint.as_bytes(), log_key).map_err(|e| match e {
         CheckpointError::Note(
             n @ (NoteError::BadSignature { .. }
-            | NoteError::NoTrustedSignature
+            | NoteError::NoTrustedSignature { .. }
             | NoteError::DuplicateSignature { .. }),
         ) => WitnessError::Unauthentic(n.to_string()),
         other => WitnessError::Checkpoint(other.to_string()),
