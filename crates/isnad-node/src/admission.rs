@@ -107,6 +107,10 @@ enum Decision {
     Retry,
     /// Refuse, counted under this reason.
     Refuse(&'static str),
+    /// Drop without an answer (the source is validated and over its own
+    /// limit: answering would only cost this node more), counted under
+    /// this reason.
+    Ignore(&'static str),
 }
 
 /// [`Decision`] carried out: an accepted attempt holds its slot.
@@ -115,6 +119,7 @@ enum Admit {
     Start(HandshakeSlot),
     Retry,
     Refuse(&'static str),
+    Ignore(&'static str),
 }
 
 /// Handshakes in progress.
@@ -140,7 +145,7 @@ impl HandshakeBook {
             return Decision::Accept;
         }
         if self.by_address.get(&ip).copied().unwrap_or(0) >= b.max_handshakes_per_address {
-            return Decision::Refuse("handshake-per-address");
+            return Decision::Ignore("handshake-per-address");
         }
         if self.total >= b.max_handshakes {
             return Decision::Refuse("handshake-limit");
@@ -299,6 +304,7 @@ impl Admission {
             }
             Decision::Retry => Admit::Retry,
             Decision::Refuse(reason) => Admit::Refuse(reason),
+            Decision::Ignore(reason) => Admit::Ignore(reason),
         }
     }
 
@@ -431,6 +437,11 @@ pub(super) async fn accept_loop(inner: Arc<Inner>) {
                 tracing::debug!(%addr, reason, "incoming connection refused");
                 continue;
             }
+            Admit::Ignore(reason) => {
+                incoming.ignore();
+                inner.metrics.rejected(reason);
+                continue;
+            }
         };
         let task = Arc::clone(&inner);
         inner.spawn(async move {
@@ -469,6 +480,23 @@ pub(super) fn bound_incoming(server: &mut quinn::ServerConfig, l: &LimitsConfig)
         .max_incoming(l.max_handshakes.saturating_mul(4))
         .incoming_buffer_size(64 * 1024)
         .incoming_buffer_size_total(4 * 1024 * 1024);
+}
+
+/// Receive buffer asked for the listening UDP socket (the kernel caps it
+/// at `net.core.rmem_max`): under a flood of first packets a small buffer
+/// overflows while the endpoint is busy, and a partner's packet lost there
+/// costs it a retransmission timeout (about a second).
+const SOCKET_RECV_BUFFER: usize = 4 * 1024 * 1024;
+
+/// Binds the node's UDP socket, with a receive buffer sized for floods
+/// (best effort: the default is kept if the kernel refuses).
+pub(super) fn bind_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let socket = std::net::UdpSocket::bind(addr)?;
+    let state = quinn::udp::UdpSocketState::new((&socket).into())?;
+    if let Err(e) = state.set_recv_buffer_size((&socket).into(), SOCKET_RECV_BUFFER) {
+        tracing::debug!(error = %e, "could not enlarge the UDP receive buffer");
+    }
+    Ok(socket)
 }
 
 /// Reads a body of `len` bytes, growing the buffer as bytes arrive (never
@@ -521,7 +549,7 @@ mod tests {
         // …up to the per-address limit; another address is not affected.
         assert_eq!(
             book.decide(&b, ip, true, false),
-            Decision::Refuse("handshake-per-address")
+            Decision::Ignore("handshake-per-address")
         );
         let other: IpAddr = [127, 0, 0, 1].into();
         assert_eq!(book.decide(&b, other, true, false), Decision::Accept);

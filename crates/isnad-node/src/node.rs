@@ -629,8 +629,14 @@ fn bind_endpoint(config: &Config, identity: &Identity) -> Result<quinn::Endpoint
             .map_err(|e| err(e.to_string()))?;
     let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
     client.transport_config(transport);
-    let mut endpoint =
-        quinn::Endpoint::server(server, config.listen).map_err(|e| err(e.to_string()))?;
+    let socket = admission::bind_socket(config.listen).map_err(|e| err(e.to_string()))?;
+    let mut endpoint = quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(server),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .map_err(|e| err(e.to_string()))?;
     endpoint.set_default_client_config(client);
     Ok(endpoint)
 }
