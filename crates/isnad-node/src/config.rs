@@ -406,6 +406,13 @@ mod tests {
             "agency = \"iq.moi\"\nlisten = \"127.0.0.1:1\"\n[api]\nlisten = \"0.0.0.0:80\"",
         );
         assert!(c.map(|c| c.check()).is_ok_and(|r| r.is_err()));
+        // A body budget that cannot hold one largest request is refused.
+        let c = Config::parse(
+            "agency = \"iq.moi\"\nlisten = \"127.0.0.1:1\"\n[limits]\nbody_budget_per_agency = 4194304",
+        );
+        assert!(c
+            .map(|c| c.check())
+            .is_ok_and(|r| r.is_err_and(|e| e.contains("body_budget_per_agency"))));
         let c = Config::parse(
             "agency = \"iq.moi\"\nlisten = \"127.0.0.1:1\"\n[witness]\nwitnesses = [\"fr.mj\"]\nquorum = 2",
         );
