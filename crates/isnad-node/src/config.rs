@@ -161,8 +161,38 @@ pub struct LimitsConfig {
     pub idle_timeout_secs: u64,
     /// Time allowed for one request stream from open to response, seconds.
     pub stream_timeout_secs: u64,
-    /// Concurrent incoming connections.
+    /// Authenticated incoming connections, all partners together; a
+    /// connection counts from the end of its TLS handshake
+    /// (spec/transport.md §5).
     pub max_connections: usize,
+    /// Authenticated incoming connections of one partner agency; a newer
+    /// one closes that agency's oldest (a restarted partner is not locked
+    /// out by its stale connections).
+    pub max_connections_per_agency: usize,
+    /// Time allowed for a TLS handshake from the first packet, seconds;
+    /// then the attempt is dropped and its slot freed.
+    pub handshake_timeout_secs: u64,
+    /// Unauthenticated handshakes in progress, all sources together;
+    /// further attempts are refused.
+    pub max_handshakes: usize,
+    /// Handshakes in progress from one validated source IP address.
+    pub max_handshakes_per_address: usize,
+    /// Handshakes from unvalidated addresses in progress before every
+    /// further attempt must first prove its address with a QUIC Retry;
+    /// 0: always.
+    pub retry_above_handshakes: usize,
+    /// QUIC connection-level receive window, bytes: what a peer may have
+    /// in flight on one connection before this node has read it.
+    pub connection_receive_window: u32,
+    /// QUIC stream-level receive window, bytes.
+    pub stream_receive_window: u32,
+    /// Bytes of request bodies one agency may have in flight (being read
+    /// or processed) at once; a request beyond it is answered
+    /// `unavailable` before its body is read. At least
+    /// `max_envelope_bytes` + 1024.
+    pub body_budget_per_agency: usize,
+    /// Bytes of request bodies in flight from all agencies together.
+    pub body_budget_total: usize,
     /// Refusals of one peer's requests logged per `rejection_window_secs`;
     /// once reached, that peer's further requests in the window are
     /// answered `unavailable` unprocessed (spec/transport.md §5). 0: no
@@ -180,6 +210,15 @@ impl Default for LimitsConfig {
             idle_timeout_secs: 30,
             stream_timeout_secs: 30,
             max_connections: 256,
+            max_connections_per_agency: 4,
+            handshake_timeout_secs: 5,
+            max_handshakes: 128,
+            max_handshakes_per_address: 4,
+            retry_above_handshakes: 16,
+            connection_receive_window: 4 * 1024 * 1024,
+            stream_receive_window: 1024 * 1024,
+            body_budget_per_agency: 16 * 1024 * 1024,
+            body_budget_total: 64 * 1024 * 1024,
             max_rejections_per_peer: 1000,
             rejection_window_secs: 60,
         }
@@ -281,8 +320,29 @@ impl Config {
             || l.stream_timeout_secs == 0
             || l.max_connections == 0
             || l.rejection_window_secs == 0
+            || l.max_connections_per_agency == 0
+            || l.handshake_timeout_secs == 0
+            || l.max_handshakes == 0
+            || l.max_handshakes_per_address == 0
+            || l.stream_receive_window == 0
         {
             return Err("limits must be positive".into());
+        }
+        if l.connection_receive_window < l.stream_receive_window {
+            return Err(
+                "limits.connection_receive_window must be at least limits.stream_receive_window"
+                    .into(),
+            );
+        }
+        let frame = l.max_envelope_bytes + 1024;
+        if l.body_budget_per_agency < frame || l.body_budget_total < l.body_budget_per_agency {
+            return Err(format!(
+                "limits.body_budget_per_agency must be at least max_envelope_bytes + 1024 \
+                 ({frame}) and limits.body_budget_total at least body_budget_per_agency"
+            ));
+        }
+        if l.body_budget_total > u32::MAX as usize {
+            return Err("limits.body_budget_total must be below 4 GiB".into());
         }
         if self.delivery.jitter_percent > 50 {
             return Err("delivery.jitter_percent must be 0..=50".into());
@@ -346,6 +406,13 @@ mod tests {
             "agency = \"iq.moi\"\nlisten = \"127.0.0.1:1\"\n[api]\nlisten = \"0.0.0.0:80\"",
         );
         assert!(c.map(|c| c.check()).is_ok_and(|r| r.is_err()));
+        // A body budget that cannot hold one largest request is refused.
+        let c = Config::parse(
+            "agency = \"iq.moi\"\nlisten = \"127.0.0.1:1\"\n[limits]\nbody_budget_per_agency = 4194304",
+        );
+        assert!(c
+            .map(|c| c.check())
+            .is_ok_and(|r| r.is_err_and(|e| e.contains("body_budget_per_agency"))));
         let c = Config::parse(
             "agency = \"iq.moi\"\nlisten = \"127.0.0.1:1\"\n[witness]\nwitnesses = [\"fr.mj\"]\nquorum = 2",
         );

@@ -129,6 +129,17 @@ pub struct Metrics {
     pub witness_forks: Counter,
     /// Size of this node's latest checkpoint that reached the witness quorum.
     pub witnessed_size: Gauge,
+    /// Incoming handshakes that failed or ran out of time before the peer
+    /// was authenticated (logged at debug level only).
+    pub handshakes_failed: Counter,
+    /// Incoming connection attempts asked to prove their address (QUIC Retry).
+    pub handshake_retries: Counter,
+    /// Incoming handshakes in progress.
+    pub handshakes_in_progress: Gauge,
+    /// Authenticated incoming connections open.
+    pub peer_connections: Gauge,
+    /// Bytes of request bodies reserved by requests being read or processed.
+    pub body_bytes_in_flight: Gauge,
     received_by_kind: Mutex<BTreeMap<String, u64>>,
     rejected_by_reason: Mutex<BTreeMap<String, u64>>,
 }
@@ -224,6 +235,34 @@ impl Metrics {
             "isnad_witness_forks_total",
             "Fork evidence recorded against partners' audit logs (alert on any increase).",
             self.witness_forks.get(),
+        );
+        counter(
+            "isnad_handshakes_failed_total",
+            "Incoming handshakes that failed or timed out before authentication.",
+            self.handshakes_failed.get(),
+        );
+        counter(
+            "isnad_handshake_retries_total",
+            "Incoming connection attempts sent a QUIC Retry to prove their address.",
+            self.handshake_retries.get(),
+        );
+        let mut gauge = |name: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        gauge(
+            "isnad_handshakes_in_progress",
+            "Incoming handshakes in progress.",
+            self.handshakes_in_progress.get(),
+        );
+        gauge(
+            "isnad_peer_connections",
+            "Authenticated incoming connections open.",
+            self.peer_connections.get(),
+        );
+        gauge(
+            "isnad_body_bytes_in_flight",
+            "Bytes of request bodies being read or processed.",
+            self.body_bytes_in_flight.get(),
         );
         let _ = writeln!(out, "# HELP isnad_witnessed_size Size of this node's latest checkpoint cosigned by the witness quorum.\n# TYPE isnad_witnessed_size gauge\nisnad_witnessed_size {}", self.witnessed_size.get());
         let _ = writeln!(out, "# HELP isnad_messages_received_total Messages accepted from peers.\n# TYPE isnad_messages_received_total counter");

@@ -26,6 +26,8 @@ use crate::store::{
 };
 use crate::workflow::{self, WorkflowError};
 
+#[path = "admission.rs"]
+pub(crate) mod admission;
 #[path = "export.rs"]
 pub(crate) mod export;
 #[path = "witness.rs"]
@@ -204,6 +206,8 @@ pub(crate) struct Inner {
     pub(crate) store: Store,
     pub(crate) metrics: Arc<Metrics>,
     endpoint: quinn::Endpoint,
+    /// Handshake, connection and body pools of incoming traffic.
+    admission: Arc<admission::Admission>,
     pub(crate) limits: Limits,
     pub(crate) rng: SystemRandom,
     pub(crate) wake: Notify,
@@ -255,6 +259,7 @@ impl NodeHandle {
             ..Limits::default()
         };
         let metrics = Arc::new(Metrics::default());
+        let admission = admission::Admission::new(&config.limits, Arc::clone(&metrics));
         let (shutdown, _) = watch::channel(false);
         let mut identity = identity;
         let witness = witness::State::new(identity.witness_key.take(), &config.paths.state);
@@ -272,6 +277,7 @@ impl NodeHandle {
             store,
             metrics,
             endpoint,
+            admission,
             limits,
             rng: SystemRandom::new(),
             wake: Notify::new(),
@@ -285,7 +291,7 @@ impl NodeHandle {
             waiters: Mutex::new(HashMap::new()),
         });
         inner.recover().await?;
-        inner.spawn(accept_loop(Arc::clone(&inner)));
+        inner.spawn(admission::accept_loop(Arc::clone(&inner)));
         inner.spawn(delivery_loop(Arc::clone(&inner)));
         inner.spawn(checkpoint_loop(Arc::clone(&inner)));
         Ok(Self { inner })
@@ -645,6 +651,8 @@ fn bind_endpoint(config: &Config, identity: &Identity) -> Result<quinn::Endpoint
         .max_concurrent_uni_streams(quinn::VarInt::from_u32(0))
         // No datagrams (transport.md §2): not advertised, none accepted.
         .datagram_receive_buffer_size(None)
+        .receive_window(quinn::VarInt::from_u32(l.connection_receive_window))
+        .stream_receive_window(quinn::VarInt::from_u32(l.stream_receive_window))
         .max_idle_timeout(Some(
             quinn::IdleTimeout::try_from(Duration::from_secs(l.idle_timeout_secs))
                 .map_err(|e| err(e.to_string()))?,
@@ -656,49 +664,26 @@ fn bind_endpoint(config: &Config, identity: &Identity) -> Result<quinn::Endpoint
             .map_err(|e| err(e.to_string()))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
     server.transport_config(Arc::clone(&transport));
+    admission::bound_incoming(&mut server, l);
     let client_crypto =
         quinn::crypto::rustls::QuicClientConfig::try_from(Arc::clone(&identity.tls_client))
             .map_err(|e| err(e.to_string()))?;
     let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
     client.transport_config(transport);
-    let mut endpoint =
-        quinn::Endpoint::server(server, config.listen).map_err(|e| err(e.to_string()))?;
+    let socket = admission::bind_socket(config.listen).map_err(|e| err(e.to_string()))?;
+    let mut endpoint = quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(server),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .map_err(|e| err(e.to_string()))?;
     endpoint.set_default_client_config(client);
     Ok(endpoint)
 }
 
 // ---------------------------------------------------------------------------
 // Inbound
-
-async fn accept_loop(inner: Arc<Inner>) {
-    let conns = Arc::new(Semaphore::new(inner.config.limits.max_connections));
-    let mut stop = inner.shutdown.subscribe();
-    loop {
-        let incoming = tokio::select! {
-            i = inner.endpoint.accept() => i,
-            _ = stop.wait_for(|s| *s) => return,
-        };
-        let Some(incoming) = incoming else { return };
-        let Ok(permit) = Arc::clone(&conns).try_acquire_owned() else {
-            incoming.refuse();
-            inner.metrics.rejected("connection-limit");
-            continue;
-        };
-        let task = Arc::clone(&inner);
-        inner.spawn(async move {
-            let inner = task;
-            let _permit = permit;
-            match incoming.await {
-                Ok(conn) => serve_connection(inner, conn).await,
-                Err(e) => {
-                    // TLS refusals of unlisted peers end here.
-                    inner.metrics.rejected("handshake");
-                    tracing::info!(error = %e, "incoming connection failed");
-                }
-            }
-        });
-    }
-}
 
 fn peer_agency(inner: &Inner, conn: &quinn::Connection) -> Option<AgencyId> {
     let identity = conn.peer_identity()?;
@@ -714,6 +699,10 @@ async fn serve_connection(inner: Arc<Inner>, conn: quinn::Connection) {
         // The TLS verifier accepted a certificate the directory cannot map:
         // only possible if the directory changed in between. Refuse.
         conn.close(REFUSED, b"unknown peer");
+        return;
+    };
+    let Some(_slot) = inner.admission.enter(&peer, &conn) else {
+        conn.close(REFUSED, b"too many connections");
         return;
     };
     tracing::debug!(%peer, addr = %conn.remote_address(), "peer connected");
@@ -736,45 +725,49 @@ async fn serve_stream(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
-    // The client has the stream time limit to send its whole request; one
-    // left unfinished still gets its one answer (transport.md §2, §5).
     let limit = Duration::from_secs(inner.config.limits.stream_timeout_secs);
-    let Ok(request) = tokio::time::timeout(limit, read_request(inner, &mut recv)).await else {
+    // The throttle is checked before any byte of the body is read.
+    let response = if inner.throttled(peer).await {
         let _ = recv.stop(REFUSED);
-        inner.metrics.rejected("stream-timeout");
-        tracing::info!(%peer, "request refused: not complete within the stream time limit");
-        let answer = error_response(
+        inner.metrics.rejected("throttled");
+        error_response(
             ErrorCode::Unavailable,
             None,
-            Some("request not complete within the stream time limit"),
-        );
-        write_answer(inner, &mut send, &answer, limit).await;
-        return;
-    };
-    let response = match request {
-        _ if inner.throttled(peer).await => {
-            if request.is_err() {
+            Some("too many refused requests from this peer; try again later"),
+        )
+    } else {
+        // The client has the stream time limit to send its whole request;
+        // one left unfinished still gets its one answer (transport.md §2, §5).
+        match tokio::time::timeout(limit, read_request(inner, peer, &mut recv)).await {
+            Err(_) => {
                 let _ = recv.stop(REFUSED);
+                inner.metrics.rejected("stream-timeout");
+                tracing::info!(%peer, "request refused: not complete within the stream time limit");
+                error_response(
+                    ErrorCode::Unavailable,
+                    None,
+                    Some("request not complete within the stream time limit"),
+                )
             }
-            inner.metrics.rejected("throttled");
-            error_response(
-                ErrorCode::Unavailable,
-                None,
-                Some("too many refused requests from this peer; try again later"),
-            )
-        }
-        Ok(req) => match req.op {
-            Op::Deliver => inner.deliver_in(peer, req.payload).await,
-            Op::AddCheckpoint => witness::serve(inner, peer, req.payload).await,
-            _ => error_response(ErrorCode::Malformed, None, Some("unsupported op")),
-        },
-        Err(resp) => {
-            let _ = recv.stop(REFUSED);
-            if let Response::Error { code, .. } = &resp {
-                tracing::info!(%peer, %code, "request refused: bad frame");
-                inner.log_rejected(peer, *code, "frame", None).await;
+            // The body's budget is held until the request is answered.
+            Ok(Ok((req, _budget))) => match req.op {
+                Op::Deliver => inner.deliver_in(peer, req.payload).await,
+                Op::AddCheckpoint => witness::serve(inner, peer, req.payload).await,
+                _ => error_response(ErrorCode::Malformed, None, Some("unsupported op")),
+            },
+            Ok(Err(Unread::Busy(resp))) => {
+                let _ = recv.stop(REFUSED);
+                inner.metrics.rejected("body-budget");
+                resp
             }
-            resp
+            Ok(Err(Unread::Frame(resp))) => {
+                let _ = recv.stop(REFUSED);
+                if let Response::Error { code, .. } = &resp {
+                    tracing::info!(%peer, %code, "request refused: bad frame");
+                    inner.log_rejected(peer, *code, "frame", None).await;
+                }
+                resp
+            }
         }
     };
     write_answer(inner, &mut send, &response, limit).await;
@@ -812,32 +805,61 @@ pub(crate) fn error_response(
     }
 }
 
-/// Reads one request frame, refusing oversize prefixes before reading the body
-/// and bytes after the frame.
-async fn read_request(inner: &Inner, recv: &mut quinn::RecvStream) -> Result<Request, Response> {
+/// Why a request was not read, with the answer.
+enum Unread {
+    /// The frame is bad: the peer's fault, logged and counted.
+    Frame(Response),
+    /// The peer's body budget (or the total) is used up: `unavailable`,
+    /// neither logged nor counted (spec/transport.md §5).
+    Busy(Response),
+}
+
+/// Reads one request frame, refusing oversize prefixes before reading the
+/// body and bytes after the frame. The body's declared length is reserved
+/// from `peer`'s budget before it is read (admission.rs).
+async fn read_request(
+    inner: &Inner,
+    peer: &AgencyId,
+    recv: &mut quinn::RecvStream,
+) -> Result<(Request, admission::BodyPermit), Unread> {
+    let truncated = || {
+        Unread::Frame(error_response(
+            ErrorCode::Malformed,
+            None,
+            Some("truncated frame"),
+        ))
+    };
     let mut prefix = [0u8; 4];
     recv.read_exact(&mut prefix)
         .await
-        .map_err(|_| error_response(ErrorCode::Malformed, None, Some("truncated frame")))?;
+        .map_err(|_| truncated())?;
     let max = inner.limits.max_envelope_bytes + 1024;
     let len = body_len(prefix, max)
-        .map_err(|e| error_response(e.code(), None, Some("frame too large")))?;
-    let mut body = vec![0u8; len];
-    recv.read_exact(&mut body)
+        .map_err(|e| Unread::Frame(error_response(e.code(), None, Some("frame too large"))))?;
+    let budget = inner.admission.reserve(peer, len).ok_or_else(|| {
+        Unread::Busy(error_response(
+            ErrorCode::Unavailable,
+            None,
+            Some("too many request bytes in flight from this peer; try again later"),
+        ))
+    })?;
+    let body = admission::read_body(recv, len)
         .await
-        .map_err(|_| error_response(ErrorCode::Malformed, None, Some("truncated frame")))?;
+        .ok_or_else(truncated)?;
     let mut extra = [0u8; 1];
     match recv.read(&mut extra).await {
         Ok(None) => {}
         _ => {
-            return Err(error_response(
+            return Err(Unread::Frame(error_response(
                 ErrorCode::Malformed,
                 None,
                 Some("bytes after the frame"),
-            ))
+            )))
         }
     }
-    Request::decode(&body).map_err(|e: FrameError| error_response(e.code(), None, None))
+    let request = Request::decode(&body)
+        .map_err(|e: FrameError| Unread::Frame(error_response(e.code(), None, None)))?;
+    Ok((request, budget))
 }
 
 /// The replay check backed by the inbox: a (sender, id) already stored is a

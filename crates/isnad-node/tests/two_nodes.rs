@@ -611,6 +611,17 @@ async fn a_peer_refused_too_often_is_throttled_for_the_window() -> TestResult {
     assert_eq!((rejected("frame")?, rejected("throttled")?), (5, 1));
     assert!(nb.store().all_inbox()?.is_empty());
     assert_eq!(nb.metrics().rejected_count("throttled"), 3);
+    // The throttle is checked before a body is read: a request announcing
+    // 4 MiB and sending none of it is answered at once (it used to wait
+    // for the body until the stream timeout, holding its buffer).
+    let (mut send, mut recv) = conn.open_bi().await?;
+    send.write_all(&(4u32 << 20).to_be_bytes()).await?;
+    let answer = tokio::time::timeout(Duration::from_secs(1), recv.read_to_end(1 << 16))
+        .await
+        .map_err(|_| "no answer before the body was sent")??;
+    let r = isnad_wire::Response::decode(answer.get(4..).ok_or("short answer")?)?;
+    assert_eq!(error_code(&r), Some(ErrorCode::Unavailable), "{r:?}");
+    assert_eq!(nb.log().size(), size + 1);
 
     // The window over, the valid envelope is accepted.
     tokio::time::sleep(Duration::from_millis(2100)).await;

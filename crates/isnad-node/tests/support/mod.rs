@@ -455,3 +455,19 @@ pub fn same_history(
     }
     Ok((ra, rb))
 }
+
+/// This process's resident set size in bytes (Linux: `VmRSS` in
+/// /proc/self/status).
+pub fn rss_bytes() -> Result<u64, Box<dyn std::error::Error>> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .ok_or("no VmRSS in /proc/self/status")?;
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .ok_or("malformed VmRSS line")?
+        .parse()?;
+    Ok(kib * 1024)
+}
