@@ -213,6 +213,7 @@ impl NodeHandle {
         let endpoint = bind_endpoint(&config, &identity)?;
         let limits = Limits {
             max_envelope_bytes: config.limits.max_envelope_bytes,
+            revocation_grace_secs: config.limits.revocation_grace_secs,
             ..Limits::default()
         };
         let metrics = Arc::new(Metrics::default());
