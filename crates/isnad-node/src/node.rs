@@ -1473,7 +1473,7 @@ impl Inner {
                     .latency
                     .observe_ms(ms.saturating_sub(rec.created * 1000));
             }
-            Ok(Attempt::Refused { code, detail }) if code != ErrorCode::Unavailable => {
+            Ok(Attempt::Refused { code, detail }) if !code.is_temporary() => {
                 let mut e = Entry::new(EventType::DeliveryFailed, ms);
                 e.message_id = Some(id);
                 e.sender = Some(self.config.agency.clone());
