@@ -7,6 +7,7 @@ mod audit;
 mod cases;
 pub mod config;
 pub mod federation;
+pub mod idempotency;
 pub mod metrics;
 mod node;
 mod relay;

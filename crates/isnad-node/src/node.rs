@@ -19,6 +19,7 @@ use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::audit::AuditWriter;
 use crate::config::Config;
+use crate::idempotency;
 use crate::metrics::Metrics;
 use crate::store::{
     Durability, InboxInsert, InboxRecord, OutState, OutboxRecord, Store, StoreError,
@@ -281,6 +282,20 @@ impl NodeHandle {
         body: Body,
         ttl_secs: Option<u64>,
     ) -> Result<MessageId, NodeError> {
+        self.submit_keyed(recipient, body, ttl_secs, None).await
+    }
+
+    /// [`NodeHandle::submit`] under a client's idempotency key: the key is
+    /// bound to the message in the transaction that stores it (see
+    /// [`crate::idempotency`]); if the key was bound meanwhile, nothing is
+    /// stored and the answer is [`WorkflowError::Conflict`].
+    pub async fn submit_keyed(
+        &self,
+        recipient: AgencyId,
+        body: Body,
+        ttl_secs: Option<u64>,
+        key: Option<idempotency::Claim>,
+    ) -> Result<MessageId, NodeError> {
         let inner = &self.inner;
         let (peer, route) = self.route(&recipient, body.kind())?;
         let ttl = ttl_secs.unwrap_or(inner.config.delivery.default_ttl_secs);
@@ -336,10 +351,21 @@ impl NodeHandle {
         let stored = inner
             .store
             .insert_outbox_with(rec.clone(), move |txn| {
+                if let Some(k) = &key {
+                    if !idempotency::is_free(txn, k, ms)? {
+                        return Ok(false);
+                    }
+                }
                 if let Some((id, expires)) = awaits {
                     Store::await_end_to_end(txn, id, expires)?;
                 }
-                checked.apply(txn)
+                if !checked.apply(txn)? {
+                    return Ok(false);
+                }
+                if let Some(k) = &key {
+                    idempotency::remember(txn, k, &id, ms)?;
+                }
+                Ok(true)
             })
             .await;
         let logged = match stored {
