@@ -146,6 +146,18 @@ pub enum NodeError {
     /// message (spec/protocol.md §13); nothing was stored or sent.
     #[error("refused: {0}")]
     Workflow(#[from] WorkflowError),
+    /// This node's own signing key is revoked in its country's directory:
+    /// every receiver would refuse what it signs. Nothing was stored.
+    #[error(
+        "this node's signing key {kid} is revoked (revoked-at {at}) in its country's directory: \
+         install the replacement key and restart the node (spec/federation.md §12.5); nothing was stored"
+    )]
+    SigningKeyRevoked {
+        /// The key id (hex).
+        kid: String,
+        /// Its `revoked-at`.
+        at: u64,
+    },
 }
 
 /// A running node. Dropping it does not stop it; call [`NodeHandle::shutdown`].
@@ -297,6 +309,12 @@ impl NodeHandle {
         key: Option<idempotency::Claim>,
     ) -> Result<MessageId, NodeError> {
         let inner = &self.inner;
+        if let Some(at) = inner.own_key_revoked(now().0) {
+            return Err(NodeError::SigningKeyRevoked {
+                kid: inner.identity.signing_key.key_id().to_hex(),
+                at,
+            });
+        }
         let (peer, route) = self.route(&recipient, body.kind())?;
         let ttl = ttl_secs.unwrap_or(inner.config.delivery.default_ttl_secs);
         let (secs, ms) = now();
@@ -1372,6 +1390,15 @@ impl Inner {
         std::iter::once(e).chain(end_to_end).collect()
     }
 
+    /// This node's signing key's `revoked-at`, if its directory revokes it
+    /// as of `now`.
+    fn own_key_revoked(&self, now: u64) -> Option<u64> {
+        self.directory
+            .sender_key(&self.identity.signing_key.key_id())?
+            .revoked_at
+            .filter(|at| now >= *at)
+    }
+
     /// After a crash: every outbox message whose `sent` entry is missing
     /// gets it now, and so does every request or share event whose
     /// `status-changed` entry is missing (spec/transport.md §7).
@@ -1508,9 +1535,15 @@ impl Inner {
                 e.reason = Some(code.as_str().to_owned());
                 rec.final_index = Some(self.append(e).await?);
                 rec.state = OutState::Failed;
+                // The peer says only `unauthentic` (protocol.md §7); this
+                // node's own directory tells whether its key was revoked.
+                let own = (code == ErrorCode::Unauthentic)
+                    .then(|| self.own_key_revoked(secs))
+                    .flatten()
+                    .map(|at| format!(": this node's signing key is revoked since {at} (its directory); install the replacement key and submit the message again"));
                 rec.last_error = Some(format!(
                     "{code}{}",
-                    detail.map(|d| format!(": {d}")).unwrap_or_default()
+                    own.or(detail.map(|d| format!(": {d}"))).unwrap_or_default()
                 ));
                 self.metrics.failed.inc();
                 tracing::warn!(%id, %recipient, %code, "delivery refused");

@@ -119,3 +119,48 @@ fn rejected_reasons(n: &NodeHandle) -> Result<Vec<String>, Box<dyn std::error::E
     }
     Ok(out)
 }
+
+/// The sender's side: a message sealed before its own key was revoked and
+/// refused after (`unauthentic`, nothing more from the peer) is failed with
+/// the reason taken from the sender's own directory; new submissions are
+/// refused before anything is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_whose_own_key_is_revoked_says_so_and_takes_no_new_messages() -> TestResult {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let tmp = tempfile::tempdir()?;
+    let dir = TestDirectory::default();
+    let (a, b) = (agency("iq.moi.ahtd")?, agency("iq.moj.ca")?);
+    list(&dir, &a)?;
+    list(&dir, &b)?;
+    let na = start(&a, &dir, tmp.path()).await?;
+    // Queued while the recipient is down.
+    let id = na.submit(b.id.clone(), intel("queued"), None).await?;
+    let created = na.store().outbox(&id)?.ok_or("no outbox record")?.created;
+    // Revoked from the message's creation time on.
+    let kid = SigningKey::from_pkcs8_pem(&a.sign_pem)?.key_id();
+    dir.0
+        .write()
+        .map_err(|_| "poisoned")?
+        .revoked
+        .insert(kid, created);
+    let nb = start(&b, &dir, tmp.path()).await?;
+    wait_state(&na, &id, isnad_node::store::OutState::Failed, 15).await?;
+    let err = na
+        .store()
+        .outbox(&id)?
+        .ok_or("no outbox record")?
+        .last_error
+        .unwrap_or_default();
+    assert!(
+        err.starts_with("unauthentic") && err.contains("signing key is revoked"),
+        "{err}"
+    );
+    match na.submit(b.id.clone(), intel("after"), None).await {
+        Err(isnad_node::NodeError::SigningKeyRevoked { at, .. }) => assert_eq!(at, created),
+        other => panic!("a node with a revoked key accepted a message: {other:?}"),
+    }
+    assert_eq!(na.store().all_outbox()?.len(), 1, "nothing new stored");
+    na.shutdown().await;
+    nb.shutdown().await;
+    Ok(())
+}
