@@ -82,7 +82,7 @@ fn a_send_whose_answer_is_lost_is_retried_and_stored_once() {
             .map(|m| m["id"].as_str().unwrap().to_owned())
             .collect()
     };
-    assert_eq!(outbox(), [id.clone()], "stored exactly once");
+    assert_eq!(outbox(), std::slice::from_ref(&id), "stored exactly once");
 
     // Durable across a restart: the same key and payload answer the same
     // id; the same key with another payload is refused.
