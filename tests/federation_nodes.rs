@@ -332,7 +332,36 @@ fn demo_runs_as_a_user_would_and_its_logs_verify() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(out.contains("DEMO PASSED"));
-    for agency in ["iq.moi.ahtd", "iq.moj.ca", "fr.mj.bepi", "fr.pn.ocrtis"] {
+    // Every node's checkpoint is printed cosigned by the three others as
+    // witnesses; each cosignature verifies under the witness key the
+    // directory lists (keys/witness.pub).
+    let agencies = ["iq.moi.ahtd", "iq.moj.ca", "fr.mj.bepi", "fr.pn.ocrtis"];
+    for agency in agencies {
+        let head = format!("  ok  {agency}: checkpoint at size ");
+        let at = out
+            .find(&head)
+            .unwrap_or_else(|| panic!("no checkpoint of {agency}:\n{out}"));
+        let first = out[at..].lines().next().unwrap();
+        assert!(
+            first.ends_with("cosigned by 3 of 3 witnesses (quorum 2): witnessed"),
+            "{first}"
+        );
+        let note: String = out[at..]
+            .lines()
+            .skip(1)
+            .take_while(|l| l.starts_with("       "))
+            .map(|l| format!("{}\n", &l[7..]))
+            .collect();
+        assert!(note.starts_with(&format!("{agency}/audit\n")), "{note}");
+        for witness in agencies.iter().filter(|w| **w != agency) {
+            let text =
+                std::fs::read_to_string(keep.join(witness).join("keys/witness.pub")).unwrap();
+            let key = isnad_log::VerifierKey::parse(text.trim()).unwrap();
+            isnad_log::note::verify_cosignature(note.as_bytes(), &key)
+                .unwrap_or_else(|e| panic!("{witness}'s cosignature of {agency}: {e}\n{note}"));
+        }
+    }
+    for agency in agencies {
         let v = ok(&[
             "audit",
             "verify",

@@ -65,7 +65,8 @@ node is stopped."
         /// The log signer key file (written by `isnad audit keygen`).
         #[arg(long, requires = "log")]
         log_key: Option<PathBuf>,
-        /// Output directory (--log: created if missing; --config: new or empty).
+        /// Output directory: new, or an existing empty directory (never
+        /// overwritten, links not followed).
         #[arg(long)]
         out: PathBuf,
     },

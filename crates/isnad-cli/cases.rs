@@ -447,7 +447,7 @@ fn utc(ms: u64) -> String {
     let secs = ms / 1000;
     let mut days = secs / 86_400;
     let rem = secs % 86_400;
-    let leap = |y: u64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let leap = |y: u64| (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
     let mut year = 1970;
     loop {
         let n = if leap(year) { 366 } else { 365 };

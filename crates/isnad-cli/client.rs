@@ -19,9 +19,10 @@ pub(crate) struct NodeRef {
 /// Arguments of `isnad send`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Example:\n  isnad send --config node/config.toml --to fr.mj.bepi --kind mla-request --payload request.json\n\n\
+    after_help = "Example:\n  isnad send --config node/config.toml --to fr.mj.bepi --kind mla-request --payload deploy/examples/mla-request.json\n\n\
 Prints the message id once the node has stored the message durably; delivery\n\
-follows in the background (see `isnad status ID`). The request carries an\n\
+follows in the background (see `isnad status ID`). deploy/examples/ holds a\n\
+payload for every kind a case system sends. The request carries an\n\
 Idempotency-Key and is retried when the connection to the node fails, so a\n\
 broken connection never sends the message twice."
 )]

@@ -288,7 +288,7 @@ fn root_init(country: &str, out: &Path) -> anyhow::Result<ExitCode> {
     if cc.len() != 2 || !cc.bytes().all(|b| b.is_ascii_lowercase()) {
         anyhow::bail!("--country must be a two-letter code, e.g. IQ");
     }
-    std::fs::create_dir_all(out)?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let root = SigningKey::generate(SignatureAlgorithm::Ed25519, &SystemRandom::new())?;
     write_private(&out.join("root.key.pem"), root.to_pkcs8_pem().as_bytes())?;
     write_public(

@@ -55,6 +55,10 @@ pub(crate) fn run(args: KeygenArgs) -> anyhow::Result<ExitCode> {
         EncArg::P256 => EncryptionCurve::P256,
         EncArg::X25519 => EncryptionCurve::X25519,
     };
+    // Keys written into a node's own key directory (next to its
+    // config.toml): take the node's lock first, so a running node's keys
+    // are never touched behind its back.
+    let _lock = lock_node_of(&args.out)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     for name in [SIGN_KEY, SIGN_PUB, ENC_KEY, ENC_PUB] {
@@ -99,6 +103,38 @@ pub(crate) fn read_encryption_key(path: &Path) -> anyhow::Result<EncryptionKey> 
 }
 
 /// Writes a private key file: created new, mode 0600, synced.
+/// The node lock of the node whose key directory `out` is, if it is one
+/// (its parent holds a `config.toml` naming `out` as `paths.keys`).
+fn lock_node_of(out: &Path) -> anyhow::Result<Option<isnad_node::node_dir::NodeLock>> {
+    let Some(parent) = out.parent() else {
+        return Ok(None);
+    };
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    let config_path = parent.join("config.toml");
+    if !config_path.is_file() {
+        return Ok(None);
+    }
+    let config = isnad_node::config::Config::load(&config_path)?;
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if !same(&config.paths.keys, out) {
+        return Ok(None);
+    }
+    let lock = isnad_node::node_dir::NodeLock::acquire(&config.paths.state).with_context(|| {
+        format!(
+            "cannot write keys into the node of {}: it is owned by another process",
+            config_path.display()
+        )
+    })?;
+    Ok(Some(lock))
+}
+
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write as _;
     let mut opts = std::fs::OpenOptions::new();
@@ -111,8 +147,9 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let mut f = opts
         .open(path)
         .with_context(|| format!("cannot create {}", path.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 
@@ -124,7 +161,8 @@ pub(crate) fn write_public(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .create_new(true)
         .open(path)
         .with_context(|| format!("cannot create {}", path.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }

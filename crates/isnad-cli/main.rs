@@ -6,12 +6,14 @@
 use clap::{Parser, Subcommand};
 
 mod audit;
+mod backup;
 mod cases;
 mod client;
 mod demo;
 mod directory;
 mod envelope;
 mod keys;
+mod manual;
 mod node_cmd;
 mod trust;
 mod witness;
@@ -68,6 +70,10 @@ enum Command {
         after_help = "Example:\n  isnad checkpoint --config /var/lib/isnad/config.toml --now"
     )]
     Checkpoint(client::CheckpointArgs),
+    /// Back up a running node (state, audit log, keys, trust, config).
+    Backup(backup::BackupArgs),
+    /// Restore a node from a backup, checked against what it published.
+    Restore(backup::RestoreArgs),
     /// Manage trusted partner roots.
     #[command(subcommand)]
     Trust(trust::TrustCommand),
@@ -88,6 +94,10 @@ enum Command {
     /// Share, forward, retract and correct intelligence; permissions.
     #[command(subcommand)]
     Intel(cases::IntelCommand),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    Completions(manual::CompletionsArgs),
+    /// Print the manual page, or write one per command with --out.
+    Man(manual::ManArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -108,10 +118,14 @@ fn main() -> std::process::ExitCode {
         Command::Status(a) => client::status(a),
         Command::Checkpoint(a) => client::checkpoint(a),
         Command::Witness(cmd) => witness::run(cmd),
+        Command::Backup(a) => backup::backup(a),
+        Command::Restore(a) => backup::restore(a),
         Command::Requests(a) => cases::requests(a),
         Command::Case(c) => cases::case(c),
         Command::Mla(c) => cases::mla(c),
         Command::Intel(c) => cases::intel(c),
+        Command::Completions(a) => manual::completions(a),
+        Command::Man(a) => manual::man(a),
     };
     match result {
         Ok(code) => code,

@@ -421,7 +421,7 @@ impl<'de> Deserialize<'de> for OpaqueBytes {
                 Ok(OpaqueBytes(v))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<OpaqueBytes, E> {
-                if !self.0 || v.len() % 2 != 0 || !v.is_ascii() {
+                if !self.0 || !v.len().is_multiple_of(2) || !v.is_ascii() {
                     return Err(E::invalid_value(de::Unexpected::Str(v), &self));
                 }
                 (0..v.len())

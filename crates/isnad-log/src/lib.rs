@@ -28,8 +28,8 @@
 //! What it does not do: no networking, no clock and no randomness of its
 //! own (time is a field the caller fills, keys and salts take an RNG). The
 //! witness decision stores nothing itself: the caller keeps the state. One
-//! [`Log`] owns a log directory at a time (a pid lock file, see
-//! [`LOCK_FILE`]). Normative description: `spec/audit-log.md`,
+//! [`Log`] owns a log directory at a time (an `flock` on [`LOCK_FILE`],
+//! released by the kernel when the owner dies; see [`lock`]). Normative description: `spec/audit-log.md`,
 //! `spec/witness.md`.
 //!
 //! ```
@@ -61,6 +61,7 @@ mod audited;
 pub mod checkpoint;
 pub mod crosscheck;
 pub mod entry;
+pub mod lock;
 mod log;
 pub mod merkle;
 pub mod note;
@@ -98,7 +99,7 @@ pub(crate) fn hex_encode(b: &[u8]) -> String {
 
 /// Parses lower- or upper-case hex of even length.
 pub(crate) fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || !s.is_ascii() {
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
         return None;
     }
     s.as_bytes()

@@ -53,7 +53,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt as _, FileExt, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -61,6 +61,7 @@ use std::time::{Duration, Instant};
 
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::entry::{Entry, EntryError, MAX_ENTRY_LEN};
+use crate::lock::{DirLock, LockError};
 use crate::merkle::{self, Hash, ProofError, Tree};
 use crate::note::SignerKey;
 use crate::tiles;
@@ -71,9 +72,10 @@ pub(crate) const ENTRIES_MAGIC: &[u8; 8] = b"ISNADLG1";
 pub(crate) const ENTRIES_FILE: &str = "entries";
 /// Name of the last-signed-checkpoint file inside the log directory.
 pub(crate) const CHECKPOINT_FILE: &str = "checkpoint";
-/// Lock file inside the log directory: holds the owning process id while a
-/// [`Log`] is open, removed when it is dropped. A lock file left by a
-/// process that died is detected through `/proc/<pid>` and taken over.
+/// Lock file inside the log directory: a [`crate::lock::DirLock`] (an
+/// `flock` held for as long as the [`Log`] is open, released by the kernel
+/// when the process dies) holding the owner's process id for messages.
+/// The file is never removed.
 pub const LOCK_FILE: &str = "lock";
 /// The entries file is extended with zeros in steps of this many bytes, so
 /// that most `fdatasync` calls flush only data, not the file size and block
@@ -99,15 +101,16 @@ pub enum LogError {
         source: io::Error,
     },
     /// Another `Log` in this process, or another live process, has the
-    /// directory open. Only one writer may own a log; if no process owns
-    /// it, the lock file is stale and is taken over automatically on Linux
-    /// (elsewhere, remove it by hand).
-    #[error("log directory {dir} is in use by process {pid}; stop it or use its API")]
+    /// directory open. Only one writer may own a log; nothing was read or
+    /// repaired. Stop the owner (a running node) or use its API (`isnad
+    /// audit export --config`).
+    #[error("log directory {} is in use by {}; stop it or use its API (e.g. isnad audit export --config)", .dir.display(), match .pid { Some(p) => format!("process {p}"), None => "another process".to_owned() })]
     Locked {
         /// The log directory.
         dir: PathBuf,
-        /// The owning process id as recorded in the lock file.
-        pid: u32,
+        /// The owning process id as it wrote it in the lock file, when it
+        /// could be read.
+        pid: Option<u32>,
     },
     /// An earlier write or sync failed; the in-memory state may be ahead of
     /// the disk. Close the log and open it again to recover.
@@ -146,6 +149,14 @@ pub enum LogError {
     CheckpointMismatch {
         /// Size of the last signed checkpoint.
         size: u64,
+    },
+    /// An export's target is not a new or empty directory, or something in
+    /// it is in the way (a file or symbolic link where the export writes).
+    /// An export never overwrites or follows links: name a new directory.
+    #[error("export target {} exists and is not empty (or holds a link); name a new directory", .path.display())]
+    ExportTarget {
+        /// The directory or file in the way.
+        path: PathBuf,
     },
     /// The stored checkpoint file cannot be parsed.
     #[error("stored checkpoint: {0}")]
@@ -259,10 +270,20 @@ impl Log {
     /// One `Log` owns a directory: a second open, from this process or
     /// another live one, fails with [`LogError::Locked`] (see [`LOCK_FILE`]).
     pub fn open(dir: &Path) -> Result<(Self, OpenReport), LogError> {
-        fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
-        let lock = DirLock::acquire(dir)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_err("create directory", dir))?;
+        // Ownership first: nothing is read, created or repaired before it.
+        let lock = DirLock::acquire(dir, LOCK_FILE)?;
         let path = dir.join(ENTRIES_FILE);
-        match OpenOptions::new().write(true).create_new(true).open(&path) {
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+        {
             Ok(mut f) => {
                 f.write_all(ENTRIES_MAGIC).map_err(io_err("write", &path))?;
                 f.sync_all().map_err(io_err("sync", &path))?;
@@ -607,7 +628,13 @@ impl Log {
         let tmp = self.dir.join("checkpoint.tmp");
         let dst = self.dir.join(CHECKPOINT_FILE);
         {
-            let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(io_err("create", &tmp))?;
             f.write_all(note.as_bytes())
                 .map_err(io_err("write", &tmp))?;
             f.sync_all().map_err(io_err("sync", &tmp))?;
@@ -619,6 +646,67 @@ impl Log {
             checkpoint: cp,
             note,
         })
+    }
+
+    /// Writes a copy of this log that [`Log::open`] opens, into the new
+    /// directory `out` (mode 0700; it must not exist), while appends go on:
+    /// the stored checkpoint first, then every durable record (no
+    /// preallocated zeros), each file 0600 and synced, then the directory.
+    /// Returns the number of entries copied, at least the size of the
+    /// stored checkpoint, which is returned too.
+    pub fn backup_to(&self, out: &Path) -> Result<(u64, Option<Checkpoint>), LogError> {
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(out)
+            .map_err(io_err("create directory", out))?;
+        let checkpoint = match fs::read(self.dir.join(CHECKPOINT_FILE)) {
+            Ok(b) => Some(b),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_err("read", &self.dir.join(CHECKPOINT_FILE))(e)),
+        };
+        // Taken after the checkpoint: it covers at most what is durable now.
+        let (size, end) = {
+            let st = self.lock();
+            if st.failed {
+                return Err(LogError::Poisoned);
+            }
+            let end = match st.offsets.get(st.durable as usize) {
+                Some(&first_not_durable) => first_not_durable,
+                None => st.end,
+            };
+            (st.durable, end)
+        };
+        let dst = out.join(ENTRIES_FILE);
+        let mut to = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&dst)
+            .map_err(io_err("create", &dst))?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut at = 0u64;
+        while at < end {
+            let n = (end - at).min(buf.len() as u64) as usize;
+            self.file
+                .read_exact_at(&mut buf[..n], at)
+                .map_err(io_err("read", &self.path))?;
+            to.write_all(&buf[..n]).map_err(io_err("write", &dst))?;
+            at += n as u64;
+        }
+        to.sync_all().map_err(io_err("sync", &dst))?;
+        if let Some(cp) = checkpoint {
+            let dst = out.join(CHECKPOINT_FILE);
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&dst)
+                .map_err(io_err("create", &dst))?;
+            f.write_all(&cp).map_err(io_err("write", &dst))?;
+            f.sync_all().map_err(io_err("sync", &dst))?;
+        }
+        sync_dir(out)?;
+        Ok((size, read_stored_checkpoint(out)?))
     }
 
     /// Signs a checkpoint of the current durable tree (see
@@ -647,6 +735,7 @@ impl Log {
         if size > self.size() || self.root_at(size)? != signed.checkpoint.root {
             return Err(LogError::CheckpointMismatch { size });
         }
+        prepare_export_dir(out)?;
         let mut summary = ExportSummary {
             size,
             tiles: 0,
@@ -888,12 +977,78 @@ fn read_stored_checkpoint(dir: &Path) -> Result<Option<Checkpoint>, LogError> {
         .map_err(LogError::StoredCheckpoint)
 }
 
-fn write_file(out: &Path, rel: &str, data: &[u8]) -> Result<(), LogError> {
-    let path = out.join(rel);
-    if let Some(parent) = path.parent() {
+impl From<LockError> for LogError {
+    fn from(e: LockError) -> Self {
+        match e {
+            LockError::Held { dir, pid } => Self::Locked { dir, pid },
+            LockError::Io { op, path, source } => Self::Io { op, path, source },
+        }
+    }
+}
+
+/// Makes `out` an export target: created, or an existing empty directory
+/// (not a symbolic link); missing parents are created. An export never
+/// writes into anything else.
+fn prepare_export_dir(out: &Path) -> Result<(), LogError> {
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent).map_err(io_err("create directory", parent))?;
     }
-    fs::write(&path, data).map_err(io_err("write", &path))
+    match fs::create_dir(out) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            let meta = fs::symlink_metadata(out).map_err(io_err("inspect", out))?;
+            let empty = meta.is_dir()
+                && fs::read_dir(out)
+                    .map_err(io_err("read directory", out))?
+                    .next()
+                    .is_none();
+            if empty {
+                Ok(())
+            } else {
+                Err(LogError::ExportTarget {
+                    path: out.to_owned(),
+                })
+            }
+        }
+        Err(e) => Err(io_err("create directory", out)(e)),
+    }
+}
+
+/// Writes a new file of an export: its parent directories are created by
+/// the export itself (an existing one must be a real directory, not a
+/// link), and the file must not exist (`O_CREAT | O_EXCL`, which also
+/// refuses a symbolic link in its place).
+fn write_file(out: &Path, rel: &str, data: &[u8]) -> Result<(), LogError> {
+    let path = out.join(rel);
+    let mut dir = out.to_owned();
+    if let Some(parent) = Path::new(rel).parent() {
+        for part in parent.components() {
+            dir.push(part);
+            match fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    let meta = fs::symlink_metadata(&dir).map_err(io_err("inspect", &dir))?;
+                    if !meta.is_dir() {
+                        return Err(LogError::ExportTarget { path: dir });
+                    }
+                }
+                Err(e) => return Err(io_err("create directory", &dir)(e)),
+            }
+        }
+    }
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                LogError::ExportTarget { path: path.clone() }
+            } else {
+                io_err("create", &path)(e)
+            }
+        })?;
+    f.write_all(data).map_err(io_err("write", &path))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), LogError> {
@@ -907,76 +1062,6 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Log
         op,
         path: path.to_owned(),
         source,
-    }
-}
-
-/// Directories opened by a `Log` in this process (canonical paths).
-static OPEN_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
-
-/// Exclusive ownership of a log directory: an entry in [`OPEN_DIRS`] and a
-/// `lock` file holding this process id.
-#[derive(Debug)]
-struct DirLock {
-    canonical: PathBuf,
-    file: PathBuf,
-}
-
-impl DirLock {
-    fn acquire(dir: &Path) -> Result<Self, LogError> {
-        let canonical = fs::canonicalize(dir).map_err(io_err("resolve", dir))?;
-        let me = std::process::id();
-        {
-            let mut open = OPEN_DIRS.lock().unwrap_or_else(|p| p.into_inner());
-            if open.contains(&canonical) {
-                return Err(LogError::Locked {
-                    dir: dir.to_owned(),
-                    pid: me,
-                });
-            }
-            open.push(canonical.clone());
-        }
-        let guard = Self {
-            canonical,
-            file: dir.join(LOCK_FILE),
-        };
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&guard.file)
-        {
-            Ok(mut f) => {
-                f.write_all(me.to_string().as_bytes())
-                    .map_err(io_err("write", &guard.file))?;
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                let owner = fs::read_to_string(&guard.file)
-                    .ok()
-                    .and_then(|s| s.trim().parse::<u32>().ok());
-                if let Some(pid) = owner {
-                    // Our own pid here is a previous incarnation (e.g. pid 1 in
-                    // a restarted container): this process has no open `Log`.
-                    let alive = pid != me && Path::new("/proc").join(pid.to_string()).exists();
-                    if alive || (pid != me && !Path::new("/proc/self").exists()) {
-                        return Err(LogError::Locked {
-                            dir: dir.to_owned(),
-                            pid,
-                        });
-                    }
-                }
-                // Stale (owner dead, or the file was never completed): take over.
-                fs::write(&guard.file, me.to_string()).map_err(io_err("write", &guard.file))?;
-            }
-            Err(e) => return Err(io_err("create", &guard.file)(e)),
-        }
-        Ok(guard)
-    }
-}
-
-impl Drop for DirLock {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.file);
-        let mut open = OPEN_DIRS.lock().unwrap_or_else(|p| p.into_inner());
-        open.retain(|d| d != &self.canonical);
     }
 }
 

@@ -72,7 +72,7 @@ pub fn tiles_for(size: u64) -> Vec<(u32, u64, u64)> {
         for i in 0..n / TILE_WIDTH {
             out.push((level, i, TILE_WIDTH));
         }
-        if n % TILE_WIDTH != 0 {
+        if !n.is_multiple_of(TILE_WIDTH) {
             out.push((level, n / TILE_WIDTH, n % TILE_WIDTH));
         }
         level += 1;

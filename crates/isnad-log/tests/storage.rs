@@ -433,34 +433,109 @@ fn checkpoint_signature_tampering_and_previous() {
 fn one_owner_per_log_directory() {
     let dir = tempfile::tempdir().unwrap();
     let log = fill(dir.path(), 1);
-    // A second open in this process is refused, also through another path.
+    let before = fs::read(dir.path().join("entries")).unwrap();
+    // A second open in this process is refused, also through another path,
+    // and names the owner.
+    let me = std::process::id();
     assert!(matches!(
         Log::open(dir.path()),
-        Err(LogError::Locked { .. })
+        Err(LogError::Locked { pid: Some(p), .. }) if p == me
     ));
     let other_path = dir.path().join(".").join("");
     assert!(matches!(
         Log::open(&other_path),
         Err(LogError::Locked { .. })
     ));
-    drop(log);
-    assert!(!dir.path().join(isnad_log::LOCK_FILE).exists());
-    // A live foreign owner (pid 1 always exists) is refused.
-    fs::write(dir.path().join(isnad_log::LOCK_FILE), "1").unwrap();
+    // The refused opens left the owner's lock and its entries alone: a
+    // third open is still refused (it used to find the lock file removed).
     assert!(matches!(
         Log::open(dir.path()),
-        Err(LogError::Locked { pid: 1, .. })
+        Err(LogError::Locked { .. })
     ));
-    // A dead owner's lock is stale and taken over.
-    let mut child = std::process::Command::new("true").spawn().unwrap();
-    let dead = child.id();
-    child.wait().unwrap();
-    fs::write(dir.path().join(isnad_log::LOCK_FILE), dead.to_string()).unwrap();
+    assert_eq!(fs::read(dir.path().join("entries")).unwrap(), before);
+    log.append(entry(7)).unwrap();
+    drop(log);
+    // Closing releases the lock; the file stays. A pid left in it (a dead
+    // owner, pid 1 that always exists) is not a lock.
+    fs::write(dir.path().join(isnad_log::LOCK_FILE), "1").unwrap();
     let (log, report) = Log::open(dir.path()).unwrap();
-    assert_eq!(report.size, 1);
+    assert_eq!(report.size, 2);
     assert_eq!(
-        fs::read_to_string(dir.path().join(isnad_log::LOCK_FILE)).unwrap(),
-        std::process::id().to_string()
+        fs::read_to_string(dir.path().join(isnad_log::LOCK_FILE))
+            .unwrap()
+            .trim(),
+        me.to_string()
     );
     drop(log);
+}
+
+#[test]
+fn export_never_writes_into_an_existing_tree_or_through_a_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = fill(&dir.path().join("log"), 3);
+    // Not empty: refused, the file in the way untouched.
+    let busy = dir.path().join("busy");
+    fs::create_dir(&busy).unwrap();
+    fs::write(busy.join("checkpoint"), "mine").unwrap();
+    assert!(matches!(
+        log.export(&busy, &key()),
+        Err(LogError::ExportTarget { .. })
+    ));
+    assert_eq!(fs::read_to_string(busy.join("checkpoint")).unwrap(), "mine");
+    // A link to an empty directory is not an empty directory.
+    let target = dir.path().join("elsewhere");
+    fs::create_dir(&target).unwrap();
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    assert!(matches!(
+        log.export(&link, &key()),
+        Err(LogError::ExportTarget { .. })
+    ));
+    assert!(fs::read_dir(&target).unwrap().next().is_none());
+    // A new or empty directory is fine.
+    let empty = dir.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    log.export(&empty, &key()).unwrap();
+    log.export(&dir.path().join("new"), &key()).unwrap();
+}
+
+#[test]
+fn log_files_are_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let log_dir = dir.path().join("log");
+    let log = fill(&log_dir, 1);
+    log.sign_checkpoint(&key()).unwrap();
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&log_dir), 0o700);
+    for f in ["entries", "checkpoint", isnad_log::LOCK_FILE] {
+        assert_eq!(mode(&log_dir.join(f)), 0o600, "{f}");
+    }
+}
+
+#[test]
+fn backup_while_appending_is_a_log_that_opens_with_every_durable_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(fill(&dir.path().join("log"), 100));
+    log.sign_checkpoint(&key()).unwrap();
+    let writer = {
+        let log = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for i in 100..400 {
+                log.append(entry(i)).unwrap();
+            }
+        })
+    };
+    let out = dir.path().join("backup");
+    let (size, checkpoint) = log.backup_to(&out).unwrap();
+    writer.join().unwrap();
+    assert!(size >= 100);
+    assert_eq!(checkpoint.map(|c| c.size), Some(100));
+    // A refused second backup into the same place.
+    assert!(log.backup_to(&out).is_err());
+    let (copy, report) = Log::open(&out).unwrap();
+    assert_eq!(report.truncated_bytes, 0, "no preallocated zeros copied");
+    assert_eq!(copy.size(), size);
+    assert_eq!(copy.root_at(size).unwrap(), log.root_at(size).unwrap());
+    assert_eq!(report.last_signed.map(|c| c.size), Some(100));
 }

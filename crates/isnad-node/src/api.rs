@@ -21,7 +21,9 @@ use crate::node::NodeError;
 use crate::store::{InboxRecord, OutboxRecord};
 use crate::{ExportAt, ExportError, NodeHandle};
 
+mod backup;
 mod cases;
+mod events;
 
 /// Shared state of the API handlers.
 #[derive(Clone)]
@@ -55,6 +57,8 @@ pub async fn serve(
         .route("/v1/checkpoint", get(checkpoint).post(checkpoint_now))
         .route("/v1/witness", get(witness_status))
         .route("/v1/audit/export", post(export_audit))
+        .route("/v1/events", get(events::events))
+        .route("/v1/backup", post(backup::backup))
         .merge(cases::routes())
         .with_state(api);
     let listener = tokio::net::TcpListener::bind(addr).await?;

@@ -26,6 +26,9 @@ type Reply = oneshot::Sender<Result<u64, String>>;
 #[derive(Debug, Clone)]
 pub(crate) struct AuditWriter {
     tx: mpsc::Sender<(Build, Reply)>,
+    /// The log's durable size after each batch (readers of new entries,
+    /// e.g. the API's event stream, wait on it).
+    grew: Arc<tokio::sync::watch::Sender<u64>>,
     /// Declared last: when the last clone goes, the thread appends what is
     /// queued, drops its log handle and is joined (see `Store`).
     _thread: Arc<JoinOnDrop>,
@@ -35,6 +38,8 @@ impl AuditWriter {
     /// Starts the writer thread for `log`.
     pub(crate) fn start(log: Arc<Log>) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel::<(Build, Reply)>();
+        let grew = Arc::new(tokio::sync::watch::Sender::new(log.size()));
+        let notify = Arc::clone(&grew);
         let handle = std::thread::Builder::new()
             .name("isnad-audit-writer".into())
             .spawn(move || {
@@ -47,12 +52,19 @@ impl AuditWriter {
                         }
                     }
                     write_batch(&log, batch);
+                    notify.send_replace(log.size());
                 }
             })?;
         Ok(Self {
             tx,
+            grew,
             _thread: Arc::new(JoinOnDrop::new(handle)),
         })
+    }
+
+    /// A receiver of the log's size, updated after each batch is durable.
+    pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.grew.subscribe()
     }
 
     /// Appends the entries `build` makes from the index of the first one;

@@ -275,7 +275,9 @@ impl Config {
         toml::to_string_pretty(self).map_err(|e| e.to_string())
     }
 
-    fn check(&self) -> Result<(), String> {
+    /// Checks the values' ranges and that the local API and metrics
+    /// listen on loopback (what [`Config::load`] refuses).
+    pub fn check(&self) -> Result<(), String> {
         let l = &self.limits;
         if l.max_envelope_bytes == 0 || l.max_envelope_bytes > 4 * 1024 * 1024 {
             return Err("limits.max_envelope_bytes must be 1..=4194304".into());

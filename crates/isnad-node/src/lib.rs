@@ -4,12 +4,14 @@
 
 pub mod api;
 mod audit;
+pub mod backup;
 mod cases;
 pub mod config;
 pub mod federation;
 pub mod idempotency;
 pub mod metrics;
 mod node;
+pub mod node_dir;
 mod relay;
 pub mod store;
 pub mod workflow;

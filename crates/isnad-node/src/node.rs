@@ -522,6 +522,23 @@ impl NodeHandle {
         self.inner.spawn(task(signal));
     }
 
+    /// The node's configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// A receiver of the audit log's durable size, updated whenever the
+    /// node's entries become durable (what the API's event stream waits on).
+    pub fn watch_log(&self) -> watch::Receiver<u64> {
+        self.inner.writer.subscribe()
+    }
+
+    /// A receiver that turns `true` when shutdown begins (long-lived
+    /// responses such as the event stream end then).
+    pub(crate) fn watch_shutdown(&self) -> watch::Receiver<bool> {
+        self.inner.shutdown.subscribe()
+    }
+
     /// Asks the delivery loop to look at the outbox now.
     pub fn kick(&self) {
         self.inner.wake.notify_one();

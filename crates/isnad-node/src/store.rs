@@ -282,6 +282,8 @@ pub enum Durability {
 #[derive(Clone)]
 pub struct Store {
     db: Arc<Database>,
+    /// The database file (copied by [`Store::backup_to`]).
+    path: Arc<std::path::PathBuf>,
     jobs: std::sync::mpsc::Sender<Job>,
     /// Declared last: dropped after `db` and `jobs`, so when the last clone
     /// goes, the writer thread has no sender left, finishes the queued jobs,
@@ -337,6 +339,26 @@ const CACHE_BYTES: usize = 2 << 20;
 impl Store {
     /// Opens (or creates) the database file and starts the writer thread.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        // A new database file is private (redb would create it 0644); an
+        // empty file is a new database to redb.
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+            {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(StoreError::Db(format!(
+                        "cannot create {}: {e}",
+                        path.display()
+                    )))
+                }
+            }
+        }
         let db = Arc::new(
             redb::Builder::new()
                 .set_cache_size(CACHE_BYTES)
@@ -362,6 +384,7 @@ impl Store {
             .map_err(|e| StoreError::Db(format!("cannot start writer thread: {e}")))?;
         Ok(Self {
             db,
+            path: Arc::new(path.to_owned()),
             jobs: tx,
             _writer: Arc::new(JoinOnDrop::new(handle)),
         })
@@ -390,6 +413,36 @@ impl Store {
                 let r = f(txn);
                 Box::new(move |commit: Result<(), StoreError>| {
                     let _ = tx.send(commit.and(r));
+                })
+            }),
+        );
+        self.jobs.send(job).map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Writes a consistent copy of the database to `dest` (a new file,
+    /// mode 0600, synced) while the node runs: the copy is made by the
+    /// writer thread right after a durable commit and before it starts the
+    /// next transaction, so it holds exactly the committed state. Readers
+    /// go on meanwhile; writers wait for the copy.
+    pub async fn backup_to(&self, dest: &Path) -> Result<u64, StoreError> {
+        let src = Arc::clone(&self.path);
+        let dest = dest.to_owned();
+        let (tx, rx) = oneshot::channel();
+        let job: Job = (
+            Durability::Durable,
+            Box::new(move |_txn| {
+                Box::new(move |commit: Result<(), StoreError>| {
+                    let r = commit.and_then(|()| {
+                        copy_new(&src, &dest).map_err(|e| {
+                            StoreError::Db(format!(
+                                "cannot copy {} to {}: {e}",
+                                src.display(),
+                                dest.display()
+                            ))
+                        })
+                    });
+                    let _ = tx.send(r);
                 })
             }),
         );
@@ -775,6 +828,21 @@ impl Store {
         })
         .await
     }
+}
+
+/// Copies `src` to the new file `dest` (mode 0600, never overwriting) and
+/// syncs it; returns the bytes copied.
+fn copy_new(src: &Path, dest: &Path) -> std::io::Result<u64> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut from = std::fs::File::open(src)?;
+    let mut to = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dest)?;
+    let n = std::io::copy(&mut from, &mut to)?;
+    to.sync_all()?;
+    Ok(n)
 }
 
 fn writer_loop(db: &Database, rx: &std::sync::mpsc::Receiver<Job>) {
