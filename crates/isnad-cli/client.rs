@@ -24,7 +24,9 @@ pub(crate) struct NodeRef {
     after_help = "Example:\n  isnad send --config node/config.toml --to fr.mj.bepi --kind mla-request --payload deploy/examples/mla-request.json\n\n\
 Prints the message id once the node has stored the message durably; delivery\n\
 follows in the background (see `isnad status ID`). deploy/examples/ holds a\n\
-payload for every kind a case system sends."
+payload for every kind a case system sends. The request carries an\n\
+Idempotency-Key and is retried when the connection to the node fails, so a\n\
+broken connection never sends the message twice."
 )]
 pub(crate) struct SendArgs {
     #[command(flatten)]
@@ -41,6 +43,11 @@ pub(crate) struct SendArgs {
     /// Lifetime in seconds (default: the node's delivery.default_ttl_secs).
     #[arg(long)]
     ttl: Option<u64>,
+    /// Idempotency key sent with the request (default: a new random one).
+    /// Running the command again with the same key and payload prints the
+    /// same id instead of sending a second message (for 24 hours).
+    #[arg(long)]
+    idempotency_key: Option<String>,
 }
 
 /// Arguments of `isnad show` and `isnad status`.
@@ -166,6 +173,10 @@ pub(crate) fn read_json(path: &Path) -> anyhow::Result<Value> {
     serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
 }
 
+/// Delays between attempts of `isnad send` when the connection to the node
+/// fails or the node is still processing the same key (about 30 s in all).
+const SEND_RETRY_DELAYS_MS: [u64; 7] = [250, 500, 1000, 2000, 4000, 8000, 12000];
+
 pub(crate) fn send(a: SendArgs) -> anyhow::Result<ExitCode> {
     let c = Client::new(&a.node)?;
     let body = read_json(&a.payload)?;
@@ -173,9 +184,75 @@ pub(crate) fn send(a: SendArgs) -> anyhow::Result<ExitCode> {
     if let Some(t) = a.ttl {
         req["ttl_secs"] = json!(t);
     }
-    let v = c.json("POST", "/v1/messages", Some(req))?;
+    let key = match a.idempotency_key {
+        Some(k) => k,
+        None => {
+            let mut r = [0u8; 16];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut r)
+                .map_err(|_| anyhow::anyhow!("the system random number generator failed"))?;
+            hex::encode(r)
+        }
+    };
+    let url = format!("{}/v1/messages", c.base);
+    let auth = format!("Bearer {}", c.token);
+    let mut delays = SEND_RETRY_DELAYS_MS.iter();
+    let (status, text) = loop {
+        let attempt = c
+            .agent
+            .post(&url)
+            .header("authorization", &auth)
+            .header("idempotency-key", &key)
+            .send_json(&req);
+        let why = match attempt {
+            Ok(mut resp) => {
+                let status = resp.status().as_u16();
+                match resp.body_mut().read_to_string() {
+                    Ok(text) if status == 409 && error_code(&text) == "idempotency-key-in-use" => {
+                        "the node is still processing the first attempt".to_owned()
+                    }
+                    Ok(text) => break (status, text),
+                    Err(e) => e.to_string(),
+                }
+            }
+            Err(
+                e @ (ureq::Error::Io(_)
+                | ureq::Error::Timeout(_)
+                | ureq::Error::ConnectionFailed
+                | ureq::Error::Protocol(_)),
+            ) => e.to_string(),
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot reach the node's API at {}", c.base))
+            }
+        };
+        let Some(ms) = delays.next() else {
+            anyhow::bail!(
+                "cannot reach the node's API at {} ({why}) — is the node running? (isnad node run) \
+                 The message may have been stored: run the command again with \
+                 --idempotency-key {key} to find out without sending it twice",
+                c.base
+            );
+        };
+        eprintln!("isnad send: {why}; retrying in {ms} ms (Idempotency-Key {key})");
+        std::thread::sleep(std::time::Duration::from_millis(*ms));
+    };
+    let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    if !(200..300).contains(&status) {
+        let msg = v
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("request failed");
+        anyhow::bail!("node answered {status}: {msg}");
+    }
     println!("{}", v["id"].as_str().unwrap_or_default());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `error` field of an API error body (spec/api.yaml `Error`).
+fn error_code(text: &str) -> String {
+    serde_json::from_str::<Value>(text)
+        .ok()
+        .and_then(|v| v.get("error")?.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 pub(crate) fn inbox(a: ListArgs) -> anyhow::Result<ExitCode> {

@@ -188,6 +188,7 @@ fn open(a: OpenArgs) -> anyhow::Result<ExitCode> {
         key: sender_key,
         valid_from: None,
         valid_until: None,
+        revoked_at: None,
     }];
     match opener.open(&envelope, now, &senders, &mut MemoryReplayGuard::default()) {
         Ok(o) => {

@@ -65,6 +65,7 @@ fn bench(c: &mut Criterion) {
                 key: signer.verifying_key().clone(),
                 valid_from: None,
                 valid_until: None,
+                revoked_at: None,
             }];
             let keys = [enc];
             let opener = Opener {

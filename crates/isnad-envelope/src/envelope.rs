@@ -64,8 +64,9 @@ pub enum OpenError {
     #[error("malformed envelope: {0}")]
     Malformed(MalformedReason),
     /// Decryption or signature verification failed, or a key is unknown,
-    /// revoked or not valid at the message's creation time. The detail is
-    /// for local logs only; peers get the single code `unauthentic`.
+    /// not valid at the message's creation time, or revoked before the
+    /// message was received. The detail is for local logs only; peers get
+    /// the single code `unauthentic`.
     #[error("envelope could not be decrypted or authenticated")]
     Unauthentic(Unauthentic),
     /// The claims carry a protocol version this implementation does not
@@ -181,6 +182,10 @@ pub enum UnauthenticDetail {
     /// The signer key was not valid (not yet, rotated out, or revoked) at the
     /// message's creation time.
     KeyNotValid,
+    /// The signer key is revoked and the message was received after the
+    /// revocation time plus the in-flight grace, whatever creation time it
+    /// claims (a thief holding the key can backdate `iat`).
+    KeyRevoked,
 }
 
 impl UnauthenticDetail {
@@ -195,6 +200,7 @@ impl UnauthenticDetail {
             Self::BadSignature => "bad-signature",
             Self::SenderMismatch => "sender-mismatch",
             Self::KeyNotValid => "key-not-valid",
+            Self::KeyRevoked => "key-revoked",
         }
     }
 }
@@ -224,6 +230,43 @@ pub struct SenderKey {
     /// Creation time (exclusive) from which messages signed with the key are
     /// refused: the end of a rotation overlap or the revocation time.
     pub valid_until: Option<u64>,
+    /// The revocation time, if the key is revoked. Besides ending the
+    /// creation-time window (`valid_until`), it bounds the time of receipt:
+    /// a message received at or after `revoked_at +`
+    /// [`Limits::revocation_grace_secs`] is refused whatever creation time
+    /// it claims (spec/protocol.md §5.2 step 9c).
+    pub revoked_at: Option<u64>,
+}
+
+impl SenderKey {
+    /// Whether this key authenticates a message claiming creation at
+    /// `created` and received at `received` (`None` when re-reading a
+    /// message accepted earlier): spec/protocol.md §5.2 steps 9b and 9c.
+    ///
+    /// 9b: `valid_from ≤ created < valid_until` (bounds that are set), else
+    /// [`UnauthenticDetail::KeyNotValid`]. 9c: if the key is revoked,
+    /// `received < revoked_at + limits.revocation_grace_secs`, else
+    /// [`UnauthenticDetail::KeyRevoked`]: the signer chooses `created`, so a
+    /// thief holding the key could otherwise backdate messages past the
+    /// revocation for as long as their lifetime allows.
+    pub fn authenticates(
+        &self,
+        created: u64,
+        received: Option<u64>,
+        limits: &Limits,
+    ) -> Result<(), UnauthenticDetail> {
+        if self.valid_from.is_some_and(|t| created < t)
+            || self.valid_until.is_some_and(|t| created >= t)
+        {
+            return Err(UnauthenticDetail::KeyNotValid);
+        }
+        if let (Some(now), Some(revoked)) = (received, self.revoked_at) {
+            if now >= revoked.saturating_add(limits.revocation_grace_secs) {
+                return Err(UnauthenticDetail::KeyRevoked);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Where the opener looks up signer keys (the federation directories, in a node).
@@ -480,15 +523,15 @@ impl Opener<'_> {
             });
         }
         let h = claims.header;
-        // 9. the signer owns the sender id and its key was valid at creation.
+        // 9. the signer owns the sender id, its key was valid at creation
+        // and, if revoked, the message arrived before the revocation and its
+        // grace (`now` is the time of receipt; re-reading skips that).
         if sender_key.agency != h.sender {
             return Err(unauthentic(UnauthenticDetail::SenderMismatch));
         }
-        if sender_key.valid_from.is_some_and(|t| h.created < t)
-            || sender_key.valid_until.is_some_and(|t| h.created >= t)
-        {
-            return Err(unauthentic(UnauthenticDetail::KeyNotValid));
-        }
+        sender_key
+            .authenticates(h.created, now, limits)
+            .map_err(unauthentic)?;
         // 10. addressed to me.
         if &h.recipient != self.me {
             return Err(OpenError::Misaddressed {

@@ -78,6 +78,7 @@ fn fixture() -> Option<(Vec<EncryptionKey>, Vec<SenderKey>)> {
         key: signer.verifying_key().clone(),
         valid_from: None,
         valid_until: None,
+        revoked_at: None,
     }];
     Some((keys, senders))
 }

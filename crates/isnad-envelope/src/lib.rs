@@ -48,6 +48,7 @@
 //!     key: alice_sig.verifying_key().clone(),
 //!     valid_from: None,
 //!     valid_until: None,
+//!     revoked_at: None,
 //! }];
 //! let keys = [bob_enc];
 //! let opener = Opener { me: &bob, keys: &keys, limits: Limits::default() };
@@ -108,6 +109,10 @@ pub struct Limits {
     pub max_clock_skew_secs: u64,
     /// Longest allowed lifetime (`exp - iat`), in seconds.
     pub max_lifetime_secs: u64,
+    /// How long after a signer key's revocation time messages signed with
+    /// it are still accepted on receipt (messages already in flight when
+    /// the key was revoked), in seconds.
+    pub revocation_grace_secs: u64,
 }
 
 impl Default for Limits {
@@ -118,6 +123,7 @@ impl Default for Limits {
             max_items: 4096,
             max_clock_skew_secs: 300,
             max_lifetime_secs: 90 * 24 * 3600,
+            revocation_grace_secs: 600,
         }
     }
 }

@@ -728,6 +728,16 @@ impl ErrorCode {
             Self::PermissionRequired => "permission-required",
         }
     }
+
+    /// Whether a refusal with this code is temporary: the sender keeps the
+    /// message and retries it until it expires (spec/protocol.md §7).
+    /// `unavailable` is a transient failure of the receiver; `not-yet-valid`
+    /// means the receiver's clock is behind the sender's by more than the
+    /// skew allowance, which time (or a clock fix) cures. Every other code
+    /// is final: the same envelope would be refused again.
+    pub const fn is_temporary(self) -> bool {
+        matches!(self, Self::Unavailable | Self::NotYetValid)
+    }
 }
 
 impl fmt::Display for ErrorCode {

@@ -470,6 +470,7 @@ mod tests {
                 key: k.verifying_key().clone(),
                 valid_from: None,
                 valid_until: None,
+                revoked_at: None,
             })
             .collect();
         Ok(Chain {

@@ -38,6 +38,7 @@ fn senders(f: &Fixture) -> Vec<SenderKey> {
             key: s.verifying_key().clone(),
             valid_from: None,
             valid_until: None,
+            revoked_at: None,
         })
         .collect()
 }

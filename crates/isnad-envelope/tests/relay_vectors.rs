@@ -49,6 +49,7 @@ fn run(v: &Json) -> Result<Result<usize, String>, Box<dyn std::error::Error>> {
             key: VerifyingKey::from_cose_key(&unhex(text(a, "sign_cose_key_hex")?)?)?,
             valid_from: None,
             valid_until: None,
+            revoked_at: None,
         });
     }
     let me = AgencyId::new(text(v, "me")?)?;

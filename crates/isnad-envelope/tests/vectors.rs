@@ -84,17 +84,22 @@ fn run_vector(path: &Path) -> TestResult {
             key: VerifyingKey::from_cose_key(&hex::decode(get_str(t, "cose_key_hex")?)?)?,
             valid_from: t.get("valid_from").and_then(Json::as_u64),
             valid_until: t.get("valid_until").and_then(Json::as_u64),
+            revoked_at: t.get("revoked_at").and_then(Json::as_u64),
         },
         None => SenderKey {
             agency: AgencyId::new(get_str(sender, "agency")?)?,
             key: signer.verifying_key().clone(),
             valid_from: None,
             valid_until: None,
+            revoked_at: None,
         },
     };
     let mut limits = Limits::default();
     if let Some(max) = v.get("limits").and_then(|l| l.get("max_envelope_bytes")) {
         limits.max_envelope_bytes = usize::try_from(max.as_u64().ok_or("limit")?)?;
+    }
+    if let Some(grace) = v.get("limits").and_then(|l| l.get("revocation_grace_secs")) {
+        limits.revocation_grace_secs = grace.as_u64().ok_or("grace")?;
     }
     let envelope = hex::decode(get_str(&v, "envelope_hex")?)?;
     let now = get_u64(&v, "now")?;
@@ -598,6 +603,55 @@ fn regenerate_vectors() -> TestResult {
             "claims_hex": hex::encode(claims_bytes(&base)?),
             "signed_hex": hex::encode(signed_bytes(&base, &a.sign, &rng)?),
         }),
+    )?;
+    // Revocation judged at receipt (protocol.md §5.2 step 9c): the message
+    // claims creation before the revocation (iat = NOW - 60, revoked at
+    // NOW - 30), as a thief holding the key would backdate it.
+    let revoked = |now: u64, limits: Option<Json>| {
+        let mut v = json!({
+            "trusted_sender": {
+                "agency": "iq.moi.ahtd",
+                "cose_key_hex": key_of(&a),
+                "valid_until": NOW - 30,
+                "revoked_at": NOW - 30,
+            },
+            "now": now,
+        });
+        if let Some(l) = limits {
+            v["limits"] = l;
+        }
+        v
+    };
+    let mut within = revoked(NOW - 30 + 599, None);
+    within["message"] = message_json(&base)?;
+    within["claims_hex"] = json!(hex::encode(claims_bytes(&base)?));
+    within["signed_hex"] = json!(hex::encode(signed_bytes(&base, &a.sign, &rng)?));
+    neg(
+        "ok-revoked-received-within-grace",
+        "created before the revocation and received 599 s after it, within the 600 s grace: accepted",
+        &a,
+        &b,
+        &good,
+        json!("ok"),
+        within,
+    )?;
+    neg(
+        "err-revoked-received-after-grace",
+        "created before the revocation but received 600 s after it, when the grace has run out",
+        &a,
+        &b,
+        &good,
+        unauth("key-revoked"),
+        revoked(NOW - 30 + 600, None),
+    )?;
+    neg(
+        "err-revoked-received-no-grace",
+        "created before the revocation, received 30 s after it, with the grace configured to 0",
+        &a,
+        &b,
+        &good,
+        unauth("key-revoked"),
+        revoked(NOW, Some(json!({ "revocation_grace_secs": 0 }))),
     )?;
     neg(
         "err-truncated",

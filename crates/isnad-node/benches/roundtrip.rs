@@ -131,12 +131,14 @@ fn crypto_bound(secs: f64) -> BenchResult<Row> {
                 key: a_sign.verifying_key().clone(),
                 valid_from: None,
                 valid_until: None,
+                revoked_at: None,
             }];
             let senders_a = vec![SenderKey {
                 agency: me.clone(),
                 key: b_sign.verifying_key().clone(),
                 valid_from: None,
                 valid_until: None,
+                revoked_at: None,
             }];
             let at_b = Opener {
                 me: &me,

@@ -11,10 +11,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use isnad_envelope::{body_from_json, body_to_json, AgencyId, Kind, MessageId};
+use isnad_envelope::{body_from_json, body_to_json, AgencyId, Digest, Kind, MessageId};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::idempotency::{self, Claim, Prior};
 use crate::metrics::Metrics;
 use crate::node::NodeError;
 use crate::store::{InboxRecord, OutboxRecord};
@@ -32,6 +33,8 @@ use json::JsonBody;
 struct Api {
     node: NodeHandle,
     token: Arc<String>,
+    /// Idempotency keys of submissions in progress.
+    submitting: idempotency::InProgress,
 }
 
 /// Serves the API on `addr` until the node shuts down: then it stops
@@ -45,6 +48,7 @@ pub async fn serve(
     let api = Api {
         node: node.clone(),
         token: Arc::new(token),
+        submitting: idempotency::InProgress::default(),
     };
     let app = Router::new()
         .route("/v1/health", get(health))
@@ -191,8 +195,64 @@ async fn submit(
     let to = AgencyId::new(&req.to).map_err(|e| bad(format!("to: {e}")))?;
     let kind = Kind::parse(&req.kind).ok_or_else(|| bad(format!("unknown kind {:?}", req.kind)))?;
     let body = body_from_json(kind, &req.body.to_string()).map_err(|e| bad(e.to_string()))?;
-    let id = api.node.submit(to, body, req.ttl_secs).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "id": id.to_hex() }))))
+    let Some(key) = headers.get("idempotency-key") else {
+        let id = api.node.submit(to, body, req.ttl_secs).await?;
+        return Ok(created(id, false));
+    };
+    // The request's fingerprint: its canonical JSON (object keys sorted,
+    // no insignificant white space), so a retry that re-serializes the
+    // same request matches.
+    let canonical = json!({
+        "to": req.to, "kind": req.kind, "body": req.body, "ttl_secs": req.ttl_secs,
+    });
+    let claim = key
+        .to_str()
+        .ok()
+        .and_then(|k| Claim::new(k, Digest::sha256(canonical.to_string().as_bytes())).ok())
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                "bad-idempotency-key",
+                idempotency::BadKey::Invalid.to_string(),
+            )
+        })?;
+    let Some(_submitting) = api.submitting.enter(claim.key()) else {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            "idempotency-key-in-use",
+            "a request with this Idempotency-Key is still being processed; retry it later".into(),
+        ));
+    };
+    let (_, now_ms) = crate::node::now();
+    match idempotency::lookup(api.node.store(), &claim, now_ms).map_err(NodeError::from)? {
+        Prior::Same(id) => return Ok(created(id, true)),
+        Prior::Different => {
+            return Err(ApiError(
+                StatusCode::CONFLICT,
+                "idempotency-key-reused",
+                "this Idempotency-Key was used for a different request; use a new key for a new message".into(),
+            ))
+        }
+        Prior::None => {}
+    }
+    let id = api
+        .node
+        .submit_keyed(to, body, req.ttl_secs, Some(claim))
+        .await?;
+    Ok(created(id, false))
+}
+
+/// `201 Created` with the message id; `Idempotent-Replayed: true` when the
+/// answer repeats an earlier submission with the same key.
+fn created(id: MessageId, replayed: bool) -> Response {
+    let mut r = (StatusCode::CREATED, Json(json!({ "id": id.to_hex() }))).into_response();
+    if replayed {
+        r.headers_mut().insert(
+            "idempotent-replayed",
+            axum::http::HeaderValue::from_static("true"),
+        );
+    }
+    r
 }
 
 fn parse_id(s: &str) -> Result<MessageId, ApiError> {

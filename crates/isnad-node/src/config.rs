@@ -155,6 +155,11 @@ impl Default for ApiConfig {
 pub struct LimitsConfig {
     /// Largest envelope accepted, bytes (the protocol maximum is 4 MiB).
     pub max_envelope_bytes: usize,
+    /// How long after a signer key's `revoked-at` messages signed with it
+    /// are still accepted on arrival (those in flight at the revocation),
+    /// seconds; later ones are refused whatever creation time they claim
+    /// (spec/protocol.md §5.2 step 9c). At most one day.
+    pub revocation_grace_secs: u64,
     /// Concurrent bidirectional streams a peer may open on one connection.
     pub max_concurrent_streams: u32,
     /// Idle timeout of a connection, seconds.
@@ -206,6 +211,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             max_envelope_bytes: 4 * 1024 * 1024,
+            revocation_grace_secs: 600,
             max_concurrent_streams: 256,
             idle_timeout_secs: 30,
             stream_timeout_secs: 30,
@@ -314,6 +320,9 @@ impl Config {
         let l = &self.limits;
         if l.max_envelope_bytes == 0 || l.max_envelope_bytes > 4 * 1024 * 1024 {
             return Err("limits.max_envelope_bytes must be 1..=4194304".into());
+        }
+        if l.revocation_grace_secs > 86_400 {
+            return Err("limits.revocation_grace_secs must be 0..=86400".into());
         }
         if l.max_concurrent_streams == 0
             || l.idle_timeout_secs == 0

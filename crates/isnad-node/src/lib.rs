@@ -9,6 +9,7 @@ mod cases;
 pub mod config;
 pub mod exchange;
 pub mod federation;
+pub mod idempotency;
 pub mod metrics;
 mod node;
 pub mod node_dir;

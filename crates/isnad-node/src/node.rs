@@ -20,6 +20,7 @@ use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use crate::audit::AuditWriter;
 use crate::config::Config;
 use crate::exchange;
+use crate::idempotency;
 use crate::metrics::Metrics;
 use crate::store::{
     Durability, InboxInsert, InboxRecord, OutState, OutboxRecord, Store, StoreError,
@@ -186,6 +187,18 @@ pub enum NodeError {
     /// message (spec/protocol.md §13); nothing was stored or sent.
     #[error("refused: {0}")]
     Workflow(#[from] WorkflowError),
+    /// This node's own signing key is revoked in its country's directory:
+    /// every receiver would refuse what it signs. Nothing was stored.
+    #[error(
+        "this node's signing key {kid} is revoked (revoked-at {at}) in its country's directory: \
+         install the replacement key and restart the node (spec/federation.md §12.5); nothing was stored"
+    )]
+    SigningKeyRevoked {
+        /// The key id (hex).
+        kid: String,
+        /// Its `revoked-at`.
+        at: u64,
+    },
 }
 
 /// A running node. Dropping it does not stop it; call [`NodeHandle::shutdown`].
@@ -256,6 +269,7 @@ impl NodeHandle {
         let endpoint = bind_endpoint(&config, &identity)?;
         let limits = Limits {
             max_envelope_bytes: config.limits.max_envelope_bytes,
+            revocation_grace_secs: config.limits.revocation_grace_secs,
             ..Limits::default()
         };
         let metrics = Arc::new(Metrics::default());
@@ -325,7 +339,27 @@ impl NodeHandle {
         body: Body,
         ttl_secs: Option<u64>,
     ) -> Result<MessageId, NodeError> {
+        self.submit_keyed(recipient, body, ttl_secs, None).await
+    }
+
+    /// [`NodeHandle::submit`] under a client's idempotency key: the key is
+    /// bound to the message in the transaction that stores it (see
+    /// [`crate::idempotency`]); if the key was bound meanwhile, nothing is
+    /// stored and the answer is [`WorkflowError::Conflict`].
+    pub async fn submit_keyed(
+        &self,
+        recipient: AgencyId,
+        body: Body,
+        ttl_secs: Option<u64>,
+        key: Option<idempotency::Claim>,
+    ) -> Result<MessageId, NodeError> {
         let inner = &self.inner;
+        if let Some(at) = inner.own_key_revoked(now().0) {
+            return Err(NodeError::SigningKeyRevoked {
+                kid: inner.identity.signing_key.key_id().to_hex(),
+                at,
+            });
+        }
         let (peer, route) = self.route(&recipient, body.kind())?;
         let ttl = ttl_secs.unwrap_or(inner.config.delivery.default_ttl_secs);
         let (secs, ms) = now();
@@ -380,10 +414,21 @@ impl NodeHandle {
         let stored = inner
             .store
             .insert_outbox_with(rec.clone(), move |txn| {
+                if let Some(k) = &key {
+                    if !idempotency::is_free(txn, k, ms)? {
+                        return Ok(false);
+                    }
+                }
                 if let Some((id, expires)) = awaits {
                     Store::await_end_to_end(txn, id, expires)?;
                 }
-                checked.apply(txn)
+                if !checked.apply(txn)? {
+                    return Ok(false);
+                }
+                if let Some(k) = &key {
+                    idempotency::remember(txn, k, &id, ms)?;
+                }
+                Ok(true)
             })
             .await;
         let logged = match stored {
@@ -1464,6 +1509,15 @@ impl Inner {
         std::iter::once(e).chain(end_to_end).collect()
     }
 
+    /// This node's signing key's `revoked-at`, if its directory revokes it
+    /// as of `now`.
+    fn own_key_revoked(&self, now: u64) -> Option<u64> {
+        self.directory
+            .sender_key(&self.identity.signing_key.key_id())?
+            .revoked_at
+            .filter(|at| now >= *at)
+    }
+
     /// After a crash: every outbox message whose `sent` entry is missing
     /// gets it now, and so does every request or share event whose
     /// `status-changed` entry is missing (spec/transport.md §7).
@@ -1596,7 +1650,7 @@ impl Inner {
                     .latency
                     .observe_ms(ms.saturating_sub(rec.created * 1000));
             }
-            Ok(Attempt::Refused { code, detail }) if code != ErrorCode::Unavailable => {
+            Ok(Attempt::Refused { code, detail }) if !code.is_temporary() => {
                 let mut e = Entry::new(EventType::DeliveryFailed, ms);
                 e.message_id = Some(id);
                 e.sender = Some(self.config.agency.clone());
@@ -1605,9 +1659,15 @@ impl Inner {
                 e.reason = Some(code.as_str().to_owned());
                 rec.final_index = Some(self.append(e).await?);
                 rec.state = OutState::Failed;
+                // The peer says only `unauthentic` (protocol.md §7); this
+                // node's own directory tells whether its key was revoked.
+                let own = (code == ErrorCode::Unauthentic)
+                    .then(|| self.own_key_revoked(secs))
+                    .flatten()
+                    .map(|at| format!(": this node's signing key is revoked since {at} (its directory); install the replacement key and submit the message again"));
                 rec.last_error = Some(format!(
                     "{code}{}",
-                    detail.map(|d| format!(": {d}")).unwrap_or_default()
+                    own.or(detail.map(|d| format!(": {d}"))).unwrap_or_default()
                 ));
                 self.metrics.failed.inc();
                 tracing::warn!(%id, peer = %recipient, %code, "message refused by the peer");

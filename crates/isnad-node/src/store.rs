@@ -373,6 +373,7 @@ impl Store {
             txn.open_table(META)?;
             txn.open_table(AWAITING)?;
             crate::workflow::create_tables(&txn)?;
+            crate::idempotency::create_tables(&txn)?;
             txn.commit()?;
         }
         let (tx, rx) = std::sync::mpsc::channel::<Job>();

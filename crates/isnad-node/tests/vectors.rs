@@ -138,6 +138,7 @@ fn derive() -> Res<Json> {
         key: a_sign.verifying_key().clone(),
         valid_from: None,
         valid_until: None,
+        revoked_at: None,
     }];
     let opened = Opener {
         me: &b,
@@ -171,6 +172,7 @@ fn derive() -> Res<Json> {
         key: b_sign.verifying_key().clone(),
         valid_from: None,
         valid_until: None,
+        revoked_at: None,
     }];
     Opener {
         me: &a,
@@ -332,6 +334,7 @@ fn exchange_vector_verifies() -> TestResult {
             key: k.verifying_key().clone(),
             valid_from: None,
             valid_until: None,
+            revoked_at: None,
         }]
     };
 

@@ -211,8 +211,8 @@ impl TrustStore {
         self.current(id.country(), now)?.agency(id)
     }
 
-    /// The signer key with this id, with its validity window, from a
-    /// current directory.
+    /// The signer key with this id, with its validity window and its
+    /// revocation time, from a current directory.
     pub fn sender_key(&self, kid: &KeyId, now: u64) -> Option<SenderKey> {
         for (country, _) in self.held.iter() {
             let Some(dir) = self.current(country, now) else {
@@ -229,6 +229,7 @@ impl TrustStore {
                             key,
                             valid_from: Some(k.valid_from),
                             valid_until: k.end(),
+                            revoked_at: k.revoked_at,
                         });
                     }
                 }

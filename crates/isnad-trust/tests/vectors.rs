@@ -5,14 +5,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use isnad_envelope::{AgencyId, VerifyingKey};
+use isnad_envelope::{AgencyId, KeyId, Limits, VerifyingKey};
 use isnad_trust::{verify_signed, Accepted, Change, Directory, TrustStore};
 use serde_json::{json, Value as Json};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 /// Fewer files than this means vectors went missing.
-const EXPECTED_VECTORS: usize = 18;
+const EXPECTED_VECTORS: usize = 19;
 
 fn vector_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../spec/vectors/federation")
@@ -109,6 +109,9 @@ fn run_vector(path: &Path) -> TestResult {
             assert_eq!(d.to_cbor()?, payload, "deterministic re-encoding");
             let root = &roots[&country];
             assert_eq!(&verify_signed(&signed, root)?, d, "verify_signed");
+            if let Some(keys) = v.get("sender_keys") {
+                check_sender_keys(&store, keys, now)?;
+            }
         }
         Some("unchanged") => {
             let r = result.map_err(|e| format!("expected unchanged, got {e:?}"))?;
@@ -120,6 +123,54 @@ fn run_vector(path: &Path) -> TestResult {
                 Ok(r) => return Err(format!("expected error {want}, got {r:?}").into()),
                 Err(e) => assert_eq!(e.code(), want, "error ({e})"),
             }
+        }
+    }
+    Ok(())
+}
+
+/// The `sender_keys` of a vector: what the store hands the envelope opener
+/// for a signing key, and whether that key authenticates a message created
+/// and received at given times (spec/protocol.md §5.2 steps 9b, 9c).
+fn check_sender_keys(store: &TrustStore, keys: &Json, now: u64) -> TestResult {
+    for k in keys.as_array().ok_or("\"sender_keys\" must be an array")? {
+        let kid: [u8; 32] = hex::decode(get_str(k, "kid")?)?
+            .try_into()
+            .map_err(|_| "kid must be 32 bytes")?;
+        let kid = KeyId::from_bytes(kid);
+        let found = store
+            .sender_key(&kid, now)
+            .ok_or_else(|| format!("signing key {} not found", kid.to_hex()))?;
+        assert_eq!(found.agency.as_str(), get_str(k, "agency")?, "agency");
+        assert_eq!(
+            found.valid_from,
+            get(k, "valid_from")?.as_u64(),
+            "valid_from"
+        );
+        assert_eq!(
+            found.valid_until,
+            get(k, "valid_until")?.as_u64(),
+            "valid_until"
+        );
+        assert_eq!(
+            found.revoked_at,
+            get(k, "revoked_at")?.as_u64(),
+            "revoked_at"
+        );
+        for c in get(k, "checks")?
+            .as_array()
+            .ok_or("\"checks\" must be an array")?
+        {
+            let mut limits = Limits::default();
+            if let Some(g) = c.get("revocation_grace_secs") {
+                limits.revocation_grace_secs = g.as_u64().ok_or("grace")?;
+            }
+            let created = get_u64(c, "created")?;
+            let received = get(c, "received")?.as_u64();
+            let got = match found.authenticates(created, received, &limits) {
+                Ok(()) => "ok",
+                Err(d) => d.as_str(),
+            };
+            assert_eq!(got, get_str(c, "expect")?, "check {c}");
         }
     }
     Ok(())
@@ -471,6 +522,66 @@ fn regenerate_vectors() -> TestResult {
         &fr2_signed,
         NOW,
         ok_fields(&fr2, &fr_changes)?,
+    )?;
+
+    // The partner revokes its signing key (suspected compromise) and adds a
+    // new one: the key keeps authenticating what arrived before the
+    // revocation and its grace, and nothing received after, whatever
+    // creation time a message claims.
+    let mut fr3 = fr1.clone();
+    fr3.version = 8;
+    let next_sign = SigningKey::generate(SignatureAlgorithm::Ed25519, &rng)?;
+    let a = &mut fr3.agencies[0];
+    a.signing_keys[0].revoked_at = Some(NOW - 600);
+    a.signing_keys[0].revocation_reason = Some("key compromise".into());
+    a.signing_keys
+        .push(key(next_sign.verifying_key().to_cose_key(), NOW - 3600));
+    let a = &fr3.agencies[0];
+    let (old_kid, new_kid) = (kid(&a.signing_keys[0])?, kid(&a.signing_keys[1])?);
+    let check = |created: u64, received: Option<u64>, expect: &str| json!({ "created": created, "received": received, "expect": expect });
+    let mut no_grace = check(NOW - 700, Some(NOW - 600), "key-revoked");
+    no_grace["revocation_grace_secs"] = json!(0);
+    let mut fields = ok_fields(
+        &fr3,
+        &[
+            format!("key-revoked fr.mj.bepi {old_kid} {}", NOW - 600),
+            format!("key-added fr.mj.bepi {new_kid}"),
+        ],
+    )?;
+    fields["sender_keys"] = json!([
+        {
+            "kid": old_kid,
+            "agency": "fr.mj.bepi",
+            "valid_from": NOW - 30 * 86400,
+            "valid_until": NOW - 600,
+            "revoked_at": NOW - 600,
+            "checks": [
+                check(NOW - 700, Some(NOW - 700), "ok"),
+                check(NOW - 700, Some(NOW - 1), "ok"),
+                check(NOW - 700, Some(NOW), "key-revoked"),
+                check(NOW - 700, Some(NOW + 86400), "key-revoked"),
+                check(NOW - 600, Some(NOW - 599), "key-not-valid"),
+                check(NOW - 700, None, "ok"),
+                no_grace,
+            ],
+        },
+        {
+            "kid": new_kid,
+            "agency": "fr.mj.bepi",
+            "valid_from": NOW - 3600,
+            "valid_until": null,
+            "revoked_at": null,
+            "checks": [check(NOW, Some(NOW), "ok"), check(NOW - 3601, Some(NOW), "key-not-valid")],
+        },
+    ]);
+    write(
+        "ok-signing-key-revoked",
+        "partner fr version 8 revokes its signing key 600 s ago and adds a new one; what the store hands the opener for each key, and which receipt times the revoked key still authenticates (600 s grace)",
+        &iq_fr,
+        &[&fr1_signed],
+        &sign(&fr3, &fr_root)?,
+        NOW,
+        fields,
     )?;
 
     // --- refused ---

@@ -45,6 +45,9 @@ pub struct Table {
     /// Direct traffic between countries is refused unless it is between
     /// the central authorities; it must be relayed through them.
     pub relay_only: bool,
+    /// Revoked signing keys and their `revoked-at` (the end of their
+    /// creation-time window too, as in a directory).
+    pub revoked: HashMap<KeyId, u64>,
 }
 
 impl Table {
@@ -77,7 +80,8 @@ impl SenderKeys for TestDirectory {
                 agency: a.clone(),
                 key: v.2.clone(),
                 valid_from: None,
-                valid_until: None,
+                valid_until: t.revoked.get(kid).copied(),
+                revoked_at: t.revoked.get(kid).copied(),
             })
     }
 }
