@@ -272,6 +272,11 @@ impl NodeHandle {
         &self.inner.metrics
     }
 
+    /// The configured envelope size limit (`limits.max_envelope_bytes`).
+    pub fn max_envelope_bytes(&self) -> usize {
+        self.inner.limits.max_envelope_bytes
+    }
+
     /// Accepts a message from a local client: seals it, stores it durably,
     /// logs `sent`, and only then returns its id. Delivery follows.
     pub async fn submit(
