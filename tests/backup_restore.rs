@@ -79,7 +79,8 @@ fn a_backup_of_a_running_node_restores_without_contradicting_its_published_histo
         "--published",
         p(&published),
     ]);
-    assert!(!o.status.success());
+    // Verification failed: exit 2 (README, "Exit codes").
+    assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("published a checkpoint of size"), "{err}");
     assert!(!restored.exists());
@@ -99,7 +100,7 @@ fn a_backup_of_a_running_node_restores_without_contradicting_its_published_histo
         "--published",
         p(&other),
     ]);
-    assert!(!o.status.success());
+    assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr)
         .contains("not a checkpoint signed by this node's log key"));
     assert!(!restored.exists());

@@ -1,7 +1,8 @@
-//! Every input a fuzz run ever crashed on stays a test: each file under
-//! `fuzz/regressions/<target>/` is run through the same entry point as the
-//! fuzz target of that name (fuzz/fuzz_targets/<target>.rs). A panic is a
-//! failure. Add a crash here (named for what it broke) when you fix it.
+//! Every input a fuzz run ever crashed on stays a test, and so does each
+//! target's minimized corpus: each file under `fuzz/regressions/<target>/`
+//! is run through the same entry point as the fuzz target of that name
+//! (fuzz/fuzz_targets/<target>.rs). A panic is a failure. Add a crash here
+//! (named `crash-<what-it-broke>`) when you fix it.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests panic on failure by design.
 
 use std::path::Path;
@@ -48,25 +49,39 @@ fn every_fuzz_target_is_listed() {
     assert_eq!(names, listed);
 }
 
+/// Every input under `fuzz/regressions/<target>/` (past crashes and each
+/// target's minimized corpus) runs through its target's entry point
+/// without a panic, and every target has inputs there: an empty or missing
+/// directory would make this test replay nothing for that target.
 #[test]
-fn every_recorded_fuzz_crash_is_handled() {
+fn every_recorded_fuzz_input_is_handled() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
-    let mut ran = 0;
     for target in std::fs::read_dir(&dir).unwrap() {
         let target = target.unwrap().path();
-        if !target.is_dir() {
-            continue;
+        if target.is_dir() {
+            let name = target.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(
+                TARGETS.iter().any(|(t, _)| *t == name),
+                "fuzz/regressions/{name}: no such target here; add it to TARGETS"
+            );
         }
-        let name = target.file_name().unwrap().to_string_lossy().into_owned();
-        let Some((_, entry)) = TARGETS.iter().find(|(t, _)| *t == name) else {
-            panic!("fuzz/regressions/{name}: no such target here; add it to TARGETS");
+    }
+    let mut ran = 0;
+    for (name, entry) in TARGETS {
+        let target = dir.join(name);
+        let inputs: Vec<_> = match std::fs::read_dir(&target) {
+            Ok(rd) => rd.map(|e| e.unwrap().path()).collect(),
+            Err(e) => panic!("fuzz/regressions/{name}: {e}; seed it (fuzz/regressions/README.md)"),
         };
-        for input in std::fs::read_dir(&target).unwrap() {
-            let input = input.unwrap().path();
+        assert!(
+            !inputs.is_empty(),
+            "fuzz/regressions/{name} is empty; seed it (fuzz/regressions/README.md)"
+        );
+        for input in inputs {
             eprintln!("{}", input.display());
             entry(&std::fs::read(&input).unwrap());
             ran += 1;
         }
     }
-    eprintln!("{ran} recorded crash inputs handled");
+    eprintln!("{ran} recorded fuzz inputs handled");
 }

@@ -186,13 +186,32 @@ fn steady_load_memory_flat_queue_bounded_nothing_lost() {
             .read_json()
             .expect("JSON")
     };
-    let outbox: BTreeMap<String, Value> = get(0, "/v1/outbox")
+    // Every record, page by page (spec/api.yaml: limit, after).
+    let get_all = |n: usize, path: &str| -> Value {
+        let mut all: Vec<Value> = Vec::new();
+        loop {
+            let after = all
+                .last()
+                .map(|r| format!("&after={}", r["id"].as_str().unwrap()));
+            let page = get(
+                n,
+                &format!("{path}?limit=1000{}", after.unwrap_or_default()),
+            );
+            let page = page.as_array().unwrap().clone();
+            let done = page.len() < 1000;
+            all.extend(page);
+            if done {
+                return Value::Array(all);
+            }
+        }
+    };
+    let outbox: BTreeMap<String, Value> = get_all(0, "/v1/outbox")
         .as_array()
         .unwrap()
         .iter()
         .map(|r| (r["id"].as_str().unwrap().to_owned(), r.clone()))
         .collect();
-    let inbox = get(1, "/v1/inbox");
+    let inbox = get_all(1, "/v1/inbox");
     let mut in_ids: Vec<&str> = inbox
         .as_array()
         .unwrap()

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use isnad_log::{open_checkpoint, read_verified_export, Log, VerifierKey};
-use isnad_node::backup::{check_restore, copy_node_dir};
+use isnad_node::backup::{check_restore, copy_node_dir, RestoreError};
 use isnad_node::node_dir::NodeLock;
 
 /// Arguments of `isnad backup`.
@@ -86,18 +86,32 @@ pub(crate) fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("{} is not a verifier key", key_path.display()))?;
     let note = std::fs::read(&a.published)
         .with_context(|| format!("cannot read {}", a.published.display()))?;
-    let published = open_checkpoint(&note, &key).with_context(|| {
-        format!(
-            "{} is not a checkpoint signed by this node's log key {}",
-            a.published.display(),
-            key.name()
-        )
-    })?;
+    // A checkpoint that is not this node's, a backup behind or against
+    // it, an export that does not verify: verification failed (exit 2).
+    let published = match open_checkpoint(&note, &key) {
+        Ok(c) => c,
+        Err(e) => {
+            return refused(anyhow::Error::new(e).context(format!(
+                "{} is not a checkpoint signed by this node's log key {}",
+                a.published.display(),
+                key.name()
+            )))
+        }
+    };
     copy_node_dir(&a.backup, &a.dir)
         .with_context(|| format!("cannot copy {} to {}", a.backup.display(), a.dir.display()))?;
     // From here on a failure removes what this restore created.
     let made = Created(Some(a.dir.clone()));
-    let adopted = restore_into(&a, &key, &published, &note)?;
+    let adopted = match restore_into(&a, &key, &published, &note) {
+        Ok(n) => n,
+        Err(e)
+            if e.downcast_ref::<Refused>().is_some()
+                || e.downcast_ref::<RestoreError>().is_some() =>
+        {
+            return refused(e)
+        }
+        Err(e) => return Err(e),
+    };
     made.keep();
     println!(
         "restored {} from {}: audit log {} entries, consistent with the published checkpoint of size {}",
@@ -133,13 +147,14 @@ fn restore_into(
     if let Some(export) = &a.entries_from {
         let (report, audited) = read_verified_export(export, key)
             .with_context(|| format!("cannot read the export {}", export.display()))?;
-        let audited = audited.with_context(|| {
-            format!(
-                "the export {} does not verify ({} problem(s)); it cannot fill the log",
+        let Some(audited) = audited else {
+            return Err(Refused(format!(
+                "the export {} does not verify ({}); it cannot fill the log",
                 export.display(),
-                report.problems.len()
-            )
-        })?;
+                crate::out::count(report.problems.len() as u64, "problem", "problems")
+            ))
+            .into());
+        };
         let have = log.size();
         let size = audited.checkpoint.size;
         if size > have {
@@ -150,10 +165,11 @@ fn restore_into(
         // The export's root covers the backup's entries too: a backup of
         // another history fails here.
         if log.root_at(size)? != audited.checkpoint.root {
-            anyhow::bail!(
+            return Err(Refused(format!(
                 "the export {} does not extend the backup's log (another history)",
                 export.display()
-            );
+            ))
+            .into());
         }
         if size > stored_size {
             stored_note = audited.note.into_bytes();
@@ -203,6 +219,24 @@ fn store_checkpoint(log_dir: &Path, note: &[u8], size: u64) -> anyhow::Result<()
         .and_then(|d| d.sync_all())
         .with_context(|| format!("cannot sync {}", log_dir.display()))?;
     Ok(())
+}
+
+/// A restore refused because what it was given does not verify.
+#[derive(Debug)]
+struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// Prints a verification failure; exit status 2 (README, "Exit codes").
+fn refused(e: anyhow::Error) -> anyhow::Result<ExitCode> {
+    eprintln!("error: {}", crate::out::causes(&e));
+    Ok(ExitCode::from(crate::exit::FAILED))
 }
 
 /// A directory this command created, removed on failure.

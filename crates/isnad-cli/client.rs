@@ -87,6 +87,8 @@ pub(crate) struct Client {
     base: String,
     token: String,
     agent: ureq::Agent,
+    /// The node's request body limit (spec/api.yaml), from its config.
+    body_limit: usize,
 }
 
 impl Client {
@@ -118,6 +120,7 @@ impl Client {
             base: format!("http://{}", cfg.api.listen),
             token,
             agent,
+            body_limit: isnad_node::api::body_limit(cfg.limits.max_envelope_bytes),
         })
     }
 
@@ -125,11 +128,24 @@ impl Client {
         let url = format!("{}{path}", self.base);
         let auth = format!("Bearer {}", self.token);
         let resp = match (method, body) {
-            ("POST", Some(b)) => self
-                .agent
-                .post(&url)
-                .header("authorization", &auth)
-                .send_json(b),
+            ("POST", Some(b)) => {
+                let bytes = serde_json::to_vec(&b)?;
+                // The node would refuse it (413) and close the connection
+                // while it is still being sent: say so here instead.
+                if bytes.len() > self.body_limit {
+                    anyhow::bail!(
+                        "the request is {} bytes; the node accepts at most {} \
+                         (twice its limits.max_envelope_bytes plus 64 KiB)",
+                        bytes.len(),
+                        self.body_limit
+                    );
+                }
+                self.agent
+                    .post(&url)
+                    .header("authorization", &auth)
+                    .header("content-type", "application/json")
+                    .send(&bytes[..])
+            }
             ("POST", None) => self
                 .agent
                 .post(&url)
@@ -263,14 +279,35 @@ pub(crate) fn outbox(a: ListArgs) -> anyhow::Result<ExitCode> {
     list(&a, "/v1/outbox")
 }
 
+/// Every record of a paged listing (spec/api.yaml: `limit`, `after`).
+fn list_all(c: &Client, path: &str) -> anyhow::Result<Vec<Value>> {
+    let limit = isnad_node::api::MAX_PAGE;
+    let mut all: Vec<Value> = Vec::new();
+    loop {
+        let query = match all.last().and_then(|m| m["id"].as_str()) {
+            Some(after) => format!("{path}?limit={limit}&after={after}"),
+            None => format!("{path}?limit={limit}"),
+        };
+        let page = match c.json("GET", &query, None)? {
+            Value::Array(page) => page,
+            other => anyhow::bail!("the node answered {path} with {other}, not a list"),
+        };
+        let done = page.len() < limit;
+        all.extend(page);
+        if done {
+            return Ok(all);
+        }
+    }
+}
+
 fn list(a: &ListArgs, path: &str) -> anyhow::Result<ExitCode> {
     let c = Client::new(&a.node)?;
-    let v = c.json("GET", path, None)?;
+    let v = list_all(&c, path)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let rows = v.as_array().map(Vec::as_slice).unwrap_or_default();
+    let rows: &[Value] = &v;
     let inbox = path == "/v1/inbox";
     if rows.is_empty() {
         println!(
@@ -336,8 +373,7 @@ pub(crate) fn resolve_id(c: &Client, raw: &str) -> anyhow::Result<String> {
     }
     let mut found = std::collections::BTreeSet::new();
     for path in ["/v1/inbox", "/v1/outbox"] {
-        let v = c.json("GET", path, None)?;
-        for m in v.as_array().map(Vec::as_slice).unwrap_or_default() {
+        for m in &list_all(c, path)? {
             if let Some(id) = m["id"].as_str().filter(|id| id.starts_with(&raw)) {
                 found.insert(id.to_owned());
             }

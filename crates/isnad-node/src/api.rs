@@ -1,13 +1,16 @@
 //! The local HTTP/JSON API for case-management systems (spec/api.yaml).
 //!
-//! Loopback only, every request carries `Authorization: Bearer <token>`.
-//! A submission is answered only after the message is durable.
+//! Loopback only, every request carries `Authorization: Bearer <token>`,
+//! checked before anything else of the request is read. Bodies are limited
+//! to [`body_limit`] of the configured envelope size. A submission is
+//! answered only after the message is durable.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -35,6 +38,8 @@ struct Api {
     token: Arc<String>,
     /// Idempotency keys of submissions in progress.
     submitting: idempotency::InProgress,
+    /// [`body_limit`] of the node's envelope limit.
+    body_limit: usize,
 }
 
 /// Serves the API on `addr` until the node shuts down: then it stops
@@ -45,13 +50,14 @@ pub async fn serve(
     addr: SocketAddr,
     token: String,
 ) -> std::io::Result<SocketAddr> {
+    let limit = body_limit(node.max_envelope_bytes());
     let api = Api {
         node: node.clone(),
         token: Arc::new(token),
         submitting: idempotency::InProgress::default(),
+        body_limit: limit,
     };
-    let app = Router::new()
-        .route("/v1/health", get(health))
+    let protected = Router::new()
         .route("/v1/messages", post(submit))
         .route("/v1/messages/{id}", get(message))
         .route("/v1/messages/{id}/status", get(status))
@@ -63,6 +69,15 @@ pub async fn serve(
         .route("/v1/events", get(events::events))
         .route("/v1/backup", post(backup::backup))
         .merge(cases::routes())
+        // Outermost on every route but health: the token is checked before
+        // the body is read or parsed, so an unauthenticated client can make
+        // the node do nothing but compare it; then the announced length.
+        .route_layer(middleware::from_fn_with_state(api.clone(), require_token));
+    let app = Router::new()
+        .route("/v1/health", get(health))
+        .merge(protected)
+        .layer(middleware::from_fn(move |r, n| json_refusals(limit, r, n)))
+        .layer(DefaultBodyLimit::max(limit))
         .with_state(api);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
@@ -76,6 +91,21 @@ pub async fn serve(
     });
     Ok(bound)
 }
+
+/// The largest request body the API reads for an envelope limit of
+/// `max_envelope_bytes`: twice the limit (byte strings travel as hex in
+/// JSON) plus 64 KiB for the JSON around them. A body that fits here but
+/// whose envelope would not is refused by sealing (422 invalid-message).
+pub fn body_limit(max_envelope_bytes: usize) -> usize {
+    max_envelope_bytes
+        .saturating_mul(2)
+        .saturating_add(64 * 1024)
+}
+
+/// Default number of records in a page of `/v1/inbox` and `/v1/outbox`.
+pub const DEFAULT_PAGE: usize = 100;
+/// Largest page of `/v1/inbox` and `/v1/outbox` a client may ask for.
+pub const MAX_PAGE: usize = 1000;
 
 /// Serves `GET /metrics` (Prometheus text format) on `addr` until the node
 /// shuts down.
@@ -137,6 +167,57 @@ impl From<NodeError> for ApiError {
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+}
+
+/// Refuses a request without the right token, then one whose announced
+/// body exceeds the limit, before its body is read.
+async fn require_token(State(api): State<Api>, req: Request, next: Next) -> Response {
+    if let Err(e) = authorize(&api, req.headers()) {
+        return e.into_response();
+    }
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > api.body_limit as u64) {
+        return too_large(api.body_limit).into_response();
+    }
+    next.run(req).await
+}
+
+/// Gives the framework's plain-text refusals (a body over the limit found
+/// while reading, a body that is not JSON or misses a field) the JSON error
+/// form of spec/api.yaml.
+async fn json_refusals(limit: usize, req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let plain = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/plain"));
+    if !plain || !resp.status().is_client_error() {
+        return resp;
+    }
+    let status = resp.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        return too_large(limit).into_response();
+    }
+    // Rejections of the framework's extractors are short texts.
+    let text = axum::body::to_bytes(resp.into_body(), 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    ApiError(status, "invalid-request", text).into_response()
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload-too-large",
+        format!(
+            "the request body exceeds {limit} bytes (twice limits.max_envelope_bytes plus 64 KiB)"
+        ),
+    )
 }
 
 fn authorize(api: &Api, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -369,17 +450,64 @@ async fn status(
     ))
 }
 
-async fn inbox(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+/// `?limit=N&after=ID` of a listing.
+#[derive(Deserialize)]
+struct PageQuery {
+    #[serde(default)]
+    limit: Option<String>,
+    #[serde(default)]
+    after: Option<String>,
+}
+
+impl PageQuery {
+    fn parse(&self) -> Result<(Option<MessageId>, usize), ApiError> {
+        let bad = |m: String| ApiError(StatusCode::BAD_REQUEST, "bad-page", m);
+        let limit = match self.limit.as_deref() {
+            None => DEFAULT_PAGE,
+            Some(s) => s
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_PAGE).contains(n))
+                .ok_or_else(|| bad(format!("limit must be 1..={MAX_PAGE}, not {s:?}")))?,
+        };
+        let after = match self.after.as_deref() {
+            None => None,
+            Some(s) => Some(
+                MessageId::from_hex(s)
+                    .ok_or_else(|| bad("after must be a message id (32 hex characters)".into()))?,
+            ),
+        };
+        Ok((after, limit))
+    }
+}
+
+async fn inbox(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
     authorize(&api, &headers)?;
-    let mut recs = api.node.store().all_inbox().map_err(internal)?;
-    recs.sort_by_key(|r| r.received_ms);
+    let (after, limit) = q.parse()?;
+    let recs = api
+        .node
+        .store()
+        .inbox_page(after.as_ref(), limit)
+        .map_err(internal)?;
     Ok(Json(Value::Array(recs.iter().map(inbox_json).collect())))
 }
 
-async fn outbox(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+async fn outbox(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
     authorize(&api, &headers)?;
-    let mut recs = api.node.store().all_outbox().map_err(internal)?;
-    recs.sort_by_key(|r| r.created);
+    let (after, limit) = q.parse()?;
+    let recs = api
+        .node
+        .store()
+        .outbox_page(after.as_ref(), limit)
+        .map_err(internal)?;
     Ok(Json(Value::Array(recs.iter().map(outbox_json).collect())))
 }
 

@@ -1,6 +1,8 @@
 //! The node's view of the federation: the trust store (roots and verified
 //! directories) behind the [`Directory`] trait, the TLS peer set kept in step
-//! with it, and directory imports written to the trust directory and the
+//! with it (replaced on import, re-evaluated at the current time by
+//! [`Directory::refresh_peers`] so an expired directory's agencies drop
+//! out), and directory imports written to the trust directory and the
 //! audit log.
 
 use std::path::{Path, PathBuf};
@@ -164,6 +166,12 @@ impl Directory for Federation {
 
     fn agency_of_certificate(&self, cert_der: &[u8]) -> Option<AgencyId> {
         self.peers.agency_of(cert_der)
+    }
+
+    fn refresh_peers(&self) {
+        if let Ok(store) = self.store.read() {
+            self.peers.replace(store.tls_identities(now().0));
+        }
     }
 
     fn log_key(&self, agency: &AgencyId) -> Option<isnad_log::VerifierKey> {

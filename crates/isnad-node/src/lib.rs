@@ -19,4 +19,4 @@ pub mod workflow;
 
 pub use node::export::{ExportAt, ExportError, Exported};
 pub use node::witness::{OwnCheckpoint, WitnessStatus, WitnessedLog};
-pub use node::{Directory, Identity, NodeError, NodeHandle, Peer};
+pub use node::{Directory, Identity, NodeError, NodeHandle, Peer, PIN_RECHECK};

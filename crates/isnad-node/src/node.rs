@@ -40,6 +40,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 type PeerSlot = Arc<tokio::sync::Mutex<Option<quinn::Connection>>>;
 /// QUIC application error code used when refusing a stream or connection.
 const REFUSED: quinn::VarInt = quinn::VarInt::from_u32(0x49);
+/// How often the TLS pins are re-evaluated ([`Directory::refresh_peers`])
+/// and every open connection's peer is checked against them: a peer
+/// dropped from the directory, its TLS key replaced, or its directory's
+/// window ended, is disconnected within two of these (spec/transport.md §1).
+pub const PIN_RECHECK: Duration = Duration::from_secs(1);
 
 /// What the node needs from the federation layer: trusted keys, peers,
 /// policy, and the mapping of TLS certificates to agencies.
@@ -51,6 +56,10 @@ pub trait Directory: SenderKeys + Send + Sync + 'static {
     fn allows(&self, sender: &AgencyId, recipient: &AgencyId, kind: Kind) -> Result<(), String>;
     /// The agency whose listed TLS key is in this end-entity certificate.
     fn agency_of_certificate(&self, cert_der: &[u8]) -> Option<AgencyId>;
+    /// Re-evaluates the accepted TLS identities at the current time (a
+    /// directory's validity window may have ended since it was accepted).
+    /// The node calls it every [`PIN_RECHECK`]; the default does nothing.
+    fn refresh_peers(&self) {}
     /// The agency's audit-log verifier key (`log-key`), if listed.
     fn log_key(&self, _agency: &AgencyId) -> Option<VerifierKey> {
         None
@@ -308,6 +317,7 @@ impl NodeHandle {
         inner.spawn(admission::accept_loop(Arc::clone(&inner)));
         inner.spawn(delivery_loop(Arc::clone(&inner)));
         inner.spawn(checkpoint_loop(Arc::clone(&inner)));
+        inner.spawn(pin_loop(Arc::clone(&inner)));
         Ok(Self { inner })
     }
 
@@ -329,6 +339,11 @@ impl NodeHandle {
     /// The metrics registry.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
+    }
+
+    /// The configured envelope size limit (`limits.max_envelope_bytes`).
+    pub fn max_envelope_bytes(&self) -> usize {
+        self.inner.limits.max_envelope_bytes
     }
 
     /// Accepts a message from a local client: seals it, stores it durably,
@@ -731,12 +746,56 @@ fn bind_endpoint(config: &Config, identity: &Identity) -> Result<quinn::Endpoint
 // Inbound
 
 fn peer_agency(inner: &Inner, conn: &quinn::Connection) -> Option<AgencyId> {
+    listed_agency(inner.directory.as_ref(), conn)
+}
+
+/// The agency the directory lists for the peer's certificate on `conn`.
+fn listed_agency(directory: &dyn Directory, conn: &quinn::Connection) -> Option<AgencyId> {
     let identity = conn.peer_identity()?;
     let certs = identity
         .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
         .ok()?;
     let leaf = certs.first()?;
-    inner.directory.agency_of_certificate(leaf.as_ref())
+    directory.agency_of_certificate(leaf.as_ref())
+}
+
+/// Closes `conn` once its peer's certificate no longer maps to `peer` (the
+/// agency dropped, its TLS key replaced, its directory expired), checking
+/// every [`PIN_RECHECK`]; ends when the connection or the node does.
+async fn close_when_unlisted(
+    directory: Arc<dyn Directory>,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+    conn: quinn::Connection,
+    peer: AgencyId,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(PIN_RECHECK) => {}
+            _ = conn.closed() => return,
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if listed_agency(directory.as_ref(), &conn).as_ref() != Some(&peer) {
+            tracing::info!(%peer, addr = %conn.remote_address(), "peer no longer listed; connection closed");
+            metrics.rejected("unlisted");
+            conn.close(REFUSED, b"no longer listed");
+            return;
+        }
+    }
+}
+
+/// Re-evaluates the TLS pins every [`PIN_RECHECK`], so that new handshakes
+/// are refused once a directory's window ends (a directory import replaces
+/// them at once).
+async fn pin_loop(inner: Arc<Inner>) {
+    let mut stop = inner.shutdown.subscribe();
+    loop {
+        inner.directory.refresh_peers();
+        tokio::select! {
+            _ = tokio::time::sleep(PIN_RECHECK) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
 }
 
 async fn serve_connection(inner: Arc<Inner>, conn: quinn::Connection) {
@@ -751,6 +810,7 @@ async fn serve_connection(inner: Arc<Inner>, conn: quinn::Connection) {
         return;
     };
     tracing::debug!(%peer, addr = %conn.remote_address(), "peer connected");
+    inner.watch_listing(&conn, &peer);
     loop {
         let (send, recv) = match conn.accept_bi().await {
             Ok(s) => s,
@@ -1567,8 +1627,12 @@ impl Inner {
         };
         let mut slot = slot.lock().await;
         if let Some(c) = slot.as_ref() {
-            if c.close_reason().is_none() {
+            let listed = listed_agency(self.directory.as_ref(), c).as_ref() == Some(agency);
+            if c.close_reason().is_none() && listed {
                 return Ok(c.clone());
+            }
+            if !listed {
+                c.close(REFUSED, b"no longer listed");
             }
         }
         *slot = None;
@@ -1580,8 +1644,21 @@ impl Inner {
             .await
             .map_err(|_| format!("no answer from {addr} within {CONNECT_TIMEOUT:?}"))?
             .map_err(|e| e.to_string())?;
+        self.watch_listing(&conn, agency);
         *slot = Some(conn.clone());
         Ok(conn)
+    }
+
+    /// Closes `conn` once `peer` is no longer listed with its certificate
+    /// ([`close_when_unlisted`]).
+    fn watch_listing(&self, conn: &quinn::Connection, peer: &AgencyId) {
+        self.spawn(close_when_unlisted(
+            Arc::clone(&self.directory),
+            Arc::clone(&self.metrics),
+            self.shutdown.subscribe(),
+            conn.clone(),
+            peer.clone(),
+        ));
     }
 
     /// Closes `failed` and drops it from `agency`'s slot, unless the slot

@@ -674,6 +674,64 @@ impl Store {
         t.iter()?.map(|i| decode(i?.1.value())).collect()
     }
 
+    /// At most `limit` outbox records in id order, starting after `after`.
+    /// Ids made by this node are time-ordered, so this is oldest first.
+    pub fn outbox_page(
+        &self,
+        after: Option<&MessageId>,
+        limit: usize,
+    ) -> Result<Vec<OutboxRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(OUTBOX)?;
+        // Keys are 16 bytes, so `id ‖ 0x00` is the first key after `id`.
+        let start: Vec<u8> = after
+            .map(|a| {
+                let mut k = a.as_bytes().to_vec();
+                k.push(0);
+                k
+            })
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for item in t.range::<&[u8]>(start.as_slice()..)? {
+            if out.len() >= limit {
+                break;
+            }
+            out.push(decode(item?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    /// At least `limit` inbox records (fewer only at the end) in (id,
+    /// sender) order, starting after every record of id `after`. A page
+    /// never splits the records of one id (different senders may reuse an
+    /// id; at most one record per listed agency), so it may hold more than
+    /// `limit`, and the last record's id is the cursor of the next page.
+    pub fn inbox_page(
+        &self,
+        after: Option<&MessageId>,
+        limit: usize,
+    ) -> Result<Vec<InboxRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(INBOX)?;
+        // Sender ids are ASCII, so `id ‖ 0xff` sorts after every key of `id`.
+        let start: Vec<u8> = after
+            .map(|a| {
+                let mut k = a.as_bytes().to_vec();
+                k.push(0xff);
+                k
+            })
+            .unwrap_or_default();
+        let mut out: Vec<InboxRecord> = Vec::new();
+        for item in t.range::<&[u8]>(start.as_slice()..)? {
+            let (k, v) = item?;
+            if out.len() >= limit && out.last().map(|r| &r.id[..]) != k.value().get(..16) {
+                break;
+            }
+            out.push(decode(v.value())?);
+        }
+        Ok(out)
+    }
+
     /// Counts of pending outbox messages.
     pub fn pending_count(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read()?;

@@ -7,7 +7,7 @@
 //! | `Content-Type` is not `application/json` | 415 | `unsupported-media-type` |
 //! | not JSON (syntax) | 400 | `bad-json` |
 //! | JSON, but a field is missing, unknown or of the wrong type | 422 | `invalid-request` |
-//! | the body could not be read (e.g. too large) | its status | `too-large` (413) or `bad-request` |
+//! | the body could not be read (e.g. too large) | its status | `payload-too-large` (413) or `bad-request` |
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
@@ -45,7 +45,7 @@ fn refusal(r: &JsonRejection) -> ApiError {
         JsonRejection::JsonSyntaxError(_) => (StatusCode::BAD_REQUEST, "bad-json"),
         JsonRejection::JsonDataError(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-request"),
         other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            (StatusCode::PAYLOAD_TOO_LARGE, "too-large")
+            (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large")
         }
         other => (other.status(), "bad-request"),
     };
