@@ -547,6 +547,11 @@ impl Log {
         result.map_err(io_err("append to", &self.path))
     }
 
+    /// The log directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Whether an earlier write or sync failed and the log refuses
     /// appends ([`LogError::Poisoned`]) until [`Log::reopen`].
     pub fn is_poisoned(&self) -> bool {

@@ -7,9 +7,11 @@ mod audit;
 mod cases;
 pub mod config;
 pub mod federation;
+pub mod health;
 pub mod metrics;
 mod node;
 mod relay;
+pub mod storage;
 pub mod store;
 pub mod workflow;
 

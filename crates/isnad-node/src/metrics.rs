@@ -129,8 +129,13 @@ pub struct Metrics {
     pub witness_forks: Counter,
     /// Size of this node's latest checkpoint that reached the witness quorum.
     pub witnessed_size: Gauge,
+    /// Delivery bookkeeping writes (audit log or state database) that
+    /// failed; new deliveries then back off (spec/transport.md §9).
+    pub bookkeeping_failures: Counter,
     received_by_kind: Mutex<BTreeMap<String, u64>>,
     rejected_by_reason: Mutex<BTreeMap<String, u64>>,
+    /// Reasons the node is degraded now (`crate::health`); empty = ok.
+    degraded: Mutex<Vec<&'static str>>,
 }
 
 impl Metrics {
@@ -145,6 +150,13 @@ impl Metrics {
     pub fn rejected(&self, reason: &str) {
         if let Ok(mut m) = self.rejected_by_reason.lock() {
             *m.entry(reason.to_owned()).or_default() += 1;
+        }
+    }
+
+    /// Sets the reasons the node is degraded (empty: ok).
+    pub(crate) fn set_degraded(&self, reasons: &[&'static str]) {
+        if let Ok(mut d) = self.degraded.lock() {
+            *d = reasons.to_vec();
         }
     }
 
@@ -225,6 +237,11 @@ impl Metrics {
             "Fork evidence recorded against partners' audit logs (alert on any increase).",
             self.witness_forks.get(),
         );
+        counter(
+            "isnad_bookkeeping_failures_total",
+            "Delivery bookkeeping writes that failed (new deliveries back off).",
+            self.bookkeeping_failures.get(),
+        );
         let _ = writeln!(out, "# HELP isnad_witnessed_size Size of this node's latest checkpoint cosigned by the witness quorum.\n# TYPE isnad_witnessed_size gauge\nisnad_witnessed_size {}", self.witnessed_size.get());
         let _ = writeln!(out, "# HELP isnad_messages_received_total Messages accepted from peers.\n# TYPE isnad_messages_received_total counter");
         if let Ok(m) = self.received_by_kind.lock() {
@@ -237,6 +254,16 @@ impl Metrics {
             for (k, v) in m.iter() {
                 let _ = writeln!(out, "isnad_rejected_total{{reason=\"{k}\"}} {v}");
             }
+        }
+        let degraded = self.degraded.lock().map(|d| d.clone()).unwrap_or_default();
+        let _ = writeln!(out, "# HELP isnad_degraded 1 while the node is degraded and refuses new work (see isnad_degraded_reason).\n# TYPE isnad_degraded gauge\nisnad_degraded {}", u8::from(!degraded.is_empty()));
+        let _ = writeln!(out, "# HELP isnad_degraded_reason 1 for each reason the node is degraded now.\n# TYPE isnad_degraded_reason gauge");
+        for code in crate::health::Reason::CODES {
+            let _ = writeln!(
+                out,
+                "isnad_degraded_reason{{reason=\"{code}\"}} {}",
+                u8::from(degraded.contains(&code))
+            );
         }
         let _ = writeln!(out, "# HELP isnad_queue_depth Pending outbox messages.\n# TYPE isnad_queue_depth gauge\nisnad_queue_depth {}", self.queue_depth.get());
         let _ = writeln!(out, "# HELP isnad_log_size Entries in the audit log.\n# TYPE isnad_log_size gauge\nisnad_log_size {log_size}");

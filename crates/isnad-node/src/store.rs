@@ -2,9 +2,19 @@
 //! metadata. Every write goes through one writer thread that batches the
 //! pending writes of many tasks into a single transaction and one fsync
 //! (group commit); a write's future resolves only after its commit is durable.
+//!
+//! A failed commit (disk full, I/O error) fails every write of its batch,
+//! and redb then refuses every later operation on that handle. The store
+//! drops the handle, reports the fault ([`Store::fault`], which the node's
+//! health shows), fails reads and writes at once meanwhile, and
+//! [`Store::reopen`] opens the database again once the disk takes writes
+//! (redb's repair rolls back to the last durable commit, so what was
+//! acknowledged is kept).
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use isnad_envelope::{AgencyId, Digest, MessageId};
 use redb::{
@@ -46,6 +56,11 @@ pub enum StoreError {
     /// The writer thread has stopped (the node is shutting down).
     #[error("state store is shut down")]
     Closed,
+    /// An earlier commit failed; the database is closed until
+    /// [`Store::reopen`] succeeds (the node retries with backoff). The
+    /// operation did not take effect.
+    #[error("state database unavailable after a failed write: {0}")]
+    Failing(String),
 }
 
 macro_rules! db_err {
@@ -281,7 +296,7 @@ pub enum Durability {
 /// The state store. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    db: Arc<Slot>,
     jobs: std::sync::mpsc::Sender<Job>,
     /// Declared last: dropped after `db` and `jobs`, so when the last clone
     /// goes, the writer thread has no sender left, finishes the queued jobs,
@@ -313,6 +328,50 @@ impl Drop for JoinOnDrop {
     }
 }
 
+/// How the database is opened (again, after a failure).
+type Opener = Box<dyn Fn() -> Result<Database, StoreError> + Send + Sync>;
+
+/// The open database, or why it is closed.
+struct Slot {
+    open: Opener,
+    current: RwLock<Option<Arc<Database>>>,
+    /// A commit failed and the database was not reopened since.
+    failing: AtomicBool,
+    /// Why, and the handle that failed (closed once nothing uses it).
+    failed: Mutex<(String, Option<Arc<Database>>)>,
+}
+
+impl Slot {
+    fn db(&self) -> Result<Arc<Database>, StoreError> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| self.failing_error())
+    }
+
+    fn failing_error(&self) -> StoreError {
+        let why = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        StoreError::Failing(why.0.clone())
+    }
+
+    /// Takes the failed handle out of service (once per failure).
+    fn fail(&self, why: String) {
+        let db = self
+            .current
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.failing.swap(true, Ordering::SeqCst) {
+            tracing::error!(error = %why, "state database write failed; refusing new work until it is reopened");
+            *failed = (why, db);
+        } else if db.is_some() {
+            failed.1 = db;
+        }
+    }
+}
+
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store").finish_non_exhaustive()
@@ -337,33 +396,91 @@ const CACHE_BYTES: usize = 2 << 20;
 impl Store {
     /// Opens (or creates) the database file and starts the writer thread.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Arc::new(
-            redb::Builder::new()
+        let path = path.to_owned();
+        Self::open_by(Box::new(move || {
+            Ok(redb::Builder::new()
                 .set_cache_size(CACHE_BYTES)
-                .create(path)?,
-        );
-        {
-            let txn = db.begin_write()?;
-            txn.open_table(OUTBOX)?;
-            txn.open_table(DUE)?;
-            txn.open_table(INBOX)?;
-            txn.open_table(DIGESTS)?;
-            txn.open_table(META)?;
-            txn.open_table(AWAITING)?;
-            crate::workflow::create_tables(&txn)?;
-            txn.commit()?;
-        }
+                .create(&path)?)
+        }))
+    }
+
+    /// [`Store::open`] on a custom redb storage backend, made anew by
+    /// `backend` each time the database is (re)opened: tests put the file
+    /// under a fault controller (`crate::storage`).
+    pub fn open_with_backend<B: redb::StorageBackend>(
+        backend: impl Fn() -> std::io::Result<B> + Send + Sync + 'static,
+    ) -> Result<Self, StoreError> {
+        Self::open_by(Box::new(move || {
+            let b = backend().map_err(|e| StoreError::Db(e.to_string()))?;
+            Ok(redb::Builder::new()
+                .set_cache_size(CACHE_BYTES)
+                .create_with_backend(b)?)
+        }))
+    }
+
+    fn open_by(open: Opener) -> Result<Self, StoreError> {
+        let db = Arc::new(open_tables(&open)?);
+        let slot = Arc::new(Slot {
+            open,
+            current: RwLock::new(Some(db)),
+            failing: AtomicBool::new(false),
+            failed: Mutex::new((String::new(), None)),
+        });
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
-        let wdb = Arc::clone(&db);
+        let wslot = Arc::clone(&slot);
         let handle = std::thread::Builder::new()
             .name("isnad-store-writer".into())
-            .spawn(move || writer_loop(&wdb, &rx))
+            .spawn(move || writer_loop(&wslot, &rx))
             .map_err(|e| StoreError::Db(format!("cannot start writer thread: {e}")))?;
         Ok(Self {
-            db,
+            db: slot,
             jobs: tx,
             _writer: Arc::new(JoinOnDrop::new(handle)),
         })
+    }
+
+    /// Why the database is unavailable, if a commit failed and it was not
+    /// reopened since (the node's health shows it).
+    pub fn fault(&self) -> Option<String> {
+        if !self.db.failing.load(Ordering::SeqCst) {
+            return None;
+        }
+        Some(
+            self.db
+                .failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .0
+                .clone(),
+        )
+    }
+
+    /// After a failed commit: closes the failed handle (waiting up to a
+    /// second for reads still using it) and opens the database again,
+    /// which also proves the disk takes a durable commit. `Ok(true)` when
+    /// the store is back, `Ok(false)` when it had not failed; on error it
+    /// stays failed (call again later).
+    pub fn reopen(&self) -> Result<bool, StoreError> {
+        if !self.db.failing.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        let mut failed = self.db.failed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = failed.1.take() {
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while Arc::strong_count(&old) > 1 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if Arc::strong_count(&old) > 1 {
+                failed.1 = Some(old);
+                return Err(StoreError::Failing(
+                    "the failed handle is still in use".into(),
+                ));
+            }
+        }
+        let db = open_tables(&self.db.open).map_err(|e| StoreError::Failing(e.to_string()))?;
+        *self.db.current.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(db));
+        self.db.failing.store(false, Ordering::SeqCst);
+        Ok(true)
     }
 
     /// Runs `f` inside a write transaction shared with other concurrent
@@ -392,8 +509,18 @@ impl Store {
                 })
             }),
         );
+        if self.db.failing.load(Ordering::SeqCst) {
+            return Err(self.db.failing_error());
+        }
         self.jobs.send(job).map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        // A job dropped unrun: the database failed meanwhile.
+        rx.await.map_err(|_| {
+            if self.db.failing.load(Ordering::SeqCst) {
+                self.db.failing_error()
+            } else {
+                StoreError::Closed
+            }
+        })?
     }
 
     /// One value of a text-keyed table another module owns (e.g. the
@@ -403,7 +530,7 @@ impl Store {
         table: TableDefinition<'static, &'static str, &'static [u8]>,
         key: &str,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.db()?.begin_read()?;
         let t = match txn.open_table(table) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
@@ -417,7 +544,7 @@ impl Store {
         &self,
         table: TableDefinition<'static, &'static str, &'static [u8]>,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.db()?.begin_read()?;
         let t = match txn.open_table(table) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -523,7 +650,7 @@ impl Store {
         now_secs: u64,
         limit: usize,
     ) -> Result<Vec<(u64, [u8; 16])>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.db()?.begin_read()?;
         let t = txn.open_table(AWAITING)?;
         let end = due_key(now_secs, &[0xff; 16]);
         let mut out = Vec::new();
@@ -566,7 +693,7 @@ impl Store {
 
     /// One outbox record.
     pub fn outbox(&self, id: &MessageId) -> Result<Option<OutboxRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.db()?.begin_read()?;
         let t = txn.open_table(OUTBOX)?;
         t.get(&id.as_bytes()[..])?
             .map(|v| decode(v.value()))
@@ -582,7 +709,7 @@ impl Store {
         limit: usize,
         skip: &dyn Fn(&[u8; 16]) -> bool,
     ) -> Result<Vec<[u8; 16]>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.db()?.begin_read()?;
         let due = txn.open_table(DUE)?;
         let end = due_key(now_ms, &[0xff; 16]);
         let mut ids = Vec::new();
@@ -603,7 +730,7 @@ impl Store {
 
     /// The earliest next-attempt time of any pending message.
     pub fn next_due_ms(&self) -> Result<Option<u64>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.db()?.begin_read()?;
         let due = txn.open_table(DUE)?;
         let first = due.first()?;
         Ok(first.map(|(k, _)| {
@@ -615,20 +742,20 @@ impl Store {
 
     /// Every outbox record (for listings and recovery).
     pub fn all_outbox(&self) -> Result<Vec<OutboxRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.db()?.begin_read()?;
         let t = txn.open_table(OUTBOX)?;
         t.iter()?.map(|i| decode(i?.1.value())).collect()
     }
 
     /// Counts of pending outbox messages.
     pub fn pending_count(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.db()?.begin_read()?;
         Ok(txn.open_table(DUE)?.len()?)
     }
 
     /// Looks up an inbox record by the digest of its envelope.
     pub fn inbox_by_digest(&self, digest: &Digest) -> Result<Option<InboxRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.db()?.begin_read()?;
         let d = txn.open_table(DIGESTS)?;
         let Some(key) = d.get(&digest.0[..])? else {
             return Ok(None);
@@ -646,7 +773,7 @@ impl Store {
         id: &MessageId,
         sender: &AgencyId,
     ) -> Result<Option<InboxRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.db()?.begin_read()?;
         let inbox = txn.open_table(INBOX)?;
         inbox
             .get(inbox_key(id, sender).as_slice())?
@@ -656,7 +783,7 @@ impl Store {
 
     /// Inbox records with this message id (normally one).
     pub fn inbox_by_id(&self, id: &MessageId) -> Result<Vec<InboxRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.db()?.begin_read()?;
         let inbox = txn.open_table(INBOX)?;
         let start = id.as_bytes().to_vec();
         let mut end = start.clone();
@@ -670,7 +797,7 @@ impl Store {
 
     /// Every inbox record.
     pub fn all_inbox(&self) -> Result<Vec<InboxRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.db()?.begin_read()?;
         let t = txn.open_table(INBOX)?;
         t.iter()?.map(|i| decode(i?.1.value())).collect()
     }
@@ -719,7 +846,7 @@ impl Store {
 
     /// A read transaction (for the workflow tables).
     pub(crate) fn read_txn(&self) -> Result<redb::ReadTransaction, StoreError> {
-        Ok(self.db.begin_read()?)
+        Ok(self.db.db()?.begin_read()?)
     }
 
     /// Stores, in one durable transaction, the inbox record of a relay hop
@@ -761,7 +888,7 @@ impl Store {
 
     /// Reads a metadata value.
     pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.db()?.begin_read()?;
         let t = txn.open_table(META)?;
         Ok(t.get(key)?.map(|v| v.value().to_vec()))
     }
@@ -776,7 +903,22 @@ impl Store {
     }
 }
 
-fn writer_loop(db: &Database, rx: &std::sync::mpsc::Receiver<Job>) {
+/// Opens the database and creates the tables (a durable commit).
+fn open_tables(open: &Opener) -> Result<Database, StoreError> {
+    let db = open()?;
+    let txn = db.begin_write()?;
+    txn.open_table(OUTBOX)?;
+    txn.open_table(DUE)?;
+    txn.open_table(INBOX)?;
+    txn.open_table(DIGESTS)?;
+    txn.open_table(META)?;
+    txn.open_table(AWAITING)?;
+    crate::workflow::create_tables(&txn)?;
+    txn.commit()?;
+    Ok(db)
+}
+
+fn writer_loop(slot: &Slot, rx: &std::sync::mpsc::Receiver<Job>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -786,12 +928,16 @@ fn writer_loop(db: &Database, rx: &std::sync::mpsc::Receiver<Job>) {
             }
         }
         let durable = batch.iter().any(|(d, _)| *d == Durability::Durable);
+        // Dropping the jobs drops their reply channels: every waiter gets
+        // an error and nothing was written.
+        let Ok(db) = slot.db() else {
+            continue;
+        };
         let mut txn = match db.begin_write() {
             Ok(t) => t,
             Err(e) => {
-                // Dropping the jobs drops their reply channels: every waiter
-                // gets an error and nothing was written.
-                tracing::error!(error = %e, "cannot begin state transaction");
+                drop(db);
+                slot.fail(e.to_string());
                 continue;
             }
         };
@@ -802,11 +948,14 @@ fn writer_loop(db: &Database, rx: &std::sync::mpsc::Receiver<Job>) {
         }
         let finishers: Vec<Finish> = batch.into_iter().map(|(_, job)| job(&txn)).collect();
         let result = txn.commit().map_err(StoreError::from);
-
+        drop(db);
+        if let Err(e) = &result {
+            slot.fail(e.to_string());
+        }
         for f in finishers {
             f(match &result {
                 Ok(()) => Ok(()),
-                Err(e) => Err(StoreError::Db(e.to_string())),
+                Err(e) => Err(StoreError::Failing(e.to_string())),
             });
         }
     }
