@@ -235,6 +235,76 @@ async fn receiver_fault(target: Target, fault: Fault) -> TestResult {
     logs_reopen(tmp.path(), &sizes)
 }
 
+/// The sender's log fails while its deliveries are under way: the
+/// receipts come back but cannot be logged. (The database's part of that
+/// bookkeeping, the delivered mark, is a lazy commit that redb keeps in
+/// memory until the next durable one, so it does not meet a fault here;
+/// durable database writes failing are covered by `sender_db_*`.) The sender does not
+/// retransmit in a loop (it used to, at once and without end: 27 343
+/// retransmissions in 10 s); after the space comes back each message is
+/// delivered once and its `receipt-received` entry is in the log once.
+async fn bookkeeping_fault(target: Target, fault: Fault) -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let dir = TestDirectory::default();
+    let (a, b) = (agency("iq.moi.ahtd")?, agency("fr.mj.bepi")?);
+    list(&dir, &a)?;
+    list(&dir, &b)?;
+    let (flog, fdb) = (DiskFaults::new(), DiskFaults::new());
+    let na = start_faulty(&a, &dir, tmp.path(), &flog, &fdb, |_| {}).await?;
+    // The receiver is not up yet: the messages wait in the outbox.
+    let mut accepted = Vec::new();
+    for i in 0..5 {
+        accepted.push(
+            na.submit(b.id.clone(), intel(&format!("queued {i}")), None)
+                .await?,
+        );
+    }
+    let faults = match target {
+        Target::Log => &flog,
+        Target::Db => &fdb,
+    };
+    inject(faults, fault);
+    let nb = start(&b, &dir, tmp.path()).await?;
+    na.kick();
+    let started = Instant::now();
+    until("sender degraded", 5, || {
+        Ok(reasons(&na).contains(&reason_of(target)))
+    })
+    .await?;
+    tokio::time::sleep(FAULT_FOR).await;
+    let took = started.elapsed().as_secs_f64();
+    let tries = nb.metrics().duplicates.get() + nb.store().all_inbox()?.len() as u64;
+    eprintln!(
+        "sender {target:?} {fault:?} during deliveries: {tries} deliveries reached the receiver \
+         in {took:.1} s ({:.1}/s), {} refused I/O operations, {} bookkeeping failures",
+        tries as f64 / took,
+        faults.refused(),
+        na.metrics().bookkeeping_failures.get()
+    );
+    assert!(tries <= 20, "no retransmission loop: {tries} deliveries");
+    assert!(
+        faults.refused() <= 60,
+        "{} refused I/O operations",
+        faults.refused()
+    );
+    faults.heal();
+    until("ok again", 10, || Ok(na.condition().is_ok())).await?;
+    all_delivered_once(&na, &nb, &accepted).await?;
+    for id in &accepted {
+        let mut receipts = 0;
+        for i in 0..na.log().size() {
+            let e = Entry::decode(&na.log().entry_bytes(i)?)?;
+            if e.event == EventType::ReceiptReceived && e.message_id.as_ref() == Some(id) {
+                receipts += 1;
+            }
+        }
+        assert_eq!(receipts, 1, "receipt-received of {id} logged once");
+    }
+    na.shutdown().await;
+    nb.shutdown().await;
+    Ok(())
+}
+
 macro_rules! fault_tests {
     ($($name:ident: $f:ident($t:ident, $k:ident);)*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -253,6 +323,8 @@ fault_tests! {
     receiver_log_eio: receiver_fault(Log, Io);
     receiver_db_enospc: receiver_fault(Db, NoSpace);
     receiver_db_eio: receiver_fault(Db, Io);
+    bookkeeping_log_enospc: bookkeeping_fault(Log, NoSpace);
+    bookkeeping_log_eio: bookkeeping_fault(Log, Io);
 }
 
 /// Below the free-space floor a node accepts no submission and no incoming
