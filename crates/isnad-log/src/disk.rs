@@ -18,7 +18,9 @@
 //! changes nothing), and [`DiskFaults::restore`] then rolls every file back
 //! to what its last successful sync covered — an undo record of the bytes
 //! each unsynced write or truncation replaced is kept per file until the
-//! next sync — and lets writes through again.
+//! next sync. The controller stays frozen, so that handles of the crashed
+//! process dropped late change nothing: the restarted process opens the
+//! files anew (without a controller, or with a new one).
 //!
 //! The model covers file contents and lengths; creating, renaming and
 //! removing files and syncing directories are not part of it.
@@ -181,10 +183,13 @@ impl DiskFaults {
         self.0.frozen.load(Ordering::SeqCst)
     }
 
-    /// After a crash, with every handle on the files dropped: rolls each
-    /// file back to what its last successful sync covered, forgets the
-    /// files, and lets operations through again (faults cleared).
+    /// After a crash: rolls each file back to what its last successful
+    /// sync covered and forgets the files. The controller stays crashed
+    /// (handles still open change nothing); open the files anew.
     pub fn restore(&self) -> io::Result<()> {
+        if !self.crashed() {
+            return Err(io::Error::other("restore without a crash"));
+        }
         let files = std::mem::take(&mut *lock(&self.0.files));
         for undo in files {
             let mut u = lock(&undo);
@@ -195,9 +200,6 @@ impl DiskFaults {
             f.set_len(u.synced_len)?;
             f.sync_all()?;
         }
-        self.heal();
-        self.0.crash_after_syncs.store(0, Ordering::SeqCst);
-        self.0.frozen.store(false, Ordering::SeqCst);
         Ok(())
     }
 
@@ -318,7 +320,8 @@ mod tests {
         drop(f);
         faults.restore().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"hello world");
-        // A sync covers everything before it; the controller works again.
+        // A sync covers everything before it.
+        let faults = DiskFaults::new();
         let f = faults.open(&path).unwrap();
         f.write_all_at(b"J", 0).unwrap();
         f.sync_data().unwrap();

@@ -238,6 +238,9 @@ pub async fn start_with(
     let mut config = Config::parse(&format!("agency = \"{}\"\nlisten = \"{}\"\n", a.id, a.addr))?;
     config.delivery.initial_backoff_ms = 50;
     config.delivery.max_backoff_secs = 1;
+    // Tests do not depend on the machine's free space (the floor's own
+    // test sets it and measures free space its own way).
+    config.disk.free_space_floor_bytes = 0;
     let home = root.join(a.id.as_str());
     std::fs::create_dir_all(&home)?;
     config.paths.state = home.clone();
@@ -473,6 +476,9 @@ pub async fn start_faulty(
     let mut config = Config::parse(&format!("agency = \"{}\"\nlisten = \"{}\"\n", a.id, a.addr))?;
     config.delivery.initial_backoff_ms = 50;
     config.delivery.max_backoff_secs = 1;
+    // Tests do not depend on the machine's free space (the floor's own
+    // test sets it and measures free space its own way).
+    config.disk.free_space_floor_bytes = 0;
     let home = root.join(a.id.as_str());
     std::fs::create_dir_all(&home)?;
     config.paths.state = home.clone();
