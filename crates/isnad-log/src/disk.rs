@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The operations on a durable file whose effect on disk matters.
+#[allow(clippy::len_without_is_empty)] // A file's length, not a collection's.
 pub trait DurableFile: std::fmt::Debug + Send + Sync {
     /// Writes all of `buf` at byte `offset`.
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;

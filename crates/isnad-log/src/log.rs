@@ -93,6 +93,9 @@ const PREALLOCATE: u64 = 1 << 20;
 /// Bytes of framing before each record payload.
 pub(crate) const RECORD_HEADER_LEN: u64 = 8;
 
+/// Puts the entries file's write handle behind the I/O seam.
+type WrapFile<'a> = dyn Fn(File, &Path) -> io::Result<Box<dyn DurableFile>> + 'a;
+
 /// Why a log operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -291,10 +294,7 @@ impl Log {
         Self::open_on(dir, &|file, path| Ok(Box::new(faults.wrap(file, path)?)))
     }
 
-    fn open_on(
-        dir: &Path,
-        wrap: &dyn Fn(File, &Path) -> io::Result<Box<dyn DurableFile>>,
-    ) -> Result<(Self, OpenReport), LogError> {
+    fn open_on(dir: &Path, wrap: &WrapFile<'_>) -> Result<(Self, OpenReport), LogError> {
         fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
         let lock = DirLock::acquire(dir)?;
         let path = dir.join(ENTRIES_FILE);

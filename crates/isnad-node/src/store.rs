@@ -1045,7 +1045,7 @@ mod tests {
             );
         }
         // The writer thread holds the database until its channel closes.
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let store = Store::open(&path)?;
         assert_eq!(store.inbox_by_digest(&Digest([4; 32]))?, Some(r.clone()));
         assert_eq!(store.inbox_by_id(&MessageId::from_bytes([9; 16]))?, vec![r]);
