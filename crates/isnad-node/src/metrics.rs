@@ -366,6 +366,7 @@ mod tests {
             let want = match ty.as_str() {
                 "histogram" => BUCKETS_MS.len() + 3,
                 "counter" | "gauge" if name == "isnad_messages_received_total" => 2,
+                "gauge" if name == "isnad_degraded_reason" => crate::health::Reason::CODES.len(),
                 "counter" | "gauge" => 1,
                 other => panic!("{name}: unexpected type {other}"),
             };
