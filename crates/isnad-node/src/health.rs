@@ -17,6 +17,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -133,6 +134,9 @@ pub(crate) struct Health {
     /// Bookkeeping failures in a row and the time before which no new
     /// delivery starts.
     hold: Mutex<(u32, Option<Instant>)>,
+    /// Storage is back and the node is logging what it missed: no
+    /// delivery starts yet (one `sent` entry per message, not two).
+    catching_up: AtomicBool,
 }
 
 impl fmt::Debug for Health {
@@ -153,6 +157,7 @@ impl Health {
             probe: Mutex::new(Arc::new(free_space)),
             last: Mutex::new(Condition::default()),
             hold: Mutex::new((0, None)),
+            catching_up: AtomicBool::new(false),
         }
     }
 
@@ -240,8 +245,18 @@ impl Health {
         }
     }
 
-    /// How long new deliveries must still wait after bookkeeping failures.
+    /// Marks the time between storage coming back and the missed entries
+    /// being logged, during which no delivery starts.
+    pub(crate) fn set_catching_up(&self, on: bool) {
+        self.catching_up.store(on, Ordering::SeqCst);
+    }
+
+    /// How long new deliveries must still wait: after bookkeeping failures,
+    /// or (a short while at a time) while the node catches up.
     pub(crate) fn held_for(&self) -> Option<Duration> {
+        if self.catching_up.load(Ordering::SeqCst) {
+            return Some(Duration::from_millis(100));
+        }
         let h = self.hold.lock().unwrap_or_else(|p| p.into_inner());
         h.1.and_then(|t| t.checked_duration_since(Instant::now()))
             .filter(|d| !d.is_zero())

@@ -2019,6 +2019,7 @@ async fn health_loop(inner: Arc<Inner>) {
     loop {
         let sleep = if inner.condition().storage_fails() {
             let i = Arc::clone(&inner);
+            inner.health.set_catching_up(true);
             let back = tokio::task::spawn_blocking(move || i.reopen_storage())
                 .await
                 .unwrap_or(false);
@@ -2026,10 +2027,12 @@ async fn health_loop(inner: Arc<Inner>) {
                 if let Err(e) = inner.recover().await {
                     tracing::debug!(error = %e, "logging what was missed failed");
                 }
+                inner.health.set_catching_up(false);
                 inner.condition();
                 inner.wake.notify_one();
                 wait = initial;
             } else {
+                inner.health.set_catching_up(false);
                 wait = wait.saturating_mul(2).min(max);
             }
             wait

@@ -46,11 +46,15 @@ fn inject(f: &DiskFaults, fault: Fault) {
 }
 
 /// Every message in `accepted` is delivered exactly once, the receiver
-/// holds nothing else, and the sender's log has a `sent` entry for each.
+/// holds nothing else, and the sender's log has a `sent` entry for each
+/// (exactly one if `sent_once`: a database reopened after a fault rolls
+/// back to its last durable commit, and a lost lazy note of the `sent`
+/// index means a second `sent` entry, as after a crash, transport.md §7).
 async fn all_delivered_once(
     na: &NodeHandle,
     nb: &NodeHandle,
     accepted: &[MessageId],
+    sent_once: bool,
 ) -> TestResult {
     for id in accepted {
         wait_state(na, id, OutState::Delivered, 15).await?;
@@ -70,7 +74,9 @@ async fn all_delivered_once(
         }
     }
     for id in accepted {
-        assert!(sent.contains(id), "sent entry of {id}");
+        let n = sent.iter().filter(|s| *s == id).count();
+        assert!(n >= 1, "sent entry of {id}");
+        assert!(!sent_once || n == 1, "{n} sent entries of {id}");
     }
     Ok(())
 }
@@ -169,7 +175,7 @@ async fn sender_fault(target: Target, fault: Fault) -> TestResult {
         assert_eq!(na.store().all_outbox()?.len(), outbox_before + 1);
     }
     accepted.push(na.submit(b.id.clone(), intel("after"), None).await?);
-    all_delivered_once(&na, &nb, &accepted).await?;
+    all_delivered_once(&na, &nb, &accepted, target == Target::Log).await?;
     let sizes = [(&a, na.log().size()), (&b, nb.log().size())];
     na.shutdown().await;
     nb.shutdown().await;
@@ -227,7 +233,7 @@ async fn receiver_fault(target: Target, fault: Fault) -> TestResult {
     );
     faults.heal();
     until("receiver ok again", 10, || Ok(nb.condition().is_ok())).await?;
-    all_delivered_once(&na, &nb, &accepted).await?;
+    all_delivered_once(&na, &nb, &accepted, true).await?;
     let sizes = [(&a, na.log().size()), (&b, nb.log().size())];
     na.shutdown().await;
     nb.shutdown().await;
@@ -289,7 +295,7 @@ async fn bookkeeping_fault(target: Target, fault: Fault) -> TestResult {
     );
     faults.heal();
     until("ok again", 10, || Ok(na.condition().is_ok())).await?;
-    all_delivered_once(&na, &nb, &accepted).await?;
+    all_delivered_once(&na, &nb, &accepted, true).await?;
     for id in &accepted {
         let mut receipts = 0;
         for i in 0..na.log().size() {
