@@ -213,6 +213,10 @@ async fn receiver_fault(target: Target, fault: Fault) -> TestResult {
         faults.refused(),
     );
     tokio::time::sleep(FAULT_FOR).await;
+    assert!(
+        reasons(&nb).contains(&reason_of(target)),
+        "degraded while it lasts"
+    );
     let rec = na.store().outbox(&id)?.ok_or("record")?;
     assert_eq!(
         rec.state,
@@ -353,9 +357,39 @@ async fn below_the_free_space_floor_no_new_work_is_accepted() -> TestResult {
         let f = Arc::clone(f);
         n.set_free_space_probe(Arc::new(move |_| Ok(f.load(Ordering::SeqCst))));
     }
+    let local = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let api = isnad_node::api::serve(na.clone(), local, "t0ken".into()).await?;
+    let health = "GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let answer = http(api, health).await?;
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.contains("\"ok\""),
+        "{answer}"
+    );
     // The sender runs low: submissions are refused, nothing is stored.
     free_a.store(100 << 20, Ordering::SeqCst);
     assert_eq!(reasons(&na), ["disk-below-floor"]);
+    let answer = http(api, health).await?;
+    assert!(
+        answer.starts_with("HTTP/1.1 503")
+            && answer.contains("\"degraded\"")
+            && answer.contains("\"disk-below-floor\""),
+        "{answer}"
+    );
+    let scrape = na.metrics().render(0);
+    assert!(scrape.contains("isnad_degraded 1\n"), "{scrape}");
+    assert!(scrape.contains("isnad_degraded_reason{reason=\"disk-below-floor\"} 1"));
+    let json = isnad_envelope::body_to_json(&intel("via the API"))?;
+    let body = format!(r#"{{"to":"fr.mj.bepi","kind":"intel-share","body":{json}}}"#);
+    let post = format!(
+        "POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t0ken\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = http(api, &post).await?;
+    assert!(
+        answer.starts_with("HTTP/1.1 503") && answer.contains("disk-below-floor"),
+        "{answer}"
+    );
     let r = na.submit(b.id.clone(), intel("low"), None).await;
     assert!(
         matches!(&r, Err(NodeError::Unavailable(why)) if why.contains("disk-below-floor")),
@@ -386,7 +420,22 @@ async fn below_the_free_space_floor_no_new_work_is_accepted() -> TestResult {
     assert_eq!(nb.store().inbox_by_id(&id)?.len(), 1);
     free_a.store(u64::MAX, Ordering::SeqCst);
     assert!(na.condition().is_ok() && nb.condition().is_ok());
+    assert!(http(api, health).await?.starts_with("HTTP/1.1 200"));
+    assert!(na.metrics().render(0).contains("isnad_degraded 0\n"));
     na.shutdown().await;
     nb.shutdown().await;
     Ok(())
+}
+
+/// One HTTP/1.1 exchange on loopback; the whole answer as text.
+async fn http(
+    addr: std::net::SocketAddr,
+    request: &str,
+) -> Result<String, Box<dyn std::error::Error>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(request.as_bytes()).await?;
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await??;
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
