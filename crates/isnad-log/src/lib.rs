@@ -60,6 +60,7 @@
 mod audited;
 pub mod checkpoint;
 pub mod crosscheck;
+pub mod disk;
 pub mod entry;
 pub mod lock;
 mod log;

@@ -38,7 +38,18 @@
 //! Failure: if a write or sync fails, nothing is marked durable any more
 //! (a later `fdatasync` may succeed although earlier data was lost), the
 //! leader gets the I/O error, every other appender not yet confirmed gets
-//! [`LogError::Poisoned`], and so does every later operation.
+//! [`LogError::Poisoned`], and so does every later operation until
+//! [`Log::reopen`] brings the log back in place: it cuts the file back to
+//! the last durable record (the failed batch's appenders were never told it
+//! was durable, so nothing acknowledged goes and no index is skipped),
+//! proves the disk takes writes again by preallocating and syncing, and
+//! checks the records on disk against the tree. Until then the node reports
+//! itself degraded (spec/transport.md §9).
+//!
+//! I/O seam: writes, length changes and syncs of the entries file go
+//! through a [`DurableFile`] trait object (one virtual call per batch, next
+//! to an `fdatasync`), so tests can inject `ENOSPC`/`EIO` and simulate power
+//! loss with [`crate::disk::DiskFaults`].
 //!
 //! Preallocation: the entries file is extended with zeros a mebibyte at a
 //! time, so most syncs flush only file data, not the file size and new
@@ -60,6 +71,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::checkpoint::{Checkpoint, CheckpointError};
+use crate::disk::{DiskFaults, DurableFile};
 use crate::entry::{Entry, EntryError, MAX_ENTRY_LEN};
 use crate::lock::{DirLock, LockError};
 use crate::merkle::{self, Hash, ProofError, Tree};
@@ -83,6 +95,9 @@ pub const LOCK_FILE: &str = "lock";
 const PREALLOCATE: u64 = 1 << 20;
 /// Bytes of framing before each record payload.
 pub(crate) const RECORD_HEADER_LEN: u64 = 8;
+
+/// Puts the entries file's write handle behind the I/O seam.
+type WrapFile<'a> = dyn Fn(File, &Path) -> io::Result<Box<dyn DurableFile>> + 'a;
 
 /// Why a log operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -205,10 +220,15 @@ pub struct OpenReport {
 pub struct Log {
     dir: PathBuf,
     path: PathBuf,
+    /// For reads (recovery scans).
     file: File,
+    /// Writes, length changes and syncs of the entries file.
+    io: Box<dyn DurableFile>,
     state: Mutex<State>,
     /// Mirror of `State::durable`, read by woken followers without the lock.
     durable: AtomicU64,
+    /// Mirror of `State::epoch`, read by woken followers after `durable`.
+    epoch: AtomicU64,
     /// Futex words the followers of a batch sleep on, by the parity of the
     /// batch number: bumped and woken when its sync finishes, when one of
     /// its appenders is wanted to lead, or when a sync fails.
@@ -260,6 +280,10 @@ struct State {
     /// A leader gathering a batch, to unpark once `arrived >= expect`.
     gatherer: Option<std::thread::Thread>,
     failed: bool,
+    /// How many times [`Log::reopen`] brought the log back: an appender
+    /// whose records were queued in an earlier epoch was not made durable
+    /// (they were cut), whatever `durable` says now.
+    epoch: u64,
 }
 
 impl Log {
@@ -271,6 +295,19 @@ impl Log {
     /// One `Log` owns a directory: a second open, from this process or
     /// another live one, fails with [`LogError::Locked`] (see [`LOCK_FILE`]).
     pub fn open(dir: &Path) -> Result<(Self, OpenReport), LogError> {
+        Self::open_on(dir, &|file, _| Ok(Box::new(file)))
+    }
+
+    /// [`Log::open`] with the entries file's writes and syncs under a fault
+    /// controller (tests: injected `ENOSPC`/`EIO`, simulated power loss).
+    pub fn open_with_faults(
+        dir: &Path,
+        faults: &DiskFaults,
+    ) -> Result<(Self, OpenReport), LogError> {
+        Self::open_on(dir, &|file, path| Ok(Box::new(faults.wrap(file, path)?)))
+    }
+
+    fn open_on(dir: &Path, wrap: &WrapFile<'_>) -> Result<(Self, OpenReport), LogError> {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -298,10 +335,14 @@ impl Log {
             .write(true)
             .open(&path)
             .map_err(io_err("open", &path))?;
+        let io = file
+            .try_clone()
+            .and_then(|f| wrap(f, &path))
+            .map_err(io_err("open", &path))?;
         let (tree, offsets, end, truncated) = recover(&file, &path)?;
         if truncated > 0 {
-            file.set_len(end).map_err(io_err("truncate", &path))?;
-            file.sync_all().map_err(io_err("sync", &path))?;
+            io.set_len(end).map_err(io_err("truncate", &path))?;
+            io.sync_data().map_err(io_err("sync", &path))?;
         }
         let size = tree.size();
         let last = read_stored_checkpoint(dir)?;
@@ -325,6 +366,7 @@ impl Log {
             dir: dir.to_owned(),
             path,
             file,
+            io,
             state: Mutex::new(State {
                 tree,
                 offsets,
@@ -339,8 +381,10 @@ impl Log {
                 gather_for: Duration::ZERO,
                 gatherer: None,
                 failed: false,
+                epoch: 0,
             }),
             durable: AtomicU64::new(size),
+            epoch: AtomicU64::new(0),
             bells: [AtomicU32::new(0), AtomicU32::new(0)],
             signing: Mutex::new(last),
             #[cfg(test)]
@@ -394,6 +438,7 @@ impl Log {
             return Ok(first..last);
         }
         st.arrived += 1;
+        let epoch = st.epoch;
         let mut gatherer = None;
         if st.arrived >= st.expect {
             gatherer = st.gatherer.take();
@@ -401,11 +446,11 @@ impl Log {
         // The records join the batch the next take of `buf` writes.
         let bell = &self.bells[(st.batches % 2) as usize];
         loop {
+            if st.failed || st.epoch != epoch {
+                return Err(LogError::Poisoned);
+            }
             if st.durable >= last {
                 return Ok(first..last);
-            }
-            if st.failed {
-                return Err(LogError::Poisoned);
             }
             if !st.syncing {
                 // One sync at a time, so the records are still queued.
@@ -422,7 +467,11 @@ impl Log {
                 g.unpark();
             }
             atomic_wait::wait(bell, rung);
-            if self.durable.load(Ordering::Acquire) >= last {
+            // `durable` first: a reopen bumps the epoch before anything
+            // makes `durable` grow again.
+            if self.durable.load(Ordering::Acquire) >= last
+                && self.epoch.load(Ordering::Acquire) == epoch
+            {
                 return Ok(first..last);
             }
             st = self.lock();
@@ -467,12 +516,12 @@ impl Log {
         }
         drop(st);
         let started = Instant::now();
-        let mut result = self.file.write_all_at(&batch, at).and_then(|()| {
+        let mut result = self.io.write_all_at(&batch, at).and_then(|()| {
             if zeros == 0 {
                 return Ok(());
             }
             let end = at + batch.len() as u64;
-            self.file.write_all_at(&vec![0; zeros as usize], end)
+            self.io.write_all_at(&vec![0; zeros as usize], end)
         });
         #[cfg(test)]
         if result.is_ok() {
@@ -480,7 +529,7 @@ impl Log {
                 result = (hook.0)(number);
             }
         }
-        result = result.and_then(|()| self.file.sync_data());
+        result = result.and_then(|()| self.io.sync_data());
         let took = started.elapsed();
         let mut st = self.lock();
         st.syncing = false;
@@ -519,6 +568,69 @@ impl Log {
         }
         atomic_wait::wake_all(this);
         result.map_err(io_err("append to", &self.path))
+    }
+
+    /// The log directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether an earlier write or sync failed and the log refuses
+    /// appends ([`LogError::Poisoned`]) until [`Log::reopen`].
+    pub fn is_poisoned(&self) -> bool {
+        self.lock().failed
+    }
+
+    /// Brings a poisoned log back in place once the disk takes writes
+    /// again; does nothing if the log is not poisoned.
+    ///
+    /// Cuts the entries file back to the end of the last durable record
+    /// (the records of the failed batch and of those queued behind it were
+    /// never acknowledged; their appenders got an error), preallocates past
+    /// it and syncs (the proof that writes succeed again), then reads the
+    /// records back and checks them against the tree: the durable entries
+    /// are all there with the same root, and the next append gets the next
+    /// index. On error the log stays poisoned; call again later.
+    pub fn reopen(&self) -> Result<(), LogError> {
+        let mut st = self.lock();
+        if !st.failed {
+            return Ok(());
+        }
+        // No sync runs now: a leader sets `failed` as it finishes, and
+        // nobody leads while it is set.
+        let durable = st.durable;
+        let keep = st.offsets.get(durable as usize).copied().unwrap_or(st.end);
+        let allocated = keep.div_ceil(PREALLOCATE) * PREALLOCATE + PREALLOCATE;
+        self.io
+            .set_len(keep)
+            .and_then(|()| {
+                self.io
+                    .write_all_at(&vec![0; (allocated - keep) as usize], keep)
+            })
+            .and_then(|()| self.io.sync_data())
+            .map_err(io_err("reopen", &self.path))?;
+        let (tree, offsets, end, _) = recover(&self.file, &self.path)?;
+        if tree.size() != durable
+            || end != keep
+            || tree.root_at(durable)? != st.tree.root_at(durable)?
+        {
+            return Err(LogError::Corrupted {
+                offset: end.min(keep),
+                index: tree.size().min(durable),
+            });
+        }
+        st.tree = tree;
+        st.offsets = offsets;
+        st.end = end;
+        st.allocated = allocated;
+        st.buf.clear();
+        st.arrived = 0;
+        st.expect = 0;
+        st.gatherer = None;
+        st.epoch += 1;
+        self.epoch.store(st.epoch, Ordering::Release);
+        st.failed = false;
+        Ok(())
     }
 
     /// Number of durable entries.
@@ -688,8 +800,7 @@ impl Log {
         let mut at = 0u64;
         while at < end {
             let n = (end - at).min(buf.len() as u64) as usize;
-            self.file
-                .read_exact_at(&mut buf[..n], at)
+            FileExt::read_exact_at(&self.file, &mut buf[..n], at)
                 .map_err(io_err("read", &self.path))?;
             to.write_all(&buf[..n]).map_err(io_err("write", &dst))?;
             at += n as u64;
@@ -801,7 +912,7 @@ impl Drop for Log {
         // Cut the preallocated zeros. Best effort: recovery cuts them too.
         let st = self.lock();
         if !st.failed && st.buf.is_empty() && st.allocated > st.end {
-            let _ = self.file.set_len(st.end);
+            let _ = self.io.set_len(st.end);
         }
     }
 }
@@ -1196,6 +1307,68 @@ mod tests {
         // The failed batch's bytes were written, so reopening may find it.
         let (_, report) = Log::open(dir.path()).unwrap();
         assert!(report.size == 1 || report.size == 2, "{report:?}");
+    }
+
+    /// ENOSPC on a sync poisons the log; `reopen` fails while the disk is
+    /// still full and brings the log back in place once it is not: the
+    /// failed entry is cut (its appender got an error), the next append
+    /// gets the next index, and a fresh open finds exactly the
+    /// acknowledged entries.
+    #[test]
+    fn poisoned_log_reopens_in_place_once_writes_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = DiskFaults::new();
+        let (log, _) = Log::open_with_faults(dir.path(), &faults).unwrap();
+        log.append_batch((0..3).map(|k| entry(0, k))).unwrap();
+        faults.fail_syncs(Some(crate::disk::Fault::NoSpace));
+        assert!(matches!(log.append(entry(1, 0)), Err(LogError::Io { .. })));
+        assert!(log.is_poisoned());
+        assert!(matches!(log.append(entry(1, 1)), Err(LogError::Poisoned)));
+        assert!(log.reopen().is_err(), "the disk is still full");
+        assert!(log.is_poisoned());
+        faults.heal();
+        log.reopen().unwrap();
+        assert!(!log.is_poisoned());
+        assert_eq!(log.size(), 3);
+        assert_eq!(log.append(entry(2, 0)).unwrap(), 3);
+        drop(log);
+        let (log, report) = Log::open(dir.path()).unwrap();
+        assert_eq!(report.size, 4);
+        let ids: Vec<_> = (0..4)
+            .map(|i| {
+                Entry::decode(&log.entry_bytes(i).unwrap())
+                    .unwrap()
+                    .message_id
+            })
+            .collect();
+        let want: Vec<_> = [entry(0, 0), entry(0, 1), entry(0, 2), entry(2, 0)]
+            .into_iter()
+            .map(|e| e.message_id)
+            .collect();
+        assert_eq!(ids, want);
+    }
+
+    /// Power loss after any number of syncs: every entry `append` returned
+    /// is there after the restore, and the log opens cleanly.
+    #[test]
+    fn power_loss_keeps_every_acknowledged_entry() {
+        for crash_at in 1..=6u64 {
+            let dir = tempfile::tempdir().unwrap();
+            let faults = DiskFaults::new();
+            let (log, _) = Log::open_with_faults(dir.path(), &faults).unwrap();
+            faults.crash_after_syncs(crash_at);
+            let mut acked = 0;
+            for k in 0..10 {
+                match log.append_batch((0..(k % 3 + 1)).map(|j| entry(k, j))) {
+                    Ok(r) => acked = r.end,
+                    Err(_) => break,
+                }
+            }
+            drop(log);
+            faults.restore().unwrap();
+            let (_, report) = Log::open(dir.path()).unwrap();
+            assert_eq!(report.size, acked, "crash after sync {crash_at}");
+        }
     }
 
     /// Zero padding preallocated past the records is cut on a clean close

@@ -252,8 +252,26 @@ fn authorize(api: &Api, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-async fn health(State(api): State<Api>) -> Json<Value> {
-    Json(json!({ "agency": api.node.agency().as_str(), "status": "ok" }))
+/// The node's condition (spec/transport.md §9): 200 `ok`, or 503
+/// `degraded` with each reason's code and what to do.
+async fn health(State(api): State<Api>) -> impl IntoResponse {
+    let c = api.node.condition();
+    let reasons: Vec<Value> = c
+        .reasons
+        .iter()
+        .map(|r| json!({ "reason": r.code(), "detail": r.to_string() }))
+        .collect();
+    let status = if c.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "agency": api.node.agency().as_str(),
+        "status": c.status(),
+        "reasons": reasons,
+    });
+    (status, Json(body))
 }
 
 #[derive(Deserialize)]

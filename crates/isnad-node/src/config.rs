@@ -66,6 +66,28 @@ pub struct Config {
     /// Witnessing (spec/witness.md): of partners' logs, and of this node's log.
     #[serde(default)]
     pub witness: WitnessConfig,
+    /// Disk: the free-space floor below which no new work is accepted.
+    #[serde(default)]
+    pub disk: DiskConfig,
+}
+
+/// Disk space (spec/transport.md §9).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiskConfig {
+    /// Bytes that must stay free under the state and log directories: below
+    /// it the node is degraded (`disk-below-floor`) and refuses new
+    /// submissions and incoming messages, so that the bookkeeping of what
+    /// it accepted keeps room. 0 disables the check. Default 1 GiB.
+    pub free_space_floor_bytes: u64,
+}
+
+impl Default for DiskConfig {
+    fn default() -> Self {
+        Self {
+            free_space_floor_bytes: 1 << 30,
+        }
+    }
 }
 
 /// Witnessing: this node as a witness of its partners' audit logs, and the

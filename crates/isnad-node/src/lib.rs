@@ -9,11 +9,13 @@ mod cases;
 pub mod config;
 pub mod exchange;
 pub mod federation;
+pub mod health;
 pub mod idempotency;
 pub mod metrics;
 mod node;
 pub mod node_dir;
 mod relay;
+pub mod storage;
 pub mod store;
 pub mod workflow;
 

@@ -140,8 +140,13 @@ pub struct Metrics {
     pub peer_connections: Gauge,
     /// Bytes of request bodies reserved by requests being read or processed.
     pub body_bytes_in_flight: Gauge,
+    /// Delivery bookkeeping writes (audit log or state database) that
+    /// failed; new deliveries then back off (spec/transport.md §9).
+    pub bookkeeping_failures: Counter,
     received_by_kind: Mutex<BTreeMap<String, u64>>,
     rejected_by_reason: Mutex<BTreeMap<String, u64>>,
+    /// Reasons the node is degraded now (`crate::health`); empty = ok.
+    degraded: Mutex<Vec<&'static str>>,
 }
 
 impl Metrics {
@@ -156,6 +161,13 @@ impl Metrics {
     pub fn rejected(&self, reason: &str) {
         if let Ok(mut m) = self.rejected_by_reason.lock() {
             *m.entry(reason.to_owned()).or_default() += 1;
+        }
+    }
+
+    /// Sets the reasons the node is degraded (empty: ok).
+    pub(crate) fn set_degraded(&self, reasons: &[&'static str]) {
+        if let Ok(mut d) = self.degraded.lock() {
+            *d = reasons.to_vec();
         }
     }
 
@@ -237,6 +249,11 @@ impl Metrics {
             self.witness_forks.get(),
         );
         counter(
+            "isnad_bookkeeping_failures_total",
+            "Delivery bookkeeping writes that failed (new deliveries back off).",
+            self.bookkeeping_failures.get(),
+        );
+        counter(
             "isnad_handshakes_failed_total",
             "Incoming handshakes that failed or timed out before authentication.",
             self.handshakes_failed.get(),
@@ -276,6 +293,16 @@ impl Metrics {
             for (k, v) in m.iter() {
                 let _ = writeln!(out, "isnad_rejected_total{{reason=\"{k}\"}} {v}");
             }
+        }
+        let degraded = self.degraded.lock().map(|d| d.clone()).unwrap_or_default();
+        let _ = writeln!(out, "# HELP isnad_degraded 1 while the node is degraded and refuses new work (see isnad_degraded_reason).\n# TYPE isnad_degraded gauge\nisnad_degraded {}", u8::from(!degraded.is_empty()));
+        let _ = writeln!(out, "# HELP isnad_degraded_reason 1 for each reason the node is degraded now.\n# TYPE isnad_degraded_reason gauge");
+        for code in crate::health::Reason::CODES {
+            let _ = writeln!(
+                out,
+                "isnad_degraded_reason{{reason=\"{code}\"}} {}",
+                u8::from(degraded.contains(&code))
+            );
         }
         let _ = writeln!(out, "# HELP isnad_queue_depth Pending outbox messages.\n# TYPE isnad_queue_depth gauge\nisnad_queue_depth {}", self.queue_depth.get());
         let _ = writeln!(out, "# HELP isnad_log_size Entries in the audit log.\n# TYPE isnad_log_size gauge\nisnad_log_size {log_size}");
@@ -378,6 +405,7 @@ mod tests {
             let want = match ty.as_str() {
                 "histogram" => BUCKETS_MS.len() + 3,
                 "counter" | "gauge" if name == "isnad_messages_received_total" => 2,
+                "gauge" if name == "isnad_degraded_reason" => crate::health::Reason::CODES.len(),
                 "counter" | "gauge" => 1,
                 other => panic!("{name}: unexpected type {other}"),
             };

@@ -20,6 +20,7 @@ use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use crate::audit::AuditWriter;
 use crate::config::Config;
 use crate::exchange;
+use crate::health::{Condition, FreeSpaceProbe, Health};
 use crate::idempotency;
 use crate::metrics::Metrics;
 use crate::store::{
@@ -208,6 +209,11 @@ pub enum NodeError {
         /// Its `revoked-at`.
         at: u64,
     },
+    /// The node is degraded (its log or database fails, or the disk is
+    /// below the free-space floor) and accepts no new work; nothing was
+    /// stored. Try again later; the reason says what the operator must fix.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// A running node. Dropping it does not stop it; call [`NodeHandle::shutdown`].
@@ -227,6 +233,8 @@ pub(crate) struct Inner {
     witness: witness::State,
     pub(crate) store: Store,
     pub(crate) metrics: Arc<Metrics>,
+    /// The node's condition (`ok` / `degraded`, spec/transport.md §9).
+    health: Health,
     endpoint: quinn::Endpoint,
     /// Handshake, connection and body pools of incoming traffic.
     admission: Arc<admission::Admission>,
@@ -287,6 +295,10 @@ impl NodeHandle {
         let mut identity = identity;
         let witness = witness::State::new(identity.witness_key.take(), &config.paths.state);
         let config_max_in_flight = config.delivery.max_in_flight;
+        let health = Health::new(
+            config.disk.free_space_floor_bytes,
+            vec![config.paths.state.clone(), audit.dir().to_owned()],
+        );
         let inner = Arc::new(Inner {
             config,
             identity,
@@ -299,6 +311,7 @@ impl NodeHandle {
             witness,
             store,
             metrics,
+            health,
             endpoint,
             admission,
             limits,
@@ -318,7 +331,21 @@ impl NodeHandle {
         inner.spawn(delivery_loop(Arc::clone(&inner)));
         inner.spawn(checkpoint_loop(Arc::clone(&inner)));
         inner.spawn(pin_loop(Arc::clone(&inner)));
+        inner.spawn(health_loop(Arc::clone(&inner)));
         Ok(Self { inner })
+    }
+
+    /// The node's condition now: `ok`, or `degraded` with the reasons
+    /// (spec/transport.md §9).
+    pub fn condition(&self) -> Condition {
+        self.inner.condition()
+    }
+
+    /// Replaces how the free space under the state and log directories is
+    /// measured (tests simulate a full disk with it).
+    #[doc(hidden)]
+    pub fn set_free_space_probe(&self, probe: FreeSpaceProbe) {
+        self.inner.health.set_probe(probe);
     }
 
     /// The bound QUIC address.
@@ -375,6 +402,10 @@ impl NodeHandle {
                 at,
             });
         }
+        inner
+            .condition()
+            .accepting()
+            .map_err(NodeError::Unavailable)?;
         let (peer, route) = self.route(&recipient, body.kind())?;
         let ttl = ttl_secs.unwrap_or(inner.config.delivery.default_ttl_secs);
         let (secs, ms) = now();
@@ -446,21 +477,30 @@ impl NodeHandle {
                 Ok(true)
             })
             .await;
-        let logged = match stored {
+        let sent_index = match stored {
             Ok(true) => {
                 drop(record_lock);
-                inner.log_submitted(&rec, &plan).await
+                // Accepted once the outbox commit succeeded, whatever
+                // happens to the log now (spec/transport.md §9): if the
+                // `sent` entries cannot be logged, they are logged when the
+                // log is back, before any delivery (`spawn_delivery`).
+                match inner.log_submitted(&rec, &plan).await {
+                    Ok(i) => Some(i),
+                    Err(e) => {
+                        tracing::debug!(error = %e, %id, "accepted; its sent entry waits for the log");
+                        None
+                    }
+                }
             }
-            Ok(false) => Err(WorkflowError::Conflict.into()),
-            Err(e) => Err(e.into()),
+            Ok(false) => return Err(WorkflowError::Conflict.into()),
+            Err(e) => return Err(e.into()),
         };
-        let sent_index = logged?;
         inner.metrics.submitted.inc();
         // A free slot: deliver at once (the delivery loop need not scan the
         // outbox for it); otherwise the loop picks it up when one frees.
         let stopping = *inner.shutdown.borrow();
-        match Arc::clone(&inner.slots).try_acquire_owned() {
-            Ok(permit) if !stopping => {
+        match (sent_index, Arc::clone(&inner.slots).try_acquire_owned()) {
+            (Some(sent_index), Ok(permit)) if !stopping => {
                 mark.hand_over();
                 Arc::clone(inner).spawn_delivery(rec.id, Some(sent_index), permit);
             }
@@ -997,6 +1037,26 @@ impl Inner {
         self.append_with(Box::new(move |_| vec![entry])).await
     }
 
+    /// The node's condition now (see [`crate::health`]).
+    pub(crate) fn condition(&self) -> Condition {
+        self.health
+            .condition(self.audit.is_poisoned(), self.store.fault(), &self.metrics)
+    }
+
+    /// Tries to bring a failed log and database back (blocking: reopens,
+    /// syncs). True when neither fails any more.
+    fn reopen_storage(&self) -> bool {
+        let log = self.audit.reopen();
+        if let Err(e) = &log {
+            tracing::debug!(error = %e, "audit log not reopened yet");
+        }
+        let db = self.store.reopen();
+        if let Err(e) = &db {
+            tracing::debug!(error = %e, "state database not reopened yet");
+        }
+        log.is_ok() && db.is_ok()
+    }
+
     /// Appends the entries `build` makes from the first one's index; returns
     /// that index once all are durable.
     pub(crate) async fn append_with(
@@ -1202,9 +1262,19 @@ impl Inner {
             }
             Ok(None) => {}
             Err(e) => {
-                tracing::error!(error = %e, "inbox lookup failed");
+                tracing::debug!(error = %e, "inbox lookup failed");
                 return error_response(ErrorCode::Unavailable, None, Some("try again later"));
             }
+        }
+        // Degraded: no new work (spec/transport.md §9); the reason stays in
+        // the local log and health, the peer only learns to retry.
+        if self.condition().accepting().is_err() {
+            self.metrics.rejected("degraded");
+            return error_response(
+                ErrorCode::Unavailable,
+                None,
+                Some("node degraded; try again later"),
+            );
         }
         let secs = now().0;
         let opened = match self
@@ -1930,15 +2000,44 @@ impl Inner {
                 Ok(Some(_)) if stopping => Ok(OutState::Pending),
                 Ok(Some(mut now)) if now.state == OutState::Pending => {
                     now.sent_index = now.sent_index.or(sent_index);
-                    inner.deliver_out(now).await
+                    // No delivery before `sent`: a message accepted while
+                    // the log failed gets its entry now.
+                    let logged = match now.sent_index {
+                        Some(_) => Ok(()),
+                        None => inner
+                            .log_submitted(&now, &workflow::Plan::default())
+                            .await
+                            .map(|i| now.sent_index = Some(i)),
+                    };
+                    match logged {
+                        Ok(()) => inner.deliver_out(now).await,
+                        Err(e) => Err(e),
+                    }
                 }
                 // Delivered (or given up) meanwhile, or gone: nothing to do.
                 Ok(Some(now)) => Ok(now.state),
                 Ok(None) => Ok(OutState::Failed),
                 Err(e) => Err(e.into()),
             };
-            if let Err(e) = &state {
-                tracing::error!(error = %e, "delivery bookkeeping failed");
+            // A failed bookkeeping write backs off like a failed delivery
+            // (no new delivery starts meanwhile); logged once per row of
+            // failures, and not at all when the node's condition already
+            // says its storage fails.
+            match &state {
+                Err(e) => {
+                    inner.metrics.bookkeeping_failures.inc();
+                    let d = &inner.config.delivery;
+                    let first = inner.health.bookkeeping_failed(
+                        Duration::from_millis(d.initial_backoff_ms),
+                        Duration::from_secs(d.max_backoff_secs),
+                    );
+                    if first && !inner.condition().storage_fails() {
+                        tracing::error!(error = %e, "delivery bookkeeping failed; backing off");
+                    } else {
+                        tracing::debug!(error = %e, "delivery bookkeeping failed");
+                    }
+                }
+                Ok(_) => inner.health.bookkeeping_ok(),
             }
             inner.unmark_in_flight(&id);
             drop(permit);
@@ -2140,6 +2239,21 @@ async fn delivery_loop(inner: Arc<Inner>) {
         if *stop.borrow() {
             return;
         }
+        // While the log or the database fails, or after a bookkeeping
+        // failure, no delivery starts: the health loop wakes this one when
+        // storage is back (spec/transport.md §9).
+        let hold = if inner.condition().storage_fails() {
+            Some(Duration::from_secs(1))
+        } else {
+            inner.health.held_for()
+        };
+        if let Some(hold) = hold {
+            tokio::select! {
+                _ = inner.wake.notified() => {}
+                _ = tokio::time::sleep(hold) => {}
+            }
+            continue;
+        }
         if checked_end_to_end.is_none_or(|t| t.elapsed() >= END_TO_END_CHECK) {
             checked_end_to_end = Some(std::time::Instant::now());
             inner.check_end_to_end().await;
@@ -2188,6 +2302,50 @@ async fn delivery_loop(inner: Arc<Inner>) {
         tokio::select! {
             _ = inner.wake.notified() => {}
             _ = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
+        }
+    }
+}
+
+/// Longest wait between two attempts to bring a failed log or database
+/// back (the attempts back off from `delivery.initial_backoff_ms`).
+const MAX_REOPEN_WAIT: Duration = Duration::from_secs(10);
+
+/// Watches the node's condition (spec/transport.md §9): logs its changes,
+/// and while the log or the database fails tries to bring them back, with
+/// backoff; once both are back, logs what could not be logged meanwhile
+/// (as after a crash) and wakes the delivery loop.
+async fn health_loop(inner: Arc<Inner>) {
+    let mut stop = inner.shutdown.subscribe();
+    let initial = Duration::from_millis(inner.config.delivery.initial_backoff_ms.max(1));
+    let max =
+        Duration::from_secs(inner.config.delivery.max_backoff_secs).clamp(initial, MAX_REOPEN_WAIT);
+    let mut wait = initial;
+    loop {
+        let sleep = if inner.condition().storage_fails() {
+            let i = Arc::clone(&inner);
+            inner.health.set_catching_up(true);
+            let back = tokio::task::spawn_blocking(move || i.reopen_storage())
+                .await
+                .unwrap_or(false);
+            if back {
+                if let Err(e) = inner.recover().await {
+                    tracing::debug!(error = %e, "logging what was missed failed");
+                }
+                inner.health.set_catching_up(false);
+                inner.condition();
+                inner.wake.notify_one();
+                wait = initial;
+            } else {
+                inner.health.set_catching_up(false);
+                wait = wait.saturating_mul(2).min(max);
+            }
+            wait
+        } else {
+            Duration::from_secs(1)
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(sleep) => {}
+            _ = stop.wait_for(|s| *s) => return,
         }
     }
 }

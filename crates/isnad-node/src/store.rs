@@ -2,9 +2,19 @@
 //! metadata. Every write goes through one writer thread that batches the
 //! pending writes of many tasks into a single transaction and one fsync
 //! (group commit); a write's future resolves only after its commit is durable.
+//!
+//! A failed commit (disk full, I/O error) fails every write of its batch,
+//! and redb then refuses every later operation on that handle. The store
+//! drops the handle, reports the fault ([`Store::fault`], which the node's
+//! health shows), fails reads and writes at once meanwhile, and
+//! [`Store::reopen`] opens the database again once the disk takes writes
+//! (redb's repair rolls back to the last durable commit, so what was
+//! acknowledged is kept).
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use isnad_envelope::{AgencyId, Digest, MessageId};
 use redb::{
@@ -46,6 +56,11 @@ pub enum StoreError {
     /// The writer thread has stopped (the node is shutting down).
     #[error("state store is shut down")]
     Closed,
+    /// An earlier commit failed; the database is closed until
+    /// [`Store::reopen`] succeeds (the node retries with backoff). The
+    /// operation did not take effect.
+    #[error("state database unavailable after a failed write: {0}")]
+    Failing(String),
 }
 
 macro_rules! db_err {
@@ -281,9 +296,9 @@ pub enum Durability {
 /// The state store. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
-    /// The database file (copied by [`Store::backup_to`]).
-    path: Arc<std::path::PathBuf>,
+    db: Arc<Slot>,
+    /// The database file, if it is one (copied by [`Store::backup_to`]).
+    path: Option<Arc<std::path::PathBuf>>,
     jobs: std::sync::mpsc::Sender<Job>,
     /// Declared last: dropped after `db` and `jobs`, so when the last clone
     /// goes, the writer thread has no sender left, finishes the queued jobs,
@@ -311,6 +326,50 @@ impl Drop for JoinOnDrop {
             if h.thread().id() != std::thread::current().id() && h.join().is_err() {
                 tracing::error!("a background writer thread panicked");
             }
+        }
+    }
+}
+
+/// How the database is opened (again, after a failure).
+type Opener = Box<dyn Fn() -> Result<Database, StoreError> + Send + Sync>;
+
+/// The open database, or why it is closed.
+struct Slot {
+    open: Opener,
+    current: RwLock<Option<Arc<Database>>>,
+    /// A commit failed and the database was not reopened since.
+    failing: AtomicBool,
+    /// Why, and the handle that failed (closed once nothing uses it).
+    failed: Mutex<(String, Option<Arc<Database>>)>,
+}
+
+impl Slot {
+    fn db(&self) -> Result<Arc<Database>, StoreError> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| self.failing_error())
+    }
+
+    fn failing_error(&self) -> StoreError {
+        let why = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        StoreError::Failing(why.0.clone())
+    }
+
+    /// Takes the failed handle out of service (once per failure).
+    fn fail(&self, why: String) {
+        let db = self
+            .current
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.failing.swap(true, Ordering::SeqCst) {
+            tracing::error!(error = %why, "state database write failed; refusing new work until it is reopened");
+            *failed = (why, db);
+        } else if db.is_some() {
+            failed.1 = db;
         }
     }
 }
@@ -359,35 +418,99 @@ impl Store {
                 }
             }
         }
-        let db = Arc::new(
-            redb::Builder::new()
-                .set_cache_size(CACHE_BYTES)
-                .create(path)?,
-        );
-        {
-            let txn = db.begin_write()?;
-            txn.open_table(OUTBOX)?;
-            txn.open_table(DUE)?;
-            txn.open_table(INBOX)?;
-            txn.open_table(DIGESTS)?;
-            txn.open_table(META)?;
-            txn.open_table(AWAITING)?;
-            crate::workflow::create_tables(&txn)?;
-            crate::idempotency::create_tables(&txn)?;
-            txn.commit()?;
-        }
+        let file = Arc::new(path.to_owned());
+        let path = path.to_owned();
+        Self::open_by(
+            Box::new(move || {
+                Ok(redb::Builder::new()
+                    .set_cache_size(CACHE_BYTES)
+                    .create(&path)?)
+            }),
+            Some(file),
+        )
+    }
+
+    /// [`Store::open`] on a custom redb storage backend, made anew by
+    /// `backend` each time the database is (re)opened: tests put the file
+    /// under a fault controller (`crate::storage`).
+    pub fn open_with_backend<B: redb::StorageBackend>(
+        backend: impl Fn() -> std::io::Result<B> + Send + Sync + 'static,
+    ) -> Result<Self, StoreError> {
+        Self::open_by(
+            Box::new(move || {
+                let b = backend().map_err(|e| StoreError::Db(e.to_string()))?;
+                Ok(redb::Builder::new()
+                    .set_cache_size(CACHE_BYTES)
+                    .create_with_backend(b)?)
+            }),
+            None,
+        )
+    }
+
+    fn open_by(open: Opener, path: Option<Arc<std::path::PathBuf>>) -> Result<Self, StoreError> {
+        let db = Arc::new(open_tables(&open)?);
+        let slot = Arc::new(Slot {
+            open,
+            current: RwLock::new(Some(db)),
+            failing: AtomicBool::new(false),
+            failed: Mutex::new((String::new(), None)),
+        });
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
-        let wdb = Arc::clone(&db);
+        let wslot = Arc::clone(&slot);
         let handle = std::thread::Builder::new()
             .name("isnad-store-writer".into())
-            .spawn(move || writer_loop(&wdb, &rx))
+            .spawn(move || writer_loop(&wslot, &rx))
             .map_err(|e| StoreError::Db(format!("cannot start writer thread: {e}")))?;
         Ok(Self {
-            db,
-            path: Arc::new(path.to_owned()),
+            db: slot,
+            path,
             jobs: tx,
             _writer: Arc::new(JoinOnDrop::new(handle)),
         })
+    }
+
+    /// Why the database is unavailable, if a commit failed and it was not
+    /// reopened since (the node's health shows it).
+    pub fn fault(&self) -> Option<String> {
+        if !self.db.failing.load(Ordering::SeqCst) {
+            return None;
+        }
+        Some(
+            self.db
+                .failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .0
+                .clone(),
+        )
+    }
+
+    /// After a failed commit: closes the failed handle (waiting up to a
+    /// second for reads still using it) and opens the database again,
+    /// which also proves the disk takes a durable commit. `Ok(true)` when
+    /// the store is back, `Ok(false)` when it had not failed; on error it
+    /// stays failed (call again later).
+    pub fn reopen(&self) -> Result<bool, StoreError> {
+        if !self.db.failing.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        let mut failed = self.db.failed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = failed.1.take() {
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while Arc::strong_count(&old) > 1 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if Arc::strong_count(&old) > 1 {
+                failed.1 = Some(old);
+                return Err(StoreError::Failing(
+                    "the failed handle is still in use".into(),
+                ));
+            }
+        }
+        let db = open_tables(&self.db.open).map_err(|e| StoreError::Failing(e.to_string()))?;
+        *self.db.current.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(db));
+        self.db.failing.store(false, Ordering::SeqCst);
+        Ok(true)
     }
 
     /// Runs `f` inside a write transaction shared with other concurrent
@@ -416,8 +539,18 @@ impl Store {
                 })
             }),
         );
+        if self.db.failing.load(Ordering::SeqCst) {
+            return Err(self.db.failing_error());
+        }
         self.jobs.send(job).map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        // A job dropped unrun: the database failed meanwhile.
+        rx.await.map_err(|_| {
+            if self.db.failing.load(Ordering::SeqCst) {
+                self.db.failing_error()
+            } else {
+                StoreError::Closed
+            }
+        })?
     }
 
     /// Writes a consistent copy of the database to `dest` (a new file,
@@ -426,7 +559,9 @@ impl Store {
     /// next transaction, so it holds exactly the committed state. Readers
     /// go on meanwhile; writers wait for the copy.
     pub async fn backup_to(&self, dest: &Path) -> Result<u64, StoreError> {
-        let src = Arc::clone(&self.path);
+        let src = self.path.clone().ok_or_else(|| {
+            StoreError::Db("this database is not a file; it cannot be copied".into())
+        })?;
         let dest = dest.to_owned();
         let (tx, rx) = oneshot::channel();
         let job: Job = (
@@ -457,7 +592,7 @@ impl Store {
         table: TableDefinition<'static, &'static str, &'static [u8]>,
         key: &str,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.db()?.begin_read()?;
         let t = match txn.open_table(table) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
@@ -471,7 +606,7 @@ impl Store {
         &self,
         table: TableDefinition<'static, &'static str, &'static [u8]>,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.db()?.begin_read()?;
         let t = match txn.open_table(table) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -577,7 +712,7 @@ impl Store {
         now_secs: u64,
         limit: usize,
     ) -> Result<Vec<(u64, [u8; 16])>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.db()?.begin_read()?;
         let t = txn.open_table(AWAITING)?;
         let end = due_key(now_secs, &[0xff; 16]);
         let mut out = Vec::new();
@@ -620,7 +755,7 @@ impl Store {
 
     /// One outbox record.
     pub fn outbox(&self, id: &MessageId) -> Result<Option<OutboxRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.db()?.begin_read()?;
         let t = txn.open_table(OUTBOX)?;
         t.get(&id.as_bytes()[..])?
             .map(|v| decode(v.value()))
@@ -636,7 +771,7 @@ impl Store {
         limit: usize,
         skip: &dyn Fn(&[u8; 16]) -> bool,
     ) -> Result<Vec<[u8; 16]>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.db()?.begin_read()?;
         let due = txn.open_table(DUE)?;
         let end = due_key(now_ms, &[0xff; 16]);
         let mut ids = Vec::new();
@@ -657,7 +792,7 @@ impl Store {
 
     /// The earliest next-attempt time of any pending message.
     pub fn next_due_ms(&self) -> Result<Option<u64>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.db()?.begin_read()?;
         let due = txn.open_table(DUE)?;
         let first = due.first()?;
         Ok(first.map(|(k, _)| {
@@ -669,7 +804,7 @@ impl Store {
 
     /// Every outbox record (for listings and recovery).
     pub fn all_outbox(&self) -> Result<Vec<OutboxRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.db()?.begin_read()?;
         let t = txn.open_table(OUTBOX)?;
         t.iter()?.map(|i| decode(i?.1.value())).collect()
     }
@@ -681,7 +816,7 @@ impl Store {
         after: Option<&MessageId>,
         limit: usize,
     ) -> Result<Vec<OutboxRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.db()?.begin_read()?;
         let t = txn.open_table(OUTBOX)?;
         // Keys are 16 bytes, so `id ‖ 0x00` is the first key after `id`.
         let start: Vec<u8> = after
@@ -711,7 +846,7 @@ impl Store {
         after: Option<&MessageId>,
         limit: usize,
     ) -> Result<Vec<InboxRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.db()?.begin_read()?;
         let t = txn.open_table(INBOX)?;
         // Sender ids are ASCII, so `id ‖ 0xff` sorts after every key of `id`.
         let start: Vec<u8> = after
@@ -734,13 +869,13 @@ impl Store {
 
     /// Counts of pending outbox messages.
     pub fn pending_count(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.db()?.begin_read()?;
         Ok(txn.open_table(DUE)?.len()?)
     }
 
     /// Looks up an inbox record by the digest of its envelope.
     pub fn inbox_by_digest(&self, digest: &Digest) -> Result<Option<InboxRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.db()?.begin_read()?;
         let d = txn.open_table(DIGESTS)?;
         let Some(key) = d.get(&digest.0[..])? else {
             return Ok(None);
@@ -758,7 +893,7 @@ impl Store {
         id: &MessageId,
         sender: &AgencyId,
     ) -> Result<Option<InboxRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.db()?.begin_read()?;
         let inbox = txn.open_table(INBOX)?;
         inbox
             .get(inbox_key(id, sender).as_slice())?
@@ -768,7 +903,7 @@ impl Store {
 
     /// Inbox records with this message id (normally one).
     pub fn inbox_by_id(&self, id: &MessageId) -> Result<Vec<InboxRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.db()?.begin_read()?;
         let inbox = txn.open_table(INBOX)?;
         let start = id.as_bytes().to_vec();
         let mut end = start.clone();
@@ -782,7 +917,7 @@ impl Store {
 
     /// Every inbox record.
     pub fn all_inbox(&self) -> Result<Vec<InboxRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.db()?.begin_read()?;
         let t = txn.open_table(INBOX)?;
         t.iter()?.map(|i| decode(i?.1.value())).collect()
     }
@@ -831,7 +966,7 @@ impl Store {
 
     /// A read transaction (for the workflow tables).
     pub(crate) fn read_txn(&self) -> Result<redb::ReadTransaction, StoreError> {
-        Ok(self.db.begin_read()?)
+        Ok(self.db.db()?.begin_read()?)
     }
 
     /// Stores, in one durable transaction, the inbox record of a relay hop
@@ -873,7 +1008,7 @@ impl Store {
 
     /// Reads a metadata value.
     pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.db()?.begin_read()?;
         let t = txn.open_table(META)?;
         Ok(t.get(key)?.map(|v| v.value().to_vec()))
     }
@@ -903,7 +1038,23 @@ fn copy_new(src: &Path, dest: &Path) -> std::io::Result<u64> {
     Ok(n)
 }
 
-fn writer_loop(db: &Database, rx: &std::sync::mpsc::Receiver<Job>) {
+/// Opens the database and creates the tables (a durable commit).
+fn open_tables(open: &Opener) -> Result<Database, StoreError> {
+    let db = open()?;
+    let txn = db.begin_write()?;
+    txn.open_table(OUTBOX)?;
+    txn.open_table(DUE)?;
+    txn.open_table(INBOX)?;
+    txn.open_table(DIGESTS)?;
+    txn.open_table(META)?;
+    txn.open_table(AWAITING)?;
+    crate::workflow::create_tables(&txn)?;
+    crate::idempotency::create_tables(&txn)?;
+    txn.commit()?;
+    Ok(db)
+}
+
+fn writer_loop(slot: &Slot, rx: &std::sync::mpsc::Receiver<Job>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -913,12 +1064,16 @@ fn writer_loop(db: &Database, rx: &std::sync::mpsc::Receiver<Job>) {
             }
         }
         let durable = batch.iter().any(|(d, _)| *d == Durability::Durable);
+        // Dropping the jobs drops their reply channels: every waiter gets
+        // an error and nothing was written.
+        let Ok(db) = slot.db() else {
+            continue;
+        };
         let mut txn = match db.begin_write() {
             Ok(t) => t,
             Err(e) => {
-                // Dropping the jobs drops their reply channels: every waiter
-                // gets an error and nothing was written.
-                tracing::error!(error = %e, "cannot begin state transaction");
+                drop(db);
+                slot.fail(e.to_string());
                 continue;
             }
         };
@@ -929,11 +1084,14 @@ fn writer_loop(db: &Database, rx: &std::sync::mpsc::Receiver<Job>) {
         }
         let finishers: Vec<Finish> = batch.into_iter().map(|(_, job)| job(&txn)).collect();
         let result = txn.commit().map_err(StoreError::from);
-
+        drop(db);
+        if let Err(e) = &result {
+            slot.fail(e.to_string());
+        }
         for f in finishers {
             f(match &result {
                 Ok(()) => Ok(()),
-                Err(e) => Err(StoreError::Db(e.to_string())),
+                Err(e) => Err(StoreError::Failing(e.to_string())),
             });
         }
     }
@@ -1023,7 +1181,7 @@ mod tests {
             );
         }
         // The writer thread holds the database until its channel closes.
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let store = Store::open(&path)?;
         assert_eq!(store.inbox_by_digest(&Digest([4; 32]))?, Some(r.clone()));
         assert_eq!(store.inbox_by_id(&MessageId::from_bytes([9; 16]))?, vec![r]);

@@ -239,6 +239,9 @@ pub async fn start_with(
     let mut config = Config::parse(&format!("agency = \"{}\"\nlisten = \"{}\"\n", a.id, a.addr))?;
     config.delivery.initial_backoff_ms = 50;
     config.delivery.max_backoff_secs = 1;
+    // Tests do not depend on the machine's free space (the floor's own
+    // test sets it and measures free space its own way).
+    config.disk.free_space_floor_bytes = 0;
     let home = root.join(a.id.as_str());
     std::fs::create_dir_all(&home)?;
     config.paths.state = home.clone();
@@ -474,4 +477,49 @@ pub fn rss_bytes() -> Result<u64, Box<dyn std::error::Error>> {
         .ok_or("malformed VmRSS line")?
         .parse()?;
     Ok(kib * 1024)
+}
+
+/// [`start_with`], with the node's audit log and state database under the
+/// fault controllers `log` and `db` (isnad_log::disk): tests fail their
+/// writes and syncs (`ENOSPC`, `EIO`) or cut the power.
+pub async fn start_faulty(
+    a: &Agency,
+    dir: &TestDirectory,
+    root: &Path,
+    log: &isnad_log::disk::DiskFaults,
+    db: &isnad_log::disk::DiskFaults,
+    edit: impl FnOnce(&mut Config),
+) -> Result<NodeHandle, Box<dyn std::error::Error>> {
+    let mut config = Config::parse(&format!("agency = \"{}\"\nlisten = \"{}\"\n", a.id, a.addr))?;
+    config.delivery.initial_backoff_ms = 50;
+    config.delivery.max_backoff_secs = 1;
+    // Tests do not depend on the machine's free space (the floor's own
+    // test sets it and measures free space its own way).
+    config.disk.free_space_floor_bytes = 0;
+    let home = root.join(a.id.as_str());
+    std::fs::create_dir_all(&home)?;
+    config.paths.state = home.clone();
+    edit(&mut config);
+    let (server, client) = tls(a, dir)?;
+    let identity = Identity {
+        signing_key: SigningKey::from_pkcs8_pem(&a.sign_pem)?,
+        encryption_keys: vec![EncryptionKey::from_pkcs8_pem(&a.enc_pem)?],
+        tls_server: server,
+        tls_client: client,
+        witness_key: Some(SignerKey::parse(&a.witness_key)?),
+    };
+    let (log, _) = Log::open_with_faults(&home.join("log"), log)?;
+    let (db, path) = (db.clone(), home.join("state.redb"));
+    let store =
+        Store::open_with_backend(move || isnad_node::storage::FaultyBackend::open(&db, &path))?;
+    let d: Arc<dyn Directory> = Arc::new(dir.clone());
+    Ok(NodeHandle::start(
+        config,
+        identity,
+        d,
+        Arc::new(log),
+        SignerKey::parse(&a.log_key)?,
+        store,
+    )
+    .await?)
 }
