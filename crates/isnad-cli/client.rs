@@ -209,6 +209,16 @@ pub(crate) fn send(a: SendArgs) -> anyhow::Result<ExitCode> {
             hex::encode(r)
         }
     };
+    // The node would refuse it (413) and close the connection while it is
+    // still being sent, which looks like an unreachable node: say so here.
+    let size = serde_json::to_vec(&req)?.len();
+    if size > c.body_limit {
+        anyhow::bail!(
+            "the request is {size} bytes; the node accepts at most {} \
+             (twice limits.max_envelope_bytes plus 64 KiB); send less",
+            c.body_limit
+        );
+    }
     let url = format!("{}/v1/messages", c.base);
     let auth = format!("Bearer {}", c.token);
     let mut delays = SEND_RETRY_DELAYS_MS.iter();

@@ -188,6 +188,7 @@ async fn demo(base: &Path) -> anyhow::Result<bool> {
                 .port(),
         ));
         create_node(&base.join(ag.id), &id, quic, api, None)?;
+        lower_free_space_floor(&base.join(ag.id).join("config.toml"))?;
         endpoints.push(quic);
     }
     // Every node asks the three others to witness its log (spec/witness.md);
@@ -605,4 +606,30 @@ fn intel() -> Body {
         permission: None,
         extensions: Extensions::new(),
     }))
+}
+
+/// The demo's free-space floor: its nodes live in a temporary directory on
+/// whatever disk the machine has, so they keep working down to 64 MiB free
+/// (a real node keeps the 1 GiB default, deploy/README.md).
+const DEMO_FREE_SPACE_FLOOR: u64 = 64 << 20;
+
+fn lower_free_space_floor(config: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(config)
+        .with_context(|| format!("cannot read {}", config.display()))?;
+    let default =
+        isnad_node::config::Config::parse("agency = \"xx.demo\"\nlisten = \"127.0.0.1:1\"\n")
+            .map_err(|e| anyhow::anyhow!(e))?
+            .disk
+            .free_space_floor_bytes;
+    let from = format!("free_space_floor_bytes = {default}");
+    anyhow::ensure!(
+        text.contains(&from),
+        "{} has no {from} line to lower",
+        config.display()
+    );
+    let text = text.replace(
+        &from,
+        &format!("free_space_floor_bytes = {DEMO_FREE_SPACE_FLOOR}"),
+    );
+    std::fs::write(config, text).with_context(|| format!("cannot write {}", config.display()))
 }

@@ -240,6 +240,21 @@ impl Federation {
                 "--metrics",
                 &metrics.to_string(),
             ]);
+            // Tests run on a shared disk whose free space varies: a floor
+            // of 16 MiB keeps the nodes from refusing work for want of the
+            // default 1 GiB (the floor itself is tested in
+            // crates/isnad-node/tests/disk_faults.rs).
+            let config = dir.join("config.toml");
+            let text = std::fs::read_to_string(&config).unwrap();
+            assert!(text.contains("free_space_floor_bytes = 1073741824"));
+            std::fs::write(
+                &config,
+                text.replace(
+                    "free_space_floor_bytes = 1073741824",
+                    "free_space_floor_bytes = 16777216",
+                ),
+            )
+            .unwrap();
             ok(&[
                 "directory",
                 "add-node",

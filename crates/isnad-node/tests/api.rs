@@ -104,7 +104,7 @@ async fn the_token_is_checked_before_the_body_is_read() -> TestResult {
     let (status, v) = http(api, "POST", "/v1/messages", TOKEN, b"{ not json").await?;
     assert_eq!(
         (status, v["error"].as_str()),
-        (400, Some("invalid-request")),
+        (400, Some("bad-json")),
         "{v}"
     );
     node.shutdown().await;
