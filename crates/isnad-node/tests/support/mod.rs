@@ -236,6 +236,22 @@ pub async fn start_with(
     root: &Path,
     edit: impl FnOnce(&mut Config),
 ) -> Result<NodeHandle, Box<dyn std::error::Error>> {
+    start_on(a, dir, root, edit, |home| {
+        let (log, _) = Log::open(&home.join("log"))?;
+        Ok((log, Store::open(&home.join("state.redb"))?))
+    })
+    .await
+}
+
+/// Starts `a` with the test configuration changed by `edit`, on the log and
+/// store `open` makes in the node's home directory.
+async fn start_on(
+    a: &Agency,
+    dir: &TestDirectory,
+    root: &Path,
+    edit: impl FnOnce(&mut Config),
+    open: impl FnOnce(&Path) -> Result<(Log, Store), Box<dyn std::error::Error>>,
+) -> Result<NodeHandle, Box<dyn std::error::Error>> {
     let mut config = Config::parse(&format!("agency = \"{}\"\nlisten = \"{}\"\n", a.id, a.addr))?;
     config.delivery.initial_backoff_ms = 50;
     config.delivery.max_backoff_secs = 1;
@@ -254,8 +270,7 @@ pub async fn start_with(
         tls_client: client,
         witness_key: Some(SignerKey::parse(&a.witness_key)?),
     };
-    let (log, _) = Log::open(&home.join("log"))?;
-    let store = Store::open(&home.join("state.redb"))?;
+    let (log, store) = open(&home)?;
     let d: Arc<dyn Directory> = Arc::new(dir.clone());
     Ok(NodeHandle::start(
         config,
@@ -490,36 +505,12 @@ pub async fn start_faulty(
     db: &isnad_log::disk::DiskFaults,
     edit: impl FnOnce(&mut Config),
 ) -> Result<NodeHandle, Box<dyn std::error::Error>> {
-    let mut config = Config::parse(&format!("agency = \"{}\"\nlisten = \"{}\"\n", a.id, a.addr))?;
-    config.delivery.initial_backoff_ms = 50;
-    config.delivery.max_backoff_secs = 1;
-    // Tests do not depend on the machine's free space (the floor's own
-    // test sets it and measures free space its own way).
-    config.disk.free_space_floor_bytes = 0;
-    let home = root.join(a.id.as_str());
-    std::fs::create_dir_all(&home)?;
-    config.paths.state = home.clone();
-    edit(&mut config);
-    let (server, client) = tls(a, dir)?;
-    let identity = Identity {
-        signing_key: SigningKey::from_pkcs8_pem(&a.sign_pem)?,
-        encryption_keys: vec![EncryptionKey::from_pkcs8_pem(&a.enc_pem)?],
-        tls_server: server,
-        tls_client: client,
-        witness_key: Some(SignerKey::parse(&a.witness_key)?),
-    };
-    let (log, _) = Log::open_with_faults(&home.join("log"), log)?;
-    let (db, path) = (db.clone(), home.join("state.redb"));
-    let store =
-        Store::open_with_backend(move || isnad_node::storage::FaultyBackend::open(&db, &path))?;
-    let d: Arc<dyn Directory> = Arc::new(dir.clone());
-    Ok(NodeHandle::start(
-        config,
-        identity,
-        d,
-        Arc::new(log),
-        SignerKey::parse(&a.log_key)?,
-        store,
-    )
-    .await?)
+    start_on(a, dir, root, edit, |home| {
+        let (log, _) = Log::open_with_faults(&home.join("log"), log)?;
+        let (db, path) = (db.clone(), home.join("state.redb"));
+        let store =
+            Store::open_with_backend(move || isnad_node::storage::FaultyBackend::open(&db, &path))?;
+        Ok((log, store))
+    })
+    .await
 }
