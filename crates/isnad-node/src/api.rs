@@ -295,7 +295,9 @@ async fn submit(
     let kind = Kind::parse(&req.kind).ok_or_else(|| bad(format!("unknown kind {:?}", req.kind)))?;
     let body = body_from_json(kind, &req.body.to_string()).map_err(|e| bad(e.to_string()))?;
     let Some(key) = headers.get("idempotency-key") else {
-        let id = api.node.submit(to, body, req.ttl_secs).await?;
+        let node = api.node.clone();
+        let ttl = req.ttl_secs;
+        let id = run_to_end(async move { node.submit(to, body, ttl).await }).await?;
         return Ok(created(id, false));
     };
     // The request's fingerprint: its canonical JSON (object keys sorted,
@@ -315,7 +317,7 @@ async fn submit(
                 idempotency::BadKey::Invalid.to_string(),
             )
         })?;
-    let Some(_submitting) = api.submitting.enter(claim.key()) else {
+    let Some(submitting) = api.submitting.enter(claim.key()) else {
         return Err(ApiError(
             StatusCode::CONFLICT,
             "idempotency-key-in-use",
@@ -334,11 +336,30 @@ async fn submit(
         }
         Prior::None => {}
     }
-    let id = api
-        .node
-        .submit_keyed(to, body, req.ttl_secs, Some(claim))
-        .await?;
+    let node = api.node.clone();
+    let ttl = req.ttl_secs;
+    let id = run_to_end(async move {
+        // Held until the submission is complete, even if this request is
+        // cancelled (the client went away): a retry meanwhile is told the
+        // key is in use, and after it gets the stored message's id.
+        let _submitting = submitting;
+        node.submit_keyed(to, body, ttl, Some(claim)).await
+    })
+    .await?;
     Ok(created(id, false))
+}
+
+/// Runs a submission on its own task and waits for it: if the client goes
+/// away and the request is cancelled, the submission still runs to its end
+/// (its commit, its `sent` entry, its hand-over to delivery) instead of
+/// stopping between two of them.
+async fn run_to_end(
+    submission: impl std::future::Future<Output = Result<MessageId, NodeError>> + Send + 'static,
+) -> Result<MessageId, ApiError> {
+    match tokio::spawn(submission).await {
+        Ok(r) => r.map_err(ApiError::from),
+        Err(e) => Err(internal(format!("the submission task failed: {e}"))),
+    }
 }
 
 /// `201 Created` with the message id; `Idempotent-Replayed: true` when the

@@ -3,7 +3,8 @@
 //!
 //! A backup is a node directory: `config.toml` (the node's configuration
 //! with its paths made relative: `keys`, `state`, `log`, `trust`), `keys/`,
-//! `trust/`, `state/state.redb` and `log/`, plus `BACKUP` (a text summary).
+//! `trust/`, `state/` (the database and a witness's fork evidence) and
+//! `log/`, plus `BACKUP` (a text summary).
 //! Each part is consistent on its own while the node keeps working: the
 //! database is copied by its writer thread between two transactions, right
 //! after a durable commit; the log is copied as its stored checkpoint, then
@@ -96,6 +97,13 @@ impl NodeHandle {
         let dir = out.to_owned();
         let (log_size, checkpoint_size) = tokio::task::spawn_blocking(move || {
             copy_tree(&config.paths.keys, &dir.join("keys"))?;
+            // The rest of the state directory (a witness's fork evidence):
+            // everything but the database, copied above, and the lock.
+            copy_tree_except(
+                &config.paths.state,
+                &dir.join("state"),
+                &["state.redb", crate::node_dir::NODE_LOCK_FILE],
+            )?;
             copy_tree(&config.paths.trust, &dir.join("trust"))?;
             // The API token, where it lives outside the key directory.
             let token = dir.join("keys").join("api.token");
@@ -202,10 +210,21 @@ pub fn copy_node_dir(from: &Path, to: &Path) -> Result<(), BackupError> {
 /// Copies the regular files and directories under `from` into the
 /// existing directory `to`, keeping file modes; symbolic links are refused.
 fn copy_tree(from: &Path, to: &Path) -> Result<(), BackupError> {
+    copy_tree_except(from, to, &[])
+}
+
+/// [`copy_tree`], leaving out the top-level entries named in `skip`.
+fn copy_tree_except(from: &Path, to: &Path, skip: &[&str]) -> Result<(), BackupError> {
     use std::os::unix::fs::PermissionsExt as _;
     let rd = std::fs::read_dir(from).map_err(|e| io_err("read", from, e))?;
     for e in rd {
         let e = e.map_err(|e| io_err("read", from, e))?;
+        if skip
+            .iter()
+            .any(|n| e.file_name() == std::ffi::OsStr::new(n))
+        {
+            continue;
+        }
         let src = e.path();
         let dst = to.join(e.file_name());
         let meta = std::fs::symlink_metadata(&src).map_err(|e| io_err("inspect", &src, e))?;

@@ -37,6 +37,15 @@ pub(crate) mod witness;
 
 /// How long a QUIC handshake to a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Why a request on a stream got no answer.
+#[derive(Debug)]
+struct RequestFailed {
+    /// The connection is broken or unresponsive (not just this stream).
+    connection: bool,
+    /// What failed, for the delivery record and the logs.
+    detail: String,
+}
+
 /// One peer's cached connection, behind its own lock.
 type PeerSlot = Arc<tokio::sync::Mutex<Option<quinn::Connection>>>;
 /// QUIC application error code used when refusing a stream or connection.
@@ -123,7 +132,11 @@ impl Peer {
         let mut why = String::from("no endpoint listed");
         for e in &self.endpoints {
             if let Ok(addr) = e.parse::<SocketAddr>() {
-                return Ok(addr);
+                if usable(&addr) {
+                    return Ok(addr);
+                }
+                why = format!("endpoint {e} is not reachable from {local}");
+                continue;
             }
             match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host(e.as_str())).await {
                 Ok(Ok(mut addrs)) => match addrs.find(usable) {
@@ -1653,7 +1666,10 @@ impl Inner {
     /// `status-changed` entry is missing (spec/transport.md §7).
     async fn recover(self: &Arc<Self>) -> Result<(), NodeError> {
         for rec in self.store.all_outbox()? {
-            if rec.sent_index.is_none() {
+            // A message in flight belongs to the task submitting or
+            // delivering it, which logs its `sent` entry itself (recovery
+            // also runs after a storage fault, while submissions go on).
+            if rec.sent_index.is_none() && !self.is_in_flight(&rec.id) {
                 tracing::warn!(id = %MessageId::from_bytes(rec.id), "logging a sent entry missed before a crash");
                 self.log_submitted(&rec, &workflow::Plan::default()).await?;
             }
@@ -1689,7 +1705,7 @@ impl Inner {
     async fn connection(
         &self,
         agency: &AgencyId,
-        addr: SocketAddr,
+        peer: &Peer,
     ) -> Result<quinn::Connection, String> {
         let slot = {
             let mut conns = self.connections.lock().await;
@@ -1706,6 +1722,9 @@ impl Inner {
             }
         }
         *slot = None;
+        // Names are resolved only for a new connection (a cached one goes
+        // on working while the resolver is down).
+        let addr = peer.resolve(self.config.listen).await?;
         let connecting = self
             .endpoint
             .connect(addr, agency.as_str())
@@ -1767,10 +1786,7 @@ impl Inner {
         }
         let outcome = match self.directory.peer(&recipient) {
             None => Err(format!("{recipient} is not in any trusted directory")),
-            Some(peer) => match peer.resolve(self.config.listen).await {
-                Ok(addr) => self.attempt(&recipient, addr, &rec, secs).await,
-                Err(e) => Err(e),
-            },
+            Some(peer) => self.attempt(&recipient, &peer, &rec, secs).await,
         };
         rec.attempts = rec.attempts.saturating_add(1);
         match outcome {
@@ -1897,12 +1913,12 @@ impl Inner {
     async fn attempt(
         &self,
         recipient: &AgencyId,
-        addr: SocketAddr,
+        peer: &Peer,
         rec: &OutboxRecord,
         secs: u64,
     ) -> Result<Attempt, String> {
         let answer = self
-            .exchange(recipient, addr, Op::Deliver, rec.envelope.clone())
+            .exchange(recipient, peer, Op::Deliver, rec.envelope.clone())
             .await?;
         match answer {
             Response::Error { code, detail, .. } => Ok(Attempt::Refused { code, detail }),
@@ -1923,17 +1939,24 @@ impl Inner {
     async fn exchange(
         &self,
         agency: &AgencyId,
-        addr: SocketAddr,
+        peer: &Peer,
         op: Op,
         payload: Vec<u8>,
     ) -> Result<Response, String> {
-        let conn = self.connection(agency, addr).await?;
+        let conn = self.connection(agency, peer).await?;
         let body = self.request_on(&conn, op, payload).await;
-        if body.is_err() {
-            // This connection failed: the next request makes a new one.
-            self.forget_connection(agency, &conn).await;
+        match body {
+            Ok(body) => Response::decode(&body).map_err(|e| e.to_string()),
+            Err(e) => {
+                // A failure of the connection (closed, or no answer in
+                // time): the next request makes a new one. A failure of
+                // this stream alone leaves the others on it alone.
+                if e.connection || conn.close_reason().is_some() {
+                    self.forget_connection(agency, &conn).await;
+                }
+                Err(e.detail)
+            }
         }
-        Response::decode(&body?).map_err(|e| e.to_string())
     }
 
     /// One request on a new stream of `conn`, and the answer's body.
@@ -1942,26 +1965,49 @@ impl Inner {
         conn: &quinn::Connection,
         op: Op,
         payload: Vec<u8>,
-    ) -> Result<Vec<u8>, String> {
-        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+    ) -> Result<Vec<u8>, RequestFailed> {
+        let conn_err = |e: &dyn std::fmt::Display| RequestFailed {
+            connection: true,
+            detail: e.to_string(),
+        };
+        let stream_err = |e: &dyn std::fmt::Display| RequestFailed {
+            connection: false,
+            detail: e.to_string(),
+        };
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| conn_err(&e))?;
         let frame = Request { op, payload }.encode();
-        send.write_all(&frame).await.map_err(|e| e.to_string())?;
-        send.finish().map_err(|e| e.to_string())?;
+        match send.write_all(&frame).await {
+            Ok(()) => {
+                let _ = send.finish();
+            }
+            // The server stopped reading (a refusal before the whole body,
+            // transport.md §2): its one answer still comes; read it.
+            Err(quinn::WriteError::Stopped(_)) => {}
+            Err(e) => return Err(conn_err(&e)),
+        }
         let mut prefix = [0u8; 4];
         let limit = Duration::from_secs(self.config.limits.stream_timeout_secs);
         tokio::time::timeout(limit, async {
             recv.read_exact(&mut prefix)
                 .await
-                .map_err(|e| e.to_string())?;
-            let len = body_len(prefix, MAX_RESPONSE_BODY).map_err(|e| e.to_string())?;
+                .map_err(|e| stream_err(&e))?;
+            let len = body_len(prefix, MAX_RESPONSE_BODY).map_err(|e| stream_err(&e))?;
             let mut body = vec![0u8; len];
             recv.read_exact(&mut body)
                 .await
-                .map_err(|e| e.to_string())?;
-            Ok::<_, String>(body)
+                .map_err(|e| stream_err(&e))?;
+            Ok::<_, RequestFailed>(body)
         })
         .await
-        .map_err(|_| "response timeout".to_owned())?
+        .map_err(|_| conn_err(&"response timeout"))?
+    }
+
+    /// Whether message `id` is being submitted or delivered now.
+    fn is_in_flight(&self, id: &[u8; 16]) -> bool {
+        self.in_flight
+            .lock()
+            .map(|s| s.contains(id))
+            .unwrap_or(false)
     }
 
     /// Marks message `id` as being delivered (the delivery loop skips it);
@@ -2310,15 +2356,28 @@ async fn delivery_loop(inner: Arc<Inner>) {
 /// back (the attempts back off from `delivery.initial_backoff_ms`).
 const MAX_REOPEN_WAIT: Duration = Duration::from_secs(10);
 
+/// The first and the longest wait between attempts to reopen failing
+/// storage: the delivery backoff's, both at most [`MAX_REOPEN_WAIT`]
+/// whatever the configured delivery backoff is (an initial backoff above it
+/// used to make `clamp` panic and end the health task).
+fn reopen_backoff(initial_ms: u64, max_secs: u64) -> (Duration, Duration) {
+    let initial = Duration::from_millis(initial_ms.max(1)).min(MAX_REOPEN_WAIT);
+    let max = Duration::from_secs(max_secs)
+        .min(MAX_REOPEN_WAIT)
+        .max(initial);
+    (initial, max)
+}
+
 /// Watches the node's condition (spec/transport.md §9): logs its changes,
 /// and while the log or the database fails tries to bring them back, with
 /// backoff; once both are back, logs what could not be logged meanwhile
 /// (as after a crash) and wakes the delivery loop.
 async fn health_loop(inner: Arc<Inner>) {
     let mut stop = inner.shutdown.subscribe();
-    let initial = Duration::from_millis(inner.config.delivery.initial_backoff_ms.max(1));
-    let max =
-        Duration::from_secs(inner.config.delivery.max_backoff_secs).clamp(initial, MAX_REOPEN_WAIT);
+    let (initial, max) = reopen_backoff(
+        inner.config.delivery.initial_backoff_ms,
+        inner.config.delivery.max_backoff_secs,
+    );
     let mut wait = initial;
     loop {
         let sleep = if inner.condition().storage_fails() {
@@ -2371,5 +2430,30 @@ async fn checkpoint_loop(inner: Arc<Inner>) {
             _ = tokio::time::sleep(every) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reopen_backoff_is_bounded_for_any_delivery_backoff() {
+        let s = Duration::from_secs;
+        assert_eq!(reopen_backoff(50, 1), (Duration::from_millis(50), s(1)));
+        assert_eq!(
+            reopen_backoff(500, 300),
+            (Duration::from_millis(500), MAX_REOPEN_WAIT)
+        );
+        // An initial delivery backoff above the bound (valid config) used
+        // to panic here.
+        assert_eq!(
+            reopen_backoff(15_000, 1),
+            (MAX_REOPEN_WAIT, MAX_REOPEN_WAIT)
+        );
+        assert_eq!(
+            reopen_backoff(0, 0),
+            (Duration::from_millis(1), Duration::from_millis(1))
+        );
     }
 }

@@ -382,9 +382,13 @@ async fn submit(inner: &Inner, witness: &AgencyId, note: &str, size: u64) -> Res
             proof,
             checkpoint: note.to_owned(),
         };
-        let addr = peer.resolve(inner.config.listen).await?;
         let answer = inner
-            .exchange(witness, addr, Op::AddCheckpoint, req.to_text().into_bytes())
+            .exchange(
+                witness,
+                &peer,
+                Op::AddCheckpoint,
+                req.to_text().into_bytes(),
+            )
             .await;
         let answer = answer?;
         match answer {

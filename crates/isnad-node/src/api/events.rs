@@ -18,8 +18,14 @@
 //! | `delivery-expired` | `delivery-expired` |
 //!
 //! A `received` entry is appended just before its inbox record is
-//! committed; the stream waits up to [`INBOX_WAIT`] for the record and skips
-//! entries that never get one (hops a central authority relays onward).
+//! committed; the stream waits for the record (a commit can wait behind a
+//! backup or a slow disk), and skips the entry once it is clear that no
+//! record will come: a relay hop or an end-to-end receipt (detail `kind`
+//! `relay` or `receipt`), a hop a central authority relays onward (its
+//! outbox then holds the forward hop under the same id), or after
+//! [`INBOX_WAIT`].
+//! If the state cannot be read, the stream ends instead of skipping, so a
+//! client that reconnects with `Last-Event-ID` loses nothing.
 //!
 //! The stream ends when the node shuts down (clients reconnect and resume).
 
@@ -38,8 +44,10 @@ use serde_json::{json, Value};
 use super::{authorize, Api, ApiError};
 use crate::NodeHandle;
 
-/// How long the stream waits for the inbox record of a `received` entry.
-const INBOX_WAIT: Duration = Duration::from_secs(2);
+/// How long the stream waits for the inbox record of a `received` entry
+/// that is not relayed onward either (then the entry is skipped, with a
+/// warning: the record's commit failed).
+const INBOX_WAIT: Duration = Duration::from_secs(60);
 /// Entries read from the log per step.
 const READ_BATCH: u64 = 256;
 
@@ -117,8 +125,13 @@ fn stream_from(node: NodeHandle, from: u64) -> impl Stream<Item = Result<Event, 
                             return None;
                         }
                     };
-                    if let Some(ev) = event_of(&c.node, index, &entry).await {
-                        c.ready.push_back(ev);
+                    match event_of(&c.node, index, &entry).await {
+                        Ok(Some(ev)) => c.ready.push_back(ev),
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::warn!(index, error = %e, "event stream: cannot read the state; ending the stream");
+                            return None;
+                        }
                     }
                 }
                 c.next = end;
@@ -138,12 +151,21 @@ fn read(node: &NodeHandle, index: u64) -> Result<Entry, String> {
 }
 
 /// The event an entry makes, if any.
-async fn event_of(node: &NodeHandle, index: u64, e: &Entry) -> Option<Event> {
+async fn event_of(node: &NodeHandle, index: u64, e: &Entry) -> Result<Option<Event>, String> {
     let name = match e.event {
         EventType::Received => {
-            let id = e.message_id?;
-            if !in_inbox(node, &id).await {
-                return None;
+            let Some(id) = e.message_id else {
+                return Ok(None);
+            };
+            // A relay hop (its end-to-end message, if it is for this node,
+            // has a `received` entry of its own) and an end-to-end receipt
+            // are not messages for the inbox.
+            let kind = e.detail.get("kind").map(String::as_str);
+            if matches!(kind, Some("relay" | "receipt")) {
+                return Ok(None);
+            }
+            if !in_inbox(node, index, &id).await? {
+                return Ok(None);
             }
             "message-received"
         }
@@ -151,15 +173,15 @@ async fn event_of(node: &NodeHandle, index: u64, e: &Entry) -> Option<Event> {
         EventType::ReceiptReceived => "delivered",
         EventType::DeliveryFailed => "delivery-failed",
         EventType::DeliveryExpired => "delivery-expired",
-        _ => return None,
+        _ => return Ok(None),
     };
     let data = data_of(index, e);
-    Some(
+    Ok(Some(
         Event::default()
             .id(index.to_string())
             .event(name)
             .data(data.to_string()),
-    )
+    ))
 }
 
 /// The event's JSON: the entry's identifying keys, no content.
@@ -187,20 +209,35 @@ fn data_of(index: u64, e: &Entry) -> Value {
     v
 }
 
-async fn in_inbox(node: &NodeHandle, id: &isnad_envelope::MessageId) -> bool {
+/// Whether the message of the `received` entry at `index` is (or comes to
+/// be) in the inbox; false for a hop relayed onward. An error if the state
+/// cannot be read.
+async fn in_inbox(
+    node: &NodeHandle,
+    index: u64,
+    id: &isnad_envelope::MessageId,
+) -> Result<bool, String> {
     let deadline = tokio::time::Instant::now() + INBOX_WAIT;
+    let mut stop = node.watch_shutdown();
     loop {
-        match node.store().inbox_by_id(id) {
-            Ok(recs) if !recs.is_empty() => return true,
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "event stream: cannot read the inbox");
-                return false;
-            }
+        let store = node.store();
+        if !store.inbox_by_id(id).map_err(|e| e.to_string())?.is_empty() {
+            return Ok(true);
+        }
+        let relayed = store
+            .outbox(id)
+            .map_err(|e| e.to_string())?
+            .is_some_and(|r| r.relay.is_some());
+        if relayed {
+            return Ok(false);
         }
         if tokio::time::Instant::now() >= deadline {
-            return false;
+            tracing::warn!(index, %id, "event stream: a received message never reached the inbox; no event for it");
+            return Ok(false);
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            _ = stop.wait_for(|s| *s) => return Err("the node is shutting down".into()),
+        }
     }
 }
