@@ -508,14 +508,16 @@ async fn a_relayed_message_without_its_end_to_end_receipt_is_logged_at_expiry() 
     // With the final recipient up, the end-to-end receipt comes back and the
     // message's expiry passes without an alarm.
     n.push(start(&f.a[3], &f.dir, tmp.path()).await?);
+    // A lifetime long enough to cross three hops and come back on a loaded
+    // machine (2 s expired in transit at a load average of 10).
     let ok = n[0]
-        .submit(f.a[3].id.clone(), intel(SECRET), Some(2))
+        .submit(f.a[3].id.clone(), intel(SECRET), Some(6))
         .await?;
     until("the end-to-end receipt", 30, || {
         Ok(end_to_end_index(&n[0], &ok)?.is_some())
     })
     .await?;
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    tokio::time::sleep(Duration::from_millis(7500)).await;
     let rec = n[0].store().outbox(&ok)?.ok_or("no outbox record")?;
     assert_eq!(rec.relay.and_then(|r| r.end_to_end_missing_index), None);
     assert_eq!(n[0].metrics().end_to_end_missing.get(), 1);
