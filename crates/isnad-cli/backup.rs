@@ -1,11 +1,11 @@
 //! `isnad backup` (of a running node, through its API) and `isnad restore`
 //! (into a new node directory, checked against what the node published).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use isnad_log::{open_checkpoint, read_verified_export, Log, VerifierKey};
+use isnad_log::{open_checkpoint, read_verified_export, Log, SignedCheckpoint, VerifierKey};
 use isnad_node::backup::{check_restore, copy_node_dir, RestoreError};
 use isnad_node::node_dir::NodeLock;
 
@@ -131,7 +131,7 @@ pub(crate) fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Brings the copied log up to the published checkpoint and stores that
-/// checkpoint; returns the log size.
+/// checkpoint (or the export's, if larger); returns the log size.
 fn restore_into(
     a: &RestoreArgs,
     key: &VerifierKey,
@@ -142,8 +142,10 @@ fn restore_into(
     let log_dir = a.dir.join("log");
     let (log, _) =
         Log::open(&log_dir).with_context(|| format!("cannot open {}", log_dir.display()))?;
-    let mut stored_note: Vec<u8> = note.to_vec();
-    let mut stored_size = published.size;
+    let mut adopt = vec![SignedCheckpoint {
+        checkpoint: published.clone(),
+        note: String::from_utf8(note.to_vec()).context("the published checkpoint is not UTF-8")?,
+    }];
     if let Some(export) = &a.entries_from {
         let (report, audited) = read_verified_export(export, key)
             .with_context(|| format!("cannot read the export {}", export.display()))?;
@@ -171,54 +173,20 @@ fn restore_into(
             ))
             .into());
         }
-        if size > stored_size {
-            stored_note = audited.note.into_bytes();
-            stored_size = size;
-        }
+        adopt.push(SignedCheckpoint {
+            checkpoint: audited.checkpoint,
+            note: audited.note,
+        });
     }
     check_restore(&log, published)?;
-    let size = log.size();
-    drop(log);
-    store_checkpoint(&log_dir, &stored_note, stored_size)?;
-    // Opening again checks the log against the checkpoint just stored.
-    let (log, _) = Log::open(&log_dir)
-        .with_context(|| format!("the restored log {} does not open", log_dir.display()))?;
-    debug_assert_eq!(log.size(), size);
-    Ok(log.size())
-}
-
-/// Replaces `log_dir/checkpoint` with `note` unless the stored one is at
-/// least as large.
-fn store_checkpoint(log_dir: &Path, note: &[u8], size: u64) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let dst = log_dir.join("checkpoint");
-    if let Ok(old) = std::fs::read_to_string(&dst) {
-        let old_size = old
-            .lines()
-            .nth(1)
-            .and_then(|l| l.trim().parse::<u64>().ok())
-            .unwrap_or(0);
-        if old_size >= size {
-            return Ok(());
-        }
+    // The larger becomes the stored checkpoint: the node then opens and
+    // signs only consistently with it (audit-log.md §6.3).
+    adopt.sort_by_key(|s| s.checkpoint.size);
+    for signed in &adopt {
+        log.adopt_checkpoint(signed)
+            .with_context(|| format!("cannot store the checkpoint in {}", log_dir.display()))?;
     }
-    let tmp = log_dir.join("checkpoint.tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("cannot create {}", tmp.display()))?;
-    f.write_all(note)
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &dst).with_context(|| format!("cannot replace {}", dst.display()))?;
-    std::fs::File::open(log_dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("cannot sync {}", log_dir.display()))?;
-    Ok(())
+    Ok(log.size())
 }
 
 /// A restore refused because what it was given does not verify.

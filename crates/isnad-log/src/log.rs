@@ -738,6 +738,43 @@ impl Log {
         }
         let cp = Checkpoint::new(key.name(), size, root)?;
         let note = cp.sign(key)?;
+        self.store_checkpoint(note.as_bytes())?;
+        *last = Some(cp.clone());
+        Ok(SignedCheckpoint {
+            checkpoint: cp,
+            note,
+        })
+    }
+
+    /// Makes `signed` (a checkpoint of this log signed earlier, e.g. the
+    /// latest one published before a restore from backup) the stored
+    /// checkpoint, so that this log opens and signs only consistently with
+    /// it. Its root must be this log's root at its size
+    /// ([`LogError::CheckpointMismatch`], [`LogError::CheckpointAhead`]);
+    /// a stored checkpoint at least as large is kept. The caller vouches
+    /// that `signed.note` is the signed note of `signed.checkpoint`.
+    pub fn adopt_checkpoint(&self, signed: &SignedCheckpoint) -> Result<(), LogError> {
+        let mut last = self.signing.lock().unwrap_or_else(|p| p.into_inner());
+        let cp = &signed.checkpoint;
+        if cp.size > self.size() {
+            return Err(LogError::CheckpointAhead {
+                signed: cp.size,
+                found: self.size(),
+            });
+        }
+        if self.root_at(cp.size)? != cp.root {
+            return Err(LogError::CheckpointMismatch { size: cp.size });
+        }
+        if last.as_ref().is_some_and(|prev| prev.size >= cp.size) {
+            return Ok(());
+        }
+        self.store_checkpoint(signed.note.as_bytes())?;
+        *last = Some(cp.clone());
+        Ok(())
+    }
+
+    /// Replaces the stored checkpoint with `note`, atomically and durably.
+    fn store_checkpoint(&self, note: &[u8]) -> Result<(), LogError> {
         let tmp = self.dir.join("checkpoint.tmp");
         let dst = self.dir.join(CHECKPOINT_FILE);
         {
@@ -748,17 +785,11 @@ impl Log {
                 .mode(0o600)
                 .open(&tmp)
                 .map_err(io_err("create", &tmp))?;
-            f.write_all(note.as_bytes())
-                .map_err(io_err("write", &tmp))?;
+            f.write_all(note).map_err(io_err("write", &tmp))?;
             f.sync_all().map_err(io_err("sync", &tmp))?;
         }
         fs::rename(&tmp, &dst).map_err(io_err("rename", &dst))?;
-        sync_dir(&self.dir)?;
-        *last = Some(cp.clone());
-        Ok(SignedCheckpoint {
-            checkpoint: cp,
-            note,
-        })
+        sync_dir(&self.dir)
     }
 
     /// Writes a copy of this log that [`Log::open`] opens, into the new

@@ -539,3 +539,43 @@ fn backup_while_appending_is_a_log_that_opens_with_every_durable_entry() {
     assert_eq!(copy.root_at(size).unwrap(), log.root_at(size).unwrap());
     assert_eq!(report.last_signed.map(|c| c.size), Some(100));
 }
+
+#[test]
+fn an_adopted_checkpoint_binds_what_the_log_signs_and_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = fill(&dir.path().join("a"), 5);
+    let at3 = {
+        let other = fill(&dir.path().join("b"), 3);
+        other.sign_checkpoint(&key()).unwrap()
+    };
+    let at5 = log.sign_checkpoint(&key()).unwrap();
+    drop(log);
+    // A log of 4 of the same entries: the checkpoint at 5 is ahead of it.
+    let short = fill(&dir.path().join("c"), 4);
+    assert!(matches!(
+        short.adopt_checkpoint(&at5),
+        Err(LogError::CheckpointAhead {
+            signed: 5,
+            found: 4
+        })
+    ));
+    // A log whose entries differ at size 3 contradicts it.
+    let (other, _) = Log::open(&dir.path().join("d")).unwrap();
+    other.append_batch((10..13).map(entry)).unwrap();
+    assert!(matches!(
+        other.adopt_checkpoint(&at3),
+        Err(LogError::CheckpointMismatch { size: 3 })
+    ));
+    // Consistent: stored, and a smaller one after it changes nothing.
+    short.adopt_checkpoint(&at3).unwrap();
+    drop(short);
+    let (short, report) = Log::open(&dir.path().join("c")).unwrap();
+    assert_eq!(report.last_signed.map(|c| c.size), Some(3));
+    let grown = fill(&dir.path().join("e"), 5);
+    grown.adopt_checkpoint(&at5).unwrap();
+    grown.adopt_checkpoint(&at3).unwrap();
+    drop(grown);
+    let (_, report) = Log::open(&dir.path().join("e")).unwrap();
+    assert_eq!(report.last_signed.map(|c| c.size), Some(5));
+    drop(short);
+}
