@@ -78,6 +78,9 @@ node is stopped."
     /// Verify an export offline: entries, tiles, root, signature, consistency.
     #[command(
         after_help = "Example:\n  isnad audit verify export/ --verifier-key log.pub --previous old-checkpoint\n\n\
+With --witness-key (repeatable) the checkpoint must also carry valid\n\
+cosignatures by --witness-quorum of those witness keys (default: all); a\n\
+cosignature line of a given witness key that does not verify fails the export.\n\
 Exit status: 0 verified, 1 usage or IO error, 2 verification failed."
     )]
     Verify {
@@ -90,6 +93,8 @@ Exit status: 0 verified, 1 usage or IO error, 2 verification failed."
         /// A previously trusted checkpoint file; the export must extend it.
         #[arg(long)]
         previous: Option<PathBuf>,
+        #[command(flatten)]
+        witness: crate::note::WitnessArgs,
     },
     /// Print a C2SP tlog-proof of inclusion for one entry of an export.
     #[command(
@@ -173,6 +178,8 @@ there are findings."
         /// Clock-skew tolerance between and within the logs, in seconds.
         #[arg(long, default_value_t = isnad_log::crosscheck::DEFAULT_SKEW_MS / 1000)]
         skew: u64,
+        #[command(flatten)]
+        witness: crate::note::WitnessArgs,
     },
     /// Write a self-contained HTML report over one or more exports.
     #[command(
@@ -201,6 +208,8 @@ with no network. Exit status: 0 written and all clean, 1 usage or IO error,\n\
         /// Clock-skew tolerance for the cross-checks, in seconds.
         #[arg(long, default_value_t = isnad_log::crosscheck::DEFAULT_SKEW_MS / 1000)]
         skew: u64,
+        #[command(flatten)]
+        witness: crate::note::WitnessArgs,
     },
     /// TEST TOOL (hidden): append synthetic entries, printing each durable index.
     #[command(hide = true)]
@@ -239,7 +248,8 @@ pub(crate) fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             dir,
             verifier_key,
             previous,
-        } => verify(&dir, &verifier_key, previous.as_deref()),
+            witness,
+        } => verify(&dir, &verifier_key, previous.as_deref(), &witness),
         AuditCommand::Prove { dir, index } => prove(&dir, index),
         AuditCommand::VerifyProof {
             proof,
@@ -266,14 +276,24 @@ pub(crate) fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             verifier_key_b,
             json,
             skew,
-        } => crosscheck::cross_check(&a, &b, &verifier_key_a, &verifier_key_b, json, skew),
+            witness,
+        } => crosscheck::cross_check(
+            &a,
+            &b,
+            &verifier_key_a,
+            &verifier_key_b,
+            json,
+            skew,
+            &witness,
+        ),
         AuditCommand::Report {
             dirs,
             verifier_keys,
             out,
             title,
             skew,
-        } => crosscheck::report(&dirs, &verifier_keys, &out, &title, skew),
+            witness,
+        } => crosscheck::report(&dirs, &verifier_keys, &out, &title, skew, &witness),
         AuditCommand::AppendTest {
             log,
             count,
@@ -352,8 +372,14 @@ fn export_live(config: PathBuf, latest: bool, out: &Path) -> anyhow::Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
-fn verify(dir: &Path, key_file: &Path, previous: Option<&Path>) -> anyhow::Result<ExitCode> {
+fn verify(
+    dir: &Path,
+    key_file: &Path,
+    previous: Option<&Path>,
+    witness: &crate::note::WitnessArgs,
+) -> anyhow::Result<ExitCode> {
     let key = read_verifier(key_file)?;
+    let witnesses = witness.load()?;
     let prev = previous
         .map(|p| std::fs::read(p).with_context(|| format!("cannot read {}", p.display())))
         .transpose()?;
@@ -386,6 +412,23 @@ fn verify(dir: &Path, key_file: &Path, previous: Option<&Path>) -> anyhow::Resul
     };
     let cp = &report.checkpoint;
     if report.is_ok() {
+        let witnessed = match &witnesses {
+            Some((keys, quorum)) => {
+                match crate::note::check_export(dir, &key, cp, keys, *quorum)? {
+                    Ok(w) => Some(w),
+                    Err(e) => {
+                        println!("FAILED: checkpoint: {e}");
+                        println!(
+                            "verification FAILED: the checkpoint of {} (origin {}) lacks its witness quorum",
+                            crate::out::count(cp.size, "entry", "entries"),
+                            cp.origin
+                        );
+                        return Ok(ExitCode::from(VERIFY_FAILED));
+                    }
+                }
+            }
+            None => None,
+        };
         println!(
             "OK: {}, origin {}, root {}",
             crate::out::count(cp.size, "entry", "entries"),
@@ -397,6 +440,9 @@ fn verify(dir: &Path, key_file: &Path, previous: Option<&Path>) -> anyhow::Resul
                 "consistent with the previous checkpoint of {}",
                 crate::out::count(p.size, "entry", "entries")
             );
+        }
+        if let Some(w) = &witnessed {
+            println!("{}", crate::note::describe(w));
         }
         return Ok(ExitCode::SUCCESS);
     }

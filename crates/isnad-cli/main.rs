@@ -22,6 +22,7 @@ mod exit;
 mod keys;
 mod manual;
 mod node_cmd;
+mod note;
 mod out;
 mod trust;
 mod witness;
@@ -88,6 +89,9 @@ enum Command {
     /// Witnessing: what this node witnesses, who witnessed it, fork evidence.
     #[command(subcommand)]
     Witness(witness::WitnessCommand),
+    /// Verify C2SP signed notes (checkpoints of any log) against trusted keys.
+    #[command(subcommand)]
+    Note(note::NoteCommand),
     /// List MLA requests (with --overdue: those past their deadline).
     #[command(
         after_help = "Example:\n  isnad requests --config /var/lib/isnad/config.toml --overdue"
@@ -141,6 +145,7 @@ fn main() -> std::process::ExitCode {
         Command::Status(a) => client::status(a),
         Command::Checkpoint(a) => client::checkpoint(a),
         Command::Witness(cmd) => witness::run(cmd),
+        Command::Note(cmd) => note::run(cmd),
         Command::Backup(a) => backup::backup(a),
         Command::Restore(a) => backup::restore(a),
         Command::Requests(a) => cases::requests(a),

@@ -5,8 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use isnad_log::note::VerifierKey;
 use isnad_log::report::LogInput;
 use isnad_log::{read_verified_export, AuditError, AuditedLog, CrossCheck};
+
+use crate::note::WitnessArgs;
 
 use super::{read_verifier, VERIFY_FAILED};
 
@@ -22,17 +25,35 @@ pub(crate) struct Loaded {
 /// Verifies the export in `dir` and reads it back. IO trouble with the
 /// inputs (unreadable key or directory) is an error (exit 1); a failed
 /// verification is a [`Loaded`] without a log.
-pub(crate) fn load(dir: &Path, key_file: &Path) -> anyhow::Result<Loaded> {
+pub(crate) fn load(
+    dir: &Path,
+    key_file: &Path,
+    witnesses: Option<&(Vec<VerifierKey>, usize)>,
+) -> anyhow::Result<Loaded> {
     let key = read_verifier(key_file)?;
     let label = dir.display().to_string();
     let key_label = format!("{}+{:08x}", key.name(), key.key_id());
     match read_verified_export(dir, &key) {
-        Ok((_, Some(log))) => Ok(Loaded {
-            label,
-            log: Some(log),
-            problems: Vec::new(),
-            key: key_label,
-        }),
+        Ok((report, Some(log))) => {
+            if let Some((keys, quorum)) = witnesses {
+                let quorum =
+                    crate::note::check_export(dir, &key, &report.checkpoint, keys, *quorum)?;
+                if let Err(e) = quorum {
+                    return Ok(Loaded {
+                        label,
+                        log: None,
+                        problems: vec![format!("checkpoint: {e}")],
+                        key: key_label,
+                    });
+                }
+            }
+            Ok(Loaded {
+                label,
+                log: Some(log),
+                problems: Vec::new(),
+                key: key_label,
+            })
+        }
         Ok((report, None)) => {
             let mut problems: Vec<String> = report.problems.iter().map(|p| p.to_string()).collect();
             let more = report.problem_count - report.problems.len() as u64;
@@ -68,9 +89,11 @@ pub(crate) fn cross_check(
     key_b: &Path,
     json: bool,
     skew_secs: u64,
+    witness: &WitnessArgs,
 ) -> anyhow::Result<ExitCode> {
-    let la = load(a, key_a)?;
-    let lb = load(b, key_b)?;
+    let witnesses = witness.load()?;
+    let la = load(a, key_a, witnesses.as_ref())?;
+    let lb = load(b, key_b, witnesses.as_ref())?;
     let (Some(ga), Some(gb)) = (&la.log, &lb.log) else {
         if json {
             let invalid: Vec<_> = [("a", &la), ("b", &lb)]
@@ -159,7 +182,9 @@ pub(crate) fn report(
     out: &Path,
     title: &str,
     skew_secs: u64,
+    witness: &WitnessArgs,
 ) -> anyhow::Result<ExitCode> {
+    let witnesses = witness.load()?;
     if dirs.len() != keys.len() {
         anyhow::bail!(
             "give one --verifier-key per export directory, in the same order ({} directories, {} keys)",
@@ -170,7 +195,7 @@ pub(crate) fn report(
     let loaded: Vec<Loaded> = dirs
         .iter()
         .zip(keys)
-        .map(|(d, k)| load(d, k))
+        .map(|(d, k)| load(d, k, witnesses.as_ref()))
         .collect::<anyhow::Result<_>>()?;
     let mut checks = Vec::new();
     let mut problems = false;

@@ -66,6 +66,7 @@ pub mod lock;
 mod log;
 pub mod merkle;
 pub mod note;
+pub mod quorum;
 pub mod report;
 pub mod tiles;
 mod verify;
