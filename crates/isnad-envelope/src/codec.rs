@@ -259,6 +259,8 @@ pub(crate) fn decode_body(kind: Kind, value: Value) -> Result<Body, MalformedRea
             no_ext(&ext)?;
             Body::Relay(Box::new(de::<Relay>(&known).map_err(err)?))
         }
+        // A kind isnad-types names that this codec has no body type for.
+        _ => return Err(MalformedReason::UnknownKind(kind.as_str().to_owned())),
     };
     validate_body(&body).map_err(err)?;
     Ok(body)
@@ -417,6 +419,8 @@ pub(crate) fn body_from_json(kind: Kind, json: &str) -> Result<Body, MalformedRe
             no_ext(&ext)?;
             Body::Relay(Box::new(de(known).map_err(err)?))
         }
+        // A kind isnad-types names that this codec has no body type for.
+        _ => return Err(MalformedReason::UnknownKind(kind.as_str().to_owned())),
     };
     validate_body(&body).map_err(err)?;
     Ok(body)

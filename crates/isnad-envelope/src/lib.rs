@@ -66,10 +66,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod cbor;
 mod codec;
 mod envelope;
-mod ids;
 mod keys;
 mod message;
 mod relay;
@@ -79,13 +77,13 @@ pub mod fuzzing;
 #[doc(hidden)]
 pub mod testing;
 
-pub use cbor::CborError;
 pub use codec::MalformedReason;
 pub use envelope::{
     seal, seal_signed, MemoryReplayGuard, OpenError, Opened, Opener, ReplayGuard, SealError,
     SenderKey, SenderKeys, Unauthentic, UnauthenticDetail, CONTENT_TYPE,
 };
-pub use ids::{AgencyId, AgencyIdError, MessageId, RandomError, MAX_AGENCY_ID_LEN};
+pub use isnad_types::cbor::{self, CborError};
+pub use isnad_types::{AgencyId, AgencyIdError, Limits, MessageId, RandomError, MAX_AGENCY_ID_LEN};
 pub use keys::{
     EncryptionCurve, EncryptionKey, EncryptionPublicKey, KeyError, KeyId, SignatureAlgorithm,
     SigningKey, VerifyingKey,
@@ -94,39 +92,6 @@ pub use message::*;
 pub use relay::{
     endorse, verify_hop, OpaqueBytes, Relay, RelayError, ENDORSEMENT_CONTENT_TYPE, MAX_ROUTE_LEN,
 };
-
-/// Bounds enforced before any allocation driven by peer input
-/// (spec/protocol.md §8).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Largest envelope accepted or produced, in bytes.
-    pub max_envelope_bytes: usize,
-    /// Deepest nesting of arrays, maps and tags.
-    pub max_depth: usize,
-    /// Most entries in one array or map.
-    pub max_items: usize,
-    /// How far in the future a creation time may be, in seconds.
-    pub max_clock_skew_secs: u64,
-    /// Longest allowed lifetime (`exp - iat`), in seconds.
-    pub max_lifetime_secs: u64,
-    /// How long after a signer key's revocation time messages signed with
-    /// it are still accepted on receipt (messages already in flight when
-    /// the key was revoked), in seconds.
-    pub revocation_grace_secs: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_envelope_bytes: 4 * 1024 * 1024,
-            max_depth: 16,
-            max_items: 4096,
-            max_clock_skew_secs: 300,
-            max_lifetime_secs: 90 * 24 * 3600,
-            revocation_grace_secs: 600,
-        }
-    }
-}
 
 /// Converts a JSON body (as in `isnad envelope seal --payload`) to a typed
 /// body of `kind`. Keys beginning with `x-` become extensions.
@@ -153,4 +118,32 @@ pub fn signed_bytes(
     rng: &dyn ring::rand::SecureRandom,
 ) -> Result<Vec<u8>, SealError> {
     envelope::sign(msg, signer, rng)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ring-backed constructors isnad-types gains with its `ring`
+    /// feature: the UUIDv7 layout with random bits from the generator.
+    #[test]
+    fn time_ordered_ids_from_the_system_generator() -> Result<(), RandomError> {
+        let rng = ring::rand::SystemRandom::new();
+        let ms = 0x017F_22E2_79B0;
+        let a = MessageId::time_ordered(ms, &rng)?;
+        let b = &a.as_bytes()[..];
+        assert_eq!(&b[..6], &[0x01, 0x7f, 0x22, 0xe2, 0x79, 0xb0]);
+        assert_eq!(b[6] >> 4, 7, "version");
+        assert_eq!(b[8] >> 6, 0b10, "variant");
+        for _ in 0..64 {
+            let (x, y) = (
+                MessageId::time_ordered(ms, &rng)?,
+                MessageId::time_ordered(ms + 1, &rng)?,
+            );
+            assert!(x < y);
+            assert_ne!(x, MessageId::time_ordered(ms, &rng)?);
+            assert_ne!(MessageId::random(&rng)?, MessageId::random(&rng)?);
+        }
+        Ok(())
+    }
 }

@@ -23,7 +23,7 @@ use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::codec::MalformedReason;
 use crate::envelope::{parse_sign1, sign_payload_as, SealError, SenderKeys};
-use crate::message::{ser_bytes, Digest, ErrorCode, Kind};
+use crate::message::{Digest, ErrorCode, Kind};
 use crate::{cbor, AgencyId, Limits, MessageId, SigningKey};
 
 /// The `content type` (label 3) of an endorsement's protected header.
@@ -392,7 +392,7 @@ fn verify_endorsement(
 
 impl Serialize for OpaqueBytes {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        ser_bytes(&self.0, s)
+        isnad_types::bstr::serialize(&self.0, s)
     }
 }
 

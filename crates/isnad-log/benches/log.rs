@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use isnad_envelope::{AgencyId, MessageId};
 use isnad_log::note::{SignerKey, TYPE_ED25519};
 use isnad_log::{verify_export, Entry, EventType, Log};
+use isnad_types::{AgencyId, MessageId};
 
 fn entry(i: u64) -> Entry {
     let mut e = Entry::new(EventType::Sent, 1_790_000_000_000 + i);

@@ -7,8 +7,8 @@
 
 use std::time::Instant;
 
-use isnad_envelope::{AgencyId, MessageId};
 use isnad_log::{Entry, EventType, Log};
+use isnad_types::{AgencyId, MessageId};
 
 fn main() {
     let arg = |i: usize, d: u64| {

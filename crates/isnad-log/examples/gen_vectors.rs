@@ -8,9 +8,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use isnad_envelope::{AgencyId, MessageId};
 use isnad_log::note::{SignerKey, TYPE_COSIGNATURE_V1, TYPE_ED25519};
 use isnad_log::{Checkpoint, Commitment, CommitmentSalt, Entry, EventType, TlogProof, Tree};
+use isnad_types::{AgencyId, MessageId};
 use serde_json::{json, Value};
 
 fn hex(b: &[u8]) -> String {

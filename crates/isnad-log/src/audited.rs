@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use isnad_envelope::AgencyId;
+use isnad_types::AgencyId;
 
 use crate::checkpoint::Checkpoint;
 use crate::entry::Entry;

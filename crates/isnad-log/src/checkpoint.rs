@@ -3,7 +3,7 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use isnad_envelope::AgencyId;
+use isnad_types::AgencyId;
 
 use crate::merkle::{self, Hash, ProofError};
 use crate::note::{self, NoteError, VerifierKey};

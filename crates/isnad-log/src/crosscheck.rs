@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use isnad_envelope::{AgencyId, MessageId};
+use isnad_types::{AgencyId, MessageId};
 
 use crate::audited::AuditedLog;
 use crate::entry::{Entry, EventType};

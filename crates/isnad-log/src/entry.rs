@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use isnad_envelope::{AgencyId, MessageId};
+use isnad_types::{AgencyId, MessageId};
 use ring::digest;
 
 /// Largest encoded entry, in bytes. Entries must be strictly below 64 KiB so

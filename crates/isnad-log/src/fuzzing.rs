@@ -87,7 +87,7 @@ pub fn fork_evidence(data: &[u8]) {
 /// none, else `[b; 32]`), peer index (u16 BE, 0xFFFF = none), reason flag.
 pub fn cross_check(data: &[u8]) {
     use crate::audited::AuditedLog;
-    use isnad_envelope::{AgencyId, MessageId};
+    use isnad_types::{AgencyId, MessageId};
     let agencies: Vec<AgencyId> = ["iq.moj.ca", "fr.mj.bepi", "fr.pn.ocrtis"]
         .iter()
         .filter_map(|a| AgencyId::new(a).ok())

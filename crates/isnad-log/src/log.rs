@@ -1219,7 +1219,7 @@ mod tests {
     use std::sync::mpsc;
     use std::sync::Arc;
 
-    use isnad_envelope::{AgencyId, MessageId};
+    use isnad_types::{AgencyId, MessageId};
 
     use super::*;
     use crate::entry::EventType;

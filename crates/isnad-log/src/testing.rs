@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use isnad_envelope::{AgencyId, MessageId};
+use isnad_types::{AgencyId, MessageId};
 
 use crate::audited::AuditedLog;
 use crate::checkpoint::{origin_for, Checkpoint};

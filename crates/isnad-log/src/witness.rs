@@ -37,7 +37,7 @@ pub const MAX_EVIDENCE_LEN: usize = 64 * 1024;
 pub const FORK_EVIDENCE_HEADER: &str = "isnad-fork-evidence/v1";
 
 /// The witness cosigning key name of an agency's node: `<agency-id>/witness`.
-pub fn witness_name_for(agency: &isnad_envelope::AgencyId) -> String {
+pub fn witness_name_for(agency: &isnad_types::AgencyId) -> String {
     format!("{agency}/witness")
 }
 

@@ -34,7 +34,7 @@ fn crash_child() {
                 let stdout = std::io::stdout();
                 for i in 0.. {
                     let mut e = Entry::new(EventType::LocalAccess, t * 1_000_000 + i);
-                    e.message_id = Some(isnad_envelope::MessageId::from_bytes([t as u8; 16]));
+                    e.message_id = Some(isnad_types::MessageId::from_bytes([t as u8; 16]));
                     let acked = if t % 4 == 0 && i % 10 == 0 {
                         log.append_batch([e.clone(), e.clone(), e]).unwrap()
                     } else {

@@ -4,8 +4,8 @@
 //! message, direction and entries, in order).
 #![allow(clippy::unwrap_used)] // Tests panic on failure by design.
 
-use isnad_envelope::{AgencyId, MessageId};
 use isnad_log::{cross_check, leaf_hash, AuditedLog, Checkpoint, Entry, EventType, Tree};
+use isnad_types::{AgencyId, MessageId};
 use serde_json::{json, Value};
 
 const DIR: &str = concat!(

@@ -7,11 +7,11 @@ use std::io::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 
-use isnad_envelope::{AgencyId, MessageId};
 use isnad_log::note::{SignerKey, TYPE_COSIGNATURE_V1, TYPE_ED25519};
 use isnad_log::{
     prove_from_export, verify_export, AuditError, Entry, EventType, Log, LogError, Problem,
 };
+use isnad_types::{AgencyId, MessageId};
 
 fn key() -> SignerKey {
     SignerKey::from_seed("iq.moi.ahtd/audit", TYPE_ED25519, [9; 32]).unwrap()

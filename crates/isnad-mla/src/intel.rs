@@ -1,7 +1,7 @@
 //! Intelligence sharing: handling-code rules for onward dissemination, the
 //! originator's permissions, retraction and correction (spec/protocol.md §13.3).
 
-use isnad_envelope::{
+use isnad_types::{
     AgencyId, HandlingCode, IntelShare, MessageId, PermissionAnswer, PermissionDecision, Tlp,
 };
 use serde::{Deserialize, Serialize};
@@ -521,7 +521,7 @@ mod tests {
         IntelShare {
             share_id: MessageId::from_bytes([9; 16]),
             handling,
-            source_grading: isnad_envelope::SourceGrading::B,
+            source_grading: isnad_types::SourceGrading::B,
             information_grading: 2,
             tlp,
             classification: "RESTRICTED".into(),

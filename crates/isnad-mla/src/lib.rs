@@ -20,7 +20,7 @@
 //! seals a message and before it accepts one.
 //!
 //! ```
-//! use isnad_envelope::MlaState;
+//! use isnad_types::MlaState;
 //! use isnad_mla::{check_rule, LifecycleError, Side};
 //!
 //! // Only the requested side accepts a request.

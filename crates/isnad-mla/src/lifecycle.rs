@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use isnad_envelope::{
+use isnad_types::{
     AgencyId, Deadline, MessageId, MlaRequest, MlaState, MlaStatus, RefusalGround, Urgency,
 };
 use serde::{Deserialize, Serialize};
@@ -656,13 +656,35 @@ mod tests {
     }
 
     fn request() -> MlaRequest {
-        let json = r#"{"reference":"R-1","requesting-authority":"A","subject":"S","nature":"investigation",
-            "summary-of-facts":"F","offences":[{"description":"d","legal-provision":"p","penalty":"x"}],
-            "assistance-sought":["records"],"assistance-details":"D","confidentiality":{"required":false},
-            "urgency":"urgent","deadline":{"date":"2026-12-15"},"legal-basis":["UNTOC art. 18"]}"#;
-        match isnad_envelope::body_from_json(isnad_envelope::Kind::MlaRequest, json) {
-            Ok(isnad_envelope::Body::MlaRequest(r)) => *r,
-            other => panic!("request fixture: {other:?}"),
+        use isnad_types::body::{AssistanceType, Confidentiality, Offence, ProceedingNature};
+        MlaRequest {
+            reference: "R-1".into(),
+            requesting_authority: "A".into(),
+            requested_authority: None,
+            subject: "S".into(),
+            nature: ProceedingNature::Investigation,
+            summary_of_facts: "F".into(),
+            offences: vec![Offence {
+                description: "d".into(),
+                legal_provision: "p".into(),
+                penalty: "x".into(),
+            }],
+            assistance_sought: vec![AssistanceType::Records],
+            assistance_details: "D".into(),
+            persons: vec![],
+            procedure: None,
+            confidentiality: Confidentiality {
+                required: false,
+                reason: None,
+            },
+            urgency: Urgency::Urgent,
+            deadline: Some(Deadline {
+                date: "2026-12-15".into(),
+                reason: None,
+            }),
+            legal_basis: vec!["UNTOC art. 18".into()],
+            case_references: vec![],
+            extensions: Default::default(),
         }
     }
 

@@ -26,8 +26,8 @@
 #![warn(missing_docs)]
 
 use ciborium::value::{Integer, Value};
-use isnad_envelope::cbor::{scan, to_deterministic_vec};
-use isnad_envelope::{ErrorCode, Limits, MessageId};
+use isnad_types::cbor::{scan, to_deterministic_vec};
+use isnad_types::{ErrorCode, Limits, MessageId, UnknownErrorCode};
 
 /// The ALPN protocol id.
 pub const ALPN: &[u8] = b"isnad/1";
@@ -52,10 +52,13 @@ pub enum FrameError {
     },
     /// Not one well-formed CBOR item within limits.
     #[error("frame body is not well-formed CBOR: {0}")]
-    Cbor(#[from] isnad_envelope::CborError),
+    Cbor(#[from] isnad_types::CborError),
     /// Well-formed CBOR but not a frame of this version's schema.
     #[error("frame does not follow the schema: {0}")]
     Schema(&'static str),
+    /// An error response whose code (key 4) is not one of [`ErrorCode::ALL`].
+    #[error("error response: {0}")]
+    UnknownCode(#[from] UnknownErrorCode),
     /// A version other than [`WIRE_VERSION`].
     #[error("unsupported wire version {0}")]
     Version(u64),
@@ -67,7 +70,7 @@ impl FrameError {
         match self {
             Self::TooLarge { .. } => ErrorCode::TooLarge,
             Self::Version(_) => ErrorCode::UnsupportedVersion,
-            Self::Cbor(_) | Self::Schema(_) => ErrorCode::Malformed,
+            Self::Cbor(_) | Self::Schema(_) | Self::UnknownCode(_) => ErrorCode::Malformed,
         }
     }
 }
@@ -375,8 +378,7 @@ impl Response {
                     .take()
                     .and_then(|v| v.into_text().ok())
                     .ok_or(FrameError::Schema("code (key 4) missing or not text"))?;
-                let code =
-                    parse_code(&code_text).ok_or(FrameError::Schema("unknown error code"))?;
+                let code = ErrorCode::parse(&code_text)?;
                 let detail = opt_text(s[4].take())?;
                 let message_id = match s[5].take() {
                     None => None,
@@ -468,26 +470,6 @@ fn opt_text(v: Option<Value>) -> Result<Option<String>, FrameError> {
             .map_err(|_| FrameError::Schema("detail must be text"))
     })
     .transpose()
-}
-
-/// Parses an error code's wire name.
-pub fn parse_code(s: &str) -> Option<ErrorCode> {
-    [
-        ErrorCode::Malformed,
-        ErrorCode::TooLarge,
-        ErrorCode::Unauthentic,
-        ErrorCode::Misaddressed,
-        ErrorCode::Expired,
-        ErrorCode::NotYetValid,
-        ErrorCode::Replayed,
-        ErrorCode::UnsupportedVersion,
-        ErrorCode::PolicyDenied,
-        ErrorCode::Unavailable,
-        ErrorCode::IllegalTransition,
-        ErrorCode::PermissionRequired,
-    ]
-    .into_iter()
-    .find(|c| c.as_str() == s)
 }
 
 #[doc(hidden)]
@@ -598,6 +580,15 @@ mod tests {
             detail: Some("seen".into()),
         };
         assert_eq!(Response::decode(body(&e.encode()))?, e);
+        // Every error code, whatever its position in ErrorCode::ALL.
+        for code in ErrorCode::ALL {
+            let e = Response::Error {
+                code,
+                message_id: None,
+                detail: None,
+            };
+            assert_eq!(Response::decode(body(&e.encode()))?, e);
+        }
         let c = Response::Cosigned(b"\xe2\x80\x94 w AAAA\n".to_vec());
         assert_eq!(Response::decode(body(&c.encode()))?, c);
         let k = Response::WitnessRefused {
@@ -671,6 +662,17 @@ mod tests {
             Request::decode(&[0xa3, 0x01, 0x01, 0x02, 0x02, 0x03, 0x40]).map(|r| r.op),
             Ok(Op::AddCheckpoint)
         );
+        // an error response with a code no version of the spec has: a
+        // typed error the node answers with `malformed`
+        let unknown = Response::decode(&[
+            0xa3, 0x01, 0x01, 0x02, 0x01, 0x04, 0x6b, b'r', b'e', b't', b'r', b'y', b'-', b'l',
+            b'a', b't', b'e', b'r',
+        ]);
+        assert!(matches!(
+            &unknown,
+            Err(FrameError::UnknownCode(e)) if e.name() == "retry-later"
+        ));
+        assert_eq!(unknown.map_err(|e| e.code()), Err(ErrorCode::Malformed));
         // receipt with an error code
         assert!(matches!(
             Response::decode(&[0xa4, 0x01, 0x01, 0x02, 0x00, 0x03, 0x40, 0x04, 0x61, 0x78]),

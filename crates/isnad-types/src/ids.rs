@@ -3,6 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+
 /// Maximum length of an agency identifier in bytes.
 pub const MAX_AGENCY_ID_LEN: usize = 64;
 
@@ -112,27 +114,52 @@ impl MessageId {
     }
 
     /// A fresh random message id.
+    #[cfg(feature = "ring")]
     pub fn random(rng: &dyn ring::rand::SecureRandom) -> Result<Self, RandomError> {
         let mut b = [0u8; 16];
         rng.fill(&mut b).map_err(|_| RandomError)?;
         Ok(Self(b))
     }
 
-    /// A fresh time-ordered message id in the RFC 9562 UUIDv7 layout: the
-    /// low 48 bits of `unix_ms` (Unix time in milliseconds) big-endian, the
-    /// version (7) and variant (`10`) bits, and 74 random bits. Ids made
-    /// this way sort by creation time, so a node's tables keyed by id grow
-    /// at one end instead of touching a random page per message.
+    /// A fresh time-ordered message id ([`MessageId::time_ordered_from`]
+    /// with 10 bytes drawn from `rng`).
+    #[cfg(feature = "ring")]
     pub fn time_ordered(
         unix_ms: u64,
         rng: &dyn ring::rand::SecureRandom,
     ) -> Result<Self, RandomError> {
-        let mut b = [0u8; 16];
-        rng.fill(&mut b[6..]).map_err(|_| RandomError)?;
-        b[..6].copy_from_slice(&unix_ms.to_be_bytes()[2..]);
-        b[6] = 0x70 | (b[6] & 0x0f);
-        b[8] = 0x80 | (b[8] & 0x3f);
-        Ok(Self(b))
+        let mut random = [0u8; 10];
+        rng.fill(&mut random).map_err(|_| RandomError)?;
+        Ok(Self::time_ordered_from(unix_ms, random))
+    }
+
+    /// A time-ordered message id in the RFC 9562 UUIDv7 layout: the low 48
+    /// bits of `unix_ms` (Unix time in milliseconds) big-endian, the version
+    /// (7) and variant (`10`) bits, and 74 bits of `random` (the caller
+    /// draws it from a secure generator; 6 of its 80 bits are overwritten).
+    /// Ids made this way sort by creation time, so a node's tables keyed by
+    /// id grow at one end instead of touching a random page per message.
+    pub const fn time_ordered_from(unix_ms: u64, random: [u8; 10]) -> Self {
+        let t = unix_ms.to_be_bytes();
+        let r = random;
+        Self([
+            t[2],
+            t[3],
+            t[4],
+            t[5],
+            t[6],
+            t[7],
+            0x70 | (r[0] & 0x0f),
+            r[1],
+            0x80 | (r[2] & 0x3f),
+            r[3],
+            r[4],
+            r[5],
+            r[6],
+            r[7],
+            r[8],
+            r[9],
+        ])
     }
 
     /// The raw bytes.
@@ -172,6 +199,28 @@ impl fmt::Debug for MessageId {
     }
 }
 
+impl Serialize for MessageId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        crate::bstr::serialize(self.as_bytes(), s)
+    }
+}
+impl<'de> Deserialize<'de> for MessageId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        crate::bstr::deserialize_array::<D, 16>(d).map(Self::from_bytes)
+    }
+}
+impl Serialize for AgencyId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+impl<'de> Deserialize<'de> for AgencyId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        AgencyId::new(&s).map_err(de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,28 +253,25 @@ mod tests {
     }
 
     #[test]
-    fn time_ordered_ids_are_uuidv7() -> Result<(), RandomError> {
-        let rng = ring::rand::SystemRandom::new();
+    fn time_ordered_ids_are_uuidv7() {
         // RFC 9562 Appendix A.6: 2022-02-22 19:22:22 UTC is 0x017F22E279B0 ms.
         let ms = 0x017F_22E2_79B0;
-        let a = MessageId::time_ordered(ms, &rng)?;
-        let b = &a.as_bytes()[..];
-        assert_eq!(&b[..6], &[0x01, 0x7f, 0x22, 0xe2, 0x79, 0xb0]);
-        assert_eq!(b[6] >> 4, 7, "version");
-        assert_eq!(b[8] >> 6, 0b10, "variant");
+        let a = MessageId::time_ordered_from(ms, [0xff; 10]);
+        assert_eq!(
+            a.as_bytes(),
+            &[
+                0x01, 0x7f, 0x22, 0xe2, 0x79, 0xb0, 0x7f, 0xff, 0xbf, 0xff, 0xff, 0xff, 0xff, 0xff,
+                0xff, 0xff
+            ]
+        );
+        let z = MessageId::time_ordered_from(ms, [0; 10]);
+        assert_eq!(z.as_bytes()[6] >> 4, 7, "version");
+        assert_eq!(z.as_bytes()[8] >> 6, 0b10, "variant");
         // Later milliseconds sort after, whatever the random bits.
-        for _ in 0..64 {
-            let (x, y) = (
-                MessageId::time_ordered(ms, &rng)?,
-                MessageId::time_ordered(ms + 1, &rng)?,
-            );
-            assert!(x < y);
-            assert_ne!(x, MessageId::time_ordered(ms, &rng)?);
-        }
+        assert!(a < MessageId::time_ordered_from(ms + 1, [0; 10]));
         // Only the low 48 bits of the time are kept.
-        let wrapped = MessageId::time_ordered((1 << 48) + ms, &rng)?;
-        assert_eq!(&wrapped.as_bytes()[..6], &b[..6]);
-        Ok(())
+        let wrapped = MessageId::time_ordered_from((1 << 48) + ms, [0xff; 10]);
+        assert_eq!(wrapped, a);
     }
 
     #[test]
