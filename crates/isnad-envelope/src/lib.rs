@@ -12,8 +12,12 @@
 //! ```
 //!
 //! What it does: key types and their file forms (PKCS#8 PEM private keys,
-//! COSE_Key public keys), message kinds, [`seal`], and [`Opener::open`] with
-//! every check of spec/protocol.md in its documented order.
+//! COSE_Key public keys), the message header and [`Body`], the CBOR codec of
+//! bodies and claims, [`seal`], and [`Opener::open`] with every check of
+//! spec/protocol.md in its documented order. The names it shares with the
+//! other crates (agency and message ids, kinds, error codes, body types,
+//! [`Limits`], [`cbor`]) live in isnad-types, which has no cryptographic
+//! dependency; they are re-exported here under their old paths.
 //!
 //! What it does not do: no networking, no clock and no storage. Time is
 //! passed in; the replay set and the sender-key lookup are traits

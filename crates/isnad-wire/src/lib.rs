@@ -10,7 +10,8 @@
 //! What it does: encodes and strictly decodes request and response frames,
 //! with the size bound checked from the 4-byte prefix before the body is read.
 //! What it does not do: no sockets, no QUIC, no envelope cryptography — the
-//! node reads bytes from quinn and hands them here.
+//! node reads bytes from quinn and hands them here. Its only Isnad dependency
+//! is isnad-types (error codes, message ids, limits, bounded CBOR).
 //!
 //! ```
 //! use isnad_wire::*;
