@@ -206,7 +206,7 @@ impl NodeDir {
             .map_err(|source| NodeDirError::Start {
                 config: config_path,
                 listen: config.listen,
-                source,
+                source: Box::new(source),
             })?;
         let api = crate::api::serve(node.clone(), config.api.listen, token.trim().to_owned())
             .await

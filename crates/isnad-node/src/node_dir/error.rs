@@ -171,7 +171,7 @@ pub enum NodeDirError {
         /// The QUIC address.
         listen: SocketAddr,
         /// Why.
-        source: crate::NodeError,
+        source: Box<crate::NodeError>,
     },
     /// The local API's address cannot be bound.
     #[error("cannot bind the API address {addr}")]
