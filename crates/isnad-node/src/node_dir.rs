@@ -188,27 +188,25 @@ impl NodeDir {
     /// store (`isnad trust import`). All of them are tasks of the node:
     /// [`RunningNode::shutdown`] waits for each.
     pub async fn start(self) -> Result<RunningNode, NodeDirError> {
-        let Self {
-            config_path,
-            config,
-            lock,
-            identity,
-            federation,
-            log,
-            log_key,
-            store,
-            token,
-            warnings: _,
-        } = self;
+        let (config, federation) = (self.config, self.federation);
         let dir: Arc<dyn Directory> = federation.clone();
-        let node = NodeHandle::start(config.clone(), identity, dir, Arc::new(log), log_key, store)
-            .await
-            .map_err(|source| NodeDirError::Start {
-                config: config_path,
-                listen: config.listen,
-                source: Box::new(source),
-            })?;
-        let api = crate::api::serve(node.clone(), config.api.listen, token.trim().to_owned())
+        let log = Arc::new(self.log);
+        let node = NodeHandle::start(
+            config.clone(),
+            self.identity,
+            dir,
+            log,
+            self.log_key,
+            self.store,
+        )
+        .await
+        .map_err(|source| NodeDirError::Start {
+            config: self.config_path,
+            listen: config.listen,
+            source: Box::new(source),
+        })?;
+        let token = self.token.trim().to_owned();
+        let api = crate::api::serve(node.clone(), config.api.listen, token)
             .await
             .map_err(|source| NodeDirError::BindApi {
                 addr: config.api.listen,
@@ -221,7 +219,7 @@ impl NodeDir {
         }
         watch::spawn(&node, Arc::clone(&federation), config.paths.trust.clone());
         Ok(RunningNode {
-            _lock: lock,
+            _lock: self.lock,
             node,
             federation,
             api,

@@ -86,32 +86,12 @@ pub(super) fn write_node(dir: &Path, config: &Config) -> Result<(), NodeDirError
 
 /// Reads a PKCS#8 PEM signing key.
 pub fn read_signing_key(path: &Path) -> Result<SigningKey, NodeDirError> {
-    let what = "signing key";
-    let pem = std::fs::read_to_string(path).map_err(|source| NodeDirError::ReadKey {
-        what,
-        path: path.to_owned(),
-        source,
-    })?;
-    SigningKey::from_pkcs8_pem(&pem).map_err(|source| NodeDirError::BadKey {
-        what,
-        path: path.to_owned(),
-        source,
-    })
+    read_pem(path, "signing key", SigningKey::from_pkcs8_pem)
 }
 
 /// Reads a PKCS#8 PEM encryption key.
 pub fn read_encryption_key(path: &Path) -> Result<EncryptionKey, NodeDirError> {
-    let what = "encryption key";
-    let pem = std::fs::read_to_string(path).map_err(|source| NodeDirError::ReadKey {
-        what,
-        path: path.to_owned(),
-        source,
-    })?;
-    EncryptionKey::from_pkcs8_pem(&pem).map_err(|source| NodeDirError::BadKey {
-        what,
-        path: path.to_owned(),
-        source,
-    })
+    read_pem(path, "encryption key", EncryptionKey::from_pkcs8_pem)
 }
 
 /// Writes a private key file: created new, mode 0600, synced.
@@ -179,4 +159,22 @@ fn write_new(opts: &std::fs::OpenOptions, path: &Path, bytes: &[u8]) -> Result<(
             path: path.to_owned(),
             source,
         })
+}
+
+/// Reads the PEM file `path` holding `what`, parsed by `parse`.
+fn read_pem<K>(
+    path: &Path,
+    what: &'static str,
+    parse: impl FnOnce(&str) -> Result<K, isnad_envelope::KeyError>,
+) -> Result<K, NodeDirError> {
+    let pem = std::fs::read_to_string(path).map_err(|source| NodeDirError::ReadKey {
+        what,
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&pem).map_err(|source| NodeDirError::BadKey {
+        what,
+        path: path.to_owned(),
+        source,
+    })
 }
