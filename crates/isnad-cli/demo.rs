@@ -17,7 +17,9 @@ use isnad_trust::{fingerprint, Directory, Role, Rule, Selector, TrustStore};
 use ring::rand::SystemRandom;
 
 use crate::directory::node_entry;
-use crate::node_cmd::{create_node, start, unix_now, Running};
+use isnad_node::node_dir::RunningNode;
+
+use crate::node_cmd::{create_node, start, unix_now};
 
 mod relayed;
 
@@ -299,7 +301,7 @@ async fn demo(base: &Path) -> anyhow::Result<bool> {
         "each node's audit log is witnessed by the three others (quorum {WITNESS_QUORUM} of 3)\n"
     ));
     // 4. Start the nodes.
-    let mut nodes: Vec<Running> = Vec::new();
+    let mut nodes: Vec<RunningNode> = Vec::new();
     for ag in &AGENCIES {
         let r = start(&base.join(ag.id).join("config.toml"))
             .await

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use isnad_envelope::{EncryptionCurve, EncryptionKey, SignatureAlgorithm, SigningKey};
+use isnad_node::node_dir;
 use ring::rand::SystemRandom;
 
 /// File names written by `isnad keygen` inside `--out`.
@@ -88,24 +89,17 @@ pub(crate) fn run(args: KeygenArgs) -> anyhow::Result<ExitCode> {
 
 /// Reads a PKCS#8 PEM signing key.
 pub(crate) fn read_signing_key(path: &Path) -> anyhow::Result<SigningKey> {
-    let pem = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read signing key {}", path.display()))?;
-    SigningKey::from_pkcs8_pem(&pem)
-        .with_context(|| format!("{} is not a usable signing key", path.display()))
+    Ok(node_dir::read_signing_key(path)?)
 }
 
 /// Reads a PKCS#8 PEM encryption key.
 pub(crate) fn read_encryption_key(path: &Path) -> anyhow::Result<EncryptionKey> {
-    let pem = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read encryption key {}", path.display()))?;
-    EncryptionKey::from_pkcs8_pem(&pem)
-        .with_context(|| format!("{} is not a usable encryption key", path.display()))
+    Ok(node_dir::read_encryption_key(path)?)
 }
 
-/// Writes a private key file: created new, mode 0600, synced.
 /// The node lock of the node whose key directory `out` is, if it is one
 /// (its parent holds a `config.toml` naming `out` as `paths.keys`).
-fn lock_node_of(out: &Path) -> anyhow::Result<Option<isnad_node::node_dir::NodeLock>> {
+fn lock_node_of(out: &Path) -> anyhow::Result<Option<node_dir::NodeLock>> {
     let Some(parent) = out.parent() else {
         return Ok(None);
     };
@@ -126,7 +120,7 @@ fn lock_node_of(out: &Path) -> anyhow::Result<Option<isnad_node::node_dir::NodeL
     if !same(&config.paths.keys, out) {
         return Ok(None);
     }
-    let lock = isnad_node::node_dir::NodeLock::acquire(&config.paths.state).with_context(|| {
+    let lock = node_dir::NodeLock::acquire(&config.paths.state).with_context(|| {
         format!(
             "cannot write keys into the node of {}: it is owned by another process",
             config_path.display()
@@ -135,34 +129,12 @@ fn lock_node_of(out: &Path) -> anyhow::Result<Option<isnad_node::node_dir::NodeL
     Ok(Some(lock))
 }
 
+/// Writes a private key file: created new, mode 0600, synced.
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        opts.mode(0o600);
-    }
-    let mut f = opts
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    Ok(node_dir::write_private(path, bytes)?)
 }
 
 /// Writes a public file (never overwriting), synced.
 pub(crate) fn write_public(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    Ok(node_dir::write_public(path, bytes)?)
 }

@@ -316,13 +316,7 @@ async fn raw_quic(k: usize, secs: f64) -> BenchResult<Row> {
 
 /// Two real nodes: submit (durable) → deliver → signed receipt verified → both logs.
 async fn nodes(k: usize, secs: f64) -> BenchResult<Row> {
-    let tmp = tempfile::tempdir()?;
-    let dir = TestDirectory::default();
-    let (a, b) = (agency("iq.moi.ahtd")?, agency("fr.mj.bepi")?);
-    list(&dir, &a)?;
-    list(&dir, &b)?;
-    let na = start(&a, &dir, tmp.path()).await?;
-    let nb = start(&b, &dir, tmp.path()).await?;
+    let (_tmp, _, [_, b], [na, nb]) = pair("iq.moi.ahtd", "fr.mj.bepi").await?;
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let meter = Meter::start();
     let mut tasks = Vec::new();

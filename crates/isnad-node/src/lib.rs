@@ -1,4 +1,9 @@
 //! The Isnad node (work in progress).
+//!
+//! A node is assembled here, not in the binary: [`node_dir::NodeDir`] loads a
+//! node's directory and starts it with its local API, metrics and directory
+//! watcher ([`node_dir::NodeDir::start`]); [`NodeHandle::start`] is the lower
+//! level for callers that bring their own keys, directory and storage (tests).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -1,6 +1,22 @@
-//! One owner per node: the lock every command that opens a node's state
-//! takes before it reads, creates or repairs anything.
+//! A node's directory: creating it, loading it, and assembling the running
+//! node from it — keys, TLS configurations, the audit log, the state
+//! database, the local API, the metrics endpoint and the trust-directory
+//! watcher. `isnad init` and `isnad node run` are thin shells around
+//! [`NodeDir::init`], [`NodeDir::open`] and [`NodeDir::start`]; tests and
+//! embedders that bring their own directory and storage call
+//! [`NodeHandle::start`] directly.
 //!
+//! ```text
+//! NodeDir::init(dir, config)      keys/ state/ log/ trust/ config.toml (new)
+//! NodeDir::open(config.toml)      lock → keys → trust → TLS → log → token
+//!                                 → startup warnings → state database
+//! NodeDir::start()                NodeHandle::start → API → metrics
+//!                                 → directory watcher (a node task)
+//! RunningNode::shutdown()         NodeHandle::shutdown: waits for all of them
+//! ```
+//!
+//! One owner per node: every command that opens a node's state takes the
+//! node lock before it reads, creates or repairs anything.
 //! A node's files (keys, state database, audit log, trust store) may sit in
 //! separate directories (`[paths]` in the config); the lock lives in the
 //! state directory, as `node.lock` (an `flock` held on an open descriptor,
@@ -12,10 +28,237 @@
 //!
 //! Directories a node creates are private (0700), like its key files.
 
+use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use isnad_log::lock::{DirLock, LockError};
+use isnad_log::{Log, SignerKey};
+use isnad_trust::tls::{configs, TlsIdentity};
+
+use crate::config::Config;
+use crate::federation::Federation;
+use crate::store::Store;
+use crate::{Directory, Identity, NodeHandle};
+
+mod error;
+mod files;
+mod warnings;
+mod watch;
+
+pub use error::NodeDirError;
+pub use files::{read_encryption_key, read_signing_key, write_private, write_public};
+
+/// A node's directory, loaded and owned: its lock is held, its keys, trust
+/// store, audit log and state database are open, nothing runs yet.
+pub struct NodeDir {
+    config_path: PathBuf,
+    config: Config,
+    lock: NodeLock,
+    identity: Identity,
+    federation: Arc<Federation>,
+    log: Log,
+    log_key: SignerKey,
+    store: Store,
+    token: String,
+    warnings: Vec<String>,
+}
+
+impl NodeDir {
+    /// Creates a new node in `dir` for `config` (already checked): the
+    /// directory itself, then under the node lock `keys/` (signing,
+    /// encryption, TLS, audit-log and witness keys, private files mode
+    /// 0600; the API token), empty `state/`, `log/` and `trust/`, and
+    /// `config.toml`. Refused if `dir` already holds a `config.toml`.
+    pub fn init(dir: &Path, config: &Config) -> Result<(), NodeDirError> {
+        files::init(dir, config)
+    }
+
+    /// Writes a node's keys, directories and `config.toml` into `dir`
+    /// without the checks of [`NodeDir::init`] (for a federation that
+    /// builds fresh directories, such as `isnad demo`).
+    pub fn create(dir: &Path, config: &Config) -> Result<(), NodeDirError> {
+        files::write_node(dir, config)
+    }
+
+    /// Loads the node of the configuration file `config_path`: takes the
+    /// node lock before anything else is read, created or repaired, then
+    /// reads the keys, loads the trust store, builds the TLS
+    /// configurations, opens the audit log (logging how much of an
+    /// unclean tail it cut), reads the API token, logs every
+    /// [startup warning](NodeDir::warnings) at warn level, and opens the
+    /// state database. Each error names the file that is wrong.
+    pub fn open(config_path: &Path) -> Result<Self, NodeDirError> {
+        let config = Config::load(config_path)?;
+        let lock =
+            NodeLock::acquire(&config.paths.state).map_err(|source| NodeDirError::Owned {
+                config: config_path.to_owned(),
+                source,
+            })?;
+        let keys = &config.paths.keys;
+        let signing_key = read_signing_key(&keys.join("sign.key.pem"))?;
+        let enc = read_encryption_key(&keys.join("enc.key.pem"))?;
+        let tls = TlsIdentity {
+            cert_der: files::read_key_file(keys, "tls.cert.der")?,
+            key_der: files::read_key_file(keys, "tls.key.der")?,
+        };
+        let log_key = files::read_log_key(keys)?;
+        let witness_key = files::read_witness_key(keys)?;
+        let federation = Arc::new(Federation::load(&config.paths.trust).map_err(|source| {
+            NodeDirError::Trust {
+                path: config.paths.trust.clone(),
+                source,
+            }
+        })?);
+        let (tls_server, tls_client) =
+            configs(&tls, federation.peers()).map_err(|source| NodeDirError::Tls {
+                key: keys.join("tls.key.der"),
+                cert: keys.join("tls.cert.der"),
+                source,
+            })?;
+        let (log, report) = Log::open(&config.paths.log).map_err(|source| NodeDirError::Log {
+            path: config.paths.log.clone(),
+            source,
+        })?;
+        if report.truncated_bytes > 0 {
+            tracing::warn!(
+                bytes = report.truncated_bytes,
+                "audit log: cut the bytes after the last complete record (preallocated space left by an unclean stop, or an incomplete final record never acknowledged)"
+            );
+        }
+        let token = std::fs::read_to_string(&config.api.token_file).map_err(|source| {
+            NodeDirError::Token {
+                path: config.api.token_file.clone(),
+                source,
+            }
+        })?;
+        let warnings = warnings::startup_warnings(&warnings::StartupFacts {
+            config: &config,
+            federation: &federation,
+            signing_key: &signing_key,
+            tls_cert: &tls.cert_der,
+            log_key: &log_key,
+            witness_key: witness_key.as_ref(),
+            token: &token,
+        });
+        for w in &warnings {
+            tracing::warn!("WARNING: {w}");
+        }
+        let state_file = config.paths.state.join("state.redb");
+        let store = Store::open(&state_file).map_err(|source| NodeDirError::State {
+            path: state_file,
+            source,
+        })?;
+        let identity = Identity {
+            signing_key,
+            encryption_keys: vec![enc],
+            tls_server,
+            tls_client,
+            witness_key,
+        };
+        Ok(Self {
+            config_path: config_path.to_owned(),
+            config,
+            lock,
+            identity,
+            federation,
+            log,
+            log_key,
+            store,
+            token,
+            warnings,
+        })
+    }
+
+    /// Mistakes that let this node start but not work (or not safely),
+    /// each with what to do about it; [`NodeDir::open`] logged them.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The node's configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Starts the node ([`NodeHandle::start`]), its local API, its metrics
+    /// endpoint if configured, and the directory watcher, which accepts
+    /// and logs the signed directories an operator imports into the trust
+    /// store (`isnad trust import`). All of them are tasks of the node:
+    /// [`RunningNode::shutdown`] waits for each.
+    pub async fn start(self) -> Result<RunningNode, NodeDirError> {
+        let (config, federation) = (self.config, self.federation);
+        let dir: Arc<dyn Directory> = federation.clone();
+        let log = Arc::new(self.log);
+        let node = NodeHandle::start(
+            config.clone(),
+            self.identity,
+            dir,
+            log,
+            self.log_key,
+            self.store,
+        )
+        .await
+        .map_err(|source| NodeDirError::Start {
+            config: self.config_path,
+            listen: config.listen,
+            source: Box::new(source),
+        })?;
+        let token = self.token.trim().to_owned();
+        let api = crate::api::serve(node.clone(), config.api.listen, token)
+            .await
+            .map_err(|source| NodeDirError::BindApi {
+                addr: config.api.listen,
+                source,
+            })?;
+        if let Some(addr) = config.metrics_listen {
+            crate::api::serve_metrics(node.clone(), addr)
+                .await
+                .map_err(|source| NodeDirError::BindMetrics { addr, source })?;
+        }
+        watch::spawn(&node, Arc::clone(&federation), config.paths.trust.clone());
+        Ok(RunningNode {
+            _lock: self.lock,
+            node,
+            federation,
+            api,
+            config,
+        })
+    }
+}
+
+impl std::fmt::Debug for NodeDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeDir")
+            .field("config_path", &self.config_path)
+            .field("agency", &self.config.agency)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A node started from its directory, with its API, metrics endpoint and
+/// directory watcher. Holds the node lock until dropped.
+#[derive(Debug)]
+pub struct RunningNode {
+    _lock: NodeLock,
+    /// The node.
+    pub node: NodeHandle,
+    /// Its trust store, which the directory watcher updates.
+    pub federation: Arc<Federation>,
+    /// The bound address of the local API.
+    pub api: SocketAddr,
+    /// The configuration it runs with.
+    pub config: Config,
+}
+
+impl RunningNode {
+    /// Stops the node and waits for every task of it, the API, metrics and
+    /// directory watcher included ([`NodeHandle::shutdown`]).
+    pub async fn shutdown(&self) {
+        self.node.shutdown().await;
+    }
+}
 
 /// The node lock file inside the state directory.
 pub const NODE_LOCK_FILE: &str = "node.lock";

@@ -68,10 +68,7 @@ fn submit_json(to: &AgencyId, text: &str) -> Result<Vec<u8>, Box<dyn std::error:
 /// once, without the node waiting for the body.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_token_is_checked_before_the_body_is_read() -> TestResult {
-    let tmp = tempfile::tempdir()?;
-    let dir = TestDirectory::default();
-    let a = agency("iq.moi.ahtd")?;
-    list(&dir, &a)?;
+    let (tmp, dir, [a]) = listed(["iq.moi.ahtd"])?;
     let node = start(&a, &dir, tmp.path()).await?;
     let api = isnad_node::api::serve(node.clone(), "127.0.0.1:0".parse()?, TOKEN.into()).await?;
 
@@ -116,13 +113,7 @@ async fn the_token_is_checked_before_the_body_is_read() -> TestResult {
 /// once, oldest first, and an out-of-range limit is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inbox_and_outbox_come_in_pages() -> TestResult {
-    let tmp = tempfile::tempdir()?;
-    let dir = TestDirectory::default();
-    let (a, b) = (agency("iq.moi.ahtd")?, agency("fr.mj.bepi")?);
-    list(&dir, &a)?;
-    list(&dir, &b)?;
-    let na = start(&a, &dir, tmp.path()).await?;
-    let nb = start(&b, &dir, tmp.path()).await?;
+    let (_tmp, _, [_, b], [na, nb]) = pair("iq.moi.ahtd", "fr.mj.bepi").await?;
     let api_a = isnad_node::api::serve(na.clone(), "127.0.0.1:0".parse()?, TOKEN.into()).await?;
     let api_b = isnad_node::api::serve(nb.clone(), "127.0.0.1:0".parse()?, TOKEN.into()).await?;
 
@@ -193,16 +184,7 @@ async fn inbox_and_outbox_come_in_pages() -> TestResult {
 /// announced or found while reading a chunked body.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_body_limit_follows_the_envelope_limit() -> TestResult {
-    let tmp = tempfile::tempdir()?;
-    let dir = TestDirectory::default();
-    let (a, b, c) = (
-        agency("iq.moi.ahtd")?,
-        agency("fr.mj.bepi")?,
-        agency("iq.moj.ca")?,
-    );
-    list(&dir, &a)?;
-    list(&dir, &b)?;
-    list(&dir, &c)?;
+    let (tmp, dir, [a, b, c]) = listed(["iq.moi.ahtd", "fr.mj.bepi", "iq.moj.ca"])?;
     let na = start(&a, &dir, tmp.path()).await?;
     let api = isnad_node::api::serve(na.clone(), "127.0.0.1:0".parse()?, TOKEN.into()).await?;
     let big = submit_json(&b.id, &"x".repeat(3_000_000))?;

@@ -15,11 +15,7 @@ use support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_yet_valid_is_retried_until_the_receiver_accepts() -> TestResult {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-    let tmp = tempfile::tempdir()?;
-    let dir = TestDirectory::default();
-    let (a, b) = (agency("iq.moi.ahtd")?, agency("iq.moj.ca")?);
-    list(&dir, &a)?;
-    list(&dir, &b)?;
+    let (tmp, dir, [a, b]) = listed(["iq.moi.ahtd", "iq.moj.ca"])?;
     // The sender's clock is 302 s ahead of the receiver's (whose skew
     // allowance is 300 s): its queued message claims creation at
     // receiver-now + 302, which the receiver accepts from 2 s on.

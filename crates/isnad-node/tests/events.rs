@@ -50,13 +50,7 @@ fn id_of_event_with(text: &str, needle: &str) -> Option<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_tell_of_new_messages_and_deliveries_and_resume_from_the_last_id() -> TestResult {
-    let tmp = tempfile::tempdir()?;
-    let dir = TestDirectory::default();
-    let (a, b) = (agency("iq.moi.ahtd")?, agency("fr.mj.bepi")?);
-    list(&dir, &a)?;
-    list(&dir, &b)?;
-    let na = start(&a, &dir, tmp.path()).await?;
-    let nb = start(&b, &dir, tmp.path()).await?;
+    let (_tmp, _, [_, b], [na, nb]) = pair("iq.moi.ahtd", "fr.mj.bepi").await?;
     let local = SocketAddr::from(([127, 0, 0, 1], 0));
     let api_a = isnad_node::api::serve(na.clone(), local, TOKEN.into()).await?;
     let api_b = isnad_node::api::serve(nb.clone(), local, TOKEN.into()).await?;

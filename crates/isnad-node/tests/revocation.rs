@@ -17,11 +17,7 @@ use support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backdated_message_signed_with_a_revoked_key_is_refused_on_receipt() -> TestResult {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-    let tmp = tempfile::tempdir()?;
-    let dir = TestDirectory::default();
-    let (a, b) = (agency("iq.moi.ahtd")?, agency("iq.moj.ca")?);
-    list(&dir, &a)?;
-    list(&dir, &b)?;
+    let (tmp, dir, [a, b]) = listed(["iq.moi.ahtd", "iq.moj.ca"])?;
     // A one-second grace keeps the test short (the default is 600 s).
     let nb = start_with(&b, &dir, tmp.path(), |c| c.limits.revocation_grace_secs = 1).await?;
     let conn = raw_connect(&a, &dir, &b).await?;
@@ -127,11 +123,7 @@ fn rejected_reasons(n: &NodeHandle) -> Result<Vec<String>, Box<dyn std::error::E
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sender_whose_own_key_is_revoked_says_so_and_takes_no_new_messages() -> TestResult {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-    let tmp = tempfile::tempdir()?;
-    let dir = TestDirectory::default();
-    let (a, b) = (agency("iq.moi.ahtd")?, agency("iq.moj.ca")?);
-    list(&dir, &a)?;
-    list(&dir, &b)?;
+    let (tmp, dir, [a, b]) = listed(["iq.moi.ahtd", "iq.moj.ca"])?;
     let na = start(&a, &dir, tmp.path()).await?;
     // Queued while the recipient is down.
     let id = na.submit(b.id.clone(), intel("queued"), None).await?;

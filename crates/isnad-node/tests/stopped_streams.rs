@@ -13,11 +13,7 @@ use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusal_before_the_body_is_read_reaches_the_sender() -> TestResult {
-    let tmp = tempfile::tempdir()?;
-    let dir = TestDirectory::default();
-    let (a, b) = (agency("iq.moi.ahtd")?, agency("fr.mj.bepi")?);
-    list(&dir, &a)?;
-    list(&dir, &b)?;
+    let (tmp, dir, [a, b]) = listed(["iq.moi.ahtd", "fr.mj.bepi"])?;
     let na = start(&a, &dir, tmp.path()).await?;
     // The receiver takes envelopes of at most 64 KiB; the sender's limit is
     // the default 4 MiB, and its envelope is larger than the receiver's

@@ -22,13 +22,7 @@ use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliver_both_ways_with_receipts_and_audit() -> TestResult {
-    let tmp = tempfile::tempdir()?;
-    let dir = TestDirectory::default();
-    let (a, b) = (agency("iq.moi.ahtd")?, agency("fr.mj.bepi")?);
-    list(&dir, &a)?;
-    list(&dir, &b)?;
-    let na = start(&a, &dir, tmp.path()).await?;
-    let nb = start(&b, &dir, tmp.path()).await?;
+    let (_tmp, _, [a, b], [na, nb]) = pair("iq.moi.ahtd", "fr.mj.bepi").await?;
 
     let id1 = na.submit(b.id.clone(), intel("to france"), None).await?;
     let id2 = nb.submit(a.id.clone(), intel("to iraq"), None).await?;
@@ -67,11 +61,7 @@ async fn deliver_both_ways_with_receipts_and_audit() -> TestResult {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_down_then_up_and_restart_mid_queue_lose_nothing() -> TestResult {
-    let tmp = tempfile::tempdir()?;
-    let dir = TestDirectory::default();
-    let (a, b) = (agency("iq.moj.ca")?, agency("fr.mj.bepi")?);
-    list(&dir, &a)?;
-    list(&dir, &b)?;
+    let (tmp, dir, [a, b]) = listed(["iq.moj.ca", "fr.mj.bepi"])?;
     // The recipient is down: messages queue.
     let na = start(&a, &dir, tmp.path()).await?;
     let mut ids = Vec::new();
@@ -113,13 +103,10 @@ async fn peer_down_then_up_and_restart_mid_queue_lose_nothing() -> TestResult {
 /// (one `sent` and one `receipt-received` per message in the sender's log).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_messages_than_delivery_slots_are_each_delivered_once() -> TestResult {
-    let tmp = tempfile::tempdir()?;
-    let dir = TestDirectory::default();
-    let (a, b) = (agency("iq.moi.ahtd")?, agency("fr.mj.bepi")?);
-    list(&dir, &a)?;
-    list(&dir, &b)?;
-    let na = start_with(&a, &dir, tmp.path(), |c| c.delivery.max_in_flight = 2).await?;
-    let nb = start(&b, &dir, tmp.path()).await?;
+    let (_tmp, _, [_, b], [na, nb]) = pair_with("iq.moi.ahtd", "fr.mj.bepi", |c| {
+        c.delivery.max_in_flight = 2
+    })
+    .await?;
     let mut submits = Vec::new();
     for i in 0..40u8 {
         let (na, to) = (na.clone(), b.id.clone());
@@ -170,13 +157,7 @@ async fn more_messages_than_delivery_slots_are_each_delivered_once() -> TestResu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_denial_is_final_and_logged() -> TestResult {
-    let tmp = tempfile::tempdir()?;
-    let dir = TestDirectory::default();
-    let (a, b) = (agency("iq.moi.ahtd")?, agency("iq.moj.ca")?);
-    list(&dir, &a)?;
-    list(&dir, &b)?;
-    let na = start(&a, &dir, tmp.path()).await?;
-    let nb = start(&b, &dir, tmp.path()).await?;
+    let (_tmp, dir, [_, b], [na, nb]) = pair("iq.moi.ahtd", "iq.moj.ca").await?;
     // The sender's own policy check refuses at submission.
     dir.0
         .write()
@@ -196,16 +177,7 @@ const FLOOD: u32 = 300;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_inputs_are_refused_and_logged_while_honest_peers_are_served() -> TestResult {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-    let tmp = tempfile::tempdir()?;
-    let dir = TestDirectory::default();
-    let (a, b, c) = (
-        agency("iq.moi.ahtd")?,
-        agency("fr.mj.bepi")?,
-        agency("fr.pn.ocrtis")?,
-    );
-    for x in [&a, &b, &c] {
-        list(&dir, x)?;
-    }
+    let (tmp, dir, [a, b, c]) = listed(["iq.moi.ahtd", "fr.mj.bepi", "fr.pn.ocrtis"])?;
     let nb = start(&b, &dir, tmp.path()).await?;
     let conn = raw_connect(&a, &dir, &b).await?;
     let rng = SystemRandom::new();
@@ -497,10 +469,7 @@ async fn http(addr: std::net::SocketAddr, request: &str) -> std::io::Result<Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_stops_the_local_api_and_metrics_servers() -> TestResult {
-    let tmp = tempfile::tempdir()?;
-    let dir = TestDirectory::default();
-    let a = agency("iq.moi.ahtd")?;
-    list(&dir, &a)?;
+    let (tmp, dir, [a]) = listed(["iq.moi.ahtd"])?;
     let node = start(&a, &dir, tmp.path()).await?;
     let local = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let api = isnad_node::api::serve(node.clone(), local, "t0ken".into()).await?;
@@ -528,10 +497,7 @@ async fn shutdown_stops_the_local_api_and_metrics_servers() -> TestResult {
 /// used to miss the signal when it was sent before they subscribed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_right_after_start_stops_every_task() -> TestResult {
-    let tmp = tempfile::tempdir()?;
-    let dir = TestDirectory::default();
-    let a = agency("iq.moi.ahtd")?;
-    list(&dir, &a)?;
+    let (tmp, dir, [a]) = listed(["iq.moi.ahtd"])?;
     for round in 0..5 {
         let node = start(&a, &dir, tmp.path()).await?;
         tokio::time::timeout(Duration::from_secs(10), node.shutdown())
@@ -548,11 +514,7 @@ async fn shutdown_right_after_start_stops_every_task() -> TestResult {
 /// window has passed it is served again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_refused_too_often_is_throttled_for_the_window() -> TestResult {
-    let tmp = tempfile::tempdir()?;
-    let dir = TestDirectory::default();
-    let (a, b) = (agency("iq.moi.ahtd")?, agency("fr.mj.bepi")?);
-    list(&dir, &a)?;
-    list(&dir, &b)?;
+    let (tmp, dir, [a, b]) = listed(["iq.moi.ahtd", "fr.mj.bepi"])?;
     let nb = start_with(&b, &dir, tmp.path(), |c| {
         c.limits.max_rejections_per_peer = 5;
         c.limits.rejection_window_secs = 2;

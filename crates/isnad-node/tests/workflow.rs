@@ -145,13 +145,7 @@ fn intel_err(r: Result<MessageId, NodeError>) -> Option<IntelError> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_walks_review_supplement_execution_results_and_close() -> TestResult {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-    let tmp = tempfile::tempdir()?;
-    let dir = TestDirectory::default();
-    let (a, b) = (agency("iq.moj.ca")?, agency("fr.mj.bepi")?);
-    list(&dir, &a)?;
-    list(&dir, &b)?;
-    let na = start(&a, &dir, tmp.path()).await?;
-    let nb = start(&b, &dir, tmp.path()).await?;
+    let (_tmp, dir, [a, b], [na, nb]) = pair("iq.moj.ca", "fr.mj.bepi").await?;
 
     let rid = delivered(&na, na.submit(b.id.clone(), mla_request()?, None).await).await?;
     // Requesting side: delivered once the receipt arrived; requested side: delivered on acceptance.
@@ -372,17 +366,8 @@ async fn request_walks_review_supplement_execution_results_and_close() -> TestRe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restricted_intel_forwarding_needs_permission_and_retraction_reaches_all() -> TestResult {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-    let tmp = tempfile::tempdir()?;
-    let dir = TestDirectory::default();
-    let (o, r1, r2, t) = (
-        agency("iq.moi.ahtd")?,
-        agency("fr.pn.ocrtis")?,
-        agency("de.bka")?,
-        agency("es.pn.ucrif")?,
-    );
-    for x in [&o, &r1, &r2, &t] {
-        list(&dir, x)?;
-    }
+    let (tmp, dir, [o, r1, r2, t]) =
+        listed(["iq.moi.ahtd", "fr.pn.ocrtis", "de.bka", "es.pn.ucrif"])?;
     let no = start(&o, &dir, tmp.path()).await?;
     let n1 = start(&r1, &dir, tmp.path()).await?;
     let n2 = start(&r2, &dir, tmp.path()).await?;
@@ -636,17 +621,11 @@ async fn restricted_intel_forwarding_needs_permission_and_retraction_reaches_all
 /// the sender's backoff (a minute here) stalled them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_messages_about_one_share_do_not_conflict() -> TestResult {
-    let tmp = tempfile::tempdir()?;
-    let dir = TestDirectory::default();
-    let (a, b) = (agency("iq.moi.ahtd")?, agency("fr.mj.bepi")?);
-    list(&dir, &a)?;
-    list(&dir, &b)?;
     let slow_retry = |c: &mut isnad_node::config::Config| {
         c.delivery.initial_backoff_ms = 60_000;
         c.delivery.max_backoff_secs = 600;
     };
-    let na = start_with(&a, &dir, tmp.path(), slow_retry).await?;
-    let nb = start(&b, &dir, tmp.path()).await?;
+    let (_tmp, _, [a, b], [na, nb]) = pair_with("iq.moi.ahtd", "fr.mj.bepi", slow_retry).await?;
     let mut ids = Vec::new();
     for i in 0..30 {
         ids.push(
@@ -674,13 +653,7 @@ async fn concurrent_messages_about_one_share_do_not_conflict() -> TestResult {
 /// index; a further restart logs nothing more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_status_change_without_its_entry_is_logged_at_restart() -> TestResult {
-    let tmp = tempfile::tempdir()?;
-    let dir = TestDirectory::default();
-    let (a, b) = (agency("iq.moi.ahtd")?, agency("fr.mj.bepi")?);
-    list(&dir, &a)?;
-    list(&dir, &b)?;
-    let na = start(&a, &dir, tmp.path()).await?;
-    let nb = start(&b, &dir, tmp.path()).await?;
+    let (tmp, dir, [a, b], [na, nb]) = pair("iq.moi.ahtd", "fr.mj.bepi").await?;
     let sid = MessageId::from_bytes([1; 16]);
     let id = delivered(&na, na.submit(b.id.clone(), intel("one"), None).await).await?;
     let indexed = |n: &NodeHandle| -> Result<Option<u64>, Box<dyn std::error::Error>> {

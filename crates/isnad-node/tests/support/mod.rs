@@ -208,6 +208,50 @@ pub fn list(dir: &TestDirectory, a: &Agency) -> TestResult {
     Ok(())
 }
 
+/// A temporary home for nodes and one directory listing a fresh agency for
+/// each of `ids` (nothing started): `let (tmp, dir, [a, b]) = listed([..])?`.
+pub fn listed<const N: usize>(
+    ids: [&str; N],
+) -> Result<(tempfile::TempDir, TestDirectory, [Agency; N]), Box<dyn std::error::Error>> {
+    let tmp = tempfile::tempdir()?;
+    let dir = TestDirectory::default();
+    let mut agencies = Vec::with_capacity(N);
+    for id in ids {
+        let a = agency(id)?;
+        list(&dir, &a)?;
+        agencies.push(a);
+    }
+    let agencies = agencies.try_into().map_err(|_| "one agency per id")?;
+    Ok((tmp, dir, agencies))
+}
+
+/// Two agencies listed in one directory, each running a node with the test
+/// configuration, in a temporary home that must outlive them.
+pub type Pair = (
+    tempfile::TempDir,
+    TestDirectory,
+    [Agency; 2],
+    [NodeHandle; 2],
+);
+
+/// The two-node setup of most tests and of the round-trip benchmark:
+/// `let (tmp, dir, [a, b], [na, nb]) = pair("iq.moi.ahtd", "fr.mj.bepi").await?`.
+pub async fn pair(a: &str, b: &str) -> Result<Pair, Box<dyn std::error::Error>> {
+    pair_with(a, b, |_| {}).await
+}
+
+/// [`pair`] with `edit` applied to the first node's configuration.
+pub async fn pair_with(
+    a: &str,
+    b: &str,
+    edit: impl FnOnce(&mut Config),
+) -> Result<Pair, Box<dyn std::error::Error>> {
+    let (tmp, dir, [a, b]) = listed([a, b])?;
+    let na = start_with(&a, &dir, tmp.path(), edit).await?;
+    let nb = start(&b, &dir, tmp.path()).await?;
+    Ok((tmp, dir, [a, b], [na, nb]))
+}
+
 /// The production TLS configuration (isnad-trust: TLS 1.3, ALPN, SPKI
 /// pinning against the listed agencies).
 pub fn tls(
