@@ -112,6 +112,30 @@ fn fixture_copy(base: &Path) -> (NodeProc, NodeProc, Vec<String>) {
     (a, b, ids)
 }
 
+/// `isnad node run --config CONFIG`, which must exit (refuse) within 10 s:
+/// a node that starts instead is killed and the test fails.
+fn refused_start(config: &Path) -> String {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(BIN)
+        .args(["node", "run", "--config", p(config)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("the node started instead of refusing");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 fn json(args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&ok(args)).unwrap()
 }
@@ -213,9 +237,7 @@ fn a_directory_of_a_newer_release_is_refused_and_left_untouched() {
     let version = a.dir.join("log/version");
     std::fs::write(&version, b"9\n").unwrap();
     let entries = std::fs::read(a.dir.join("log/entries")).unwrap();
-    let run = isnad(&["node", "run", "--config", p(&config)]);
-    assert!(!run.status.success());
-    let err = String::from_utf8_lossy(&run.stderr);
+    let err = refused_start(&config);
     assert!(
         err.contains("format 9") && err.contains("newer release") && err.contains("format 1"),
         "{err}"
@@ -226,9 +248,7 @@ fn a_directory_of_a_newer_release_is_refused_and_left_untouched() {
 
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&config, format!("format = 2\n{text}")).unwrap();
-    let run = isnad(&["node", "run", "--config", p(&config)]);
-    assert!(!run.status.success());
-    let err = String::from_utf8_lossy(&run.stderr);
+    let err = refused_start(&config);
     assert!(
         err.contains("format 2") && err.contains("formats 1 to 1"),
         "{err}"

@@ -604,7 +604,7 @@ async fn alpn_agrees_with_the_previous_and_a_later_release_and_refuses_others() 
     listed.replace(ids);
     let ends = (&a.tls, &listed, &b.tls, &listed);
     let name = "fr.mj.bepi";
-    assert_eq!(isnad_trust::tls::ALPN_PROTOCOLS[0], b"isnad/1");
+    assert_eq!(tls::ALPN_PROTOCOLS[0], b"isnad/1");
     let previous: &[&[u8]] = &[b"isnad/1"];
     let later: &[&[u8]] = &[b"isnad/2", b"isnad/1"];
     for offer in [None, Some(previous), Some(later)] {
@@ -612,7 +612,8 @@ async fn alpn_agrees_with_the_previous_and_a_later_release_and_refuses_others() 
         assert_eq!(got.as_deref(), Some(&b"isnad/1"[..]), "{offer:?}");
     }
     let unknown: &[&[u8]] = &[b"isnad/2"];
-    for offer in [unknown, &[b"h3"][..]] {
+    let other: &[&[u8]] = &[b"h3"];
+    for offer in [unknown, other] {
         assert!(
             handshake_offering(ends, name, Some(offer)).await.is_err(),
             "{offer:?}"
