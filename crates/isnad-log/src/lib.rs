@@ -62,6 +62,7 @@ pub mod checkpoint;
 pub mod crosscheck;
 pub mod disk;
 pub mod entry;
+pub mod format;
 pub mod lock;
 mod log;
 pub mod merkle;

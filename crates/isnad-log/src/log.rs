@@ -5,6 +5,7 @@
 //! ```text
 //! <dir>/entries      "ISNADLG1" then records: u32 BE len ‖ leaf_hash(payload)[..4] ‖ payload
 //! <dir>/checkpoint   the last signed checkpoint note (replaced atomically)
+//! <dir>/version      the directory's format version (crate::format)
 //! ```
 //!
 //! `append` returns only after `fdatasync` covered the entry. Concurrent
@@ -134,6 +135,18 @@ pub enum LogError {
     Poisoned,
 
     // --- The files on disk are not a valid log (needs an operator) ---
+    /// The directory's `version` file names a format newer than this
+    /// release reads: it was written by a newer release. Nothing was read
+    /// or changed; run that release (or a newer one).
+    #[error("log directory {} is format {found}, written by a newer release; this release reads up to format {supported}", .dir.display())]
+    UnsupportedFormat {
+        /// The log directory.
+        dir: PathBuf,
+        /// The format its `version` file names.
+        found: u64,
+        /// The newest format this release reads.
+        supported: u64,
+    },
     /// The entries file does not start with the log magic.
     #[error("{path} is not an Isnad audit log (bad magic)")]
     NotALog {
@@ -315,6 +328,7 @@ impl Log {
             .map_err(io_err("create directory", dir))?;
         // Ownership first: nothing is read, created or repaired before it.
         let lock = DirLock::acquire(dir, LOCK_FILE)?;
+        crate::format::check(dir)?;
         let path = dir.join(ENTRIES_FILE);
         match OpenOptions::new()
             .write(true)

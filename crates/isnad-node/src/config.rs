@@ -27,6 +27,17 @@ pub enum ConfigError {
         /// What is wrong, with line and column.
         message: String,
     },
+    /// The file names a `format` newer than this release reads (it was
+    /// written for a newer release), or 0.
+    #[error("config {path} is format {found}; this release reads formats 1 to {supported}: run the release it was written for, or a newer one")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// The `format` it names.
+        found: u32,
+        /// The newest format this release reads.
+        supported: u32,
+    },
     /// A value is out of its allowed range.
     #[error("config {path}: {message}")]
     Range {
@@ -41,6 +52,10 @@ pub enum ConfigError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// The configuration's format version ([`crate::formats::CONFIG_FORMAT`]);
+    /// absent = 1, the format of release 0.1.0.
+    #[serde(default = "config_format_1")]
+    pub format: u32,
     /// This node's agency id, e.g. `iq.moi.ahtd`.
     pub agency: AgencyId,
     /// UDP address the QUIC endpoint listens on.
@@ -69,6 +84,11 @@ pub struct Config {
     /// Disk: the free-space floor below which no new work is accepted.
     #[serde(default)]
     pub disk: DiskConfig,
+}
+
+/// A config without `format` is of release 0.1.0's format.
+fn config_format_1() -> u32 {
+    1
 }
 
 /// Disk space (spec/transport.md §9).
@@ -307,6 +327,13 @@ impl Config {
             path: path.to_owned(),
             message,
         })?;
+        if cfg.format == 0 || cfg.format > crate::formats::CONFIG_FORMAT {
+            return Err(ConfigError::Format {
+                path: path.to_owned(),
+                found: cfg.format,
+                supported: crate::formats::CONFIG_FORMAT,
+            });
+        }
         cfg.check().map_err(|message| ConfigError::Range {
             path: path.to_owned(),
             message,
@@ -450,6 +477,30 @@ mod tests {
         assert!(c
             .map(|c| c.check())
             .is_ok_and(|r| r.is_err_and(|e| e.contains("quorum"))));
+    }
+
+    #[test]
+    fn format_absent_is_1_written_explicitly_and_a_newer_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("config.toml");
+        let old = "agency = \"iq.moi\"\nlisten = \"127.0.0.1:1\"\n";
+        std::fs::write(&path, old).unwrap_or_else(|e| panic!("{e}"));
+        let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.format, 1);
+        let written = c.to_toml().unwrap_or_else(|e| panic!("{e}"));
+        assert!(written.starts_with("format = 1\n"), "{written}");
+        for bad in [0, crate::formats::CONFIG_FORMAT + 1] {
+            std::fs::write(&path, format!("format = {bad}\n{old}"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            match Config::load(&path) {
+                Err(ConfigError::Format {
+                    found, supported, ..
+                }) => {
+                    assert_eq!((found, supported), (bad, crate::formats::CONFIG_FORMAT));
+                }
+                other => panic!("expected a format error, got {other:?}"),
+            }
+        }
     }
 
     #[test]

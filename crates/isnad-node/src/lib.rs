@@ -14,6 +14,7 @@ mod cases;
 pub mod config;
 pub mod exchange;
 pub mod federation;
+pub mod formats;
 pub mod health;
 pub mod idempotency;
 pub mod metrics;

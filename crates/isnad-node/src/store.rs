@@ -61,6 +61,10 @@ pub enum StoreError {
     /// operation did not take effect.
     #[error("state database unavailable after a failed write: {0}")]
     Failing(String),
+    /// The database was written by a newer release, or its format version
+    /// is damaged (`crate::formats`). Nothing was read or changed.
+    #[error(transparent)]
+    Format(#[from] crate::formats::FormatError),
 }
 
 macro_rules! db_err {
@@ -1038,9 +1042,11 @@ fn copy_new(src: &Path, dest: &Path) -> std::io::Result<u64> {
     Ok(n)
 }
 
-/// Opens the database and creates the tables (a durable commit).
+/// Opens the database, brings its format up to this release's
+/// (`crate::formats`) and creates the tables (durable commits).
 fn open_tables(open: &Opener) -> Result<Database, StoreError> {
     let db = open()?;
+    crate::formats::upgrade_state(&db)?;
     let txn = db.begin_write()?;
     txn.open_table(OUTBOX)?;
     txn.open_table(DUE)?;

@@ -19,6 +19,15 @@ use crate::TrustError;
 /// The ALPN protocol id of Isnad version 1.
 pub const ALPN: &[u8] = b"isnad/1";
 
+/// Every ALPN protocol id this release speaks, newest first
+/// (spec/transport.md §1.1). A client offers all of them; a server picks
+/// the first of its list that the client offered (rustls), so two releases
+/// agree on the newest version both speak, and a partner that offers none
+/// of them fails the handshake (`no_application_protocol`). A release that
+/// adds `isnad/2` puts it first and keeps `isnad/1` for partners still on
+/// the release before.
+pub const ALPN_PROTOCOLS: &[&[u8]] = &[ALPN];
+
 /// A node's TLS certificate and private key (PKCS#8 DER).
 #[derive(Clone)]
 pub struct TlsIdentity {
@@ -222,7 +231,7 @@ pub fn configs(
         .with_client_cert_verifier(verifier.clone())
         .with_single_cert(vec![cert.clone()], key())
         .map_err(tls)?;
-    server.alpn_protocols = vec![ALPN.to_vec()];
+    server.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
     // rustls puts every custom server verifier behind `dangerous()`; this one
     // verifies (pinned SPKI plus the TLS 1.3 handshake signature).
     let mut client = rustls::ClientConfig::builder_with_provider(provider)
@@ -232,6 +241,6 @@ pub fn configs(
         .with_custom_certificate_verifier(verifier)
         .with_client_auth_cert(vec![cert], key())
         .map_err(tls)?;
-    client.alpn_protocols = vec![ALPN.to_vec()];
+    client.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
     Ok((Arc::new(server), Arc::new(client)))
 }

@@ -492,8 +492,29 @@ async fn handshake(
     server_peers: &PeerSet,
     name: &str,
 ) -> Result<(), Box<dyn std::error::Error>> {
+    let ends = (client_id, client_peers, server_id, server_peers);
+    handshake_offering(ends, name, None).await.map(|_| ())
+}
+
+/// A handshake whose client offers `offer` as its ALPN list (`None`: this
+/// release's); returns the protocol negotiated.
+async fn handshake_offering(
+    (client_id, client_peers, server_id, server_peers): (
+        &TlsIdentity,
+        &PeerSet,
+        &TlsIdentity,
+        &PeerSet,
+    ),
+    name: &str,
+    offer: Option<&[&[u8]]>,
+) -> Result<Option<Vec<u8>>, Box<dyn std::error::Error>> {
     let (server_tls, _) = configs(server_id, server_peers)?;
-    let (_, client_tls) = configs(client_id, client_peers)?;
+    let (_, mut client_tls) = configs(client_id, client_peers)?;
+    if let Some(offer) = offer {
+        let mut c = (*client_tls).clone();
+        c.alpn_protocols = offer.iter().map(|p| p.to_vec()).collect();
+        client_tls = Arc::new(c);
+    }
     let server = quinn::Endpoint::server(
         quinn::ServerConfig::with_crypto(Arc::new(
             quinn::crypto::rustls::QuicServerConfig::try_from(server_tls)?,
@@ -516,6 +537,10 @@ async fn handshake(
         quinn::crypto::rustls::QuicClientConfig::try_from(client_tls)?,
     )));
     let conn = client.connect(addr, name)?.await?;
+    let protocol = conn
+        .handshake_data()
+        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|d| d.protocol);
     // TLS 1.3: a refused client certificate can surface on first use.
     let (mut s, mut r) = conn.open_bi().await?;
     s.write_all(b"ping").await?;
@@ -524,7 +549,7 @@ async fn handshake(
     conn.close(0u32.into(), b"done");
     accept.abort();
     if echo == b"ping" {
-        Ok(())
+        Ok(protocol)
     } else {
         Err("no echo".into())
     }
@@ -561,5 +586,38 @@ async fn tls_accepts_listed_peers_and_refuses_unlisted() -> TestResult {
     assert!(handshake(&a.tls, &listed, &b.tls, &listed, "fr.mj.bepi")
         .await
         .is_err());
+    Ok(())
+}
+
+/// spec/transport.md §1.1: a partner still on the release before (which
+/// offered exactly `isnad/1`) and a partner of a later release (offering a
+/// newer version first, then `isnad/1`) both agree on `isnad/1` with this
+/// release; a partner offering no version this release speaks is refused
+/// in the handshake.
+#[tokio::test]
+async fn alpn_agrees_with_the_previous_and_a_later_release_and_refuses_others() -> TestResult {
+    let (a, b) = (node("iq.moi.ahtd")?, node("fr.mj.bepi")?);
+    let listed = PeerSet::default();
+    let mut ids = BTreeMap::new();
+    ids.insert(a.tls.spki_sha256()?, a.id.clone());
+    ids.insert(b.tls.spki_sha256()?, b.id.clone());
+    listed.replace(ids);
+    let ends = (&a.tls, &listed, &b.tls, &listed);
+    let name = "fr.mj.bepi";
+    assert_eq!(tls::ALPN_PROTOCOLS[0], b"isnad/1");
+    let previous: &[&[u8]] = &[b"isnad/1"];
+    let later: &[&[u8]] = &[b"isnad/2", b"isnad/1"];
+    for offer in [None, Some(previous), Some(later)] {
+        let got = handshake_offering(ends, name, offer).await?;
+        assert_eq!(got.as_deref(), Some(&b"isnad/1"[..]), "{offer:?}");
+    }
+    let unknown: &[&[u8]] = &[b"isnad/2"];
+    let other: &[&[u8]] = &[b"h3"];
+    for offer in [unknown, other] {
+        assert!(
+            handshake_offering(ends, name, Some(offer)).await.is_err(),
+            "{offer:?}"
+        );
+    }
     Ok(())
 }
