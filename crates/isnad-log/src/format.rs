@@ -125,8 +125,8 @@ mod tests {
     fn entry() -> Entry {
         let mut e = Entry::new(EventType::Sent, 1_790_000_000_000);
         e.message_id = Some(crate::testing::message_id(1));
-        e.sender = Some(isnad_envelope::AgencyId::new("iq.moi.ahtd").unwrap());
-        e.recipient = Some(isnad_envelope::AgencyId::new("fr.mj.bepi").unwrap());
+        e.sender = Some(isnad_types::AgencyId::new("iq.moi.ahtd").unwrap());
+        e.recipient = Some(isnad_types::AgencyId::new("fr.mj.bepi").unwrap());
         e.envelope_sha256 = Some(crate::testing::digest(1));
         e
     }
