@@ -50,7 +50,11 @@ pub(super) async fn send(
         from.agency(),
         to.agency(),
         &id.to_hex()[..12],
-        route[1..route.len() - 1].join(", "),
+        route[1..route.len() - 1]
+            .iter()
+            .map(|a| a.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
         match e2e {
             Some(i) => format!("end-to-end receipt verified, recipient logged it at index {i}"),
             None => "no end-to-end receipt".into(),

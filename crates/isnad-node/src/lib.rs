@@ -19,6 +19,9 @@ pub mod storage;
 pub mod store;
 pub mod workflow;
 
+#[cfg(test)]
+mod format_tests;
+
 pub use node::export::{ExportAt, ExportError, Exported};
 pub use node::witness::{OwnCheckpoint, WitnessStatus, WitnessedLog};
 pub use node::{Directory, Identity, NodeError, NodeHandle, Peer, PIN_RECHECK};
