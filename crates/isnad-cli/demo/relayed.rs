@@ -39,7 +39,8 @@ pub(super) async fn send(
             .relay
             .context("policy did not route this message via the central authorities")?;
         if relay.end_to_end_index.is_some() || tokio::time::Instant::now() > deadline {
-            break (relay.route, relay.end_to_end_index);
+            let route: Vec<String> = relay.route.iter().map(|a| a.to_string()).collect();
+            break (route, relay.end_to_end_index);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
@@ -50,11 +51,7 @@ pub(super) async fn send(
         from.agency(),
         to.agency(),
         &id.to_hex()[..12],
-        route[1..route.len() - 1]
-            .iter()
-            .map(|a| a.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
+        route[1..route.len() - 1].join(", "),
         match e2e {
             Some(i) => format!("end-to-end receipt verified, recipient logged it at index {i}"),
             None => "no end-to-end receipt".into(),
