@@ -7,7 +7,7 @@ use isnad_envelope::*;
 use redb::{ReadableDatabase as _, ReadableTable as _, TableDefinition, TableHandle as _};
 
 use crate::store::witness::WitnessSubmitted;
-use crate::store::{InboxRecord, OutState, OutboxRecord, RelayedOut, Store};
+use crate::store::{InboxRecord, OutState, OutboxRecord, RelayedOut, Store, Submission};
 
 fn ag(s: &str) -> AgencyId {
     AgencyId::new(s).unwrap_or_else(|e| panic!("{e}"))
@@ -45,7 +45,14 @@ async fn every_table_is_written_as_before() -> Result<(), Box<dyn std::error::Er
         a.peer_log_index = Some(11);
         a.delivered_ms = Some(1_002_000);
         a.final_index = Some(6);
-        store.insert_outbox(a).await?;
+        // Submitted under an idempotency key.
+        let claim = crate::idempotency::Claim::new("key-1", Digest([4; 32]))?;
+        let keyed = Submission {
+            claim: Some(claim),
+            now_ms: 1_000_000,
+            ..Submission::default()
+        };
+        assert!(store.insert_submission(a, keyed).await?);
         let mut b = OutboxRecord::pending(
             MessageId::from_bytes([2; 16]),
             &other,
@@ -62,12 +69,8 @@ async fn every_table_is_written_as_before() -> Result<(), Box<dyn std::error::Er
             end_to_end_index: Some(21),
             end_to_end_missing_index: None,
         });
-        store
-            .insert_outbox_with(b, |txn| {
-                Store::await_end_to_end(txn, MessageId::from_bytes([2; 16]), 9_000)?;
-                Ok(true)
-            })
-            .await?;
+        // Originated here: on the end-to-end watch list.
+        assert!(store.insert_submission(b, Submission::default()).await?);
         // Inbox: direct and relayed.
         let direct = InboxRecord {
             id: MessageId::from_bytes([3; 16]),
@@ -151,18 +154,6 @@ async fn every_table_is_written_as_before() -> Result<(), Box<dyn std::error::Er
         let mut plan = crate::workflow::check_incoming(&store, &m, 7_000_000)?;
         plan.set_indexes(50);
         assert!(store.commit_cases(plan.writes().to_vec()).await?);
-        // Idempotency.
-        let claim = crate::store::idempotency::Claim::new("key-1", Digest([4; 32]))?;
-        store
-            .write(move |txn| {
-                crate::store::idempotency::remember(
-                    txn,
-                    &claim,
-                    &MessageId::from_bytes([1; 16]),
-                    1_000_000,
-                )
-            })
-            .await?;
         // Witness, both roles.
         store
             .decide_witnessed("fr.mj.bepi/audit".into(), |_| {

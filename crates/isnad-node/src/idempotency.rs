@@ -4,7 +4,8 @@
 //! original answer instead of sending the message twice.
 //!
 //! - **Atomic with the message.** The key is written in the same write
-//!   transaction as the outbox record ([`NodeHandle::submit_keyed`]): after a
+//!   transaction as the outbox record ([`NodeHandle::submit_keyed`],
+//!   [`crate::store::Store::insert_submission`]): after a
 //!   crash either both exist or neither, so a retry after any failure is
 //!   safe. A refused submission (policy, validation) stores nothing and a
 //!   retry is judged again.
@@ -29,7 +30,6 @@ use std::sync::{Arc, Mutex};
 pub use crate::store::idempotency::{
     held, lookup, BadKey, Claim, Prior, MAX_KEY_LEN, RETENTION_MS,
 };
-pub(crate) use crate::store::idempotency::{is_free, remember};
 
 /// Keys of requests being submitted right now; see [`InProgress::enter`].
 #[derive(Debug, Default, Clone)]

@@ -24,7 +24,7 @@ use crate::health::{Condition, FreeSpaceProbe, Health};
 use crate::idempotency;
 use crate::metrics::Metrics;
 use crate::store::{
-    Durability, InboxInsert, InboxRecord, OutState, OutboxRecord, Store, StoreError,
+    Durability, InboxInsert, InboxRecord, OutState, OutboxRecord, Store, StoreError, Submission,
 };
 use crate::workflow::{self, WorkflowError};
 
@@ -442,7 +442,6 @@ impl NodeHandle {
             })
             .await?;
         let msg = checked_msg;
-        let plan = Arc::new(plan);
         let rec = if route.len() > 2 {
             inner.relayed_record(route, &peer, &msg, secs, ms)?
         } else {
@@ -455,33 +454,17 @@ impl NodeHandle {
             )?;
             OutboxRecord::pending(id, &recipient, kind, envelope, secs, msg.header.expires, ms)
         };
-        let checked = Arc::clone(&plan);
-        // A relayed message awaits its end-to-end receipt (spec/relay.md §8).
-        let awaits = rec.relay.is_some().then_some((rec.id, rec.expires));
         // Marked in flight before it is stored, so the delivery loop leaves
         // it alone until its `sent` entry is logged and this task hands it
-        // over (no delivery before `sent`, no second delivery).
+        // over (no delivery before `sent`, no second delivery). A relayed
+        // message awaits its end-to-end receipt (spec/relay.md §8).
         let mark = InFlightMark::new(inner, *rec.id.as_bytes());
-        let stored = inner
-            .store
-            .insert_outbox_with(rec.clone(), move |txn| {
-                if let Some(k) = &key {
-                    if !idempotency::is_free(txn, k, ms)? {
-                        return Ok(false);
-                    }
-                }
-                if let Some((id, expires)) = awaits {
-                    Store::await_end_to_end(txn, id, expires)?;
-                }
-                if !Store::apply_cases(txn, checked.writes())? {
-                    return Ok(false);
-                }
-                if let Some(k) = &key {
-                    idempotency::remember(txn, k, &id, ms)?;
-                }
-                Ok(true)
-            })
-            .await;
+        let submission = Submission {
+            cases: plan.writes().to_vec(),
+            claim: key,
+            now_ms: ms,
+        };
+        let stored = inner.store.insert_submission(rec.clone(), submission).await;
         let sent_index = match stored {
             Ok(true) => {
                 drop(record_lock);
@@ -1395,7 +1378,6 @@ impl Inner {
         // The status-changed entries follow the acknowledged ones (two per
         // acknowledgement): their indexes go into the records committed now.
         plan.set_indexes(index + 2);
-        let plan = Arc::new(plan);
         let rec = InboxRecord {
             id: h.id,
             sender: h.sender.clone(),
@@ -1408,10 +1390,9 @@ impl Inner {
             receipt: receipt.clone(),
             via: hop.via.clone(),
         };
-        let checked = Arc::clone(&plan);
         match self
             .store
-            .insert_inbox_with(rec, move |txn| Store::apply_cases(txn, checked.writes()))
+            .insert_inbox_checked(rec, plan.writes().to_vec())
             .await
         {
             Ok(Some(InboxInsert::Stored)) => {

@@ -252,7 +252,7 @@ impl Store {
     /// Inside the transaction that stores the message: checks that every
     /// record is as it was when planned, then writes them all. `false`: a
     /// record changed, nothing was written.
-    pub(crate) fn apply_cases(
+    pub(super) fn apply_cases(
         txn: &WriteTransaction,
         writes: &[CaseWrite],
     ) -> Result<bool, StoreError> {
@@ -277,10 +277,7 @@ impl Store {
 
     /// Inside a transaction: writes each index into its stored record (a
     /// record gone meanwhile is skipped).
-    pub(crate) fn note_case_indexes(
-        txn: &WriteTransaction,
-        notes: &[IndexNote],
-    ) -> Result<(), StoreError> {
+    fn note_case_indexes(txn: &WriteTransaction, notes: &[IndexNote]) -> Result<(), StoreError> {
         for n in notes {
             let mut t = txn.open_table(n.key.table())?;
             let key = n.key.bytes();

@@ -111,7 +111,7 @@ pub fn lookup(store: &Store, claim: &Claim, now_ms: u64) -> Result<Prior, StoreE
 /// Inside the submission's write transaction, before anything is written:
 /// whether the key is still free (a racing request with the same key may
 /// have committed since [`lookup`]).
-pub(crate) fn is_free(
+pub(super) fn is_free(
     txn: &WriteTransaction,
     claim: &Claim,
     now_ms: u64,
@@ -126,7 +126,7 @@ pub(crate) fn is_free(
 
 /// Inside the submission's write transaction, after its checks passed:
 /// binds the key to `message` and purges a few expired keys.
-pub(crate) fn remember(
+pub(super) fn remember(
     txn: &WriteTransaction,
     claim: &Claim,
     message: &MessageId,

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::{self, decode, encode};
 use super::outbox::{put_outbox, OUTBOX};
-use super::{OutboxRecord, Store, StoreError};
+use super::{CaseWrite, OutboxRecord, Store, StoreError};
 
 /// Inbox: message id ‖ sender id → [`InboxRecord`]. Also the replay set.
 pub(super) const INBOX: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("inbox");
@@ -158,24 +158,24 @@ impl Store {
     /// which case the stored record is returned: the replay set and the
     /// inbox are one table, so a message is accepted at most once.
     pub async fn insert_inbox(&self, rec: InboxRecord) -> Result<InboxInsert, StoreError> {
-        self.insert_inbox_with(rec, |_| Ok(true))
+        self.insert_inbox_checked(rec, Vec::new())
             .await?
             .ok_or_else(|| StoreError::Db("inbox insert refused".into()))
     }
 
-    /// [`Store::insert_inbox`] in one transaction with the writes of `also`
-    /// (run only for a new message; it checks first and writes only if it
-    /// returns `true`). `None`: `also` refused, nothing was stored.
-    pub(crate) async fn insert_inbox_with(
+    /// [`Store::insert_inbox`] in one transaction with the case writes of
+    /// the message's workflow plan (for a new message only). `None`: a case
+    /// record changed since the check, nothing was stored.
+    pub async fn insert_inbox_checked(
         &self,
         rec: InboxRecord,
-        also: impl FnOnce(&WriteTransaction) -> Result<bool, StoreError> + Send + 'static,
+        cases: Vec<CaseWrite>,
     ) -> Result<Option<InboxInsert>, StoreError> {
         self.write(move |txn| {
             if let Some(existing) = stored(txn, &rec)? {
                 return Ok(Some(existing));
             }
-            if !also(txn)? {
+            if !Self::apply_cases(txn, &cases)? {
                 return Ok(None);
             }
             put_inbox(txn, &rec)?;

@@ -16,7 +16,8 @@ use redb::{
 use serde::{Deserialize, Serialize};
 
 use super::codec::{self, decode, encode, split_time_id_key, time_id_key};
-use super::{Durability, Store, StoreError};
+use super::idempotency::{self, Claim};
+use super::{CaseWrite, Durability, Store, StoreError};
 
 /// Outbox: message id → [`OutboxRecord`].
 pub(super) const OUTBOX: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("outbox");
@@ -150,28 +151,54 @@ impl RelayedOut {
     }
 }
 
-impl Store {
-    /// Stores a new outgoing message, due at its `next_attempt_ms`.
-    pub async fn insert_outbox(&self, rec: OutboxRecord) -> Result<(), StoreError> {
-        self.insert_outbox_with(rec, |_| Ok(true)).await.map(|_| ())
-    }
+/// What a submission writes with its outbox record, in one transaction.
+#[derive(Debug, Default)]
+pub struct Submission {
+    /// The case writes of the message's workflow plan.
+    pub cases: Vec<CaseWrite>,
+    /// The client's idempotency key, bound to the message.
+    pub claim: Option<Claim>,
+    /// When it was submitted (ms): the key's binding time.
+    pub now_ms: u64,
+}
 
-    /// Stores a new outgoing message in the same transaction as the writes
-    /// of `also`, which checks first and writes only if it returns `true`;
-    /// on `false` nothing is stored and `false` is returned.
-    pub(crate) async fn insert_outbox_with(
+impl Store {
+    /// Stores a submitted message in one durable transaction with its
+    /// case writes, its idempotency key and, for a relayed message this
+    /// node originates, its place on the end-to-end watch list
+    /// ([`Store::awaiting_end_to_end`]). Everything is checked before
+    /// anything is written: `false` (nothing stored) when the key was bound
+    /// or a case record changed since the check.
+    pub async fn insert_submission(
         &self,
         rec: OutboxRecord,
-        also: impl FnOnce(&WriteTransaction) -> Result<bool, StoreError> + Send + 'static,
+        sub: Submission,
     ) -> Result<bool, StoreError> {
         self.write(move |txn| {
-            if !also(txn)? {
+            if let Some(claim) = &sub.claim {
+                if !idempotency::is_free(txn, claim, sub.now_ms)? {
+                    return Ok(false);
+                }
+            }
+            if !Self::apply_cases(txn, &sub.cases)? {
                 return Ok(false);
+            }
+            if rec.relay.is_some() {
+                txn.open_table(AWAITING)?
+                    .insert(&time_id_key(rec.expires, rec.id.as_bytes())[..], ())?;
+            }
+            if let Some(claim) = &sub.claim {
+                idempotency::remember(txn, claim, &rec.id, sub.now_ms)?;
             }
             put_outbox(txn, &rec)?;
             Ok(true)
         })
         .await
+    }
+
+    /// Stores a new outgoing message, due at its `next_attempt_ms`.
+    pub async fn insert_outbox(&self, rec: OutboxRecord) -> Result<(), StoreError> {
+        self.write(move |txn| put_outbox(txn, &rec)).await
     }
 
     /// Reads, changes and writes one outbox record inside one transaction,
@@ -188,20 +215,7 @@ impl Store {
             .await
     }
 
-    /// Inside a transaction: notes that relayed message `id`, which this
-    /// node originated, awaits its end-to-end receipt until `expires`
-    /// (seconds); see [`Store::awaiting_end_to_end`].
-    pub(crate) fn await_end_to_end(
-        txn: &WriteTransaction,
-        id: MessageId,
-        expires: u64,
-    ) -> Result<(), StoreError> {
-        txn.open_table(AWAITING)?
-            .insert(&time_id_key(expires, id.as_bytes())[..], ())?;
-        Ok(())
-    }
-
-    /// Relayed messages noted by [`Store::await_end_to_end`] whose expiry
+    /// Relayed messages noted by [`Store::insert_submission`] whose expiry
     /// is at or before `now_secs`: (expiry, id), earliest first, at most
     /// `limit`.
     pub(crate) fn awaiting_end_to_end(
@@ -241,7 +255,7 @@ impl Store {
 
     /// Inside a transaction: records the index of a message's `sent` audit
     /// entry in its outbox record (nothing if the record is gone).
-    pub(crate) fn note_sent_index(
+    pub(super) fn note_sent_index(
         txn: &WriteTransaction,
         id: MessageId,
         index: u64,
