@@ -39,7 +39,8 @@ pub(super) async fn send(
             .relay
             .context("policy did not route this message via the central authorities")?;
         if relay.end_to_end_index.is_some() || tokio::time::Instant::now() > deadline {
-            break (relay.route, relay.end_to_end_index);
+            let route: Vec<String> = relay.route.iter().map(|a| a.to_string()).collect();
+            break (route, relay.end_to_end_index);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };

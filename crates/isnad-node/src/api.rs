@@ -389,10 +389,10 @@ fn parse_id(s: &str) -> Result<MessageId, ApiError> {
 /// the envelope sealed to the recipient).
 pub fn outbox_json(r: &OutboxRecord) -> Value {
     let mut v = json!({
-        "id": hex::encode(r.id),
+        "id": hex::encode(r.id.as_bytes()),
         "direction": "out",
         "to": r.recipient,
-        "kind": r.kind,
+        "kind": r.kind.as_str(),
         "state": r.state,
         "attempts": r.attempts,
         "created": r.created,
@@ -417,10 +417,10 @@ pub fn outbox_json(r: &OutboxRecord) -> Value {
 /// The JSON summary of an inbox record.
 pub fn inbox_json(r: &InboxRecord) -> Value {
     let mut v = json!({
-        "id": hex::encode(r.id),
+        "id": hex::encode(r.id.as_bytes()),
         "direction": "in",
         "from": r.sender,
-        "kind": r.kind,
+        "kind": r.kind.as_str(),
         "received_ms": r.received_ms,
         "expires": r.expires,
         "envelope_sha256": hex::encode(r.digest),

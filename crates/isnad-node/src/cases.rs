@@ -338,7 +338,7 @@ impl NodeHandle {
                 "end_to_end_log_index": relay.and_then(|r| r.end_to_end_index),
                 "direction": "out",
                 "to": o.recipient,
-                "kind": o.kind,
+                "kind": o.kind.as_str(),
                 "delivery": o.state,
                 "sent_log_index": o.sent_index,
                 "receipt_log_index": o.final_index,
@@ -351,7 +351,7 @@ impl NodeHandle {
             return json!({
                 "direction": "in",
                 "from": i.sender,
-                "kind": i.kind,
+                "kind": i.kind.as_str(),
                 "via": i.via,
                 "received_log_index": i.log_index,
                 "received_ms": i.received_ms,

@@ -14,7 +14,6 @@ mod cases;
 pub mod config;
 pub mod exchange;
 pub mod federation;
-pub mod formats;
 pub mod health;
 pub mod idempotency;
 pub mod metrics;
@@ -23,7 +22,11 @@ pub mod node_dir;
 mod relay;
 pub mod storage;
 pub mod store;
+pub use store::format as formats;
 pub mod workflow;
+
+#[cfg(test)]
+mod format_tests;
 
 pub use node::export::{ExportAt, ExportError, Exported};
 pub use node::witness::{OwnCheckpoint, WitnessStatus, WitnessedLog};

@@ -24,7 +24,7 @@ use crate::health::{Condition, FreeSpaceProbe, Health};
 use crate::idempotency;
 use crate::metrics::Metrics;
 use crate::store::{
-    Durability, InboxInsert, InboxRecord, OutState, OutboxRecord, Store, StoreError,
+    Durability, InboxInsert, InboxRecord, OutState, OutboxRecord, Store, StoreError, Submission,
 };
 use crate::workflow::{self, WorkflowError};
 
@@ -442,7 +442,6 @@ impl NodeHandle {
             })
             .await?;
         let msg = checked_msg;
-        let plan = Arc::new(plan);
         let rec = if route.len() > 2 {
             inner.relayed_record(route, &peer, &msg, secs, ms)?
         } else {
@@ -453,43 +452,19 @@ impl NodeHandle {
                 &inner.limits,
                 &inner.rng,
             )?;
-            OutboxRecord::pending(
-                id,
-                &recipient,
-                kind.as_str(),
-                envelope,
-                secs,
-                msg.header.expires,
-                ms,
-            )
+            OutboxRecord::pending(id, &recipient, kind, envelope, secs, msg.header.expires, ms)
         };
-        let checked = Arc::clone(&plan);
-        // A relayed message awaits its end-to-end receipt (spec/relay.md §8).
-        let awaits = rec.relay.is_some().then_some((rec.id, rec.expires));
         // Marked in flight before it is stored, so the delivery loop leaves
         // it alone until its `sent` entry is logged and this task hands it
-        // over (no delivery before `sent`, no second delivery).
-        let mark = InFlightMark::new(inner, rec.id);
-        let stored = inner
-            .store
-            .insert_outbox_with(rec.clone(), move |txn| {
-                if let Some(k) = &key {
-                    if !idempotency::is_free(txn, k, ms)? {
-                        return Ok(false);
-                    }
-                }
-                if let Some((id, expires)) = awaits {
-                    Store::await_end_to_end(txn, id, expires)?;
-                }
-                if !checked.apply(txn)? {
-                    return Ok(false);
-                }
-                if let Some(k) = &key {
-                    idempotency::remember(txn, k, &id, ms)?;
-                }
-                Ok(true)
-            })
-            .await;
+        // over (no delivery before `sent`, no second delivery). A relayed
+        // message awaits its end-to-end receipt (spec/relay.md §8).
+        let mark = InFlightMark::new(inner, *rec.id.as_bytes());
+        let submission = Submission {
+            cases: plan.writes().to_vec(),
+            claim: key,
+            now_ms: ms,
+        };
+        let stored = inner.store.insert_submission(rec.clone(), submission).await;
         let sent_index = match stored {
             Ok(true) => {
                 drop(record_lock);
@@ -515,7 +490,7 @@ impl NodeHandle {
         match (sent_index, Arc::clone(&inner.slots).try_acquire_owned()) {
             (Some(sent_index), Ok(permit)) if !stopping => {
                 mark.hand_over();
-                Arc::clone(inner).spawn_delivery(rec.id, Some(sent_index), permit);
+                Arc::clone(inner).spawn_delivery(*rec.id.as_bytes(), Some(sent_index), permit);
             }
             _ => {
                 drop(mark);
@@ -1402,27 +1377,22 @@ impl Inner {
         let index = first + at;
         // The status-changed entries follow the acknowledged ones (two per
         // acknowledgement): their indexes go into the records committed now.
-        if let Err(err) = plan.set_indexes(index + 2) {
-            tracing::error!(error = %err, "cannot note log indexes in the record");
-            return error_response(ErrorCode::Unavailable, Some(h.id), Some("try again later"));
-        }
-        let plan = Arc::new(plan);
+        plan.set_indexes(index + 2);
         let rec = InboxRecord {
-            id: *h.id.as_bytes(),
-            sender: h.sender.to_string(),
-            kind: kind.as_str().to_owned(),
+            id: h.id,
+            sender: h.sender.clone(),
+            kind,
             envelope,
             digest: digest.0,
             expires: h.expires,
             received_ms: ms,
             log_index: index,
             receipt: receipt.clone(),
-            via,
+            via: hop.via.clone(),
         };
-        let checked = Arc::clone(&plan);
         match self
             .store
-            .insert_inbox_with(rec, move |txn| checked.apply(txn))
+            .insert_inbox_checked(rec, plan.writes().to_vec())
             .await
         {
             Ok(Some(InboxInsert::Stored)) => {
@@ -1492,7 +1462,9 @@ impl Inner {
             return Ok(());
         }
         let first = self.append_with(Box::new(move |_| entries)).await?;
-        plan.note_indexes(&self.store, first).await;
+        if let Err(e) = self.store.note_indexes(None, plan.notes(first)).await {
+            tracing::warn!(error = %e, "could not note status-changed log indexes");
+        }
         Ok(())
     }
 
@@ -1507,15 +1479,14 @@ impl Inner {
             })
             .await;
         let (plan, _record_lock) = match checked {
-            Ok((p, (), lock)) if !p.is_empty() => (Arc::new(p), lock),
+            Ok((p, (), lock)) if !p.is_empty() => (p, lock),
             Ok(_) => return,
             Err(e) => {
                 tracing::error!(error = %e, "cannot record the delivery of a request");
                 return;
             }
         };
-        let checked = Arc::clone(&plan);
-        match self.store.write(move |txn| checked.apply(txn)).await {
+        match self.store.commit_cases(plan.writes().to_vec()).await {
             Ok(true) => {
                 if let Err(e) = self.log_plan(&plan).await {
                     tracing::error!(error = %e, "cannot log the delivery of a request");
@@ -1621,14 +1592,9 @@ impl Inner {
         let sent = entries.len() as u64;
         entries.extend(plan.entries());
         let first = self.append_with(Box::new(move |_| entries)).await?;
-        let notes = plan.notes(first + sent);
-        let id = rec.id;
         let noted = self
             .store
-            .write_with(Durability::Lazy, move |txn| {
-                Store::note_sent_index(txn, id, first)?;
-                notes.write(txn)
-            })
+            .note_indexes(Some((rec.id, first)), plan.notes(first + sent))
             .await;
         if let Err(e) = noted {
             tracing::error!(error = %e, "could not record the sent and status-changed indexes");
@@ -1642,9 +1608,9 @@ impl Inner {
     pub(crate) fn sent_entries(&self, rec: &OutboxRecord) -> Vec<Entry> {
         let mut e = exchange::sent(
             &self.config.agency,
-            MessageId::from_bytes(rec.id),
-            AgencyId::new(&rec.recipient).ok(),
-            &rec.kind,
+            rec.id,
+            Some(rec.recipient.clone()),
+            rec.kind.as_str(),
             rec.digest,
             rec.created * 1000,
         );
@@ -1669,8 +1635,8 @@ impl Inner {
             // A message in flight belongs to the task submitting or
             // delivering it, which logs its `sent` entry itself (recovery
             // also runs after a storage fault, while submissions go on).
-            if rec.sent_index.is_none() && !self.is_in_flight(&rec.id) {
-                tracing::warn!(id = %MessageId::from_bytes(rec.id), "logging a sent entry missed before a crash");
+            if rec.sent_index.is_none() && !self.is_in_flight(rec.id.as_bytes()) {
+                tracing::warn!(id = %rec.id, "logging a sent entry missed before a crash");
                 self.log_submitted(&rec, &workflow::Plan::default()).await?;
             }
         }
@@ -1767,10 +1733,9 @@ impl Inner {
 
     /// One delivery attempt; updates the record and the log.
     async fn deliver_out(&self, mut rec: OutboxRecord) -> Result<OutState, NodeError> {
-        let id = MessageId::from_bytes(rec.id);
+        let id = rec.id;
         let (secs, ms) = now();
-        let recipient =
-            AgencyId::new(&rec.recipient).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let recipient = rec.recipient.clone();
         if secs >= rec.expires {
             let mut e = Entry::new(EventType::DeliveryExpired, ms);
             e.message_id = Some(id);
@@ -1900,7 +1865,11 @@ impl Inner {
             })
             .await?;
         if state != OutState::Pending {
-            let waiters = self.waiters.lock().ok().and_then(|mut w| w.remove(&id));
+            let waiters = self
+                .waiters
+                .lock()
+                .ok()
+                .and_then(|mut w| w.remove(id.as_bytes()));
             for w in waiters.unwrap_or_default() {
                 let _ = w.send(state);
             }
@@ -2109,7 +2078,7 @@ impl Inner {
             }
         };
         for (expires, id) in due {
-            let rec = match self.store.outbox(&MessageId::from_bytes(id)) {
+            let rec = match self.store.outbox(&id) {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the outbox");
@@ -2126,13 +2095,13 @@ impl Inner {
             let mut index = None;
             if let Some(x) = missing {
                 let mut e = Entry::new(EventType::DeliveryExpired, ms);
-                e.message_id = Some(MessageId::from_bytes(id));
+                e.message_id = Some(id);
                 e.sender = Some(self.config.agency.clone());
-                e.recipient = x.route.last().and_then(|a| AgencyId::new(a).ok());
+                e.recipient = x.route.last().cloned();
                 e.envelope_sha256 = Some(x.inner_digest);
                 e.reason = Some("no end-to-end receipt".into());
                 e.detail.insert("end-to-end".into(), "true".into());
-                e.detail.insert("via".into(), x.route.join(" "));
+                e.detail.insert("via".into(), x.route_text());
                 match self.append(e).await {
                     Ok(i) => index = Some(i),
                     Err(err) => {
@@ -2141,7 +2110,7 @@ impl Inner {
                     }
                 }
                 self.metrics.end_to_end_missing.inc();
-                tracing::warn!(id = %MessageId::from_bytes(id), to = ?x.route.last(), "relayed message expired without its end-to-end receipt");
+                tracing::warn!(%id, to = ?x.route.last(), "relayed message expired without its end-to-end receipt");
             }
             let settled = self
                 .store
@@ -2181,7 +2150,7 @@ impl Inner {
             return Err("receipt signed by another agency than the recipient".into());
         }
         match opened.message.body {
-            Body::Receipt(r) if r.message_id.as_bytes() == &rec.id => {
+            Body::Receipt(r) if r.message_id == rec.id => {
                 let other = (r.envelope_digest.0 != rec.digest).then_some(r.envelope_digest);
                 Ok((r.log_index, other))
             }
@@ -2305,11 +2274,11 @@ async fn delivery_loop(inner: Arc<Inner>) {
             inner.check_end_to_end().await;
         }
         let (_, ms) = now();
-        let busy = |id: &[u8; 16]| {
+        let busy = |id: &MessageId| {
             inner
                 .in_flight
                 .lock()
-                .map(|s| s.contains(id))
+                .map(|s| s.contains(id.as_bytes()))
                 .unwrap_or(true)
         };
         let due = match inner
@@ -2330,6 +2299,7 @@ async fn delivery_loop(inner: Arc<Inner>) {
             if *stop.borrow() {
                 return;
             }
+            let id = *id.as_bytes();
             if !inner.mark_in_flight(id) {
                 continue;
             }

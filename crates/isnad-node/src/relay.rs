@@ -125,7 +125,7 @@ impl Inner {
         let Some(next) = relay.next_after(&self.config.agency).cloned() else {
             return unavailable();
         };
-        let route: Vec<String> = relay.route.iter().map(|a| a.to_string()).collect();
+        let route = relay.route.clone();
         let (inner_kind, inner_digest, expires) =
             (relay.inner_kind, relay.inner_digest, relay.inner_expires);
         if let Err(e) = endorse(&mut relay, &self.identity.signing_key, &self.rng) {
@@ -182,9 +182,9 @@ impl Inner {
         };
         fwd.sent_index = Some(index + 3);
         let hop = InboxRecord {
-            id: *id.as_bytes(),
-            sender: peer.to_string(),
-            kind: Kind::Relay.as_str().to_owned(),
+            id,
+            sender: peer.clone(),
+            kind: Kind::Relay,
             envelope,
             digest: digest.0,
             expires,
@@ -364,16 +364,16 @@ impl Inner {
         };
         let bytes = relay.inner.0;
         let rec = InboxRecord {
-            id: *rid.as_bytes(),
-            sender: signer.to_string(),
-            kind: Kind::Receipt.as_str().to_owned(),
+            id: rid,
+            sender: signer.clone(),
+            kind: Kind::Receipt,
             envelope: bytes.clone(),
             digest: relay.inner_digest.0,
             expires: opened.message.header.expires,
             received_ms: ms,
             log_index: index,
             receipt: receipt.clone(),
-            via: relay.route.iter().map(|a| a.to_string()).collect(),
+            via: relay.route.clone(),
         };
         if let Err(e) = self.store.insert_inbox(rec).await {
             tracing::error!(error = %e, "inbox write failed");
@@ -381,7 +381,7 @@ impl Inner {
         }
         let stored = self
             .store
-            .modify_outbox(*original.0.as_bytes(), Durability::Durable, move |r| {
+            .modify_outbox(original.0, Durability::Durable, move |r| {
                 if let Some(x) = r.relay.as_mut() {
                     x.end_to_end_receipt = Some(bytes);
                     x.end_to_end_index = Some(log_index);
@@ -420,8 +420,8 @@ impl Inner {
             .ok_or("receipt for a message we did not send")?;
         let ok = rec.relay.as_ref().is_some_and(|x| {
             x.inner_digest == r.envelope_digest.0
-                && x.route.first().map(String::as_str) == Some(self.config.agency.as_str())
-                && x.route.last().map(String::as_str) == Some(signer.as_str())
+                && x.route.first() == Some(&self.config.agency)
+                && x.route.last() == Some(signer)
         });
         if !ok {
             return Err("receipt does not acknowledge our inner envelope".into());
@@ -444,7 +444,7 @@ impl Inner {
         let expires = relay.inner_expires;
         let kind = relay.inner_kind;
         let extra = RelayedOut {
-            route: relay.route.iter().map(|a| a.to_string()).collect(),
+            route: relay.route.clone(),
             inner_digest: relay.inner_digest.0,
             end_to_end_receipt: None,
             end_to_end_index: None,
@@ -467,7 +467,7 @@ impl Inner {
             &self.limits,
             &self.rng,
         )?;
-        let mut rec = OutboxRecord::pending(id, &next, kind.as_str(), envelope, secs, expires, ms);
+        let mut rec = OutboxRecord::pending(id, &next, kind, envelope, secs, expires, ms);
         rec.relay = Some(extra);
         Ok(rec)
     }
@@ -524,17 +524,17 @@ pub(crate) fn end_to_end_sent(e: &mut Entry, rec: &OutboxRecord, me: &AgencyId) 
     let r = rec.relay.as_ref()?;
     e.detail
         .insert("kind".into(), Kind::Relay.as_str().to_owned());
-    e.detail.insert("inner-kind".into(), rec.kind.clone());
-    if r.route.first().map(String::as_str) != Some(me.as_str())
-        || rec.kind == Kind::Receipt.as_str()
-    {
+    e.detail
+        .insert("inner-kind".into(), rec.kind.as_str().to_owned());
+    if r.route.first() != Some(me) || rec.kind == Kind::Receipt {
         return None;
     }
     let mut end = e.clone();
-    end.recipient = r.route.last().and_then(|a| AgencyId::new(a).ok());
+    end.recipient = r.route.last().cloned();
     end.envelope_sha256 = Some(r.inner_digest);
     end.detail.clear();
-    end.detail.insert("kind".into(), rec.kind.clone());
-    end.detail.insert("via".into(), r.route.join(" "));
+    end.detail
+        .insert("kind".into(), rec.kind.as_str().to_owned());
+    end.detail.insert("via".into(), r.route_text());
     Some(end)
 }

@@ -21,28 +21,14 @@ use isnad_envelope::AgencyId;
 use isnad_log::witness::{add_checkpoint, AddCheckpoint, ForkEvidence, WitnessError, Witnessed};
 use isnad_log::{note, Entry, EventType, SignedCheckpoint, SignerKey};
 use isnad_wire::{Op, Response, WitnessCode};
-use redb::{ReadableTable as _, TableDefinition};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::{now, Inner};
+use crate::store::witness::WitnessSubmitted;
 use crate::store::StoreError;
 
-/// Witness role: origin → the latest checkpoint note this node cosigned.
-pub(crate) const WITNESSED: TableDefinition<'static, &'static str, &'static [u8]> =
-    TableDefinition::new("witness_latest");
-/// Log-operator role: witness agency → [`Submitted`] (CBOR).
-pub(crate) const SUBMITTED: TableDefinition<'static, &'static str, &'static [u8]> =
-    TableDefinition::new("witness_submitted");
 /// Add-checkpoint attempts for one checkpoint and witness (conflicts retried).
 const MAX_ATTEMPTS: usize = 3;
-
-/// What a witness last cosigned of this node's log.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Submitted {
-    size: u64,
-    note: String,
-    cosignature: String,
-}
 
 /// The node's witnessing state (in memory; the durable part is in redb).
 pub(crate) struct State {
@@ -173,19 +159,16 @@ async fn decide(inner: &Inner, peer: &AgencyId, payload: Vec<u8>) -> Response {
     // state is durable before anyone sees the cosignature.
     let decided = inner
         .store
-        .write(move |txn| {
-            let mut t = txn.open_table(WITNESSED)?;
-            let stored = match t.get(origin.as_str())? {
-                Some(v) => Some(stored_state(v.value())?),
-                None => None,
-            };
+        .decide_witnessed(origin, move |note| {
+            let stored = note.map(stored_state).transpose()?;
             let r = add_checkpoint(&key, &log_key, stored.as_ref(), &req, secs);
-            if let Ok(c) = &r {
-                if stored.as_ref().map(|s| &s.checkpoint) != Some(&c.state.checkpoint) {
-                    t.insert(origin.as_str(), c.state.note.as_bytes())?;
+            let new = match &r {
+                Ok(c) if stored.as_ref().map(|s| &s.checkpoint) != Some(&c.state.checkpoint) => {
+                    Some(c.state.note.clone())
                 }
-            }
-            Ok(r)
+                _ => None,
+            };
+            Ok((r, new))
         })
         .await;
     match decided {
@@ -240,9 +223,7 @@ async fn decide(inner: &Inner, peer: &AgencyId, payload: Vec<u8>) -> Response {
     }
 }
 
-fn stored_state(bytes: &[u8]) -> Result<Witnessed, StoreError> {
-    let note = std::str::from_utf8(bytes)
-        .map_err(|_| StoreError::Corrupt("witness state is not UTF-8".into()))?;
+fn stored_state(note: &str) -> Result<Witnessed, StoreError> {
     Witnessed::from_stored_note(note).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
@@ -349,18 +330,11 @@ async fn submit(inner: &Inner, witness: &AgencyId, note: &str, size: u64) -> Res
         .directory
         .witness_key(witness)
         .ok_or("its directory entry has no witness-key")?;
-    let mut old = match inner
+    let mut old = inner
         .store
-        .text_keyed(SUBMITTED, witness.as_str())
-        .map_err(|e| e.to_string())?
-    {
-        Some(b) => {
-            ciborium::de::from_reader::<Submitted, _>(b.as_slice())
-                .map_err(|e| format!("stored witness record unreadable: {e}"))?
-                .size
-        }
-        None => 0,
-    };
+        .witness_submitted(witness)
+        .map_err(|e| format!("stored witness record unreadable: {e}"))?
+        .map_or(0, |s| s.size);
     for _ in 0..MAX_ATTEMPTS {
         if old > size {
             return Err(format!(
@@ -428,21 +402,14 @@ async fn record_cosignature(
     line: String,
     timestamp: u64,
 ) -> Result<(), String> {
-    let rec = Submitted {
+    let rec = WitnessSubmitted {
         size,
         note: note.to_owned(),
         cosignature: line.clone(),
     };
-    let mut bytes = Vec::new();
-    ciborium::ser::into_writer(&rec, &mut bytes).map_err(|e| e.to_string())?;
-    let key = witness.as_str().to_owned();
     inner
         .store
-        .write(move |txn| {
-            txn.open_table(SUBMITTED)?
-                .insert(key.as_str(), bytes.as_slice())?;
-            Ok(())
-        })
+        .set_witness_submitted(witness, rec)
         .await
         .map_err(|e| e.to_string())?;
     let mut e = Entry::new(EventType::CheckpointCosigned, now().1);
@@ -479,8 +446,8 @@ pub(super) fn only_cosignatures(log: &isnad_log::Log, from: u64, to: u64) -> boo
 /// The witnessing status for the API and CLI.
 pub(super) fn status(inner: &Inner) -> Result<WitnessStatus, StoreError> {
     let mut witnessed = Vec::new();
-    for (origin, bytes) in inner.store.all_text_keyed(WITNESSED)? {
-        let s = stored_state(&bytes)?;
+    for (origin, note) in inner.store.witnessed_logs()? {
+        let s = stored_state(&note)?;
         witnessed.push(WitnessedLog {
             origin,
             size: s.checkpoint.size,

@@ -46,7 +46,8 @@ async fn not_yet_valid_is_retried_until_the_receiver_accepts() -> TestResult {
     std::fs::create_dir_all(&home)?;
     {
         let store = Store::open(&home.join("state.redb"))?;
-        let rec = OutboxRecord::pending(id, &b.id, "intel-share", env, created, created + 3600, 0);
+        let rec =
+            OutboxRecord::pending(id, &b.id, Kind::IntelShare, env, created, created + 3600, 0);
         store.insert_outbox(rec).await?;
     }
     let nb = start(&b, &dir, tmp.path()).await?;

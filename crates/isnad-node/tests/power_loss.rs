@@ -121,7 +121,7 @@ async fn sender_power_loss_at_each_sync_loses_nothing_acknowledged() -> TestResu
             assert_eq!(nb.store().inbox_by_id(id)?.len(), 1, "{id} once");
         }
         for rec in nb.store().all_inbox()? {
-            let id = MessageId::from_bytes(rec.id);
+            let id = rec.id;
             assert!(
                 na.store().outbox(&id)?.is_some(),
                 "crash after sync {crash_at}: {id} delivered but not in the sender's outbox"

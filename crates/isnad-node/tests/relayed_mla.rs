@@ -307,7 +307,7 @@ async fn mla_request_lifecycle_through_both_central_authorities() -> TestResult 
                 let Some(r) = o.relay else {
                     return Err("a direct message".into());
                 };
-                if o.kind != "receipt" && r.end_to_end_index.is_none() {
+                if o.kind != Kind::Receipt && r.end_to_end_index.is_none() {
                     return Ok(false);
                 }
             }

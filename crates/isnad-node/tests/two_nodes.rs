@@ -381,7 +381,7 @@ async fn hostile_inputs_are_refused_and_logged_while_honest_peers_are_served() -
         .store()
         .all_inbox()?
         .iter()
-        .filter(|r| r.sender == c.id.as_str())
+        .filter(|r| r.sender == c.id)
         .count();
     storm_done.store(true, std::sync::atomic::Ordering::Relaxed);
     let storm_over = tokio::time::Instant::now();
@@ -395,7 +395,7 @@ async fn hostile_inputs_are_refused_and_logged_while_honest_peers_are_served() -
         let out = nc.store().outbox(id)?.ok_or("outbox")?;
         let inb = nb.store().inbox_by_id(id)?;
         assert_eq!(inb.len(), 1, "{id} delivered once");
-        assert_eq!(inb[0].sender, c.id.as_str());
+        assert_eq!(inb[0].sender, c.id);
         assert_eq!(out.peer_log_index, Some(inb[0].log_index));
     }
     eprintln!(

@@ -21,11 +21,9 @@
 //! `schema_version` is version 1. A database without tables is new and is
 //! stamped with [`STATE_FORMAT`] directly.
 
-use redb::{
-    Database, ReadTransaction, ReadableDatabase as _, TableDefinition, TableError, WriteTransaction,
-};
+use redb::{Database, ReadTransaction, ReadableDatabase as _, TableError, WriteTransaction};
 
-use crate::store::StoreError;
+use super::{StoreError, META};
 
 /// The state database format this release writes and reads.
 ///
@@ -37,8 +35,6 @@ pub const STATE_FORMAT: u64 = 2;
 /// `config.toml`; absent = 1).
 pub const CONFIG_FORMAT: u32 = 1;
 
-/// Metadata table (the store's `meta`): text key → bytes.
-const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
 /// The key of the format version in [`META`].
 const VERSION_KEY: &str = "schema_version";
 
@@ -183,6 +179,7 @@ mod tests {
 
     use super::*;
     use crate::storage::FaultyBackend;
+    use redb::TableDefinition;
 
     const RECORDS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("records");
 
