@@ -18,26 +18,35 @@ pub fn decoders(data: &[u8]) {
     }
 }
 
-/// Chunk checking and decryption of arbitrary bytes: the first byte picks
-/// a split; before it a descriptor, after it chunk bytes and a proof.
-/// Nothing may panic; a chunk of hostile bytes must never open.
+/// Chunk checking and decryption of arbitrary bytes, laid out as
+/// `descriptor length (u16 BE) ‖ descriptor ‖ chunk index (u8) ‖
+/// chunk length (u16 BE) ‖ chunk ‖ proof`. Nothing may panic.
 pub fn chunks(data: &[u8]) {
-    let Some((&split, rest)) = data.split_first() else {
+    let Some((d, rest)) = take16(data) else {
         return;
     };
-    let (head, tail) = rest.split_at(usize::from(split).min(rest.len()));
-    let Ok(d) = AttachmentDescriptor::decode(head) else {
+    let Ok(d) = AttachmentDescriptor::decode(d) else {
+        return;
+    };
+    let Some((&index, rest)) = rest.split_first() else {
+        return;
+    };
+    let Some((chunk, proof)) = take16(rest) else {
         return;
     };
     let verifier = ChunkVerifier::new(&d.meta());
-    let (chunk, proof) = tail.split_at(tail.len() / 2);
     if let Ok(proof) = InclusionProof::decode(proof) {
-        for index in 0..3 {
-            let _ = verifier.verify(index, chunk, &proof);
-        }
+        let _ = verifier.verify(u64::from(index), chunk, &proof);
     }
     let mut opener = ChunkOpener::new(&d);
     let mut buf = chunk.to_vec();
     let _ = opener.open_chunk(&mut buf);
     let _ = opener.finish();
+}
+
+/// A u16-BE-length-prefixed slice and the rest.
+fn take16(data: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (len, rest) = data.split_first_chunk::<2>()?;
+    let len = usize::from(u16::from_be_bytes(*len));
+    (rest.len() >= len).then(|| rest.split_at(len))
 }
