@@ -218,3 +218,22 @@ for path in sorted(glob.glob(os.path.join(spec, "cross-check", "*.json"))):
 # trust_certificate: the certificates of the TLS vectors (valid and broken).
 for c in json.load(open(os.path.join(spec, "tls", "spki.json"), encoding="utf-8"))["cases"]:
     put("trust_certificate", c["name"], bytes.fromhex(c["cert_der_hex"]))
+
+
+# Attachment targets: every descriptor, metadata and proof of
+# spec/vectors/attachments seeds attach_decoders; attach_chunks gets each
+# chunk with its descriptor and proof, in the input layout of
+# isnad_attach::fuzzing::chunks.
+for path in sorted(glob.glob(os.path.join(spec, "attachments", "*.json"))):
+    v = json.load(open(path, encoding="utf-8"))
+    name = os.path.basename(path)[:-5]
+    for key in ("descriptor_hex", "meta_hex"):
+        if key in v:
+            put("attach_decoders", f"{name}-{key}", bytes.fromhex(v[key]))
+    for c in v.get("chunks", [])[:3]:
+        put("attach_decoders", f"{name}-proof{c['index']}", bytes.fromhex(c["proof_hex"]))
+        d = bytes.fromhex(v["descriptor_hex"])
+        ct = bytes.fromhex(v["ciphertext_hex"])
+        chunk = ct[c["offset"]:c["offset"] + c["length"]]
+        data = len(d).to_bytes(2, "big") + d + bytes([c["index"]]) + len(chunk).to_bytes(2, "big") + chunk
+        put("attach_chunks", f"{name}-chunk{c['index']}", data + bytes.fromhex(c["proof_hex"]))

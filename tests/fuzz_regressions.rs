@@ -32,6 +32,8 @@ const TARGETS: &[(&str, Entry)] = &[
     ("relay_body", isnad_envelope::fuzzing::relay_body),
     ("witness_fork_evidence", isnad_log::fuzzing::fork_evidence),
     ("witness_request", isnad_log::fuzzing::witness_request),
+    ("attach_decoders", isnad_attach::fuzzing::decoders),
+    ("attach_chunks", isnad_attach::fuzzing::chunks),
 ];
 
 /// Every fuzz target has its entry point here.
