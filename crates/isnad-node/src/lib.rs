@@ -13,6 +13,7 @@ pub mod health;
 pub mod idempotency;
 pub mod metrics;
 mod node;
+pub mod node_core;
 pub mod node_dir;
 mod relay;
 pub mod storage;
