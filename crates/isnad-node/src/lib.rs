@@ -1,4 +1,39 @@
-//! The Isnad node (work in progress).
+//! The Isnad node: QUIC transport, durable outbox and inbox, reliable
+//! delivery with signed receipts, and the audit trail of both.
+//!
+//! The decisions of the message path live in [`node_core`] (sans-IO: time,
+//! random bytes and records in, entries and records out) and the audit
+//! entries in [`exchange`]; `node.rs` and `relay.rs` are the async driver
+//! that reads the state, calls them, and carries out what they return in
+//! the order spec/transport.md requires.
+//!
+//! One message, submit to settle (direct delivery):
+//!
+//! ```text
+//! sender                                         recipient
+//! NodeHandle::submit_keyed
+//!   workflow::check_outgoing, seal
+//!   Store::insert_outbox_with      (durable; the client gets the id)
+//!   Inner::log_submitted           exchange::sent → log
+//! delivery_loop / spawn_delivery
+//!   Inner::deliver_out
+//!     outbound::expired ─ yes ─▶ outbound::expire
+//!     Inner::attempt → exchange(Op::Deliver) ──▶ serve_stream → read_request
+//!                                                Inner::deliver_in
+//!                                                  Opener::open (inbox = replay set)
+//!                                                  Directory::allows
+//!                                                Inner::accept_end_to_end
+//!                                                  workflow::check_incoming
+//!                                                  inbound::accept
+//!                                                  Inner::acknowledge  received, receipt-sent → log
+//!                                                    (inbound::Acceptance::indexes, make_receipt)
+//!                                                  Store::insert_inbox_with (durable)
+//!                                                  inbound::after_inbox (withdraw if not stored)
+//!     outbound::classify  ◀── Response::Receipt ──
+//!       (outbound::check_receipt)
+//!     outbound::settle    receipt-received / delivery-failed → log, or retry (Backoff)
+//!     Inner::finish       Store::modify_outbox (lazy); waiters woken
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
