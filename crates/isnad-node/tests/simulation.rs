@@ -189,6 +189,7 @@ struct Sim {
     /// Submissions the client was told failed: (node, id).
     refused: Vec<(usize, [u8; 16])>,
     faults: bool,
+    stats: Stats,
     /// Withdraw receipts the inbox did not store (the fix under test).
     withdraw: bool,
 }
@@ -210,6 +211,7 @@ impl Sim {
         let n = &mut self.nodes[node];
         n.live = n.synced.clone();
         n.up = false;
+        self.stats.crashes += 1;
         n.epoch += 1;
         n.in_flight.clear();
         let open = std::mem::take(&mut n.open);
@@ -221,6 +223,7 @@ impl Sim {
 
     fn send(&mut self, ev: impl Fn() -> Ev) {
         if self.faults && self.rng.chance(100) {
+            self.stats.dropped += 1;
             return; // dropped
         }
         let copies = if self.faults && self.rng.chance(50) {
@@ -690,6 +693,7 @@ impl Sim {
                 return Ok(());
             }
             self.nodes[node].append(vec![wd]);
+            self.stats.withdrawn += 1;
         }
         let secs = self.now / 1000;
         // The envelope is not needed to route the answer: the token is.
@@ -762,6 +766,7 @@ fn world(seed: u64, withdraw: bool) -> Res<Sim> {
         acked: Vec::new(),
         refused: Vec::new(),
         faults: true,
+        stats: Stats::default(),
         withdraw,
     };
     let messages = sim.rng.range(2, 5);
@@ -964,10 +969,47 @@ fn keys() -> Res<Vec<(AgencyId, SigningKey, EncryptionKey)>> {
         .collect()
 }
 
-fn run_seed(seed: u64, withdraw: bool) -> Result<(), String> {
+/// What a run went through (to show the faults are exercised).
+#[derive(Debug, Default, Clone, Copy)]
+struct Stats {
+    crashes: u64,
+    dropped: u64,
+    withdrawn: u64,
+    delivered: u64,
+    expired: u64,
+    failed: u64,
+}
+
+impl Stats {
+    fn add(&mut self, o: Stats) {
+        self.crashes += o.crashes;
+        self.dropped += o.dropped;
+        self.withdrawn += o.withdrawn;
+        self.delivered += o.delivered;
+        self.expired += o.expired;
+        self.failed += o.failed;
+    }
+}
+
+fn run_seed(seed: u64, withdraw: bool) -> Result<Stats, String> {
     let mut sim = world(seed, withdraw).map_err(|e| e.to_string())?;
     sim.run().map_err(|e| e.to_string())?;
-    check(&sim)
+    check(&sim)?;
+    let mut stats = sim.stats;
+    for &(node, id) in &sim.acked {
+        let state = sim.nodes[node]
+            .live
+            .outbox
+            .iter()
+            .find(|r| r.id == id)
+            .map(|r| r.state);
+        match state {
+            Some(OutState::Delivered) => stats.delivered += 1,
+            Some(OutState::Expired) => stats.expired += 1,
+            _ => stats.failed += 1,
+        }
+    }
+    Ok(stats)
 }
 
 fn seeds() -> Vec<u64> {
@@ -988,12 +1030,28 @@ fn seeds() -> Vec<u64> {
 fn two_nodes_under_loss_duplication_reordering_crashes_and_disk_faults() -> Res<()> {
     let started = std::time::Instant::now();
     let seeds = seeds();
+    let mut total = Stats::default();
     for &seed in &seeds {
-        if let Err(e) = run_seed(seed, true) {
-            panic!("seed {seed} fails: {e}\nrerun: ISNAD_SIM_SEED={seed} cargo test -p isnad-node --test simulation");
+        match run_seed(seed, true) {
+            Ok(s) => total.add(s),
+            Err(e) => panic!(
+                "seed {seed} fails: {e}\nrerun: ISNAD_SIM_SEED={seed} cargo test -p isnad-node --test simulation"
+            ),
         }
     }
-    eprintln!("{} seeds in {:?}", seeds.len(), started.elapsed());
+    eprintln!(
+        "{} seeds in {:?}: {total:?}",
+        seeds.len(),
+        started.elapsed()
+    );
+    if seeds.len() >= 100 {
+        // Not vacuous: the faults happened and messages still got through.
+        assert!(
+            total.crashes > 0 && total.dropped > 0 && total.withdrawn > 0,
+            "{total:?}"
+        );
+        assert!(total.delivered > total.expired, "{total:?}");
+    }
     Ok(())
 }
 
