@@ -296,6 +296,7 @@ pub fn delivery_failed(
 /// receipt that acknowledges other envelope bytes under this message id
 /// (spec/transport.md §6): `receipt` is its bytes, `acknowledged` the
 /// digest it names, `peer_index` its log index.
+#[allow(clippy::too_many_arguments)] // one per entry key
 pub fn delivery_failed_other_bytes(
     me: &AgencyId,
     id: MessageId,

@@ -2076,7 +2076,7 @@ impl Inner {
                 outbound::EndToEnd::Wait => continue,
                 outbound::EndToEnd::Settle => {}
                 outbound::EndToEnd::Missing(e) => {
-                    match self.append(e).await {
+                    match self.append(*e).await {
                         Ok(i) => index = Some(i),
                         Err(err) => {
                             tracing::error!(error = %err, "cannot log a missing end-to-end receipt");

@@ -161,6 +161,7 @@ pub struct Answer {
 /// Only a stored message is answered with the receipt the log names; in
 /// every other case that receipt is withdrawn in the log, and the peer
 /// gets the earlier receipt (a duplicate) or an error.
+#[allow(clippy::too_many_arguments)] // the withdrawal's keys
 pub fn after_inbox(
     me: &AgencyId,
     peer: &AgencyId,

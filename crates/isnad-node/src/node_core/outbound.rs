@@ -301,7 +301,7 @@ pub enum EndToEnd {
     Wait,
     /// Handed over but no end-to-end receipt came back: log this
     /// `delivery-expired` entry, note its index, settle the watch.
-    Missing(Entry),
+    Missing(Box<Entry>),
     /// Nothing to log (receipt back, already noted, or gone): settle.
     Settle,
 }
@@ -317,13 +317,13 @@ pub fn end_to_end(me: &AgencyId, id: [u8; 16], rec: Option<&OutboxRecord>, ms: u
         _ => None,
     };
     match missing {
-        Some(x) => EndToEnd::Missing(exchange::end_to_end_missing(
+        Some(x) => EndToEnd::Missing(Box::new(exchange::end_to_end_missing(
             me,
             MessageId::from_bytes(id),
             &x.route,
             x.inner_digest,
             ms,
-        )),
+        ))),
         None => EndToEnd::Settle,
     }
 }
