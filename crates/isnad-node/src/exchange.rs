@@ -180,6 +180,61 @@ pub fn end_to_end_sent(e: &mut Entry, rec: &OutboxRecord, me: &AgencyId) -> Opti
     Some(end)
 }
 
+/// A central authority's `relayed` entry: it checked and forwarded message
+/// `id` from `originator` to `last` (inner envelope `inner_sha256`, kind
+/// `inner_kind`), received from `hops[0]` as the hop envelope `hop_sha256[0]`
+/// and sent on to `hops[1]` as `hop_sha256[1]` (spec/relay.md §6, §9).
+#[allow(clippy::too_many_arguments)] // one per entry key
+pub fn relayed(
+    id: MessageId,
+    originator: AgencyId,
+    last: AgencyId,
+    inner_sha256: Digest,
+    inner_kind: Kind,
+    hops: [&AgencyId; 2],
+    hop_sha256: [Digest; 2],
+    time_ms: u64,
+) -> Entry {
+    let mut e = Entry::new(EventType::Relayed, time_ms);
+    e.message_id = Some(id);
+    e.sender = Some(originator);
+    e.recipient = Some(last);
+    e.envelope_sha256 = Some(inner_sha256.0);
+    e.detail
+        .insert("kind".into(), inner_kind.as_str().to_owned());
+    e.detail.insert("previous-hop".into(), hops[0].to_string());
+    e.detail.insert("next-hop".into(), hops[1].to_string());
+    e.detail.insert("hop-sha256".into(), hop_sha256[0].to_hex());
+    e.detail
+        .insert("forward-sha256".into(), hop_sha256[1].to_hex());
+    e
+}
+
+/// The originator's `receipt-received` entry for the end-to-end receipt of
+/// its relayed message `id` (inner envelope `inner_sha256`) signed by the
+/// final recipient `signer`, naming its entry `peer_index`; `receipt_sha256`
+/// is the SHA-256 of the receipt (spec/relay.md §8).
+pub fn end_to_end_receipt_received(
+    me: &AgencyId,
+    id: MessageId,
+    signer: AgencyId,
+    inner_sha256: Digest,
+    peer_index: u64,
+    receipt_sha256: Digest,
+    time_ms: u64,
+) -> Entry {
+    let mut e = Entry::new(EventType::ReceiptReceived, time_ms);
+    e.message_id = Some(id);
+    e.sender = Some(me.clone());
+    e.recipient = Some(signer);
+    e.envelope_sha256 = Some(inner_sha256.0);
+    e.peer_index = Some(peer_index);
+    e.detail.insert("end-to-end".into(), "true".into());
+    e.detail
+        .insert("receipt-sha256".into(), receipt_sha256.to_hex());
+    e
+}
+
 /// An audit entry to acknowledge with a `receipt-sent`, with the receipt's
 /// addressee, message id and acknowledged digest.
 #[derive(Debug, Clone)]

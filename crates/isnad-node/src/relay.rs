@@ -18,9 +18,9 @@ use isnad_envelope::{
     endorse, seal, verify_hop, AgencyId, Body, Digest, ErrorCode, Header, Kind, Message, MessageId,
     Opened, Opener, Relay, RelayError,
 };
-use isnad_log::{Entry, EventType};
 use isnad_wire::Response;
 
+use crate::exchange;
 use crate::node::{error_response, now, Ack, Hop, Inner, NodeError, Peer};
 use crate::node_core::inbound::{self, Stored};
 use crate::store::{Durability, InboxInsert, InboxRecord, OutboxRecord, RelayedOut};
@@ -147,22 +147,16 @@ impl Inner {
                 return unavailable();
             }
         };
-        let mut relayed = Entry::new(EventType::Relayed, ms);
-        relayed.message_id = Some(id);
-        relayed.sender = Some(originator);
-        relayed.recipient = Some(last);
-        relayed.envelope_sha256 = Some(inner_digest.0);
-        relayed
-            .detail
-            .insert("kind".into(), inner_kind.as_str().to_owned());
-        relayed
-            .detail
-            .insert("previous-hop".into(), peer.to_string());
-        relayed.detail.insert("next-hop".into(), next.to_string());
-        relayed.detail.insert("hop-sha256".into(), digest.to_hex());
-        relayed
-            .detail
-            .insert("forward-sha256".into(), Digest(fwd.digest).to_hex());
+        let relayed = exchange::relayed(
+            id,
+            originator,
+            last,
+            inner_digest,
+            inner_kind,
+            [peer, &next],
+            [digest, Digest(fwd.digest)],
+            ms,
+        );
         let ack = Ack {
             entry: hop_received(id, peer, &self.config.agency, digest, inner_kind, ms),
             id,
@@ -344,15 +338,15 @@ impl Inner {
                 return error_response(ErrorCode::Unauthentic, Some(rid), None);
             }
         };
-        let mut got = Entry::new(EventType::ReceiptReceived, ms);
-        got.message_id = Some(original.0);
-        got.sender = Some(self.config.agency.clone());
-        got.recipient = Some(signer.clone());
-        got.envelope_sha256 = Some(original.1 .0);
-        got.peer_index = Some(log_index);
-        got.detail.insert("end-to-end".into(), "true".into());
-        got.detail
-            .insert("receipt-sha256".into(), relay.inner_digest.to_hex());
+        let got = exchange::end_to_end_receipt_received(
+            &self.config.agency,
+            original.0,
+            signer.clone(),
+            original.1,
+            log_index,
+            relay.inner_digest,
+            ms,
+        );
         let unavailable =
             || error_response(ErrorCode::Unavailable, Some(rid), Some("try again later"));
         let ack = Ack {
