@@ -235,6 +235,52 @@ pub fn end_to_end_receipt_received(
     e
 }
 
+/// A witness's `witness-cosigned` entry: it cosigned `peer`'s checkpoint
+/// of log `origin` at `size` with root `root_b64` (spec/witness.md).
+pub fn witness_cosigned(
+    peer: &AgencyId,
+    origin: &str,
+    size: u64,
+    root_b64: &str,
+    time_ms: u64,
+) -> Entry {
+    let mut e = Entry::new(EventType::WitnessCosigned, time_ms);
+    e.sender = Some(peer.clone());
+    e.detail.insert("origin".into(), origin.to_owned());
+    e.detail.insert("size".into(), size.to_string());
+    e.detail.insert("root".into(), root_b64.to_owned());
+    e
+}
+
+/// A witness's `fork-detected` entry: it refused `peer`'s checkpoint that
+/// contradicts one it cosigned and kept the evidence in file `evidence`
+/// (SHA-256 `evidence_sha256_hex`); `summary` says what contradicts what.
+pub fn fork_detected(
+    peer: &AgencyId,
+    summary: String,
+    evidence: String,
+    evidence_sha256_hex: &str,
+    time_ms: u64,
+) -> Entry {
+    let mut e = Entry::new(EventType::ForkDetected, time_ms);
+    e.sender = Some(peer.clone());
+    e.reason = Some(summary);
+    e.detail.insert("evidence".into(), evidence);
+    e.detail
+        .insert("evidence-sha256".into(), evidence_sha256_hex.to_owned());
+    e
+}
+
+/// The `checkpoint-cosigned` entry: `witness`'s verified cosignature of
+/// this log's checkpoint at `size` signed at `timestamp`.
+pub fn checkpoint_cosigned(witness: &str, size: u64, timestamp: u64, time_ms: u64) -> Entry {
+    let mut e = Entry::new(EventType::CheckpointCosigned, time_ms);
+    e.detail.insert("witness".into(), witness.to_owned());
+    e.detail.insert("size".into(), size.to_string());
+    e.detail.insert("timestamp".into(), timestamp.to_string());
+    e
+}
+
 /// An audit entry to acknowledge with a `receipt-sent`, with the receipt's
 /// addressee, message id and acknowledged digest.
 #[derive(Debug, Clone)]
