@@ -160,8 +160,8 @@ fn nodes_made_by_the_previous_release_are_migrated_and_keep_working() {
     for n in [&a, &b] {
         assert!(!n.dir.join("log/version").exists());
     }
-    a.rust_log = "warn,isnad_node::formats=info";
-    b.rust_log = "warn,isnad_node::formats=info";
+    a.rust_log = "warn,isnad_node::store::format=info";
+    b.rust_log = "warn,isnad_node::store::format=info";
     a.start();
     b.start();
     a.wait_api();

@@ -185,6 +185,11 @@ async fn every_table_is_written_as_before() -> Result<(), Box<dyn std::error::Er
             let tab = txn.open_table(TableDefinition::<&str, &[u8]>::new(&name))?;
             for i in tab.iter()? {
                 let (k, v) = i?;
+                // The format version (state format 2) is new: it is not a
+                // record, and store::format's tests check it.
+                if name == "meta" && k.value() == "schema_version" {
+                    continue;
+                }
                 out.push_str(&format!(
                     "{} {}\n",
                     hex::encode(k.value().as_bytes()),

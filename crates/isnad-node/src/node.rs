@@ -12,7 +12,7 @@ use isnad_envelope::{
     Header, Kind, Limits, Message, MessageId, OpenError, Opened, Opener, Receipt, ReplayGuard,
     SenderKeys, SigningKey,
 };
-use isnad_log::{Entry, EventType, Log, SignerKey, VerifierKey};
+use isnad_log::{Entry, Log, SignerKey, VerifierKey};
 use isnad_wire::{body_len, FrameError, Op, Request, Response, MAX_RESPONSE_BODY};
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
@@ -23,6 +23,8 @@ use crate::exchange;
 use crate::health::{Condition, FreeSpaceProbe, Health};
 use crate::idempotency;
 use crate::metrics::Metrics;
+use crate::node_core::inbound::{self, Stored};
+use crate::node_core::outbound;
 use crate::store::{
     Durability, InboxInsert, InboxRecord, OutState, OutboxRecord, Store, StoreError, Submission,
 };
@@ -1160,13 +1162,7 @@ impl Inner {
         stage: &str,
         digest: Option<Digest>,
     ) -> Entry {
-        let mut e = Entry::new(EventType::Rejected, now().1);
-        e.sender = Some(peer.clone());
-        e.recipient = Some(self.config.agency.clone());
-        e.envelope_sha256 = digest.map(|d| d.0);
-        e.reason = Some(code.as_str().to_owned());
-        e.detail.insert("stage".into(), stage.to_owned());
-        e
+        exchange::rejected(peer, &self.config.agency, code, stage, digest, now().1)
     }
 
     /// Opens an envelope addressed to this node at `secs`, with the inbox
@@ -1338,46 +1334,26 @@ impl Inner {
                 return self.refuse_workflow(peer, h, &err, digest, ms).await;
             }
         };
-        let received = exchange::received(h, kind, digest, ms);
-        let mut end = Ack {
-            entry: received,
-            id: h.id,
-            to: h.sender.clone(),
+        let acceptance = inbound::accept(
+            &self.config.agency,
+            h,
+            kind,
             digest,
-        };
-        // Relayed: the hop (last relay → us) is acknowledged first, with the
-        // receipt we answer; then the end-to-end message (spec/relay.md §9).
-        let (acks, at) = if via.is_empty() {
-            (vec![end], 0)
-        } else {
-            end.entry.detail.insert("via".into(), via.join(" "));
-            let hop_entry = crate::relay::hop_received(
-                h.id,
-                &hop.peer,
-                &self.config.agency,
-                hop.digest,
-                kind,
-                ms,
-            );
-            let first = Ack {
-                entry: hop_entry,
-                id: h.id,
-                to: hop.peer.clone(),
-                digest: hop.digest,
-            };
-            (vec![first, end], 2)
-        };
-        let (first, receipt) = match self.acknowledge(acks, plan.entries(), ms, secs).await {
+            &hop,
+            plan.entries(),
+            ms,
+        );
+        let (at, receipt) = match self.acknowledge(acceptance, secs).await {
             Ok(x) => x,
             Err(err) => {
                 tracing::error!(error = %err, "cannot log or sign the receipt; refusing delivery");
                 return error_response(ErrorCode::Unavailable, Some(h.id), Some("try again later"));
             }
         };
-        let index = first + at;
-        // The status-changed entries follow the acknowledged ones (two per
-        // acknowledgement): their indexes go into the records committed now.
-        plan.set_indexes(index + 2);
+        let index = at.message;
+        // The status-changed entries follow the acknowledged ones: their
+        // indexes go into the records committed now.
+        plan.set_indexes(at.tail);
         let rec = InboxRecord {
             id: h.id,
             sender: h.sender.clone(),
@@ -1390,7 +1366,7 @@ impl Inner {
             receipt: receipt.clone(),
             via: hop.via.clone(),
         };
-        match self
+        let stored = match self
             .store
             .insert_inbox_checked(rec, plan.writes().to_vec())
             .await
@@ -1404,19 +1380,25 @@ impl Inner {
                     log_index = index,
                     "message received"
                 );
+                Stored::Stored
             }
             Ok(None) => {
                 tracing::info!(id = %h.id, "request or share changed meanwhile; asking for a retry");
-                return error_response(ErrorCode::Unavailable, Some(h.id), Some("try again later"));
+                Stored::Changed
             }
             Ok(Some(InboxInsert::Duplicate(existing))) => {
                 self.metrics.duplicates.inc();
-                return Response::Receipt(existing.receipt);
+                Stored::Duplicate(existing.receipt)
             }
             Err(err) => {
                 tracing::error!(error = %err, "inbox write failed");
-                return error_response(ErrorCode::Unavailable, Some(h.id), Some("try again later"));
+                Stored::Failed(err.to_string())
             }
+        };
+        if stored != Stored::Stored {
+            return self
+                .answer_after_inbox(&hop.peer, h.id, hop.digest, at, receipt, stored, ms)
+                .await;
         }
         self.metrics.inc(kind.as_str());
         if !hop.via.is_empty() {
@@ -1424,6 +1406,38 @@ impl Inner {
                 .await;
         }
         Response::Receipt(receipt)
+    }
+
+    /// Carries out [`inbound::after_inbox`]: when the inbox did not store
+    /// the message, the receipt already logged is withdrawn in the log
+    /// before the peer is answered (spec/transport.md §7).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn answer_after_inbox(
+        &self,
+        peer: &AgencyId,
+        id: MessageId,
+        digest: Digest,
+        at: inbound::Indexes,
+        receipt: Vec<u8>,
+        stored: Stored,
+        ms: u64,
+    ) -> Response {
+        let answer = inbound::after_inbox(
+            &self.config.agency,
+            peer,
+            id,
+            digest,
+            at,
+            receipt,
+            stored,
+            ms,
+        );
+        if let Some(w) = answer.withdraw {
+            if let Err(e) = self.append(w).await {
+                tracing::error!(error = %e, %id, "could not log the withdrawal of an unsent receipt");
+            }
+        }
+        answer.response
     }
 
     /// Answers a message the workflow refused: a final refusal is logged as
@@ -1497,36 +1511,22 @@ impl Inner {
         }
     }
 
-    /// Appends, in one durable batch, each acknowledged entry followed by
-    /// its `receipt-sent` (peer index: that entry), then `tail`; signs the
-    /// receipt for the first acknowledgement. Returns the first entry's
-    /// index and that receipt.
+    /// Appends an acceptance batch ([`inbound::Acceptance`]) in one
+    /// durable append and signs the receipt for its first
+    /// acknowledgement. Returns where the entries landed and that receipt.
     pub(crate) async fn acknowledge(
         &self,
-        acks: Vec<Ack>,
-        tail: Vec<Entry>,
-        ms: u64,
+        acceptance: inbound::Acceptance,
         secs: u64,
-    ) -> Result<(u64, Vec<u8>), NodeError> {
-        let (id, to, digest) = match acks.first() {
-            Some(a) => (a.id, a.to.clone(), a.digest),
-            None => return Err(NodeError::Audit("nothing to acknowledge".into())),
-        };
-        let me = self.config.agency.clone();
-        let build = Box::new(move |first: u64| {
-            let mut out = Vec::new();
-            for a in acks {
-                let peer_index = first + out.len() as u64;
-                let sent = exchange::receipt_sent(&me, a.id, a.to, a.digest, peer_index, ms);
-                out.push(a.entry);
-                out.push(sent);
-            }
-            out.extend(tail);
-            out
-        });
-        let index = self.append_with(build).await?;
-        let (_, receipt) = self.make_receipt(&to, id, digest, index, secs)?;
-        Ok((index, receipt))
+    ) -> Result<(inbound::Indexes, Vec<u8>), NodeError> {
+        let (id, to, digest) = acceptance.receipt();
+        let layout = acceptance.clone();
+        let first = self
+            .append_with(Box::new(move |first| acceptance.entries(first)))
+            .await?;
+        let at = layout.indexes(first);
+        let (_, receipt) = self.make_receipt(&to, id, digest, at.receipt, secs)?;
+        Ok((at, receipt))
     }
 
     /// The `exp` of a receipt signed at `secs`: the longest lifetime a
@@ -1652,19 +1652,6 @@ impl Inner {
         Ok(())
     }
 
-    fn backoff_ms(&self, attempts: u32) -> u64 {
-        let d = &self.config.delivery;
-        let base = d
-            .initial_backoff_ms
-            .saturating_mul(1u64 << attempts.min(20));
-        let capped = base.min(d.max_backoff_secs.saturating_mul(1000)).max(1);
-        let mut r = [0u8; 2];
-        let _ = self.rng.fill(&mut r);
-        let unit = f64::from(u16::from_le_bytes(r)) / f64::from(u16::MAX); // 0..=1
-        let jitter = f64::from(d.jitter_percent) / 100.0 * (unit * 2.0 - 1.0);
-        ((capped as f64) * (1.0 + jitter)).max(1.0) as u64
-    }
-
     /// The cached connection to `agency`, or a new one. Deliveries to one
     /// peer share one connection and wait for one handshake; other peers are
     /// not held up.
@@ -1731,116 +1718,74 @@ impl Inner {
         }
     }
 
-    /// One delivery attempt; updates the record and the log.
-    async fn deliver_out(&self, mut rec: OutboxRecord) -> Result<OutState, NodeError> {
+    /// One delivery attempt; updates the record and the log in the order
+    /// [`outbound::Settled`] gives: the entry first, then the record.
+    async fn deliver_out(&self, rec: OutboxRecord) -> Result<OutState, NodeError> {
         let id = rec.id;
         let (secs, ms) = now();
+        let me = &self.config.agency;
         let recipient = rec.recipient.clone();
-        if secs >= rec.expires {
-            let mut e = Entry::new(EventType::DeliveryExpired, ms);
-            e.message_id = Some(id);
-            e.sender = Some(self.config.agency.clone());
-            e.recipient = Some(recipient.clone());
-            e.envelope_sha256 = Some(rec.digest);
-            e.reason = rec.last_error.clone();
-            rec.final_index = Some(self.append(e).await?);
-            rec.state = OutState::Expired;
-            self.metrics.expired.inc();
-            tracing::warn!(%id, %recipient, "message expired undelivered");
-            return self.finish(rec).await;
-        }
-        let outcome = match self.directory.peer(&recipient) {
-            None => Err(format!("{recipient} is not in any trusted directory")),
-            Some(peer) => self.attempt(&recipient, &peer, &rec, secs).await,
+        let mut settled = if outbound::expired(secs, rec.expires) {
+            outbound::expire(me, &recipient, rec, ms)
+        } else {
+            let attempt = match self.directory.peer(&recipient) {
+                None => outbound::Attempt::Transport(format!(
+                    "{recipient} is not in any trusted directory"
+                )),
+                Some(peer) => self.attempt(&recipient, &peer, &rec, secs).await,
+            };
+            let mut random = [0u8; 2];
+            let _ = self.rng.fill(&mut random);
+            let cx = outbound::Context {
+                me,
+                recipient: &recipient,
+                secs,
+                ms,
+                backoff: self.backoff(),
+                random,
+                own_revoked: self.own_key_revoked(secs),
+            };
+            if let outbound::Attempt::Transport(err) = &attempt {
+                tracing::debug!(%id, %recipient, error = %err, attempt = rec.attempts + 1, "delivery attempt failed");
+                self.metrics.retries.inc();
+            }
+            outbound::settle(cx, rec, attempt)
         };
-        rec.attempts = rec.attempts.saturating_add(1);
-        match outcome {
-            Ok(Attempt::Receipt { bytes, peer_index }) => {
-                let e = exchange::receipt_received(
-                    &self.config.agency,
-                    id,
-                    recipient.clone(),
-                    rec.digest,
-                    peer_index,
-                    &bytes,
-                    ms,
-                );
-                rec.final_index = Some(self.append(e).await?);
+        if let Some(e) = settled.entry.take() {
+            let index = self.append(e).await?;
+            settled.logged(index);
+        }
+        let rec = settled.record;
+        match settled.outcome {
+            outbound::Outcome::Delivered => {
                 self.workflow_receipt(&rec, ms).await;
-                rec.state = OutState::Delivered;
-                rec.receipt = Some(bytes);
-                rec.peer_log_index = Some(peer_index);
-                rec.delivered_ms = Some(ms);
-                rec.last_error = None;
-                tracing::info!(%id, peer = %recipient, peer_index, "message sent: receipt received");
+                tracing::info!(%id, peer = %recipient, peer_index = rec.peer_log_index, "message sent: receipt received");
                 self.metrics.delivered.inc();
                 self.metrics
                     .latency
                     .observe_ms(ms.saturating_sub(rec.created * 1000));
             }
-            Ok(Attempt::Refused { code, detail }) if !code.is_temporary() => {
-                let mut e = Entry::new(EventType::DeliveryFailed, ms);
-                e.message_id = Some(id);
-                e.sender = Some(self.config.agency.clone());
-                e.recipient = Some(recipient.clone());
-                e.envelope_sha256 = Some(rec.digest);
-                e.reason = Some(code.as_str().to_owned());
-                rec.final_index = Some(self.append(e).await?);
-                rec.state = OutState::Failed;
-                // The peer says only `unauthentic` (protocol.md §7); this
-                // node's own directory tells whether its key was revoked.
-                let own = (code == ErrorCode::Unauthentic)
-                    .then(|| self.own_key_revoked(secs))
-                    .flatten()
-                    .map(|at| format!(": this node's signing key is revoked since {at} (its directory); install the replacement key and submit the message again"));
-                rec.last_error = Some(format!(
-                    "{code}{}",
-                    own.or(detail.map(|d| format!(": {d}"))).unwrap_or_default()
-                ));
+            outbound::Outcome::Failed => {
                 self.metrics.failed.inc();
-                tracing::warn!(%id, peer = %recipient, %code, "message refused by the peer");
+                tracing::warn!(%id, peer = %recipient, error = rec.last_error.as_deref(), "message refused by the peer");
             }
-            Ok(Attempt::OtherBytes {
-                bytes,
-                peer_index,
-                acknowledged,
-            }) => {
-                let mut e = Entry::new(EventType::DeliveryFailed, ms);
-                e.message_id = Some(id);
-                e.sender = Some(self.config.agency.clone());
-                e.recipient = Some(recipient.clone());
-                e.envelope_sha256 = Some(rec.digest);
-                e.peer_index = Some(peer_index);
-                e.reason = Some(ErrorCode::Replayed.as_str().to_owned());
-                e.detail
-                    .insert("receipt-sha256".into(), Digest::sha256(&bytes).to_hex());
-                e.detail
-                    .insert("acknowledged-sha256".into(), acknowledged.to_hex());
-                rec.final_index = Some(self.append(e).await?);
-                rec.state = OutState::Failed;
-                rec.last_error = Some(format!(
-                    "replayed: the recipient accepted other envelope bytes under this id \
-                     (its log index {peer_index}, SHA-256 {})",
-                    acknowledged.to_hex()
-                ));
-                self.metrics.failed.inc();
-                tracing::warn!(%id, peer = %recipient, peer_index, "message refused by the peer: it holds other bytes under this id");
+            outbound::Outcome::Expired => {
+                self.metrics.expired.inc();
+                tracing::warn!(%id, %recipient, "message expired undelivered");
             }
-            Ok(Attempt::Refused { code, detail }) => {
-                rec.last_error = Some(format!(
-                    "{code}{}",
-                    detail.map(|d| format!(": {d}")).unwrap_or_default()
-                ));
-                rec.next_attempt_ms = ms + self.backoff_ms(rec.attempts);
-            }
-            Err(err) => {
-                tracing::debug!(%id, %recipient, error = %err, attempt = rec.attempts, "delivery attempt failed");
-                rec.last_error = Some(err);
-                rec.next_attempt_ms = ms + self.backoff_ms(rec.attempts);
-                self.metrics.retries.inc();
-            }
+            outbound::Outcome::Retry => {}
         }
         self.finish(rec).await
+    }
+
+    /// The delivery retry schedule of the configuration.
+    fn backoff(&self) -> outbound::Backoff {
+        let d = &self.config.delivery;
+        outbound::Backoff {
+            initial_ms: d.initial_backoff_ms,
+            max_secs: d.max_backoff_secs,
+            jitter_percent: d.jitter_percent,
+        }
     }
 
     /// Stores the updated record (keeping a `sent` index recorded meanwhile)
@@ -1885,21 +1830,21 @@ impl Inner {
         peer: &Peer,
         rec: &OutboxRecord,
         secs: u64,
-    ) -> Result<Attempt, String> {
-        let answer = self
+    ) -> outbound::Attempt {
+        match self
             .exchange(recipient, peer, Op::Deliver, rec.envelope.clone())
-            .await?;
-        match answer {
-            Response::Error { code, detail, .. } => Ok(Attempt::Refused { code, detail }),
-            Response::Receipt(bytes) => match self.check_receipt(recipient, rec, &bytes, secs)? {
-                (peer_index, None) => Ok(Attempt::Receipt { bytes, peer_index }),
-                (peer_index, Some(acknowledged)) => Ok(Attempt::OtherBytes {
-                    bytes,
-                    peer_index,
-                    acknowledged,
-                }),
-            },
-            other => Err(format!("unexpected answer to a delivery: {other:?}")),
+            .await
+        {
+            Ok(answer) => outbound::classify(
+                &self.config.agency,
+                recipient,
+                rec,
+                answer,
+                secs,
+                self.directory.as_ref(),
+                self.limits,
+            ),
+            Err(e) => outbound::Attempt::Transport(e),
         }
     }
 
@@ -2085,32 +2030,25 @@ impl Inner {
                     return;
                 }
             };
-            let missing = match &rec {
-                Some(r) if r.state == OutState::Pending => continue,
-                Some(r) if r.state == OutState::Delivered => r.relay.as_ref().filter(|x| {
-                    x.end_to_end_receipt.is_none() && x.end_to_end_missing_index.is_none()
-                }),
-                _ => None,
-            };
             let mut index = None;
-            if let Some(x) = missing {
-                let mut e = Entry::new(EventType::DeliveryExpired, ms);
-                e.message_id = Some(id);
-                e.sender = Some(self.config.agency.clone());
-                e.recipient = x.route.last().cloned();
-                e.envelope_sha256 = Some(x.inner_digest);
-                e.reason = Some("no end-to-end receipt".into());
-                e.detail.insert("end-to-end".into(), "true".into());
-                e.detail.insert("via".into(), x.route_text());
-                match self.append(e).await {
-                    Ok(i) => index = Some(i),
-                    Err(err) => {
-                        tracing::error!(error = %err, "cannot log a missing end-to-end receipt");
-                        return;
+            match outbound::end_to_end(&self.config.agency, id, rec.as_ref(), ms) {
+                outbound::EndToEnd::Wait => continue,
+                outbound::EndToEnd::Settle => {}
+                outbound::EndToEnd::Missing(e) => {
+                    match self.append(*e).await {
+                        Ok(i) => index = Some(i),
+                        Err(err) => {
+                            tracing::error!(error = %err, "cannot log a missing end-to-end receipt");
+                            return;
+                        }
                     }
+                    self.metrics.end_to_end_missing.inc();
+                    let to = rec
+                        .as_ref()
+                        .and_then(|r| r.relay.as_ref())
+                        .and_then(|x| x.route.last());
+                    tracing::warn!(%id, ?to, "relayed message expired without its end-to-end receipt");
                 }
-                self.metrics.end_to_end_missing.inc();
-                tracing::warn!(%id, to = ?x.route.last(), "relayed message expired without its end-to-end receipt");
             }
             let settled = self
                 .store
@@ -2124,37 +2062,6 @@ impl Inner {
                 tracing::error!(error = %e, "cannot settle an end-to-end wait");
                 return;
             }
-        }
-    }
-
-    /// Verifies a receipt at `secs`: signed by the recipient, addressed to
-    /// us, for this message. Returns the peer's log index, and the digest
-    /// it acknowledges when that is not the SHA-256 of the bytes we sent
-    /// (the recipient holds other bytes under this id: spec/transport.md §6).
-    fn check_receipt(
-        &self,
-        recipient: &AgencyId,
-        rec: &OutboxRecord,
-        bytes: &[u8],
-        secs: u64,
-    ) -> Result<(u64, Option<Digest>), String> {
-        let opener = Opener {
-            me: &self.config.agency,
-            keys: &[],
-            limits: self.limits,
-        };
-        let opened = opener
-            .open_signed(bytes, secs, self.directory.as_ref())
-            .map_err(|e| format!("invalid receipt: {e}"))?;
-        if &opened.message.header.sender != recipient {
-            return Err("receipt signed by another agency than the recipient".into());
-        }
-        match opened.message.body {
-            Body::Receipt(r) if r.message_id == rec.id => {
-                let other = (r.envelope_digest.0 != rec.digest).then_some(r.envelope_digest);
-                Ok((r.log_index, other))
-            }
-            _ => Err("receipt does not acknowledge this message".into()),
         }
     }
 }
@@ -2209,43 +2116,8 @@ impl RefusalWindow {
     }
 }
 
-/// An audit entry to acknowledge with a `receipt-sent` (and the receipt's
-/// addressee, message id and acknowledged digest).
-pub(crate) struct Ack {
-    pub(crate) entry: Entry,
-    pub(crate) id: MessageId,
-    pub(crate) to: AgencyId,
-    pub(crate) digest: Digest,
-}
-
-/// Who handed an accepted end-to-end message over, and how.
-pub(crate) struct Hop {
-    /// The authenticated peer that delivered it (the sender, or the last relay).
-    pub(crate) peer: AgencyId,
-    /// SHA-256 of what that peer delivered (what our receipt acknowledges).
-    pub(crate) digest: Digest,
-    /// The route when relayed (originator first); empty for direct delivery.
-    pub(crate) via: Vec<AgencyId>,
-}
-
-enum Attempt {
-    Receipt {
-        bytes: Vec<u8>,
-        peer_index: u64,
-    },
-    Refused {
-        code: ErrorCode,
-        detail: Option<String>,
-    },
-    /// A valid receipt for this message id that acknowledges other envelope
-    /// bytes: the recipient accepted another envelope under this id and
-    /// will answer every retry the same way (spec/transport.md §6). Final.
-    OtherBytes {
-        bytes: Vec<u8>,
-        peer_index: u64,
-        acknowledged: Digest,
-    },
-}
+pub(crate) use crate::exchange::Ack;
+pub(crate) use crate::node_core::inbound::Hop;
 
 async fn delivery_loop(inner: Arc<Inner>) {
     let stop = inner.shutdown.subscribe();

@@ -18,10 +18,11 @@ use isnad_envelope::{
     endorse, seal, verify_hop, AgencyId, Body, Digest, ErrorCode, Header, Kind, Message, MessageId,
     Opened, Opener, Relay, RelayError,
 };
-use isnad_log::{Entry, EventType};
 use isnad_wire::Response;
 
+use crate::exchange;
 use crate::node::{error_response, now, Ack, Hop, Inner, NodeError, Peer};
+use crate::node_core::inbound::{self, Stored};
 use crate::store::{Durability, InboxInsert, InboxRecord, OutboxRecord, RelayedOut};
 
 impl Inner {
@@ -146,22 +147,16 @@ impl Inner {
                 return unavailable();
             }
         };
-        let mut relayed = Entry::new(EventType::Relayed, ms);
-        relayed.message_id = Some(id);
-        relayed.sender = Some(originator);
-        relayed.recipient = Some(last);
-        relayed.envelope_sha256 = Some(inner_digest.0);
-        relayed
-            .detail
-            .insert("kind".into(), inner_kind.as_str().to_owned());
-        relayed
-            .detail
-            .insert("previous-hop".into(), peer.to_string());
-        relayed.detail.insert("next-hop".into(), next.to_string());
-        relayed.detail.insert("hop-sha256".into(), digest.to_hex());
-        relayed
-            .detail
-            .insert("forward-sha256".into(), Digest(fwd.digest).to_hex());
+        let relayed = exchange::relayed(
+            id,
+            originator,
+            last,
+            inner_digest,
+            inner_kind,
+            [peer, &next],
+            [digest, Digest(fwd.digest)],
+            ms,
+        );
         let ack = Ack {
             entry: hop_received(id, peer, &self.config.agency, digest, inner_kind, ms),
             id,
@@ -173,14 +168,17 @@ impl Inner {
             .into_iter()
             .chain(self.sent_entries(&fwd))
             .collect();
-        let (index, receipt) = match self.acknowledge(vec![ack], tail, ms, secs).await {
+        let acceptance = inbound::acknowledge_one(&self.config.agency, ack, tail, ms);
+        let (at, receipt) = match self.acknowledge(acceptance, secs).await {
             Ok(x) => x,
             Err(err) => {
                 tracing::error!(error = %err, "cannot log or sign the receipt; refusing relay");
                 return unavailable();
             }
         };
-        fwd.sent_index = Some(index + 3);
+        // The forward's `sent` follows the `relayed` entry at the tail.
+        fwd.sent_index = Some(at.tail + 1);
+        let index = at.receipt;
         let hop = InboxRecord {
             id,
             sender: peer.clone(),
@@ -193,16 +191,16 @@ impl Inner {
             receipt: receipt.clone(),
             via: route,
         };
-        match self.store.insert_relay_forward(hop, fwd).await {
+        let stored = match self.store.insert_relay_forward(hop, fwd).await {
             Ok(Some(InboxInsert::Stored)) => {
                 tracing::info!(%id, %peer, %next, "message relayed");
                 self.metrics.inc(Kind::Relay.as_str());
                 self.wake.notify_one();
-                Response::Receipt(receipt)
+                return Response::Receipt(receipt);
             }
             Ok(Some(InboxInsert::Duplicate(existing))) => {
                 self.metrics.duplicates.inc();
-                Response::Receipt(existing.receipt)
+                Stored::Duplicate(existing.receipt)
             }
             Ok(None) => {
                 self.log_rejected_relayed(
@@ -212,17 +210,15 @@ impl Inner {
                     Some(digest),
                 )
                 .await;
-                error_response(
-                    ErrorCode::Replayed,
-                    Some(id),
-                    Some("this message id is already in use at the relay"),
-                )
+                Stored::IdInUse
             }
             Err(err) => {
                 tracing::error!(error = %err, "relay store write failed");
-                unavailable()
+                Stored::Failed(err.to_string())
             }
-        }
+        };
+        self.answer_after_inbox(peer, id, digest, at, receipt, stored, ms)
+            .await
     }
 
     /// The final recipient's part: open the inner envelope, check it is the
@@ -342,15 +338,15 @@ impl Inner {
                 return error_response(ErrorCode::Unauthentic, Some(rid), None);
             }
         };
-        let mut got = Entry::new(EventType::ReceiptReceived, ms);
-        got.message_id = Some(original.0);
-        got.sender = Some(self.config.agency.clone());
-        got.recipient = Some(signer.clone());
-        got.envelope_sha256 = Some(original.1 .0);
-        got.peer_index = Some(log_index);
-        got.detail.insert("end-to-end".into(), "true".into());
-        got.detail
-            .insert("receipt-sha256".into(), relay.inner_digest.to_hex());
+        let got = exchange::end_to_end_receipt_received(
+            &self.config.agency,
+            original.0,
+            signer.clone(),
+            original.1,
+            log_index,
+            relay.inner_digest,
+            ms,
+        );
         let unavailable =
             || error_response(ErrorCode::Unavailable, Some(rid), Some("try again later"));
         let ack = Ack {
@@ -359,9 +355,11 @@ impl Inner {
             to: peer.clone(),
             digest,
         };
-        let Ok((index, receipt)) = self.acknowledge(vec![ack], vec![got], ms, secs).await else {
+        let acceptance = inbound::acknowledge_one(&self.config.agency, ack, vec![got], ms);
+        let Ok((at, receipt)) = self.acknowledge(acceptance, secs).await else {
             return unavailable();
         };
+        let index = at.receipt;
         let bytes = relay.inner.0;
         let rec = InboxRecord {
             id: rid,
@@ -377,7 +375,10 @@ impl Inner {
         };
         if let Err(e) = self.store.insert_inbox(rec).await {
             tracing::error!(error = %e, "inbox write failed");
-            return unavailable();
+            let failed = Stored::Failed(e.to_string());
+            return self
+                .answer_after_inbox(peer, rid, digest, at, receipt, failed, ms)
+                .await;
         }
         let stored = self
             .store
@@ -494,47 +495,4 @@ impl Inner {
     }
 }
 
-/// The `received` entry for a relay hop envelope (kind `relay`; the inner
-/// kind in `inner-kind`).
-pub(crate) fn hop_received(
-    id: MessageId,
-    from: &AgencyId,
-    me: &AgencyId,
-    digest: Digest,
-    inner_kind: Kind,
-    ms: u64,
-) -> Entry {
-    let mut e = Entry::new(EventType::Received, ms);
-    e.message_id = Some(id);
-    e.sender = Some(from.clone());
-    e.recipient = Some(me.clone());
-    e.envelope_sha256 = Some(digest.0);
-    e.detail
-        .insert("kind".into(), Kind::Relay.as_str().to_owned());
-    e.detail
-        .insert("inner-kind".into(), inner_kind.as_str().to_owned());
-    e
-}
-
-/// For a relay hop record: marks its own `sent` entry as a hop (kind
-/// `relay`, the inner kind in `inner-kind`) and, if this node originated
-/// the message and it is not an end-to-end receipt, returns the end-to-end
-/// `sent` entry (to the final recipient, over the inner envelope).
-pub(crate) fn end_to_end_sent(e: &mut Entry, rec: &OutboxRecord, me: &AgencyId) -> Option<Entry> {
-    let r = rec.relay.as_ref()?;
-    e.detail
-        .insert("kind".into(), Kind::Relay.as_str().to_owned());
-    e.detail
-        .insert("inner-kind".into(), rec.kind.as_str().to_owned());
-    if r.route.first() != Some(me) || rec.kind == Kind::Receipt {
-        return None;
-    }
-    let mut end = e.clone();
-    end.recipient = r.route.last().cloned();
-    end.envelope_sha256 = Some(r.inner_digest);
-    end.detail.clear();
-    end.detail
-        .insert("kind".into(), rec.kind.as_str().to_owned());
-    end.detail.insert("via".into(), r.route_text());
-    Some(end)
-}
+pub(crate) use crate::exchange::{end_to_end_sent, hop_received};

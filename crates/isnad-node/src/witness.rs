@@ -24,6 +24,7 @@ use isnad_wire::{Op, Response, WitnessCode};
 use serde::Serialize;
 
 use super::{now, Inner};
+use crate::exchange;
 use crate::store::witness::WitnessSubmitted;
 use crate::store::StoreError;
 
@@ -178,14 +179,8 @@ async fn decide(inner: &Inner, peer: &AgencyId, payload: Vec<u8>) -> Response {
         }
         Ok(Ok(c)) => {
             inner.metrics.witness_cosigned.inc();
-            let mut e = Entry::new(EventType::WitnessCosigned, ms);
-            e.sender = Some(peer.clone());
-            e.detail
-                .insert("origin".into(), c.state.checkpoint.origin.clone());
-            e.detail
-                .insert("size".into(), c.state.checkpoint.size.to_string());
-            e.detail
-                .insert("root".into(), c.state.checkpoint.root.to_base64());
+            let cp = &c.state.checkpoint;
+            let e = exchange::witness_cosigned(peer, &cp.origin, cp.size, &cp.root.to_base64(), ms);
             if let Err(err) = inner.append(e).await {
                 tracing::error!(error = %err, "could not log a witness cosignature");
             }
@@ -251,12 +246,13 @@ async fn record_fork(inner: &Inner, peer: &AgencyId, evidence: &ForkEvidence, ms
         Err(e) => tracing::error!(error = %e, "cannot write fork evidence"),
     }
     inner.metrics.witness_forks.inc();
-    let mut e = Entry::new(EventType::ForkDetected, ms);
-    e.sender = Some(peer.clone());
-    e.reason = Some(evidence.summary());
-    e.detail.insert("evidence".into(), name);
-    e.detail
-        .insert("evidence-sha256".into(), hex::encode(digest.as_ref()));
+    let e = exchange::fork_detected(
+        peer,
+        evidence.summary(),
+        name,
+        &hex::encode(digest.as_ref()),
+        ms,
+    );
     if let Err(err) = inner.append(e).await {
         tracing::error!(error = %err, "could not log fork evidence");
     }
@@ -412,10 +408,7 @@ async fn record_cosignature(
         .set_witness_submitted(witness, rec)
         .await
         .map_err(|e| e.to_string())?;
-    let mut e = Entry::new(EventType::CheckpointCosigned, now().1);
-    e.detail.insert("witness".into(), witness.to_string());
-    e.detail.insert("size".into(), size.to_string());
-    e.detail.insert("timestamp".into(), timestamp.to_string());
+    let e = exchange::checkpoint_cosigned(&witness.to_string(), size, timestamp, now().1);
     inner.append(e).await.map_err(|e| e.to_string())?;
     let required = inner.config.witness.required();
     if let Ok(mut l) = inner.witness.latest.lock() {

@@ -56,11 +56,14 @@ pub(super) struct Slot {
 
 impl Slot {
     pub(super) fn db(&self) -> Result<Arc<Database>, StoreError> {
-        self.current
+        // The read guard is dropped before `failed` is locked: `reopen`
+        // takes them in the other order (the two used to deadlock).
+        let current = self
+            .current
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .ok_or_else(|| self.failing_error())
+            .clone();
+        current.ok_or_else(|| self.failing_error())
     }
 
     pub(super) fn failing_error(&self) -> StoreError {
