@@ -20,6 +20,7 @@ pub mod metrics;
 mod node;
 pub mod node_dir;
 mod relay;
+mod reseal;
 pub mod storage;
 pub mod store;
 pub use store::format as formats;
