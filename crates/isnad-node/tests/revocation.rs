@@ -180,11 +180,11 @@ fn revoke_and_rotate(
     Ok((at, old.key_id()))
 }
 
-/// The `sent` entries of message `id` in `n`'s log: (digest, resealed-from).
-fn sent_entries(
-    n: &NodeHandle,
-    id: &MessageId,
-) -> Result<Vec<([u8; 32], Option<String>)>, Box<dyn std::error::Error>> {
+/// A `sent` entry's digest and its `resealed-from` detail.
+type Sent = ([u8; 32], Option<String>);
+
+/// The `sent` entries of message `id` in `n`'s log.
+fn sent_entries(n: &NodeHandle, id: &MessageId) -> Result<Vec<Sent>, Box<dyn std::error::Error>> {
     let log = n.log();
     let mut out = Vec::new();
     for i in 0..log.size() {
