@@ -124,11 +124,11 @@ impl Inner {
         ) {
             Ok(m) if m.header.id == id && m.header.sender == self.config.agency => m,
             Ok(_) => {
-                tracing::error!(%id, "cannot re-seal: the own copy is of another message");
+                tracing::warn!(%id, "cannot re-seal: the own copy is of another message");
                 return Ok(None);
             }
             Err(e) => {
-                tracing::error!(%id, error = %e, "cannot re-seal: the own copy does not open");
+                tracing::warn!(%id, error = %e, "cannot re-seal: the own copy does not open");
                 return Ok(None);
             }
         };
