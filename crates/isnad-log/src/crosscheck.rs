@@ -15,11 +15,15 @@
 //!   A: receipt-received(m, A→B, d, peer-index i)
 //!   or A: delivery-failed / delivery-expired(m, →B)   (B: rejected(A→B, d, reason))
 //! ```
+//!
+//! A message re-sealed after its sender's signing key was revoked has a
+//! second `sent(m, A→B, d₂)` naming `d` in its detail `resealed-from`; the
+//! superseded `sent` is left out of the exchange.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use isnad_types::{AgencyId, MessageId};
+use isnad_types::{AgencyId, Digest, MessageId};
 
 use crate::audited::AuditedLog;
 use crate::entry::{Entry, EventType};
@@ -436,6 +440,35 @@ fn by_id<'a>(
     out
 }
 
+/// The detail key of a `sent` entry naming the envelope digest it
+/// supersedes: the sender re-sealed the message after its signing key was
+/// revoked (spec/cross-check.md §3.1).
+pub const RESEALED_FROM: &str = "resealed-from";
+
+/// Drops from each message's `sent` entries every one whose digest a later
+/// `sent` entry of the same message names in [`RESEALED_FROM`]: the
+/// superseded envelope is no part of the exchange.
+fn without_superseded(
+    mut sents: BTreeMap<MessageId, Vec<&Entry>>,
+) -> BTreeMap<MessageId, Vec<&Entry>> {
+    for v in sents.values_mut() {
+        let named: Vec<(u64, &str)> = v
+            .iter()
+            .filter_map(|e| Some((e.seq, e.detail.get(RESEALED_FROM)?.as_str())))
+            .collect();
+        if named.is_empty() {
+            continue;
+        }
+        v.retain(|e| {
+            let hex = e.envelope_sha256.map(|d| Digest(d).to_hex());
+            !named
+                .iter()
+                .any(|(seq, from)| *seq > e.seq && hex.as_deref() == Some(*from))
+        });
+    }
+    sents
+}
+
 /// All exchanges from `s` (sender) to `r` (recipient).
 fn direction<'a>(
     s: &View<'a>,
@@ -448,7 +481,7 @@ fn direction<'a>(
         m.get(id).cloned().unwrap_or_default()
     }
     let (sa, ra) = (&s.agency, &r.agency);
-    let sents = by_id(s, EventType::Sent, Some(sa), ra);
+    let sents = without_superseded(by_id(s, EventType::Sent, Some(sa), ra));
     let rrs = by_id(s, EventType::ReceiptReceived, Some(sa), ra);
     let mut fails = by_id(s, EventType::DeliveryFailed, None, ra);
     for (id, v) in by_id(s, EventType::DeliveryExpired, None, ra) {

@@ -33,6 +33,11 @@ fn entry(seq: usize, v: &Value) -> Entry {
     e.envelope_sha256 = text("envelope_sha256").map(unhex);
     e.peer_index = v.get("peer_index").and_then(Value::as_u64);
     e.reason = text("reason").map(str::to_owned);
+    if let Some(d) = v.get("detail").and_then(Value::as_object) {
+        for (k, x) in d {
+            e.detail.insert(k.clone(), x.as_str().unwrap().to_owned());
+        }
+    }
     e
 }
 

@@ -56,6 +56,7 @@ mod node;
 pub mod node_core;
 pub mod node_dir;
 mod relay;
+mod reseal;
 pub mod storage;
 pub mod store;
 pub use store::format as formats;

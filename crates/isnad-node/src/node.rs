@@ -454,7 +454,11 @@ impl NodeHandle {
                 &inner.limits,
                 &inner.rng,
             )?;
-            OutboxRecord::pending(id, &recipient, kind, envelope, secs, msg.header.expires, ms)
+            let mut rec =
+                OutboxRecord::pending(id, &recipient, kind, envelope, secs, msg.header.expires, ms);
+            // What a re-seal needs if this key is revoked before delivery.
+            rec.reseal = Some(inner.own_copy(&msg)?);
+            rec
         };
         // Marked in flight before it is stored, so the delivery loop leaves
         // it alone until its `sent` entry is logged and this task hands it
@@ -1614,13 +1618,18 @@ impl Inner {
             rec.digest,
             rec.created * 1000,
         );
+        if let Some(from) = rec.reseal.as_ref().and_then(|r| r.resealed_from) {
+            // A re-seal supersedes the earlier `sent` (spec/cross-check.md §3.1).
+            e.detail
+                .insert("resealed-from".into(), Digest(from).to_hex());
+        }
         let end_to_end = crate::relay::end_to_end_sent(&mut e, rec, &self.config.agency);
         std::iter::once(e).chain(end_to_end).collect()
     }
 
     /// This node's signing key's `revoked-at`, if its directory revokes it
     /// as of `now`.
-    fn own_key_revoked(&self, now: u64) -> Option<u64> {
+    pub(crate) fn own_key_revoked(&self, now: u64) -> Option<u64> {
         self.directory
             .sender_key(&self.identity.signing_key.key_id())?
             .revoked_at
@@ -1629,9 +1638,20 @@ impl Inner {
 
     /// After a crash: every outbox message whose `sent` entry is missing
     /// gets it now, and so does every request or share event whose
-    /// `status-changed` entry is missing (spec/transport.md §7).
+    /// `status-changed` entry is missing (spec/transport.md §7). At start,
+    /// queued messages sealed with a revoked key of this node are re-sealed
+    /// first (their new `sent` entries are then missing, crate::reseal).
     async fn recover(self: &Arc<Self>) -> Result<(), NodeError> {
         for rec in self.store.all_outbox()? {
+            let rec =
+                if !self.is_in_flight(rec.id.as_bytes()) && self.reseal_if_revoked(&rec).await? {
+                    match self.store.outbox(&rec.id)? {
+                        Some(now) => now,
+                        None => continue,
+                    }
+                } else {
+                    rec
+                };
             // A message in flight belongs to the task submitting or
             // delivering it, which logs its `sent` entry itself (recovery
             // also runs after a storage fault, while submissions go on).
@@ -1959,12 +1979,29 @@ impl Inner {
                 // message stays due and is delivered after the restart).
                 Ok(Some(_)) if stopping => Ok(OutState::Pending),
                 Ok(Some(mut now)) if now.state == OutState::Pending => {
-                    now.sent_index = now.sent_index.or(sent_index);
+                    // Sealed with a key of this node revoked meanwhile (its
+                    // directory changed): re-sealed, its new `sent` logged below.
+                    let checked = match inner.reseal_if_revoked(&now).await {
+                        Ok(true) => match inner.store.outbox(&MessageId::from_bytes(id)) {
+                            Ok(Some(resealed)) => {
+                                now = resealed;
+                                Ok(())
+                            }
+                            Ok(None) => Ok(()),
+                            Err(e) => Err(e.into()),
+                        },
+                        Ok(false) => {
+                            now.sent_index = now.sent_index.or(sent_index);
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    };
                     // No delivery before `sent`: a message accepted while
                     // the log failed gets its entry now.
-                    let logged = match now.sent_index {
-                        Some(_) => Ok(()),
-                        None => inner
+                    let logged = match (checked, now.sent_index) {
+                        (Err(e), _) => Err(e),
+                        (Ok(()), Some(_)) => Ok(()),
+                        (Ok(()), None) => inner
                             .log_submitted(&now, &workflow::Plan::default())
                             .await
                             .map(|i| now.sent_index = Some(i)),

@@ -156,3 +156,206 @@ async fn a_sender_whose_own_key_is_revoked_says_so_and_takes_no_new_messages() -
     nb.shutdown().await;
     Ok(())
 }
+
+/// Revokes `a`'s signing key as of now in `dir` and lists a replacement
+/// (the revoked key stays listed as a former key, as in a directory);
+/// returns the revocation time and the old key's id.
+fn revoke_and_rotate(
+    dir: &TestDirectory,
+    a: &mut Agency,
+) -> Result<(u64, KeyId), Box<dyn std::error::Error>> {
+    let old = SigningKey::from_pkcs8_pem(&a.sign_pem)?;
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    {
+        let mut t = dir.0.write().map_err(|_| "poisoned")?;
+        t.revoked.insert(old.key_id(), at);
+        t.former_keys
+            .push((a.id.clone(), old.verifying_key().clone()));
+    }
+    let new = SigningKey::generate(SignatureAlgorithm::Ed25519, &SystemRandom::new())?;
+    a.sign_pem = new.to_pkcs8_pem().to_string();
+    list(dir, a)?;
+    Ok((at, old.key_id()))
+}
+
+/// A `sent` entry's digest and its `resealed-from` detail.
+type Sent = ([u8; 32], Option<String>);
+
+/// The `sent` entries of message `id` in `n`'s log.
+fn sent_entries(n: &NodeHandle, id: &MessageId) -> Result<Vec<Sent>, Box<dyn std::error::Error>> {
+    let log = n.log();
+    let mut out = Vec::new();
+    for i in 0..log.size() {
+        let e = isnad_log::Entry::decode(&log.entry_bytes(i)?)?;
+        if e.event == EventType::Sent && e.message_id.as_ref() == Some(id) {
+            let d = e.envelope_sha256.ok_or("sent without digest")?;
+            out.push((d, e.detail.get("resealed-from").cloned()));
+        }
+    }
+    Ok(out)
+}
+
+/// Exports both nodes' logs, verifies each and cross-checks them.
+async fn cross_checked(
+    tmp: &std::path::Path,
+    na: &NodeHandle,
+    a: &Agency,
+    nb: &NodeHandle,
+    b: &Agency,
+) -> Result<isnad_log::CrossCheck, Box<dyn std::error::Error>> {
+    let mut logs = Vec::new();
+    for (n, ag) in [(na, a), (nb, b)] {
+        let out = tmp.join(format!("export-{}", ag.id));
+        n.export_audit(&out, isnad_node::ExportAt::New).await?;
+        let key = isnad_log::SignerKey::parse(&ag.log_key)?.verifier();
+        let (report, log) = isnad_log::read_verified_export(&out, &key)?;
+        logs.push(log.ok_or_else(|| format!("{}'s export does not verify: {report:?}", ag.id))?);
+    }
+    Ok(isnad_log::cross_check(
+        &logs[0],
+        &logs[1],
+        isnad_log::crosscheck::DEFAULT_SKEW_MS,
+    )?)
+}
+
+/// A node whose own signing key is revoked and replaced re-seals its queued
+/// outbox with the new key when it restarts (spec/protocol.md §9): messages
+/// queued while the recipient was down are delivered signed by the new key
+/// after the revocation's grace (0 here, so the old envelopes would be
+/// refused), each with a second `sent` entry naming the superseded digest,
+/// both logs verify and the cross-check finds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_key_is_revoked_reseals_its_queued_outbox() -> TestResult {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let tmp = tempfile::tempdir()?;
+    let dir = TestDirectory::default();
+    let (mut a, b) = (agency("iq.moi.ahtd")?, agency("iq.moj.ca")?);
+    list(&dir, &a)?;
+    list(&dir, &b)?;
+    let na = start(&a, &dir, tmp.path()).await?;
+    // Queued while the recipient is down.
+    let mut queued = Vec::new();
+    for i in 0..3 {
+        let id = na
+            .submit(b.id.clone(), intel(&format!("queued {i}")), None)
+            .await?;
+        let digest = na.store().outbox(&id)?.ok_or("no outbox record")?.digest;
+        queued.push((id, digest));
+    }
+    na.shutdown().await;
+    drop(na);
+    let (revoked, old_kid) = revoke_and_rotate(&dir, &mut a)?;
+    let new_kid = SigningKey::from_pkcs8_pem(&a.sign_pem)?.key_id();
+
+    let na = start(&a, &dir, tmp.path()).await?;
+    let nb = start_with(&b, &dir, tmp.path(), |c| c.limits.revocation_grace_secs = 0).await?;
+    for (id, _) in &queued {
+        wait_state(&na, id, isnad_node::store::OutState::Delivered, 15).await?;
+    }
+    for (id, old) in &queued {
+        let rec = na.store().outbox(id)?.ok_or("no outbox record")?;
+        assert_ne!(rec.digest, *old, "not re-sealed");
+        let sent = sent_entries(&na, id)?;
+        assert_eq!(
+            sent,
+            [(*old, None), (rec.digest, Some(Digest(*old).to_hex()))],
+            "one sent entry per envelope, the second naming the first"
+        );
+    }
+    let inbox = nb.store().all_inbox()?;
+    assert_eq!(inbox.len(), 3);
+    for rec in &inbox {
+        let m = nb.read_inbox(rec)?;
+        assert_eq!(m.signer, new_kid, "signed by the revoked key {old_kid:?}");
+        assert!(
+            m.message.header.created >= revoked,
+            "{:?}",
+            m.message.header
+        );
+    }
+    let cc = cross_checked(tmp.path(), &na, &a, &nb, &b).await?;
+    assert!(cc.is_clean(), "{:?}", cc.findings);
+    assert_eq!(
+        (cc.counts.exchanges, cc.counts.matched),
+        (3, 3),
+        "{:?}",
+        cc.counts
+    );
+    na.shutdown().await;
+    nb.shutdown().await;
+    Ok(())
+}
+
+/// The re-seal survives a crash midway: the node restarts with the new key
+/// on a log that cannot be written, so re-sealed records are committed but
+/// their `sent` entries cannot be logged and the start fails. The next start
+/// re-seals nothing twice: each message gets exactly one re-sealed `sent`
+/// entry, naming its first digest, for the envelope it then delivers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reseal_interrupted_by_a_crash_is_completed_once() -> TestResult {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let tmp = tempfile::tempdir()?;
+    let dir = TestDirectory::default();
+    let (mut a, b) = (agency("iq.moi.ahtd")?, agency("iq.moj.ca")?);
+    list(&dir, &a)?;
+    list(&dir, &b)?;
+    let na = start(&a, &dir, tmp.path()).await?;
+    let mut queued = Vec::new();
+    for i in 0..3 {
+        let id = na
+            .submit(b.id.clone(), intel(&format!("queued {i}")), None)
+            .await?;
+        let digest = na.store().outbox(&id)?.ok_or("no outbox record")?.digest;
+        queued.push((id, digest));
+    }
+    na.shutdown().await;
+    drop(na);
+    revoke_and_rotate(&dir, &mut a)?;
+
+    // The log's writes fail: the start fails after committing a re-seal.
+    let (log_faults, db_faults) = (
+        isnad_log::disk::DiskFaults::new(),
+        isnad_log::disk::DiskFaults::new(),
+    );
+    log_faults.fail_writes(Some(isnad_log::disk::Fault::Io));
+    log_faults.fail_syncs(Some(isnad_log::disk::Fault::Io));
+    let failed = start_faulty(&a, &dir, tmp.path(), &log_faults, &db_faults, |_| {}).await;
+    assert!(failed.is_err(), "the start logged with a failing log");
+    drop(failed);
+    let store = isnad_node::store::Store::open(&tmp.path().join(a.id.as_str()).join("state.redb"))?;
+    let mut resealed = 0;
+    for (id, old) in &queued {
+        let rec = store.outbox(id)?.ok_or("no outbox record")?;
+        if rec.digest != *old {
+            resealed += 1;
+            let copy = rec.reseal.ok_or("no own copy")?;
+            assert_eq!(copy.resealed_from, Some(*old));
+            assert_eq!(rec.sent_index, None);
+        }
+    }
+    assert!(resealed >= 1, "the failed start re-sealed nothing");
+    drop(store);
+
+    let na = start(&a, &dir, tmp.path()).await?;
+    let nb = start(&b, &dir, tmp.path()).await?;
+    for (id, _) in &queued {
+        wait_state(&na, id, isnad_node::store::OutState::Delivered, 15).await?;
+    }
+    for (id, old) in &queued {
+        let rec = na.store().outbox(id)?.ok_or("no outbox record")?;
+        let sent = sent_entries(&na, id)?;
+        assert_eq!(
+            sent,
+            [(*old, None), (rec.digest, Some(Digest(*old).to_hex()))],
+            "exactly one re-seal logged, for the envelope delivered"
+        );
+    }
+    let cc = cross_checked(tmp.path(), &na, &a, &nb, &b).await?;
+    assert!(cc.is_clean(), "{:?}", cc.findings);
+    assert_eq!(cc.counts.matched, 3, "{:?}", cc.counts);
+    na.shutdown().await;
+    nb.shutdown().await;
+    Ok(())
+}

@@ -242,7 +242,7 @@ pub fn settle(cx: Context<'_>, mut rec: OutboxRecord, attempt: Attempt) -> Settl
             let own = (code == ErrorCode::Unauthentic)
                 .then_some(cx.own_revoked)
                 .flatten()
-                .map(|at| format!(": this node's signing key is revoked since {at} (its directory); install the replacement key and submit the message again"));
+                .map(|at| format!(": this node's signing key is revoked since {at} (its directory); install the replacement key and submit the message again (queued messages are re-sealed with it)"));
             rec.last_error = Some(format!(
                 "{code}{}",
                 own.or(detail.map(|d| format!(": {d}"))).unwrap_or_default()

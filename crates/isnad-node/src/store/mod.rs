@@ -48,7 +48,7 @@ mod writer;
 
 pub use cases::{Case, CaseKey, CaseView, CaseWrite, IndexNote};
 pub use inbox::{InboxInsert, InboxRecord};
-pub use outbox::{OutState, OutboxRecord, RelayedOut, Submission};
+pub use outbox::{OutState, OutboxRecord, RelayedOut, ResealCopy, Submission};
 pub(crate) use writer::JoinOnDrop;
 use writer::{Job, Opener, Slot};
 

@@ -86,6 +86,29 @@ pub struct OutboxRecord {
     /// (spec/relay.md); `recipient` and `envelope` are the hop's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relay: Option<RelayedOut>,
+    /// What re-sealing the message under a new signing key needs, if this
+    /// node's key that signed `envelope` is revoked (spec/protocol.md §9);
+    /// absent for relayed messages and for records written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reseal: Option<ResealCopy>,
+}
+
+/// The sender's own copy of an outgoing message, for re-sealing it when the
+/// signing key that sealed it is revoked (spec/protocol.md §9, federation.md
+/// §12.5). The plaintext never sits at rest unencrypted: the copy is an
+/// ordinary envelope sealed by this node to its own encryption key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResealCopy {
+    /// Key id of the signing key that signed the record's `envelope`.
+    pub signer: [u8; 32],
+    /// The message as sent, signed with that key and sealed to this node's
+    /// encryption key.
+    #[serde(with = "codec::bytes")]
+    pub own_copy: Vec<u8>,
+    /// SHA-256 of the envelope this one superseded, if it is a re-seal: its
+    /// `sent` entry names it (`resealed-from`, spec/audit-log.md §2.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resealed_from: Option<[u8; 32]>,
 }
 
 impl OutboxRecord {
@@ -118,6 +141,7 @@ impl OutboxRecord {
             delivered_ms: None,
             final_index: None,
             relay: None,
+            reseal: None,
         }
     }
 }

@@ -48,6 +48,9 @@ pub struct Table {
     /// Revoked signing keys and their `revoked-at` (the end of their
     /// creation-time window too, as in a directory).
     pub revoked: HashMap<KeyId, u64>,
+    /// Signing keys an agency held before its current one (listed, as a
+    /// directory keeps a rotated or revoked key).
+    pub former_keys: Vec<(AgencyId, VerifyingKey)>,
 }
 
 impl Table {
@@ -75,10 +78,12 @@ impl SenderKeys for TestDirectory {
         let t = self.0.read().ok()?;
         t.agencies
             .iter()
-            .find(|(_, v)| v.2.key_id() == *kid)
-            .map(|(a, v)| SenderKey {
+            .map(|(a, v)| (a, &v.2))
+            .chain(t.former_keys.iter().map(|(a, k)| (a, k)))
+            .find(|(_, k)| k.key_id() == *kid)
+            .map(|(a, k)| SenderKey {
                 agency: a.clone(),
-                key: v.2.clone(),
+                key: k.clone(),
                 valid_from: None,
                 valid_until: t.revoked.get(kid).copied(),
                 revoked_at: t.revoked.get(kid).copied(),

@@ -1,0 +1,191 @@
+//! Re-sealing the queued outbox after this node's own signing key is
+//! revoked (spec/protocol.md §9, federation.md §12.5).
+//!
+//! ```text
+//!  submit: seal(m, key₁) → recipient      ─┐ one outbox record, one
+//!          seal(m, key₁) → own enc. key   ─┘ durable commit; `sent`(d₁)
+//!  key₁ revoked, key₂ installed, node restarted (or its directory changes):
+//!  before delivery: open own copy (signature by key₁ checked, revocation
+//!  ignored: it is this node's own message) → m' = m with iat = now
+//!          seal(m', key₂) → recipient, seal(m', key₂) → own key
+//!          one durable commit replacing the envelope; `sent`(d₂, resealed-from d₁)
+//! ```
+//!
+//! The plaintext never sits at rest unencrypted: the own copy is an ordinary
+//! envelope sealed to this node's encryption key. The re-seal is one
+//! transaction on the record (a crash leaves it old or new) and is
+//! idempotent (a record already signed with the current key is left
+//! alone); its `sent` entry is logged after the commit by the path that
+//! logs every missing `sent` entry (recovery at start, or the delivery task
+//! before its attempt), so a crash between the two only delays the entry.
+//! A message is re-sealed with a new creation time (`iat`): the replacement
+//! key is valid from its `valid-from`, which is usually after the message
+//! was first sealed. Relayed messages are not re-sealed (their record keeps
+//! no own copy); they fail with the reason as before.
+
+use isnad_envelope::{
+    seal, AgencyId, Digest, EncryptionKey, KeyId, Message, Opener, SenderKey, SenderKeys,
+};
+
+use crate::node::{now, Inner, NodeError};
+use crate::store::{Durability, OutState, OutboxRecord, ResealCopy};
+
+impl Inner {
+    /// The own copy kept with a direct message signed with the current key.
+    pub(crate) fn own_copy(&self, msg: &Message) -> Result<ResealCopy, NodeError> {
+        let key = &self.identity.signing_key;
+        let own = self
+            .identity
+            .encryption_keys
+            .first()
+            .ok_or(NodeError::System)?;
+        Ok(ResealCopy {
+            signer: *key.key_id().as_bytes(),
+            own_copy: seal(msg, key, own.public_key(), &self.limits, &self.rng)?,
+            resealed_from: None,
+        })
+    }
+
+    /// Re-seals the pending record `rec` with the current signing key if the
+    /// key that sealed it is revoked as of now and the current one is not;
+    /// returns whether it did. The new record (new envelope, digest and own
+    /// copy, `sent_index` cleared) is committed durably before this returns;
+    /// the caller logs its `sent` entry like any missing one.
+    pub(crate) async fn reseal_if_revoked(&self, rec: &OutboxRecord) -> Result<bool, NodeError> {
+        let secs = now().0;
+        let Some(new) = self.resealed(rec, secs)? else {
+            return Ok(false);
+        };
+        let (id, old_digest) = (rec.id, rec.digest);
+        let replaced = self
+            .store
+            .modify_outbox(id, Durability::Durable, move |stored| {
+                // Replaced only if unchanged since it was read (the caller
+                // owns the record; this keeps a concurrent update safe).
+                if stored.state == OutState::Pending && stored.digest == old_digest {
+                    *stored = new;
+                }
+            })
+            .await?;
+        let done = replaced.is_some_and(|r| r.digest != old_digest);
+        if done {
+            tracing::warn!(
+                %id,
+                superseded = %Digest(old_digest).to_hex(),
+                "re-sealed a queued message: the signing key that sealed it is revoked"
+            );
+        }
+        Ok(done)
+    }
+
+    /// The re-sealed version of `rec` at `secs`, or `None` when it needs no
+    /// re-seal or cannot have one (no own copy, its signer key is not
+    /// revoked or is the current one, the current key is revoked too, it
+    /// expired, or the own copy cannot be opened: then it is delivered as
+    /// it is and fails with the reason).
+    fn resealed(&self, rec: &OutboxRecord, secs: u64) -> Result<Option<OutboxRecord>, NodeError> {
+        let Some(copy) = &rec.reseal else {
+            return Ok(None);
+        };
+        let key = &self.identity.signing_key;
+        let signer = KeyId::from_bytes(copy.signer);
+        let revoked = self
+            .directory
+            .sender_key(&signer)
+            .and_then(|k| k.revoked_at)
+            .is_some_and(|at| secs >= at);
+        if rec.state != OutState::Pending
+            || rec.relay.is_some()
+            || signer == key.key_id()
+            || !revoked
+            || secs >= rec.expires
+        {
+            return Ok(None);
+        }
+        if let Some(at) = self.own_key_revoked(secs) {
+            tracing::warn!(
+                revoked_at = at,
+                "cannot re-seal the outbox: this node's current signing key is revoked too"
+            );
+            return Ok(None);
+        }
+        let id = rec.id;
+        let recipient = rec.recipient.clone();
+        let mut msg = match open_own_copy(
+            &copy.own_copy,
+            &recipient,
+            &self.identity.encryption_keys,
+            &OwnOldKey {
+                directory: self.directory.as_ref(),
+                kid: signer,
+                me: &self.config.agency,
+            },
+            self.limits,
+        ) {
+            Ok(m) if m.header.id == id && m.header.sender == self.config.agency => m,
+            Ok(_) => {
+                tracing::warn!(%id, "cannot re-seal: the own copy is of another message");
+                return Ok(None);
+            }
+            Err(e) => {
+                tracing::warn!(%id, error = %e, "cannot re-seal: the own copy does not open");
+                return Ok(None);
+            }
+        };
+        let Some(peer) = self.directory.peer(&recipient) else {
+            return Ok(None);
+        };
+        msg.header.created = secs;
+        let envelope = seal(&msg, key, &peer.encryption_key, &self.limits, &self.rng)?;
+        let mut own = self.own_copy(&msg)?;
+        own.resealed_from = Some(rec.digest);
+        let mut new = rec.clone();
+        new.digest = Digest::sha256(&envelope).0;
+        new.envelope = envelope;
+        new.created = secs;
+        new.sent_index = None;
+        new.reseal = Some(own);
+        Ok(Some(new))
+    }
+}
+
+/// Opens this node's own copy of a message it sealed to `recipient`: every
+/// check of a stored envelope, with the signer looked up by [`OwnOldKey`].
+fn open_own_copy(
+    own_copy: &[u8],
+    recipient: &AgencyId,
+    keys: &[EncryptionKey],
+    senders: &OwnOldKey<'_>,
+    limits: isnad_envelope::Limits,
+) -> Result<Message, isnad_envelope::OpenError> {
+    let opener = Opener {
+        me: recipient,
+        keys,
+        limits,
+    };
+    Ok(opener.reopen_accepted(own_copy, senders)?.message)
+}
+
+/// The one signer key an own copy may carry: this node's earlier key, as its
+/// directory lists it, without its validity window or revocation (it signed
+/// this node's own message, which is being re-signed, not accepted).
+struct OwnOldKey<'a> {
+    directory: &'a dyn crate::node::Directory,
+    kid: KeyId,
+    me: &'a AgencyId,
+}
+
+impl SenderKeys for OwnOldKey<'_> {
+    fn sender_key(&self, kid: &KeyId) -> Option<SenderKey> {
+        if *kid != self.kid {
+            return None;
+        }
+        let k = self.directory.sender_key(kid)?;
+        (k.agency == *self.me).then_some(SenderKey {
+            valid_from: None,
+            valid_until: None,
+            revoked_at: None,
+            ..k
+        })
+    }
+}
