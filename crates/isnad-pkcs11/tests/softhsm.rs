@@ -9,10 +9,9 @@
 
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
-use isnad_pkcs11::{KeyKind, KeyUri, PinSource, Token, TokenConfig, TokenError};
+use isnad_pkcs11::{softhsm, KeyKind, KeyUri, PinSource, Token, TokenConfig, TokenError};
 use ring::signature::{self, UnparsedPublicKey};
 
 const PIN: &str = "4711-isnad";
@@ -33,85 +32,24 @@ fn fixture() -> Option<&'static Fixture> {
 }
 
 fn setup() -> Option<Fixture> {
-    let skip = std::env::var("ISNAD_SKIP_PKCS11").as_deref() == Ok("1");
-    let module = match find_module() {
-        Some(m) => m,
-        None if skip => {
-            eprintln!("SKIPPED (ISNAD_SKIP_PKCS11=1): SoftHSM2 module libsofthsm2.so not found");
-            return None;
-        }
-        None => panic!(
-            "SoftHSM2 module libsofthsm2.so not found (install the softhsm2 package, or set \
-             ISNAD_PKCS11_MODULE; ISNAD_SKIP_PKCS11=1 skips these tests)"
-        ),
-    };
     let dir = tempfile::Builder::new()
         .prefix("isnad-softhsm")
         .tempdir()
         .expect("tempdir")
         .keep();
-    let tokens = dir.join("tokens");
-    std::fs::create_dir(&tokens).expect("token dir");
-    let conf = dir.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            tokens.display()
-        ),
-    )
-    .expect("conf");
-    // Set before any C_Initialize in this process (all tests pass here first).
-    std::env::set_var("SOFTHSM2_CONF", &conf);
-    for label in [TOKEN, WRONG_PIN_TOKEN] {
-        let out = match Command::new("softhsm2-util")
-            .args([
-                "--init-token",
-                "--free",
-                "--label",
-                label,
-                "--pin",
-                PIN,
-                "--so-pin",
-                "so-4711",
-            ])
-            .output()
-        {
-            Ok(out) => out,
-            Err(e) if skip => {
-                eprintln!("SKIPPED (ISNAD_SKIP_PKCS11=1): softhsm2-util cannot run: {e}");
-                return None;
-            }
-            Err(e) => panic!(
-                "softhsm2-util (package softhsm2) cannot run: {e}; ISNAD_SKIP_PKCS11=1 skips"
-            ),
-        };
-        assert!(
-            out.status.success(),
-            "softhsm2-util --init-token: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let module = match softhsm::init_tokens(&dir, &[TOKEN, WRONG_PIN_TOKEN], PIN) {
+        Ok(module) => module,
+        Err(softhsm::Missing(what)) if std::env::var("ISNAD_SKIP_PKCS11").as_deref() == Ok("1") => {
+            eprintln!("SKIPPED (ISNAD_SKIP_PKCS11=1): {what}");
+            return None;
+        }
+        Err(softhsm::Missing(what)) => panic!("{what}; ISNAD_SKIP_PKCS11=1 skips these tests"),
+    };
     let pin_file = dir.join("pin");
     std::fs::write(&pin_file, format!("{PIN}\n")).expect("pin file");
     let token =
         Token::open(&config(&module, TOKEN, PinSource::File(pin_file), 4)).expect("open token");
     Some(Fixture { module, dir, token })
-}
-
-fn find_module() -> Option<PathBuf> {
-    if let Some(m) = std::env::var_os("ISNAD_PKCS11_MODULE") {
-        return Some(PathBuf::from(m));
-    }
-    [
-        "/usr/lib/softhsm/libsofthsm2.so",
-        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-        "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
-        "/usr/local/lib/softhsm/libsofthsm2.so",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.exists())
 }
 
 fn config(module: &Path, token: &str, pin: PinSource, sessions: usize) -> TokenConfig {
