@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Where Debian, Ubuntu and source installs put the SoftHSM2 module;
-/// `ISNAD_PKCS11_MODULE` overrides.
+/// `ISNAD_PKCS11_MODULE` overrides (and must exist).
 pub fn find_module() -> Option<PathBuf> {
     if let Some(m) = std::env::var_os("ISNAD_PKCS11_MODULE") {
-        return Some(PathBuf::from(m));
+        return Some(PathBuf::from(m)).filter(|p| p.exists());
     }
     [
         "/usr/lib/softhsm/libsofthsm2.so",
@@ -34,8 +34,10 @@ pub struct Missing(pub String);
 pub fn init_tokens(dir: &Path, labels: &[&str], pin: &str) -> Result<PathBuf, Missing> {
     let module = find_module().ok_or_else(|| {
         Missing(
-            "SoftHSM2 module libsofthsm2.so not found (install the softhsm2 package or set ISNAD_PKCS11_MODULE)"
-                .to_owned(),
+            format!(
+                "SoftHSM2 module libsofthsm2.so not found (install the softhsm2 package; ISNAD_PKCS11_MODULE={:?})",
+                std::env::var_os("ISNAD_PKCS11_MODULE").unwrap_or_default()
+            ),
         )
     })?;
     let tokens = dir.join("tokens");
