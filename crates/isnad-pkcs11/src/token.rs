@@ -860,3 +860,21 @@ fn der_uint(bytes: &[u8]) -> Vec<u8> {
     out.extend_from_slice(v);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn der_signature_strips_leading_zeros_and_pads_high_bits() {
+        let mut raw = [0u8; 64];
+        raw[31] = 0x01; // r = 1: leading zeros stripped
+        raw[32] = 0x80; // s has its high bit set: a zero byte is prepended
+        let der = EcdsaSignature(raw).to_der();
+        let mut want = vec![0x30, 3 + 35, 0x02, 0x01, 0x01, 0x02, 33, 0x00, 0x80];
+        want.extend_from_slice(&[0u8; 31]);
+        assert_eq!(der, want);
+        // r = 0 is the one-byte INTEGER 0.
+        assert_eq!(der_uint(&[0u8; 32]), vec![0x02, 0x01, 0x00]);
+    }
+}
