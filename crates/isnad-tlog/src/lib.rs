@@ -3,7 +3,7 @@
 //! [`verify_inclusion`], [`verify_consistency`]), C2SP signed notes,
 //! checkpoints and witness cosignatures ([`note`], [`Checkpoint`]), the
 //! C2SP tlog-tiles layout and the tree read through tiles ([`tiles`],
-//! `TileReader`, `TiledTree`), the witness side of C2SP tlog-witness with
+//! [`TileReader`], [`TiledTree`]), the witness side of C2SP tlog-witness with
 //! fork evidence ([`witness`]), the cross-log audit of two verified logs
 //! ([`cross_check`], `spec/cross-check.md`) and the auditor's HTML report
 //! ([`report`]).
@@ -18,7 +18,7 @@
 //!
 //! What it does not do: no file or network I/O, no clock and no randomness
 //! of its own (time is a field the caller fills, keys and salts take an
-//! RNG). Storage sits behind `TileReader`: the crate asks for a tile by
+//! RNG). Storage sits behind [`TileReader`]: the crate asks for a tile by
 //! its coordinates and checks what it gets. The durable file-backed log,
 //! its export and the export verifier live in `isnad-log`, which re-exports
 //! this crate, so callers keep writing `isnad_log::Entry`.
@@ -56,6 +56,7 @@ pub mod entry;
 pub mod merkle;
 pub mod note;
 pub mod report;
+pub mod tiled;
 pub mod tiles;
 pub mod witness;
 
@@ -74,6 +75,7 @@ pub use merkle::{
     Hash, ProofError, Tree,
 };
 pub use note::{NoteError, SignerKey, VerifierKey};
+pub use tiled::{TileError, TileReader, TiledTree};
 pub use witness::{
     add_checkpoint, AddCheckpoint, Cosigned, ForkError, ForkEvidence, ForkProof, WitnessError,
     Witnessed,
