@@ -7,7 +7,8 @@
 //!   Entry (deterministic CBOR, no plaintext)
 //!     │ Log::append ─ group commit: one fdatasync for many appenders
 //!     ▼
-//!   <dir>/entries ── RFC 9162 tree (leaf 0x00, node 0x01, SHA-256)
+//!   <dir>/entries (the tail) ──► <dir>/tile/… full tiles and bundles, written once
+//!     │   RFC 9162 tree (leaf 0x00, node 0x01, SHA-256) read through isnad_tlog::TiledTree
 //!     │ Log::sign_checkpoint ─ C2SP checkpoint as a signed note (Ed25519)
 //!     ▼
 //!   Log::export ──► checkpoint, tile/<L>/<N>[.p/<W>], tile/entries/<N>[.p/<W>]
