@@ -718,43 +718,7 @@ impl Log {
             )
         };
         let mut files = unsynced;
-        let result = (|| {
-            for (level, index, hashes) in &edge {
-                let mut data = Vec::with_capacity(hashes.len() * 32);
-                for h in hashes {
-                    data.extend_from_slice(h.as_bytes());
-                }
-                let rel = tiles::tile_path(*level, *index, hashes.len() as u64);
-                files.push(self.store.write_file(&rel, &data)?);
-            }
-            self.store.sync_files(&files)?;
-            let mut rest = vec![0u8; (written - from) as usize];
-            FileExt::read_exact_at(&tail.file, &mut rest, from)
-                .map_err(io_err("read", &self.path))?;
-            let tmp = self.dir.join("entries.tmp");
-            let io = self.store.create(&tmp)?;
-            let mut head = Vec::with_capacity(TAIL_HEADER_LEN as usize);
-            head.extend_from_slice(TAIL_MAGIC);
-            head.extend_from_slice(&new_base.to_be_bytes());
-            head.extend_from_slice(root.as_bytes());
-            io.write_all_at(&head, 0)
-                .and_then(|()| io.write_all_at(&rest, TAIL_HEADER_LEN))
-                .and_then(|()| io.sync_data())
-                .map_err(io_err("write", &tmp))?;
-            drop(io);
-            fs::rename(&tmp, &self.path).map_err(io_err("rename", &self.path))?;
-            sync_dir(&self.dir)?;
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&self.path)
-                .map_err(io_err("open", &self.path))?;
-            let io = file
-                .try_clone()
-                .map_err(io_err("open", &self.path))
-                .and_then(|f| self.store.wrap(f, &self.path))?;
-            Ok(Tail { file, io })
-        })();
+        let result = self.write_rotation(&mut files, &edge, &tail, from, written, new_base, &root);
         let mut st = self.lock();
         match result {
             Ok(new_tail) => {
@@ -776,6 +740,55 @@ impl Log {
                 Err(e)
             }
         }
+    }
+
+    /// The I/O of [`Log::rotate`]: partial tiles, syncs, the new tail put
+    /// in place. Returns the new tail, opened.
+    #[allow(clippy::too_many_arguments)] // The rotation's snapshot, taken under the lock.
+    fn write_rotation(
+        &self,
+        files: &mut Vec<Written>,
+        edge: &[(u32, u64, Vec<Hash>)],
+        tail: &Tail,
+        from: u64,
+        written: u64,
+        new_base: u64,
+        root: &Hash,
+    ) -> Result<Tail, LogError> {
+        for (level, index, hashes) in edge {
+            let mut data = Vec::with_capacity(hashes.len() * 32);
+            for h in hashes {
+                data.extend_from_slice(h.as_bytes());
+            }
+            let rel = tiles::tile_path(*level, *index, hashes.len() as u64);
+            files.push(self.store.write_file(&rel, &data)?);
+        }
+        self.store.sync_files(files)?;
+        let mut rest = vec![0u8; (written - from) as usize];
+        FileExt::read_exact_at(&tail.file, &mut rest, from).map_err(io_err("read", &self.path))?;
+        let tmp = self.dir.join("entries.tmp");
+        let io = self.store.create(&tmp)?;
+        let mut head = Vec::with_capacity(TAIL_HEADER_LEN as usize);
+        head.extend_from_slice(TAIL_MAGIC);
+        head.extend_from_slice(&new_base.to_be_bytes());
+        head.extend_from_slice(root.as_bytes());
+        io.write_all_at(&head, 0)
+            .and_then(|()| io.write_all_at(&rest, TAIL_HEADER_LEN))
+            .and_then(|()| io.sync_data())
+            .map_err(io_err("write", &tmp))?;
+        drop(io);
+        fs::rename(&tmp, &self.path).map_err(io_err("rename", &self.path))?;
+        sync_dir(&self.dir)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.path)
+            .map_err(io_err("open", &self.path))?;
+        let io = file
+            .try_clone()
+            .map_err(io_err("open", &self.path))
+            .and_then(|f| self.store.wrap(f, &self.path))?;
+        Ok(Tail { file, io })
     }
 
     /// The root at `size` through the tiles.
