@@ -12,7 +12,7 @@ use std::process::Command;
 use common::{isnad, p};
 use isnad_log::crosscheck::Side;
 use isnad_log::note::SignerKey;
-use isnad_log::testing::{digest, message_id, Pair};
+use isnad_log::testing::{digest, message_id, ExportPair as _, Pair};
 use isnad_log::{Entry, EventType};
 
 const T: u64 = 1_790_000_000_000;

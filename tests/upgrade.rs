@@ -170,7 +170,7 @@ fn nodes_made_by_the_previous_release_are_migrated_and_keep_working() {
         let log = n.log_text();
         assert!(log.contains("migrating the state database"), "{log}");
         assert!(log.contains("state database migrated"), "{log}");
-        assert_eq!(std::fs::read(n.dir.join("log/version")).unwrap(), b"1\n");
+        assert_eq!(std::fs::read(n.dir.join("log/version")).unwrap(), b"2\n");
     }
 
     // What the nodes held before the upgrade.
@@ -239,7 +239,7 @@ fn a_directory_of_a_newer_release_is_refused_and_left_untouched() {
     let entries = std::fs::read(a.dir.join("log/entries")).unwrap();
     let err = refused_start(&config);
     assert!(
-        err.contains("format 9") && err.contains("newer release") && err.contains("format 1"),
+        err.contains("format 9") && err.contains("newer release") && err.contains("format 2"),
         "{err}"
     );
     assert_eq!(std::fs::read(a.dir.join("log/entries")).unwrap(), entries);

@@ -5,6 +5,13 @@
 //! `ISNAD_LOG_BENCH_ENTRIES` sets the size of the verified log (default
 //! 1 000 000). `ISNAD_LOG_BENCH_DIR` sets where the logs are written
 //! (default: the system temporary directory), so the disk can be chosen.
+//!
+//! `open` measures [`Log::open`] of a log of 1 000 000 entries stored as
+//! tiles (time, and resident memory the open log adds, printed), and
+//! inclusion proofs at random indexes of it. With `ISNAD_LONG=1` it also
+//! builds and opens logs of 10 000 000 and 100 000 000 entries (minutes,
+//! and about 4 and 40 GB of disk). Run as a test (`cargo test
+//! --all-targets`, no `--bench` argument) it uses 10 000 entries only.
 #![allow(clippy::unwrap_used)] // A benchmark: panics are fine.
 
 use std::sync::Arc;
@@ -99,5 +106,74 @@ fn verify(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, appends, verify);
+/// Resident memory of this process (`VmRSS`), in KiB.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn open(c: &mut Criterion) {
+    let benching = std::env::args().any(|a| a == "--bench");
+    let long = std::env::var("ISNAD_LONG").is_ok_and(|v| v == "1");
+    let sizes: Vec<u64> = match (benching, long) {
+        (false, _) => vec![10_000],
+        (true, false) => vec![1_000_000],
+        (true, true) => vec![1_000_000, 10_000_000, 100_000_000],
+    };
+    for n in sizes {
+        let dir = tempdir();
+        let path = dir.path().join("log");
+        {
+            let (log, _) = Log::open(&path).unwrap();
+            let started = Instant::now();
+            let mut next = 0;
+            while next < n {
+                let end = (next + 10_000).min(n);
+                log.append_batch((next..end).map(entry)).unwrap();
+                next = end;
+            }
+            eprintln!(
+                "built a log of {n} entries in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        let before = rss_kib();
+        let started = Instant::now();
+        let (log, _) = Log::open(&path).unwrap();
+        let took = started.elapsed();
+        let after = rss_kib();
+        eprintln!(
+            "open of {n} entries: {:.1} ms, resident memory added {:.1} MiB",
+            took.as_secs_f64() * 1e3,
+            after.saturating_sub(before) as f64 / 1024.0
+        );
+        let mut g = c.benchmark_group("open");
+        g.sample_size(10);
+        drop(log);
+        g.bench_function(format!("open_{n}_entries"), |b| {
+            b.iter(|| Log::open(&path).unwrap())
+        });
+        g.finish();
+        let (log, _) = Log::open(&path).unwrap();
+        let mut g = c.benchmark_group("proof");
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        g.bench_function(format!("inclusion_proof_random_index_of_{n}"), |b| {
+            b.iter(|| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                log.inclusion_proof(x % n, n).unwrap()
+            })
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, appends, verify, open);
 criterion_main!(benches);

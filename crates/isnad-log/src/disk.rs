@@ -23,7 +23,8 @@
 //! files anew (without a controller, or with a new one).
 //!
 //! The model covers file contents and lengths; creating, renaming and
-//! removing files and syncing directories are not part of it.
+//! removing files and syncing directories are not part of it (a file
+//! renamed away or replaced by a rename is left as it is at restore).
 
 use std::fs::File;
 use std::io;
@@ -97,6 +98,8 @@ struct Controller {
     writes: Mutex<Option<Fault>>,
     /// Fail syncs with this fault.
     syncs: Mutex<Option<Fault>>,
+    /// Fail writes and length changes of files under this path.
+    writes_under: Mutex<Option<(PathBuf, Fault)>>,
     /// Crashed: everything fails and changes nothing until `restore`.
     frozen: AtomicBool,
     /// Crash automatically when this many more syncs have completed (0 = off).
@@ -113,6 +116,8 @@ struct Controller {
 #[derive(Debug)]
 struct Undo {
     path: PathBuf,
+    /// The file's inode: a path renamed over since names another file.
+    ino: u64,
     synced_len: u64,
     replaced: Vec<(u64, Vec<u8>)>,
 }
@@ -138,9 +143,11 @@ impl DiskFaults {
     /// Puts an open file under this controller (its current content counts
     /// as synced).
     pub fn wrap(&self, file: File, path: &Path) -> io::Result<FaultyFile> {
+        let meta = file.metadata()?;
         let undo = Arc::new(Mutex::new(Undo {
             path: path.to_owned(),
-            synced_len: file.metadata()?.len(),
+            ino: std::os::unix::fs::MetadataExt::ino(&meta),
+            synced_len: meta.len(),
             replaced: Vec::new(),
         }));
         lock(&self.0.files).push(Arc::clone(&undo));
@@ -157,6 +164,13 @@ impl DiskFaults {
         *lock(&self.0.writes) = fault;
     }
 
+    /// Fails every later write and length change of a file whose path
+    /// starts with `prefix` (e.g. a log's `tile` directory) with `fault`
+    /// (`None`: let them through again).
+    pub fn fail_writes_under(&self, prefix: Option<(&Path, Fault)>) {
+        *lock(&self.0.writes_under) = prefix.map(|(p, f)| (p.to_owned(), f));
+    }
+
     /// Fails every later sync with `fault` (`None`: let them through again).
     pub fn fail_syncs(&self, fault: Option<Fault>) {
         *lock(&self.0.syncs) = fault;
@@ -165,6 +179,7 @@ impl DiskFaults {
     /// Clears the injected write and sync faults (space came back).
     pub fn heal(&self) {
         self.fail_writes(None);
+        self.fail_writes_under(None);
         self.fail_syncs(None);
     }
 
@@ -194,7 +209,17 @@ impl DiskFaults {
         let files = std::mem::take(&mut *lock(&self.0.files));
         for undo in files {
             let mut u = lock(&undo);
-            let f = std::fs::OpenOptions::new().write(true).open(&u.path)?;
+            // A file renamed away since (a temporary file put in place) or
+            // replaced by a rename is not there to roll back: renames are
+            // outside the model.
+            let f = match std::fs::OpenOptions::new().write(true).open(&u.path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            if std::os::unix::fs::MetadataExt::ino(&f.metadata()?) != u.ino {
+                continue;
+            }
             for (offset, bytes) in u.replaced.drain(..).rev() {
                 FileExt::write_all_at(&f, &bytes, offset)?;
             }
@@ -236,6 +261,17 @@ pub struct FaultyFile {
 }
 
 impl FaultyFile {
+    /// The fault set for files under a path, if this file is under it.
+    fn check_under(&self, u: &Undo) -> io::Result<()> {
+        if let Some((prefix, f)) = &*lock(&self.faults.0.writes_under) {
+            if u.path.starts_with(prefix) {
+                self.faults.0.refused.fetch_add(1, Ordering::SeqCst);
+                return Err(f.error());
+            }
+        }
+        Ok(())
+    }
+
     /// Remembers the bytes in `[offset, offset + len)` that exist now.
     fn save(&self, u: &mut Undo, offset: u64, len: u64) -> io::Result<()> {
         let end = self.file.metadata()?.len().min(offset.saturating_add(len));
@@ -252,6 +288,7 @@ impl DurableFile for FaultyFile {
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         self.faults.check(&self.faults.0.writes)?;
         let mut u = lock(&self.undo);
+        self.check_under(&u)?;
         self.save(&mut u, offset, buf.len() as u64)?;
         FileExt::write_all_at(&self.file, buf, offset)
     }
@@ -259,6 +296,7 @@ impl DurableFile for FaultyFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.faults.check(&self.faults.0.writes)?;
         let mut u = lock(&self.undo);
+        self.check_under(&u)?;
         self.save(&mut u, len, u64::MAX - len)?;
         self.file.set_len(len)
     }

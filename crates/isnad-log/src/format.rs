@@ -1,4 +1,4 @@
-//! The format version of a log directory (`spec/audit-log.md` §6.5).
+//! The format version of a log directory (`spec/audit-log.md` §6.6).
 //!
 //! ```text
 //! <dir>/version      the directory's format version: ASCII decimal, then "\n"
@@ -12,8 +12,15 @@
 //!   `ISNADLG1` says so) or is new; either way the marker is written for
 //!   the format found (1, or [`LOG_FORMAT`] for a new directory);
 //! - a version this release reads: opened as is;
-//! - an older version: brought up to [`LOG_FORMAT`] one step at a time
-//!   (none exist yet: format 1 is the only one);
+//! - format 1 (one `entries` file holding every entry, magic `ISNADLG1`):
+//!   the open moves it into tiles (format 2: entry bundles and hash tiles
+//!   under `tile/`, the `entries` file keeping only the tail, magic
+//!   `ISNADLG2`; `spec/audit-log.md` §6) and names format 2 in the marker
+//!   only after the tiles and the new tail are durable
+//!   ([`mark_current`]); a crash before that leaves format 1 named, and the
+//!   next open finds the `entries` file by its magic and migrates again;
+//! - a later older version: brought up to [`LOG_FORMAT`] one step at a time
+//!   (none exist yet);
 //! - a newer version: [`LogError::UnsupportedFormat`], nothing read or changed.
 //!
 //! Crash safety: the marker is replaced atomically (a temporary file,
@@ -30,23 +37,17 @@ use std::path::Path;
 
 use crate::log::{LogError, ENTRIES_FILE};
 
-/// The format version of a log directory this release writes.
-pub const LOG_FORMAT: u64 = 1;
+/// The format version of a log directory this release writes: 2, tiles.
+pub const LOG_FORMAT: u64 = 2;
 
 /// Name of the version marker inside the log directory.
 pub const VERSION_FILE: &str = "version";
-
-/// A step from format `from` to `from + 1` over a log directory.
-type Step = fn(&Path) -> Result<(), LogError>;
-
-/// The migrations, indexed by `from - 1`: `STEPS[0]` takes format 1 to 2.
-const STEPS: &[Step] = &[];
 
 /// Checks the format version of the log directory `dir` (whose lock the
 /// caller holds), migrates an older one, and returns the version it is now.
 pub(crate) fn check(dir: &Path) -> Result<u64, LogError> {
     let path = dir.join(VERSION_FILE);
-    let mut found = match fs::read(&path) {
+    let found = match fs::read(&path) {
         Ok(bytes) => parse(&bytes).ok_or_else(|| LogError::NotALog { path: path.clone() })?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let legacy = dir.join(ENTRIES_FILE).exists();
@@ -69,16 +70,18 @@ pub(crate) fn check(dir: &Path) -> Result<u64, LogError> {
             supported: LOG_FORMAT,
         });
     }
-    while found < LOG_FORMAT {
-        let step = usize::try_from(found - 1)
-            .ok()
-            .and_then(|i| STEPS.get(i))
-            .ok_or_else(|| LogError::NotALog { path: path.clone() })?;
-        step(dir)?;
-        write_marker(dir, found + 1)?;
-        found += 1;
-    }
+    // Format 1 is brought to 2 by the open itself (module docs); a later
+    // format adds its migration steps here, one per version.
     Ok(found)
+}
+
+/// Names [`LOG_FORMAT`] in the marker once the open has brought a
+/// directory of format `found` up to it (its files are durable by then).
+pub(crate) fn mark_current(dir: &Path, found: u64) -> Result<(), LogError> {
+    if found < LOG_FORMAT {
+        write_marker(dir, LOG_FORMAT)?;
+    }
+    Ok(())
 }
 
 /// `1\n`, `2\n`, …: decimal without sign or leading zeros, one newline.
@@ -137,8 +140,10 @@ mod tests {
         // A new directory gets the current format.
         let new = tmp.path().join("new");
         drop(Log::open(&new).unwrap());
-        assert_eq!(fs::read(new.join(VERSION_FILE)).unwrap(), b"1\n");
-        // A directory of release 0.1.0 (entries, no marker) is format 1.
+        assert_eq!(fs::read(new.join(VERSION_FILE)).unwrap(), b"2\n");
+        // A directory without a marker but with an entries file is taken as
+        // format 1 and named format 2 once open (tiles.rs in tests/ checks
+        // the move of a real format-1 file into tiles).
         let old = tmp.path().join("old");
         {
             let (log, _) = Log::open(&old).unwrap();
@@ -148,20 +153,20 @@ mod tests {
         let (log, report) = Log::open(&old).unwrap();
         assert_eq!(report.size, 1);
         drop(log);
-        assert_eq!(fs::read(old.join(VERSION_FILE)).unwrap(), b"1\n");
+        assert_eq!(fs::read(old.join(VERSION_FILE)).unwrap(), b"2\n");
         // A newer format is refused, and nothing is changed.
-        fs::write(old.join(VERSION_FILE), b"2\n").unwrap();
+        fs::write(old.join(VERSION_FILE), b"3\n").unwrap();
         let entries = fs::read(old.join(ENTRIES_FILE)).unwrap();
         match Log::open(&old) {
             Err(LogError::UnsupportedFormat {
-                found: 2,
-                supported: 1,
+                found: 3,
+                supported: 2,
                 ..
             }) => {}
             other => panic!("expected UnsupportedFormat, got {other:?}"),
         }
         assert_eq!(fs::read(old.join(ENTRIES_FILE)).unwrap(), entries);
-        assert_eq!(fs::read(old.join(VERSION_FILE)).unwrap(), b"2\n");
+        assert_eq!(fs::read(old.join(VERSION_FILE)).unwrap(), b"3\n");
         // A damaged marker is not guessed at.
         for bad in [&b"01\n"[..], b"1", b"", b"one\n", b"0\n", b"1\n\n"] {
             fs::write(old.join(VERSION_FILE), bad).unwrap();

@@ -7,7 +7,8 @@
 //!   Entry (deterministic CBOR, no plaintext)
 //!     │ Log::append ─ group commit: one fdatasync for many appenders
 //!     ▼
-//!   <dir>/entries ── RFC 9162 tree (leaf 0x00, node 0x01, SHA-256)
+//!   <dir>/entries (the tail) ──► <dir>/tile/… full tiles and bundles, written once
+//!     │   RFC 9162 tree (leaf 0x00, node 0x01, SHA-256) read through isnad_tlog::TiledTree
 //!     │ Log::sign_checkpoint ─ C2SP checkpoint as a signed note (Ed25519)
 //!     ▼
 //!   Log::export ──► checkpoint, tile/<L>/<N>[.p/<W>], tile/entries/<N>[.p/<W>]
@@ -15,15 +16,21 @@
 //!   auditor: verify_export ◄───┘   prove_from_export ─► tlog-proof
 //! ```
 //!
-//! What it does: the entry schema and its strict codec ([`Entry`]), Merkle
-//! hashing and proofs ([`Tree`], [`verify_inclusion`],
-//! [`verify_consistency`]), signed notes, checkpoints and witness
-//! cosignatures ([`note`], [`Checkpoint`]), the durable file-backed [`Log`],
-//! the tiles export and the auditor's checks ([`verify_export`]), the
-//! cross-log audit of two verified exports ([`read_verified_export`],
-//! [`cross_check`], `spec/cross-check.md`), the auditor's self-contained
-//! HTML report ([`report`]), and the witness side of C2SP tlog-witness with
-//! fork evidence ([`witness`]).
+//! What it does: the durable file-backed [`Log`] whose storage is C2SP
+//! tlog-tiles on disk, the tiles export and the auditor's checks of an
+//! export ([`verify_export`]), reading a verified export back for the
+//! cross-log audit ([`read_verified_export`]), and the storage seam and its
+//! fault layer ([`disk`]).
+//!
+//! The pure parts live in `isnad-tlog` and are re-exported here unchanged
+//! (modules and items), so callers use one crate: the entry schema and its
+//! codec ([`Entry`]), Merkle hashing and proofs ([`Tree`],
+//! [`verify_inclusion`], [`verify_consistency`]), signed notes, checkpoints
+//! and witness cosignatures ([`note`], [`Checkpoint`]), tile naming
+//! ([`tiles`]), the witness protocol ([`witness`]), the cross-log audit
+//! ([`cross_check`], `spec/cross-check.md`) and the auditor's HTML report
+//! ([`report`]). The split is by job: this crate does file I/O, that one
+//! does none (see its docs for why).
 //!
 //! What it does not do: no networking, no clock and no randomness of its
 //! own (time is a field the caller fills, keys and salts take an RNG). The
@@ -58,20 +65,13 @@
 #![warn(missing_docs)]
 
 mod audited;
-pub mod checkpoint;
-pub mod crosscheck;
 pub mod disk;
-pub mod entry;
 pub mod format;
 pub mod lock;
 mod log;
-pub mod merkle;
-pub mod note;
 pub mod quorum;
-pub mod report;
-pub mod tiles;
+mod tilestore;
 mod verify;
-pub mod witness;
 
 #[doc(hidden)]
 pub mod testing;
@@ -79,38 +79,17 @@ pub mod testing;
 #[doc(hidden)]
 pub mod fuzzing;
 
-pub use audited::{read_verified_export, AuditedLog, AuditedLogError};
-pub use checkpoint::{open_checkpoint, origin_for, Checkpoint, CheckpointError, TlogProof};
-pub use crosscheck::{cross_check, CrossCheck, CrossCheckError, Finding, FindingClass};
-pub use entry::{Commitment, CommitmentSalt, Entry, EntryError, EventType, MAX_ENTRY_LEN};
+pub(crate) use isnad_tlog::audited as audited_log;
+pub use isnad_tlog::{
+    add_checkpoint, checkpoint, consistency_roots, cross_check, crosscheck, empty_root, entry,
+    leaf_hash, merkle, node_hash, note, open_checkpoint, origin_for, report, tiled, tiles,
+    verify_consistency, verify_inclusion, witness, AddCheckpoint, AuditedLog, AuditedLogError,
+    Checkpoint, CheckpointError, Commitment, CommitmentSalt, Cosigned, CrossCheck, CrossCheckError,
+    Entry, EntryError, EventType, Finding, FindingClass, ForkError, ForkEvidence, ForkProof, Hash,
+    NoteError, ProofError, SignerKey, TileError, TileReader, TiledTree, TlogProof, Tree,
+    VerifierKey, WitnessError, Witnessed, MAX_ENTRY_LEN,
+};
+
+pub use audited::read_verified_export;
 pub use log::{ExportSummary, Log, LogError, OpenReport, SignedCheckpoint, LOCK_FILE};
-pub use merkle::{
-    consistency_roots, empty_root, leaf_hash, node_hash, verify_consistency, verify_inclusion,
-    Hash, ProofError, Tree,
-};
-pub use note::{NoteError, SignerKey, VerifierKey};
 pub use verify::{prove_from_export, verify_export, AuditError, Problem, Report, MAX_PROBLEMS};
-pub use witness::{
-    add_checkpoint, AddCheckpoint, Cosigned, ForkError, ForkEvidence, ForkProof, WitnessError,
-    Witnessed,
-};
-
-/// Lower-case hex.
-pub(crate) fn hex_encode(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// Parses lower- or upper-case hex of even length.
-pub(crate) fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || !s.is_ascii() {
-        return None;
-    }
-    s.as_bytes()
-        .chunks(2)
-        .map(|c| {
-            let hi = (c[0] as char).to_digit(16)?;
-            let lo = (c[1] as char).to_digit(16)?;
-            Some((hi * 16 + lo) as u8)
-        })
-        .collect()
-}

@@ -3,7 +3,9 @@
 //! Directory layout (normative in `spec/audit-log.md` §6):
 //!
 //! ```text
-//! <dir>/entries      "ISNADLG1" then records: u32 BE len ‖ leaf_hash(payload)[..4] ‖ payload
+//! <dir>/tile/...     full hash tiles and entry bundles (C2SP tlog-tiles), written once
+//! <dir>/entries      the tail: "ISNADLG2" ‖ base ‖ root(base), then records from entry
+//!                    `base`: u32 BE len ‖ leaf_hash(payload)[..4] ‖ payload
 //! <dir>/checkpoint   the last signed checkpoint note (replaced atomically)
 //! <dir>/version      the directory's format version (crate::format)
 //! ```
@@ -58,9 +60,23 @@
 //! the zeros; after a crash, recovery cuts them as a zero-filled tail
 //! (`spec/audit-log.md` §6.3).
 //!
-//! Tree state: every complete subtree hash is kept in memory (about 64
-//! bytes per entry, [`crate::Tree`]) and rebuilt from the records on open;
-//! tile hashes are computed from it on export, no sidecar file is kept.
+//! Tiles are the storage: a batch that completes bundles writes their
+//! bundle and hash tile files after its `fdatasync` and before it counts
+//! as durable (a failure there fails the batch like a failed sync). They
+//! are not synced then: the tail still holds the entries. Every 64 bundles
+//! the leader rotates: it syncs those files and the partial tiles at the
+//! new base, writes a new tail holding only the records after it, syncs
+//! it and renames it in place. The rotation's syncs cost one leader a few
+//! milliseconds per 16 384 entries; the tail, and so what `open` reads and
+//! hashes, stays below about 16 640 entries whatever the size of the log.
+//! Opening an entries file of the old layout ("ISNADLG1", every record)
+//! migrates it the same way; until the rename it is untouched.
+//!
+//! Tree state: the right edge and a bounded cache of checked tiles
+//! ([`crate::TiledTree`]): memory does not grow with the log. Every tile
+//! read from disk is checked against the tree above it, so a damaged or
+//! missing tile is reported with its path ([`LogError::TileCorrupted`],
+//! [`LogError::TileMissing`]) and never used or rebuilt.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
@@ -68,16 +84,20 @@ use std::ops::Range;
 use std::os::unix::fs::{DirBuilderExt as _, FileExt, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::disk::{DiskFaults, DurableFile};
 use crate::entry::{Entry, EntryError, MAX_ENTRY_LEN};
 use crate::lock::{DirLock, LockError};
-use crate::merkle::{self, Hash, ProofError, Tree};
+use crate::merkle::{self, Hash, ProofError};
 use crate::note::SignerKey;
-use crate::tiles;
+use crate::tiled::TiledTree;
+use crate::tiles::{self, TILE_WIDTH};
+use crate::tilestore::{
+    in_dir, io_err, sync_dir, Reader, Store, Written, TAIL_HEADER_LEN, TAIL_MAGIC,
+};
 
 /// The first 8 bytes of an entries file.
 pub(crate) const ENTRIES_MAGIC: &[u8; 8] = b"ISNADLG1";
@@ -97,8 +117,9 @@ const PREALLOCATE: u64 = 1 << 20;
 /// Bytes of framing before each record payload.
 pub(crate) const RECORD_HEADER_LEN: u64 = 8;
 
-/// Puts the entries file's write handle behind the I/O seam.
-type WrapFile<'a> = dyn Fn(File, &Path) -> io::Result<Box<dyn DurableFile>> + 'a;
+/// Complete bundles the tail holds before the log rotates it: their tiles
+/// are synced and a new tail starts after them (`spec/audit-log.md` §6.2).
+const ROTATE: u64 = 64 * TILE_WIDTH;
 
 /// Why a log operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +167,21 @@ pub enum LogError {
         found: u64,
         /// The newest format this release reads.
         supported: u64,
+    },
+    /// A tile or entry bundle the log needs is not on disk. Nothing was
+    /// rebuilt; restore the file from a backup or a replica.
+    #[error("{}: tile missing; nothing was rebuilt, restore it from a backup", .path.display())]
+    TileMissing {
+        /// The missing file.
+        path: PathBuf,
+    },
+    /// A tile or entry bundle on disk does not match the tree (wrong size
+    /// or content). Nothing was rebuilt; restore it from a backup or a
+    /// replica.
+    #[error("{}: tile damaged (does not match the tree); nothing was rebuilt, restore it from a backup", .path.display())]
+    TileCorrupted {
+        /// The damaged file.
+        path: PathBuf,
     },
     /// The entries file does not start with the log magic.
     #[error("{path} is not an Isnad audit log (bad magic)")]
@@ -232,11 +268,10 @@ pub struct OpenReport {
 #[derive(Debug)]
 pub struct Log {
     dir: PathBuf,
+    /// The tail file.
     path: PathBuf,
-    /// For reads (recovery scans).
-    file: File,
-    /// Writes, length changes and syncs of the entries file.
-    io: Box<dyn DurableFile>,
+    /// Tiles and bundles.
+    store: Store,
     state: Mutex<State>,
     /// Mirror of `State::durable`, read by woken followers without the lock.
     durable: AtomicU64,
@@ -265,10 +300,27 @@ impl std::fmt::Debug for SyncHook {
     }
 }
 
+/// The open tail file: replaced as a whole when the log rotates.
+#[derive(Debug)]
+struct Tail {
+    /// For reads.
+    file: File,
+    /// Writes, length changes and syncs.
+    io: Box<dyn DurableFile>,
+}
+
 #[derive(Debug)]
 struct State {
-    tree: Tree,
-    /// Byte offset of each record's header.
+    /// Full tiles on disk, the right edge in memory.
+    tree: TiledTree,
+    /// Index of the first entry in the tail file (a multiple of 256).
+    base: u64,
+    /// The tail file.
+    tail: Arc<Tail>,
+    /// Tile and bundle files written since the last rotation, not yet
+    /// synced (the tail still holds their entries).
+    unsynced: Vec<Written>,
+    /// Byte offset of each tail record's header (entries `base..`).
     offsets: Vec<u64>,
     /// Records queued but not yet written.
     buf: Vec<u8>,
@@ -308,7 +360,7 @@ impl Log {
     /// One `Log` owns a directory: a second open, from this process or
     /// another live one, fails with [`LogError::Locked`] (see [`LOCK_FILE`]).
     pub fn open(dir: &Path) -> Result<(Self, OpenReport), LogError> {
-        Self::open_on(dir, &|file, _| Ok(Box::new(file)))
+        Self::open_on(dir, None)
     }
 
     /// [`Log::open`] with the entries file's writes and syncs under a fault
@@ -317,10 +369,10 @@ impl Log {
         dir: &Path,
         faults: &DiskFaults,
     ) -> Result<(Self, OpenReport), LogError> {
-        Self::open_on(dir, &|file, path| Ok(Box::new(faults.wrap(file, path)?)))
+        Self::open_on(dir, Some(faults.clone()))
     }
 
-    fn open_on(dir: &Path, wrap: &WrapFile<'_>) -> Result<(Self, OpenReport), LogError> {
+    fn open_on(dir: &Path, faults: Option<DiskFaults>) -> Result<(Self, OpenReport), LogError> {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -328,36 +380,25 @@ impl Log {
             .map_err(io_err("create directory", dir))?;
         // Ownership first: nothing is read, created or repaired before it.
         let lock = DirLock::acquire(dir, LOCK_FILE)?;
-        crate::format::check(dir)?;
+        let format = crate::format::check(dir)?;
+        let store = Store {
+            dir: dir.to_owned(),
+            faults,
+        };
         let path = dir.join(ENTRIES_FILE);
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-        {
-            Ok(mut f) => {
-                f.write_all(ENTRIES_MAGIC).map_err(io_err("write", &path))?;
-                f.sync_all().map_err(io_err("sync", &path))?;
-                sync_dir(dir)?;
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io_err("create", &path)(e)),
-        }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(io_err("open", &path))?;
-        let io = file
-            .try_clone()
-            .and_then(|f| wrap(f, &path))
-            .map_err(io_err("open", &path))?;
-        let (tree, offsets, end, truncated) = recover(&file, &path)?;
-        if truncated > 0 {
-            io.set_len(end).map_err(io_err("truncate", &path))?;
-            io.sync_data().map_err(io_err("sync", &path))?;
-        }
+        let loaded = load(&store, &path)?;
+        let Loaded {
+            tail,
+            mut tree,
+            base,
+            offsets,
+            end,
+            truncated,
+            legacy,
+        } = loaded;
+        // A format-1 entries file was moved into tiles by `load` (durably):
+        // only now does the marker name the current format.
+        crate::format::mark_current(dir, format)?;
         let size = tree.size();
         let last = read_stored_checkpoint(dir)?;
         if let Some(cp) = &last {
@@ -367,7 +408,10 @@ impl Log {
                     found: size,
                 });
             }
-            if tree.root_at(cp.size)? != cp.root {
+            let root = tree
+                .root_at(&Reader(&store), cp.size)
+                .map_err(|e| in_dir(dir, e))?;
+            if root != cp.root {
                 return Err(LogError::CheckpointMismatch { size: cp.size });
             }
         }
@@ -379,10 +423,12 @@ impl Log {
         let log = Self {
             dir: dir.to_owned(),
             path,
-            file,
-            io,
+            store,
             state: Mutex::new(State {
                 tree,
+                base,
+                tail: Arc::new(tail),
+                unsynced: Vec::new(),
                 offsets,
                 buf: Vec::new(),
                 end,
@@ -405,6 +451,13 @@ impl Log {
             sync_hook: Mutex::new(None),
             _lock: lock,
         };
+        // Entries of complete bundles still only in the tail (a log in the
+        // old layout, or a crash between a sync and its tiles) go to tiles
+        // now, and the tail starts after them.
+        if legacy || size - base >= TILE_WIDTH {
+            log.store_tiles(size)?;
+            log.rotate(end)?;
+        }
         Ok((log, report))
     }
 
@@ -521,6 +574,7 @@ impl Log {
         let number = st.batches;
         st.batches += 1;
         let at = st.end - batch.len() as u64;
+        let tail = Arc::clone(&st.tail);
         // Zeros to write after the batch when it passes the preallocated end.
         let mut zeros = 0;
         if st.end > st.allocated {
@@ -530,12 +584,12 @@ impl Log {
         }
         drop(st);
         let started = Instant::now();
-        let mut result = self.io.write_all_at(&batch, at).and_then(|()| {
+        let mut result = tail.io.write_all_at(&batch, at).and_then(|()| {
             if zeros == 0 {
                 return Ok(());
             }
             let end = at + batch.len() as u64;
-            self.io.write_all_at(&vec![0; zeros as usize], end)
+            tail.io.write_all_at(&vec![0; zeros as usize], end)
         });
         #[cfg(test)]
         if result.is_ok() {
@@ -543,8 +597,18 @@ impl Log {
                 result = (hook.0)(number);
             }
         }
-        result = result.and_then(|()| self.io.sync_data());
+        result = result.and_then(|()| tail.io.sync_data());
         let took = started.elapsed();
+        drop(tail);
+        // Complete bundles become tiles before the batch counts as durable:
+        // a failure here fails the batch like a failed sync.
+        let written = at + batch.len() as u64;
+        let result = match result {
+            Ok(()) => self
+                .store_tiles(target)
+                .and_then(|()| self.rotate_if_due(written)),
+            Err(e) => Err(io_err("append to", &self.path)(e)),
+        };
         let mut st = self.lock();
         st.syncing = false;
         st.gather_for = took;
@@ -581,7 +645,177 @@ impl Log {
             atomic_wait::wake_all(next);
         }
         atomic_wait::wake_all(this);
-        result.map_err(io_err("append to", &self.path))
+        result
+    }
+
+    /// Writes the bundles and hash tiles that the first `upto` entries
+    /// complete (not synced: the tail still holds the entries).
+    fn store_tiles(&self, upto: u64) -> Result<(), LogError> {
+        let (tiles, tiled, offsets, tail) = {
+            let st = self.lock();
+            let tiles = st.tree.pending_tiles(upto);
+            if tiles.is_empty() {
+                return Ok(());
+            }
+            let from = (st.tree.tiled() - st.base) as usize;
+            let to = (upto - st.base) as usize;
+            (
+                tiles,
+                st.tree.tiled(),
+                st.offsets[from..to].to_vec(),
+                Arc::clone(&st.tail),
+            )
+        };
+        let mut paths = Vec::new();
+        let mut scratch = Vec::new();
+        for (level, index, hashes) in &tiles {
+            if *level == 0 {
+                let mut bundle = Vec::new();
+                let first = index * TILE_WIDTH;
+                for i in first..first + TILE_WIDTH {
+                    let at = offsets[(i - tiled) as usize];
+                    read_at(&tail.file, &self.path, at, i, &mut scratch)?;
+                    bundle.extend_from_slice(&(scratch.len() as u16).to_be_bytes());
+                    bundle.extend_from_slice(&scratch);
+                }
+                paths.push(
+                    self.store
+                        .write_file(&tiles::entries_path(*index, TILE_WIDTH), &bundle)?,
+                );
+            }
+            let mut data = Vec::with_capacity(hashes.len() * 32);
+            for h in hashes {
+                data.extend_from_slice(h.as_bytes());
+            }
+            paths.push(
+                self.store
+                    .write_file(&tiles::tile_path(*level, *index, TILE_WIDTH), &data)?,
+            );
+        }
+        let mut st = self.lock();
+        st.tree.commit_tiles(upto);
+        st.unsynced.extend(paths);
+        Ok(())
+    }
+
+    fn rotate_if_due(&self, written: u64) -> Result<(), LogError> {
+        let due = {
+            let st = self.lock();
+            st.tree.tiled() - st.base >= ROTATE
+        };
+        if due {
+            self.rotate(written)?;
+        }
+        Ok(())
+    }
+
+    /// Starts a new tail after the last full bundle: syncs the tiles and
+    /// bundles written since the last rotation and the partial tiles at
+    /// that size, writes the new tail (header and the records after the
+    /// bundle, up to byte `written` of the old tail), syncs it and renames
+    /// it over the old one. A crash at any point leaves either tail, and
+    /// either opens. Only a leader (or `open`) calls it.
+    fn rotate(&self, written: u64) -> Result<(), LogError> {
+        let (new_base, root, edge, from, unsynced, tail) = {
+            let mut st = self.lock();
+            let new_base = st.tree.tiled();
+            let root = self.tree_root(&mut st, new_base)?;
+            let from = st
+                .offsets
+                .get((new_base - st.base) as usize)
+                .copied()
+                .unwrap_or(written);
+            (
+                new_base,
+                root,
+                st.tree.edge(),
+                from,
+                std::mem::take(&mut st.unsynced),
+                Arc::clone(&st.tail),
+            )
+        };
+        let mut files = unsynced;
+        let result = self.write_rotation(&mut files, &edge, &tail, from, written, new_base, &root);
+        let mut st = self.lock();
+        match result {
+            Ok(new_tail) => {
+                // Byte `from` of the old tail is byte TAIL_HEADER_LEN of the
+                // new one. (The old tail's header may be shorter: a format-1
+                // file's is 8 bytes, so `from` can be below TAIL_HEADER_LEN.)
+                let moved = |x: u64| x - from + TAIL_HEADER_LEN;
+                let drop_n = (new_base - st.base) as usize;
+                st.offsets.drain(..drop_n);
+                for o in &mut st.offsets {
+                    *o = moved(*o);
+                }
+                st.end = moved(st.end);
+                st.allocated = moved(written);
+                st.base = new_base;
+                st.tail = Arc::new(new_tail);
+                Ok(())
+            }
+            Err(e) => {
+                files.append(&mut st.unsynced);
+                st.unsynced = files;
+                Err(e)
+            }
+        }
+    }
+
+    /// The I/O of [`Log::rotate`]: partial tiles, syncs, the new tail put
+    /// in place. Returns the new tail, opened.
+    #[allow(clippy::too_many_arguments)] // The rotation's snapshot, taken under the lock.
+    fn write_rotation(
+        &self,
+        files: &mut Vec<Written>,
+        edge: &[(u32, u64, Vec<Hash>)],
+        tail: &Tail,
+        from: u64,
+        written: u64,
+        new_base: u64,
+        root: &Hash,
+    ) -> Result<Tail, LogError> {
+        for (level, index, hashes) in edge {
+            let mut data = Vec::with_capacity(hashes.len() * 32);
+            for h in hashes {
+                data.extend_from_slice(h.as_bytes());
+            }
+            let rel = tiles::tile_path(*level, *index, hashes.len() as u64);
+            files.push(self.store.write_file(&rel, &data)?);
+        }
+        self.store.sync_files(files)?;
+        let mut rest = vec![0u8; (written - from) as usize];
+        FileExt::read_exact_at(&tail.file, &mut rest, from).map_err(io_err("read", &self.path))?;
+        let tmp = self.dir.join("entries.tmp");
+        let io = self.store.create(&tmp)?;
+        let mut head = Vec::with_capacity(TAIL_HEADER_LEN as usize);
+        head.extend_from_slice(TAIL_MAGIC);
+        head.extend_from_slice(&new_base.to_be_bytes());
+        head.extend_from_slice(root.as_bytes());
+        io.write_all_at(&head, 0)
+            .and_then(|()| io.write_all_at(&rest, TAIL_HEADER_LEN))
+            .and_then(|()| io.sync_data())
+            .map_err(io_err("write", &tmp))?;
+        drop(io);
+        fs::rename(&tmp, &self.path).map_err(io_err("rename", &self.path))?;
+        sync_dir(&self.dir)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.path)
+            .map_err(io_err("open", &self.path))?;
+        let io = file
+            .try_clone()
+            .map_err(io_err("open", &self.path))
+            .and_then(|f| self.store.wrap(f, &self.path))?;
+        Ok(Tail { file, io })
+    }
+
+    /// The root at `size` through the tiles.
+    fn tree_root(&self, st: &mut State, size: u64) -> Result<Hash, LogError> {
+        st.tree
+            .root_at(&Reader(&self.store), size)
+            .map_err(|e| in_dir(&self.dir, e))
     }
 
     /// The log directory.
@@ -598,13 +832,15 @@ impl Log {
     /// Brings a poisoned log back in place once the disk takes writes
     /// again; does nothing if the log is not poisoned.
     ///
-    /// Cuts the entries file back to the end of the last durable record
-    /// (the records of the failed batch and of those queued behind it were
-    /// never acknowledged; their appenders got an error), preallocates past
-    /// it and syncs (the proof that writes succeed again), then reads the
-    /// records back and checks them against the tree: the durable entries
-    /// are all there with the same root, and the next append gets the next
-    /// index. On error the log stays poisoned; call again later.
+    /// Reads the tail file back (a rotation the failure interrupted may or
+    /// may not have replaced it; either holds every durable entry), cuts it
+    /// after the last durable record (the records of the failed batch and
+    /// of those queued behind it were never acknowledged; their appenders
+    /// got an error), preallocates past it and syncs (the proof that writes
+    /// succeed again), and checks the tree against the one in memory: the
+    /// durable entries are all there with the same root, and the next
+    /// append gets the next index. On error the log stays poisoned; call
+    /// again later.
     pub fn reopen(&self) -> Result<(), LogError> {
         let mut st = self.lock();
         if !st.failed {
@@ -613,29 +849,49 @@ impl Log {
         // No sync runs now: a leader sets `failed` as it finishes, and
         // nobody leads while it is set.
         let durable = st.durable;
-        let keep = st.offsets.get(durable as usize).copied().unwrap_or(st.end);
-        let allocated = keep.div_ceil(PREALLOCATE) * PREALLOCATE + PREALLOCATE;
-        self.io
-            .set_len(keep)
-            .and_then(|()| {
-                self.io
-                    .write_all_at(&vec![0; (allocated - keep) as usize], keep)
-            })
-            .and_then(|()| self.io.sync_data())
-            .map_err(io_err("reopen", &self.path))?;
-        let (tree, offsets, end, _) = recover(&self.file, &self.path)?;
-        if tree.size() != durable
-            || end != keep
-            || tree.root_at(durable)? != st.tree.root_at(durable)?
-        {
-            return Err(LogError::Corrupted {
-                offset: end.min(keep),
-                index: tree.size().min(durable),
+        let want = self.tree_root(&mut st, durable)?;
+        let Loaded {
+            tail,
+            mut tree,
+            base,
+            mut offsets,
+            end,
+            ..
+        } = load(&self.store, &self.path)?;
+        if tree.size() < durable {
+            return Err(LogError::CheckpointAhead {
+                signed: durable,
+                found: tree.size(),
             });
         }
+        let keep = offsets
+            .get((durable - base) as usize)
+            .copied()
+            .unwrap_or(end);
+        offsets.truncate((durable - base) as usize);
+        tree.truncate(durable);
+        let allocated = keep.div_ceil(PREALLOCATE) * PREALLOCATE + PREALLOCATE;
+        tail.io
+            .set_len(keep)
+            .and_then(|()| {
+                tail.io
+                    .write_all_at(&vec![0; (allocated - keep) as usize], keep)
+            })
+            .and_then(|()| tail.io.sync_data())
+            .map_err(io_err("reopen", &self.path))?;
+        let got = tree
+            .root_at(&Reader(&self.store), durable)
+            .map_err(|e| in_dir(&self.dir, e))?;
+        if got != want {
+            return Err(LogError::CheckpointMismatch { size: durable });
+        }
         st.tree = tree;
+        st.base = base;
+        st.tail = Arc::new(tail);
+        // Tiles from `base` on are written again as bundles complete.
+        st.unsynced.clear();
         st.offsets = offsets;
-        st.end = end;
+        st.end = keep;
         st.allocated = allocated;
         st.buf.clear();
         st.arrived = 0;
@@ -654,46 +910,33 @@ impl Log {
 
     /// Root hash of the tree at `size` (at most the durable size).
     pub fn root_at(&self, size: u64) -> Result<Hash, LogError> {
-        let st = self.lock();
-        if size > st.durable {
-            return Err(ProofError::SizeOrder {
-                first: size,
-                second: st.durable,
-            }
-            .into());
-        }
-        Ok(st.tree.root_at(size)?)
+        let mut st = self.lock();
+        check_durable(&st, size)?;
+        self.tree_root(&mut st, size)
     }
 
     /// Inclusion proof for `index` in the tree of `size` entries.
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, LogError> {
-        let st = self.lock();
-        if size > st.durable {
-            return Err(ProofError::SizeOrder {
-                first: size,
-                second: st.durable,
-            }
-            .into());
-        }
-        Ok(st.tree.inclusion_proof(index, size)?)
+        let mut st = self.lock();
+        check_durable(&st, size)?;
+        st.tree
+            .inclusion_proof(&Reader(&self.store), index, size)
+            .map_err(|e| in_dir(&self.dir, e))
     }
 
     /// Consistency proof between two sizes (both at most the durable size).
     pub fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, LogError> {
-        let st = self.lock();
-        if second > st.durable {
-            return Err(ProofError::SizeOrder {
-                first: second,
-                second: st.durable,
-            }
-            .into());
-        }
-        Ok(st.tree.consistency_proof(first, second)?)
+        let mut st = self.lock();
+        check_durable(&st, second)?;
+        st.tree
+            .consistency_proof(&Reader(&self.store), first, second)
+            .map_err(|e| in_dir(&self.dir, e))
     }
 
-    /// Reads the bytes of durable entry `index` from disk (checksum checked).
+    /// Reads the bytes of durable entry `index` from disk (checked against
+    /// the tree).
     pub fn entry_bytes(&self, index: u64) -> Result<Vec<u8>, LogError> {
-        let offset = {
+        let (at, tail) = {
             let st = self.lock();
             if index >= st.durable {
                 return Err(ProofError::IndexOutOfRange {
@@ -702,16 +945,40 @@ impl Log {
                 }
                 .into());
             }
-            st.offsets[index as usize]
+            if index < st.base {
+                drop(st);
+                let mut bundle = self.bundle(index / TILE_WIDTH)?;
+                return Ok(bundle.swap_remove((index % TILE_WIDTH) as usize));
+            }
+            (st.offsets[(index - st.base) as usize], Arc::clone(&st.tail))
         };
-        let mut f = File::open(&self.path).map_err(io_err("open", &self.path))?;
-        f.seek(SeekFrom::Start(offset))
-            .map_err(io_err("seek", &self.path))?;
-        let mut r = BufReader::new(f);
-        match read_record(&mut r, &mut Vec::new()).map_err(io_err("read", &self.path))? {
-            Record::Ok(payload, _) => Ok(payload),
-            _ => Err(LogError::Corrupted { offset, index }),
+        let mut payload = Vec::new();
+        read_at(&tail.file, &self.path, at, index, &mut payload)?;
+        Ok(payload)
+    }
+
+    /// The 256 entries of stored bundle `n`, checked against its hash tile.
+    fn bundle(&self, n: u64) -> Result<Vec<Vec<u8>>, LogError> {
+        let rel = tiles::entries_path(n, TILE_WIDTH);
+        let data = self.store.read(&rel)?;
+        let corrupt = || LogError::TileCorrupted {
+            path: self.dir.join(&rel),
+        };
+        let items = tiles::split_bundle(&data, TILE_WIDTH as usize).map_err(|_| corrupt())?;
+        let leaves = {
+            let mut st = self.lock();
+            st.tree
+                .leaf_tile(&Reader(&self.store), n)
+                .map_err(|e| in_dir(&self.dir, e))?
+        };
+        if items
+            .iter()
+            .zip(&leaves)
+            .any(|(e, leaf)| merkle::leaf_hash(e) != *leaf)
+        {
+            return Err(corrupt());
         }
+        Ok(items.into_iter().map(<[u8]>::to_vec).collect())
     }
 
     /// The last signed checkpoint, if any.
@@ -731,11 +998,12 @@ impl Log {
     pub fn sign_checkpoint(&self, key: &SignerKey) -> Result<SignedCheckpoint, LogError> {
         let mut last = self.signing.lock().unwrap_or_else(|p| p.into_inner());
         let (size, root) = {
-            let st = self.lock();
+            let mut st = self.lock();
             if st.failed {
                 return Err(LogError::Poisoned);
             }
-            (st.durable, st.tree.root_at(st.durable)?)
+            let size = st.durable;
+            (size, self.tree_root(&mut st, size)?)
         };
         if let Some(prev) = last.as_ref() {
             if prev.origin != key.name() {
@@ -808,10 +1076,11 @@ impl Log {
 
     /// Writes a copy of this log that [`Log::open`] opens, into the new
     /// directory `out` (mode 0700; it must not exist), while appends go on:
-    /// the stored checkpoint first, then every durable record (no
-    /// preallocated zeros), each file 0600 and synced, then the directory.
-    /// Returns the number of entries copied, at least the size of the
-    /// stored checkpoint, which is returned too.
+    /// the stored checkpoint first, then the bundles and hash tiles (read
+    /// back and checked) and a tail with the durable records after them,
+    /// each file 0600 and synced, then the directories. Returns the number
+    /// of entries copied, at least the size of the stored checkpoint, which
+    /// is returned too.
     pub fn backup_to(&self, out: &Path) -> Result<(u64, Option<Checkpoint>), LogError> {
         fs::DirBuilder::new()
             .mode(0o700)
@@ -823,34 +1092,53 @@ impl Log {
             Err(e) => return Err(io_err("read", &self.dir.join(CHECKPOINT_FILE))(e)),
         };
         // Taken after the checkpoint: it covers at most what is durable now.
-        let (size, end) = {
-            let st = self.lock();
+        let (size, tiled, root) = {
+            let mut st = self.lock();
             if st.failed {
                 return Err(LogError::Poisoned);
             }
-            let end = match st.offsets.get(st.durable as usize) {
-                Some(&first_not_durable) => first_not_durable,
-                None => st.end,
-            };
-            (st.durable, end)
+            let size = st.durable;
+            // Tiles (and a rotation) may run ahead of the durable size while
+            // a batch completes: the copy's tail starts at a full bundle
+            // that is durable.
+            let tiled = st.tree.tiled().min(size / TILE_WIDTH * TILE_WIDTH);
+            (size, tiled, self.tree_root(&mut st, tiled)?)
         };
-        let dst = out.join(ENTRIES_FILE);
-        let mut to = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&dst)
-            .map_err(io_err("create", &dst))?;
-        let mut buf = vec![0u8; 1 << 20];
-        let mut at = 0u64;
-        while at < end {
-            let n = (end - at).min(buf.len() as u64) as usize;
-            FileExt::read_exact_at(&self.file, &mut buf[..n], at)
-                .map_err(io_err("read", &self.path))?;
-            to.write_all(&buf[..n]).map_err(io_err("write", &dst))?;
-            at += n as u64;
+        let mut records = Vec::new();
+        for i in tiled..size {
+            let payload = self.entry_bytes(i)?;
+            records.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+            records.extend_from_slice(&merkle::leaf_hash(&payload).as_bytes()[..4]);
+            records.extend_from_slice(&payload);
         }
-        to.sync_all().map_err(io_err("sync", &dst))?;
+        let copy = Store {
+            dir: out.to_owned(),
+            faults: None,
+        };
+        let mut paths = Vec::new();
+        for n in 0..tiled / TILE_WIDTH {
+            let items = self.bundle(n)?;
+            let mut data = Vec::new();
+            for e in &items {
+                data.extend_from_slice(&(e.len() as u16).to_be_bytes());
+                data.extend_from_slice(e);
+            }
+            paths.push(copy.write_file(&tiles::entries_path(n, TILE_WIDTH), &data)?);
+        }
+        for (level, index, width) in tiles::tiles_for(tiled) {
+            let data = self.tile_bytes(level, index, width)?;
+            paths.push(copy.write_file(&tiles::tile_path(level, index, width), &data)?);
+        }
+        let tail = out.join(ENTRIES_FILE);
+        let io = copy.create(&tail)?;
+        let mut head = Vec::with_capacity(TAIL_HEADER_LEN as usize);
+        head.extend_from_slice(TAIL_MAGIC);
+        head.extend_from_slice(&tiled.to_be_bytes());
+        head.extend_from_slice(root.as_bytes());
+        io.write_all_at(&head, 0)
+            .and_then(|()| io.write_all_at(&records, TAIL_HEADER_LEN))
+            .and_then(|()| io.sync_data())
+            .map_err(io_err("write", &tail))?;
         if let Some(cp) = checkpoint {
             let dst = out.join(CHECKPOINT_FILE);
             let mut f = OpenOptions::new()
@@ -862,8 +1150,25 @@ impl Log {
             f.write_all(&cp).map_err(io_err("write", &dst))?;
             f.sync_all().map_err(io_err("sync", &dst))?;
         }
+        copy.sync_files(&paths)?;
         sync_dir(out)?;
         Ok((size, read_stored_checkpoint(out)?))
+    }
+
+    /// The hashes of hash tile `level`/`index` of `width` as bytes, read
+    /// through the tree (stored full tiles are checked).
+    fn tile_bytes(&self, level: u32, index: u64, width: u64) -> Result<Vec<u8>, LogError> {
+        let mut st = self.lock();
+        let lvl = level * tiles::TILE_HEIGHT;
+        let mut data = Vec::with_capacity(width as usize * 32);
+        for j in 0..width {
+            let h = st
+                .tree
+                .node(&Reader(&self.store), lvl, index * TILE_WIDTH + j)
+                .map_err(|e| in_dir(&self.dir, e))?;
+            data.extend_from_slice(h.as_bytes());
+        }
+        Ok(data)
     }
 
     /// Signs a checkpoint of the current durable tree (see
@@ -882,7 +1187,9 @@ impl Log {
     /// The checkpoint may be older than the current tree; its size must not
     /// exceed the durable size and its root must be this log's root at that
     /// size ([`LogError::CheckpointMismatch`] otherwise). The caller vouches
-    /// that `signed.note` is the signed note of `signed.checkpoint`.
+    /// that `signed.note` is the signed note of `signed.checkpoint`. Full
+    /// tiles and bundles are read from the log's own tiles and checked on
+    /// the way.
     pub fn export_at(
         &self,
         out: &Path,
@@ -898,50 +1205,29 @@ impl Log {
             tiles: 0,
             bundles: 0,
         };
-        // Hash tiles.
         for (level, index, width) in tiles::tiles_for(size) {
-            let hashes = {
-                let st = self.lock();
-                let lvl = level * tiles::TILE_HEIGHT;
-                (0..width)
-                    .map(|j| st.tree.node(lvl, index * tiles::TILE_WIDTH + j))
-                    .collect::<Option<Vec<Hash>>>()
-            };
-            let hashes = hashes.ok_or(ProofError::IndexOutOfRange { index, size })?;
-            let mut data = Vec::with_capacity(hashes.len() * 32);
-            for h in &hashes {
-                data.extend_from_slice(h.as_bytes());
-            }
+            let data = self.tile_bytes(level, index, width)?;
             write_file(out, &tiles::tile_path(level, index, width), &data)?;
             summary.tiles += 1;
         }
-        // Entry bundles, read back from disk with checksums checked.
-        let f = File::open(&self.path).map_err(io_err("open", &self.path))?;
-        let mut r = BufReader::with_capacity(1 << 20, f);
-        let mut magic = [0u8; 8];
-        r.read_exact(&mut magic)
-            .map_err(io_err("read", &self.path))?;
-        let mut bundle = Vec::new();
-        let mut in_bundle = 0u64;
-        let mut offset = RECORD_HEADER_LEN;
-        let mut scratch = Vec::new();
-        for index in 0..size {
-            match read_record(&mut r, &mut scratch).map_err(io_err("read", &self.path))? {
-                Record::Ok(payload, _) => {
-                    bundle.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-                    bundle.extend_from_slice(&payload);
-                    offset += RECORD_HEADER_LEN + payload.len() as u64;
-                }
-                _ => return Err(LogError::Corrupted { offset, index }),
+        let base = self.lock().base;
+        for n in 0..size.div_ceil(TILE_WIDTH) {
+            let first = n * TILE_WIDTH;
+            let width = (size - first).min(TILE_WIDTH);
+            let items = if first + TILE_WIDTH <= base {
+                self.bundle(n)?
+            } else {
+                (first..first + width)
+                    .map(|i| self.entry_bytes(i))
+                    .collect::<Result<_, _>>()?
+            };
+            let mut bundle = Vec::new();
+            for e in items.iter().take(width as usize) {
+                bundle.extend_from_slice(&(e.len() as u16).to_be_bytes());
+                bundle.extend_from_slice(e);
             }
-            in_bundle += 1;
-            if in_bundle == tiles::TILE_WIDTH || index + 1 == size {
-                let n = index / tiles::TILE_WIDTH;
-                write_file(out, &tiles::entries_path(n, in_bundle), &bundle)?;
-                summary.bundles += 1;
-                bundle.clear();
-                in_bundle = 0;
-            }
+            write_file(out, &tiles::entries_path(n, width), &bundle)?;
+            summary.bundles += 1;
         }
         write_file(out, tiles::CHECKPOINT_PATH, signed.note.as_bytes())?;
         Ok(summary)
@@ -957,7 +1243,7 @@ impl Drop for Log {
         // Cut the preallocated zeros. Best effort: recovery cuts them too.
         let st = self.lock();
         if !st.failed && st.buf.is_empty() && st.allocated > st.end {
-            let _ = self.io.set_len(st.end);
+            let _ = st.tail.io.set_len(st.end);
         }
     }
 }
@@ -1012,6 +1298,30 @@ fn read_record(r: &mut impl Read, scratch: &mut Vec<u8>) -> io::Result<Record> {
     Ok(Record::Ok(scratch.clone(), leaf))
 }
 
+/// Reads the record of entry `index` at byte `offset` of the tail into
+/// `payload`, checksum checked.
+fn read_at(
+    file: &File,
+    path: &Path,
+    offset: u64,
+    index: u64,
+    payload: &mut Vec<u8>,
+) -> Result<(), LogError> {
+    let mut hdr = [0u8; RECORD_HEADER_LEN as usize];
+    FileExt::read_exact_at(file, &mut hdr, offset).map_err(io_err("read", path))?;
+    let len = u32::from_be_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) as usize;
+    if len == 0 || len > MAX_ENTRY_LEN {
+        return Err(LogError::Corrupted { offset, index });
+    }
+    payload.resize(len, 0);
+    FileExt::read_exact_at(file, payload, offset + RECORD_HEADER_LEN)
+        .map_err(io_err("read", path))?;
+    if merkle::leaf_hash(payload).as_bytes()[..4] != hdr[4..8] {
+        return Err(LogError::Corrupted { offset, index });
+    }
+    Ok(())
+}
+
 /// Reads exactly `buf.len()` bytes; `Ok(false)` on EOF before that.
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
     let mut n = 0;
@@ -1026,62 +1336,183 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
     Ok(true)
 }
 
-/// Scans the entries file. Returns the tree, record offsets, the end of the
-/// last good record and how many bytes after it are a torn tail.
-fn recover(file: &File, path: &Path) -> Result<(Tree, Vec<u64>, u64, u64), LogError> {
+/// The tail file read back, with the tree it and the tiles make.
+struct Loaded {
+    tail: Tail,
+    tree: TiledTree,
+    base: u64,
+    offsets: Vec<u64>,
+    end: u64,
+    truncated: u64,
+    /// The tail is an entries file of the old layout (every entry, no
+    /// tiles): [`Log::open`] moves it to tiles.
+    legacy: bool,
+}
+
+/// Opens the tail file at `path` (creating an empty log if there is none),
+/// reads the partial tiles at its base and checks them against the root in
+/// its header, checks the last full tile, scans the records after the
+/// header and cuts a torn tail.
+fn load(store: &Store, path: &Path) -> Result<Loaded, LogError> {
+    let dir = &store.dir;
+    if fs::symlink_metadata(path).is_err_and(|e| e.kind() == io::ErrorKind::NotFound) {
+        write_new_tail(store, path)?;
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(io_err("open", path))?;
+    let len = file.metadata().map_err(io_err("stat", path))?.len();
+    let mut head = vec![0u8; len.min(TAIL_HEADER_LEN) as usize];
+    FileExt::read_exact_at(&file, &mut head, 0).map_err(io_err("read", path))?;
+    let (legacy, base, root, start) = if head.starts_with(ENTRIES_MAGIC) {
+        (true, 0, None, ENTRIES_MAGIC.len() as u64)
+    } else if head.len() as u64 == TAIL_HEADER_LEN && head.starts_with(TAIL_MAGIC) {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&head[8..16]);
+        let root = Hash::from_slice(&head[16..48]).map_err(|_| LogError::NotALog {
+            path: path.to_owned(),
+        })?;
+        (false, u64::from_be_bytes(b), Some(root), TAIL_HEADER_LEN)
+    } else if (len as usize) < ENTRIES_MAGIC.len() && ENTRIES_MAGIC.starts_with(&head) {
+        // A creation of the old layout interrupted before its header was
+        // complete: an empty log.
+        drop(file);
+        write_new_tail(store, path)?;
+        return load(store, path);
+    } else {
+        return Err(LogError::NotALog {
+            path: path.to_owned(),
+        });
+    };
+    if !base.is_multiple_of(TILE_WIDTH) {
+        return Err(LogError::NotALog {
+            path: path.to_owned(),
+        });
+    }
+    let io = file
+        .try_clone()
+        .map_err(io_err("open", path))
+        .and_then(|f| store.wrap(f, path))?;
+    let mut partial = Vec::new();
+    let mut top = None;
+    for level in 1..8u32 {
+        let n = base >> (tiles::TILE_HEIGHT * level);
+        if n == 0 {
+            break;
+        }
+        let width = n % TILE_WIDTH;
+        if width == 0 {
+            partial.push(Vec::new());
+            continue;
+        }
+        partial.push(store.read_partial(level, n / TILE_WIDTH, width)?);
+        top = Some(dir.join(tiles::tile_path(level, n / TILE_WIDTH, width)));
+    }
+    let edge_damaged = || LogError::TileCorrupted {
+        path: top.clone().unwrap_or_else(|| path.to_owned()),
+    };
+    let mut tree = TiledTree::from_edge(base, partial).map_err(|_| edge_damaged())?;
+    if let Some(root) = root {
+        let got = tree
+            .root_at(&Reader(store), base)
+            .map_err(|e| in_dir(dir, e))?;
+        if got != root {
+            return Err(edge_damaged());
+        }
+    }
+    if base > 0 {
+        // The newest full tiles, checked up to the edge.
+        tree.leaf_tile(&Reader(store), base / TILE_WIDTH - 1)
+            .map_err(|e| in_dir(dir, e))?;
+    }
+    let (leaves, offsets, end, truncated) = recover(&file, path, start)?;
+    for leaf in leaves {
+        tree.push(leaf);
+    }
+    if truncated > 0 {
+        io.set_len(end).map_err(io_err("truncate", path))?;
+        io.sync_data().map_err(io_err("sync", path))?;
+    }
+    Ok(Loaded {
+        tail: Tail { file, io },
+        tree,
+        base,
+        offsets,
+        end,
+        truncated,
+        legacy,
+    })
+}
+
+/// Writes the tail of an empty log at `path` (a temporary file renamed in
+/// place, so a crash leaves no half-written header).
+fn write_new_tail(store: &Store, path: &Path) -> Result<(), LogError> {
+    let tmp = store.dir.join("entries.tmp");
+    let io = store.create(&tmp)?;
+    let mut head = Vec::with_capacity(TAIL_HEADER_LEN as usize);
+    head.extend_from_slice(TAIL_MAGIC);
+    head.extend_from_slice(&0u64.to_be_bytes());
+    head.extend_from_slice(merkle::empty_root().as_bytes());
+    io.write_all_at(&head, 0)
+        .and_then(|()| io.sync_data())
+        .map_err(io_err("write", &tmp))?;
+    drop(io);
+    fs::rename(&tmp, path).map_err(io_err("rename", path))?;
+    sync_dir(&store.dir)
+}
+
+/// Whether `size` is at most the durable size.
+fn check_durable(st: &State, size: u64) -> Result<(), LogError> {
+    if size > st.durable {
+        return Err(ProofError::SizeOrder {
+            first: size,
+            second: st.durable,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Scans the records of a tail file from byte `start`. Returns their leaf
+/// hashes and offsets, the end of the last good record and how many bytes
+/// after it are a torn tail.
+fn recover(
+    file: &File,
+    path: &Path,
+    start: u64,
+) -> Result<(Vec<Hash>, Vec<u64>, u64, u64), LogError> {
     let len = file.metadata().map_err(io_err("stat", path))?.len();
     let mut r = BufReader::with_capacity(1 << 20, file);
-    r.seek(SeekFrom::Start(0)).map_err(io_err("seek", path))?;
-    let magic_len = ENTRIES_MAGIC.len() as u64;
-    let mut magic = [0u8; 8];
-    if len < magic_len {
-        // A creation interrupted before the header was complete.
-        let mut head = vec![0u8; len as usize];
-        r.read_exact(&mut head).map_err(io_err("read", path))?;
-        if ENTRIES_MAGIC.starts_with(&head) {
-            file.set_len(0).map_err(io_err("truncate", path))?;
-            (&*file)
-                .write_all(ENTRIES_MAGIC)
-                .map_err(io_err("write", path))?;
-            file.sync_all().map_err(io_err("sync", path))?;
-            return Ok((Tree::new(), Vec::new(), magic_len, 0));
-        }
-        return Err(LogError::NotALog {
-            path: path.to_owned(),
-        });
-    }
-    r.read_exact(&mut magic).map_err(io_err("read", path))?;
-    if &magic != ENTRIES_MAGIC {
-        return Err(LogError::NotALog {
-            path: path.to_owned(),
-        });
-    }
-    let mut tree = Tree::new();
+    r.seek(SeekFrom::Start(start))
+        .map_err(io_err("seek", path))?;
+    let mut leaves = Vec::new();
     let mut offsets = Vec::new();
-    let mut offset = magic_len;
+    let mut offset = start;
     let mut scratch = Vec::new();
     while offset < len {
         match read_record(&mut r, &mut scratch).map_err(io_err("read", path))? {
             Record::Ok(payload, leaf) => {
                 offsets.push(offset);
-                tree.push(leaf);
+                leaves.push(leaf);
                 offset += RECORD_HEADER_LEN + payload.len() as u64;
             }
-            Record::Short => return Ok((tree, offsets, offset, len - offset)),
+            Record::Short => return Ok((leaves, offsets, offset, len - offset)),
             Record::Bad => {
                 // Damage confined to the final record is a torn append; damage
                 // with anything but zeros after it is corruption.
                 if tail_is_torn(file, path, offset, len)? {
-                    return Ok((tree, offsets, offset, len - offset));
+                    return Ok((leaves, offsets, offset, len - offset));
                 }
                 return Err(LogError::Corrupted {
                     offset,
-                    index: tree.size(),
+                    index: leaves.len() as u64,
                 });
             }
         }
     }
-    Ok((tree, offsets, offset, 0))
+    Ok((leaves, offsets, offset, 0))
 }
 
 /// A bad record at `offset` is a torn tail if it is the last record in the
@@ -1210,20 +1641,6 @@ fn write_file(out: &Path, rel: &str, data: &[u8]) -> Result<(), LogError> {
             }
         })?;
     f.write_all(data).map_err(io_err("write", &path))
-}
-
-fn sync_dir(dir: &Path) -> Result<(), LogError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("sync directory", dir))
-}
-
-fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> LogError + 'a {
-    move |error| LogError::Io {
-        op,
-        path: path.to_owned(),
-        error,
-    }
 }
 
 #[cfg(test)]

@@ -162,7 +162,7 @@ fn corrupted_middle_is_reported_and_nothing_is_truncated() {
     let path = dir.path().join("entries");
     let mut data = fs::read(&path).unwrap();
     let rec = 8 + entry(0).encode().unwrap().len(); // all records have the same size here
-    let offset = 8 + 2 * rec;
+    let offset = 48 + 2 * rec; // after the tail header (magic, base, root)
     data[offset + 20] ^= 0x01; // inside the payload of entry 2
     fs::write(&path, &data).unwrap();
     match Log::open(dir.path()) {

@@ -527,7 +527,7 @@ pub fn verify_cosignature(note: &[u8], cosigner: &VerifierKey) -> Result<u64, No
 
 /// The text of a note *without verifying any signature*: for reading back
 /// a node's own stored checkpoint, never for trusting a received note.
-pub(crate) fn text_unverified(note: &[u8]) -> Result<&str, NoteError> {
+pub fn text_unverified(note: &[u8]) -> Result<&str, NoteError> {
     let s = std::str::from_utf8(note).map_err(|_| NoteError::Encoding)?;
     let split = s
         .rfind("\n\n")

@@ -232,7 +232,7 @@ fn ring_ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 /// and salted commitments only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    /// Position in the log (key 1). [`crate::Log::append`] overwrites it
+    /// Position in the log (key 1). `isnad_log::Log::append` overwrites it
     /// with the index it assigns; verifiers check `seq == index`.
     pub seq: u64,
     /// Time of the event, Unix time in **milliseconds** (key 2).
