@@ -33,7 +33,7 @@ pub struct QuorumCheck {
     pub checkpoint: Checkpoint,
     /// The trusted witnesses that cosigned it, in the order the keys were given.
     pub cosigned_by: Vec<Cosignature>,
-    /// The quorum that was required (never 0: 0 means all listed).
+    /// The quorum that was required (never 0: 0 means every distinct key listed).
     pub quorum: usize,
     /// How many witness keys were trusted.
     pub listed: usize,
@@ -90,8 +90,8 @@ pub enum QuorumError {
 }
 
 /// Checks that `note` is a checkpoint signed by `log_key` and cosigned by
-/// at least `quorum` distinct keys of `witnesses` (`quorum` 0 = all of
-/// them), with no trusted witness's line failing to verify.
+/// at least `quorum` distinct keys of `witnesses` (`quorum` 0 = every
+/// distinct one), with no trusted witness's line failing to verify.
 pub fn check_witness_quorum(
     note: &[u8],
     log_key: &VerifierKey,
