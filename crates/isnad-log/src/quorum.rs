@@ -33,7 +33,7 @@ pub struct QuorumCheck {
     pub checkpoint: Checkpoint,
     /// The trusted witnesses that cosigned it, in the order the keys were given.
     pub cosigned_by: Vec<Cosignature>,
-    /// The quorum that was required (never 0: 0 means all listed).
+    /// The quorum that was required (never 0: 0 means every distinct key listed).
     pub quorum: usize,
     /// How many witness keys were trusted.
     pub listed: usize,
@@ -90,8 +90,8 @@ pub enum QuorumError {
 }
 
 /// Checks that `note` is a checkpoint signed by `log_key` and cosigned by
-/// at least `quorum` distinct keys of `witnesses` (`quorum` 0 = all of
-/// them), with no trusted witness's line failing to verify.
+/// at least `quorum` distinct keys of `witnesses` (`quorum` 0 = every
+/// distinct one), with no trusted witness's line failing to verify.
 pub fn check_witness_quorum(
     note: &[u8],
     log_key: &VerifierKey,
@@ -99,7 +99,15 @@ pub fn check_witness_quorum(
     quorum: usize,
 ) -> Result<QuorumCheck, QuorumError> {
     let listed = witnesses.len();
-    let quorum = if quorum == 0 { listed } else { quorum };
+    // 0 means every distinct key (witness.md §9: the same key twice counts once).
+    let quorum = if quorum == 0 {
+        let mut keys: Vec<(&str, u32)> = witnesses.iter().map(|w| (w.name(), w.key_id())).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys.len()
+    } else {
+        quorum
+    };
     if quorum > listed {
         return Err(QuorumError::QuorumTooLarge { quorum, listed });
     }
@@ -114,13 +122,16 @@ pub fn check_witness_quorum(
     let checkpoint =
         open_checkpoint(note, log_key).map_err(|e| QuorumError::Checkpoint(e.to_string()))?;
     let mut cosigned_by = Vec::new();
-    let mut missing = Vec::new();
+    // Keys (name and key id) without a line; two keys of one name are two keys.
+    let mut missing: Vec<(String, u32)> = Vec::new();
     for w in witnesses {
         // The same key listed twice counts once.
         if cosigned_by
             .iter()
             .any(|c: &Cosignature| c.name == w.name() && c.key_id == w.key_id())
-            || missing.iter().any(|m: &String| m == w.name())
+            || missing
+                .iter()
+                .any(|(n, id)| n == w.name() && *id == w.key_id())
         {
             continue;
         }
@@ -130,7 +141,9 @@ pub fn check_witness_quorum(
                 key_id: w.key_id(),
                 timestamp,
             }),
-            Err(NoteError::NoTrustedSignature { .. }) => missing.push(w.name().to_owned()),
+            Err(NoteError::NoTrustedSignature { .. }) => {
+                missing.push((w.name().to_owned(), w.key_id()));
+            }
             Err(e) => {
                 return Err(QuorumError::BadCosignature {
                     name: w.name().to_owned(),
@@ -151,7 +164,7 @@ pub fn check_witness_quorum(
             have: cosigned_by.len(),
             quorum,
             listed: distinct,
-            missing,
+            missing: missing.into_iter().map(|(name, _)| name).collect(),
         });
     }
     Ok(QuorumCheck {
@@ -275,6 +288,39 @@ mod tests {
                 listed: 1
             }
         );
+    }
+
+    #[test]
+    fn a_second_key_of_a_witness_name_is_its_own_key() {
+        // w1's earlier key (same name, other key id) made no line; its
+        // current key cosigned. Listing both must count the current key.
+        let f = fixture(&[1]);
+        let old = key("w1.example/witness", 99, true).verifier();
+        let both = vec![old.clone(), f.w[1].verifier()];
+        let ok = check_witness_quorum(f.note.as_bytes(), &f.log.verifier(), &both, 1)
+            .expect("the current key cosigned");
+        assert_eq!(ok.cosigned_by.len(), 1);
+        assert_eq!(ok.listed, 2);
+        // And its line is checked: a corrupted one fails the note.
+        let mut lines: Vec<String> = f.note.split('\n').map(str::to_owned).collect();
+        let i = lines
+            .iter()
+            .rposition(|l| l.contains("w1.example/witness"))
+            .expect("w1 line");
+        let mut chars: Vec<char> = lines[i].chars().collect();
+        let at = chars.len() - 10;
+        chars[at] = if chars[at] == 'A' { 'B' } else { 'A' };
+        lines[i] = chars.into_iter().collect();
+        let bad = lines.join("\n");
+        assert!(matches!(
+            check_witness_quorum(bad.as_bytes(), &f.log.verifier(), &both, 1),
+            Err(QuorumError::BadCosignature { .. })
+        ));
+        // Quorum 0 means every distinct key: one listed twice counts once.
+        let twice = vec![f.w[1].verifier(), f.w[1].verifier()];
+        let ok = check_witness_quorum(f.note.as_bytes(), &f.log.verifier(), &twice, 0)
+            .expect("all (one) distinct keys cosigned");
+        assert_eq!(ok.quorum, 1);
     }
 
     #[test]

@@ -86,6 +86,14 @@ pub struct Config {
     pub disk: DiskConfig,
 }
 
+/// The `format` a config text names, if it is TOML with a non-negative
+/// integer `format` (larger than `u32` reads as `u32::MAX`).
+fn format_of(text: &str) -> Option<u32> {
+    let table: toml::Table = toml::from_str(text).ok()?;
+    let n = table.get("format")?.as_integer()?;
+    (n >= 0).then(|| u32::try_from(n).unwrap_or(u32::MAX))
+}
+
 /// A config without `format` is of release 0.1.0's format.
 fn config_format_1() -> u32 {
     1
@@ -323,6 +331,17 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
+        // The format first: a newer release's file may have keys or types
+        // this release does not parse, and is refused as newer, not invalid.
+        if let Some(found) = format_of(&text) {
+            if found == 0 || found > crate::formats::CONFIG_FORMAT {
+                return Err(ConfigError::Format {
+                    path: path.to_owned(),
+                    found,
+                    supported: crate::formats::CONFIG_FORMAT,
+                });
+            }
+        }
         let mut cfg = Self::parse(&text).map_err(|message| ConfigError::Invalid {
             path: path.to_owned(),
             message,
@@ -500,6 +519,23 @@ mod tests {
                 }
                 other => panic!("expected a format error, got {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn a_newer_format_is_refused_as_such_even_with_keys_this_release_does_not_know() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("config.toml");
+        let newer = crate::formats::CONFIG_FORMAT + 1;
+        // A newer release's config: a key added, an old key retyped.
+        let text = format!(
+            "format = {newer}\nagency = \"iq.moi\"\nlisten = \"127.0.0.1:1\"\n\
+             added-later = true\n[limits]\nmax_envelope_bytes = \"1 MiB\"\n"
+        );
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+        match Config::load(&path) {
+            Err(ConfigError::Format { found, .. }) => assert_eq!(found, newer),
+            other => panic!("expected a format error, got {other:?}"),
         }
     }
 
