@@ -412,6 +412,8 @@ async fn a_relayed_message_is_resealed_end_to_end_when_the_originators_key_is_re
     let got = n3.store().inbox_by_id(&id)?;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].digest, relay.inner_digest);
+    // The end-to-end receipt acknowledged the new inner envelope.
+    assert_eq!(relay.end_to_end_index, Some(got[0].log_index));
     let m = n3.read_inbox(&got[0])?;
     assert_eq!(m.signer, new_kid, "signed by the revoked key {old_kid:?}");
     assert!(
