@@ -444,7 +444,7 @@ impl NodeHandle {
             })
             .await?;
         let msg = checked_msg;
-        let rec = if route.len() > 2 {
+        let mut rec = if route.len() > 2 {
             inner.relayed_record(route, &peer, &msg, secs, ms)?
         } else {
             let envelope = seal(
@@ -454,12 +454,11 @@ impl NodeHandle {
                 &inner.limits,
                 &inner.rng,
             )?;
-            let mut rec =
-                OutboxRecord::pending(id, &recipient, kind, envelope, secs, msg.header.expires, ms);
-            // What a re-seal needs if this key is revoked before delivery.
-            rec.reseal = Some(inner.own_copy(&msg)?);
-            rec
+            OutboxRecord::pending(id, &recipient, kind, envelope, secs, msg.header.expires, ms)
         };
+        // What a re-seal needs if this key is revoked before delivery
+        // (direct or relayed: this node signs both as originator).
+        rec.reseal = Some(inner.own_copy(&msg)?);
         // Marked in flight before it is stored, so the delivery loop leaves
         // it alone until its `sent` entry is logged and this task hands it
         // over (no delivery before `sent`, no second delivery). A relayed
@@ -1623,7 +1622,15 @@ impl Inner {
             e.detail
                 .insert("resealed-from".into(), Digest(from).to_hex());
         }
-        let end_to_end = crate::relay::end_to_end_sent(&mut e, rec, &self.config.agency);
+        let mut end_to_end = crate::relay::end_to_end_sent(&mut e, rec, &self.config.agency);
+        if let (Some(end), Some(from)) = (
+            end_to_end.as_mut(),
+            rec.reseal.as_ref().and_then(|r| r.inner_resealed_from),
+        ) {
+            // The re-sealed inner envelope supersedes the earlier one too.
+            end.detail
+                .insert("resealed-from".into(), Digest(from).to_hex());
+        }
         std::iter::once(e).chain(end_to_end).collect()
     }
 

@@ -20,18 +20,27 @@
 //! before its attempt), so a crash between the two only delays the entry.
 //! A message is re-sealed with a new creation time (`iat`): the replacement
 //! key is valid from its `valid-from`, which is usually after the message
-//! was first sealed. Relayed messages are not re-sealed (their record keeps
-//! no own copy); they fail with the reason as before.
+//! was first sealed.
+//!
+//! A relayed message this node originated (spec/relay.md) is re-sealed the
+//! same way: the inner envelope to the final recipient and the hop envelope
+//! to the first relay (which carries the inner one and this node's
+//! endorsement) are both made anew with the new key, the record's inner
+//! digest follows, and both `sent` entries (hop and end to end) name what
+//! they supersede. Hops this node forwards for others and the end-to-end
+//! receipts it routes back are not re-sealed: it is not their originator,
+//! and their records keep no own copy.
 
 use isnad_envelope::{
-    seal, AgencyId, Digest, EncryptionKey, KeyId, Message, Opener, SenderKey, SenderKeys,
+    seal, AgencyId, Digest, EncryptionKey, KeyId, Kind, Message, Opener, SenderKey, SenderKeys,
 };
 
 use crate::node::{now, Inner, NodeError};
 use crate::store::{Durability, OutState, OutboxRecord, ResealCopy};
 
 impl Inner {
-    /// The own copy kept with a direct message signed with the current key.
+    /// The own copy kept with a message this node originates (direct or
+    /// relayed), signed with the current key.
     pub(crate) fn own_copy(&self, msg: &Message) -> Result<ResealCopy, NodeError> {
         let key = &self.identity.signing_key;
         let own = self
@@ -43,6 +52,7 @@ impl Inner {
             signer: *key.key_id().as_bytes(),
             own_copy: seal(msg, key, own.public_key(), &self.limits, &self.rng)?,
             resealed_from: None,
+            inner_resealed_from: None,
         })
     }
 
@@ -95,13 +105,27 @@ impl Inner {
             .and_then(|k| k.revoked_at)
             .is_some_and(|at| secs >= at);
         if rec.state != OutState::Pending
-            || rec.relay.is_some()
             || signer == key.key_id()
             || !revoked
             || secs >= rec.expires
         {
             return Ok(None);
         }
+        // The message's own recipient: the final one of a relayed message
+        // this node originated; a hop it forwards or an end-to-end receipt
+        // it routes back is not its own to re-sign.
+        let recipient = match &rec.relay {
+            None => rec.recipient.clone(),
+            Some(r)
+                if r.route.first() == Some(&self.config.agency) && rec.kind != Kind::Receipt =>
+            {
+                match r.route.last() {
+                    Some(last) => last.clone(),
+                    None => return Ok(None),
+                }
+            }
+            Some(_) => return Ok(None),
+        };
         if let Some(at) = self.own_key_revoked(secs) {
             tracing::warn!(
                 revoked_at = at,
@@ -110,7 +134,6 @@ impl Inner {
             return Ok(None);
         }
         let id = rec.id;
-        let recipient = rec.recipient.clone();
         let mut msg = match open_own_copy(
             &copy.own_copy,
             &recipient,
@@ -136,12 +159,27 @@ impl Inner {
             return Ok(None);
         };
         msg.header.created = secs;
-        let envelope = seal(&msg, key, &peer.encryption_key, &self.limits, &self.rng)?;
         let mut own = self.own_copy(&msg)?;
         own.resealed_from = Some(rec.digest);
         let mut new = rec.clone();
-        new.digest = Digest::sha256(&envelope).0;
-        new.envelope = envelope;
+        match &rec.relay {
+            None => {
+                let envelope = seal(&msg, key, &peer.encryption_key, &self.limits, &self.rng)?;
+                new.digest = Digest::sha256(&envelope).0;
+                new.envelope = envelope;
+            }
+            Some(r) => {
+                // A new inner envelope, endorsed and wrapped in a new hop
+                // envelope to the same first relay.
+                let hop = self.relayed_record(r.route.clone(), &peer, &msg, secs, secs * 1000)?;
+                own.inner_resealed_from = Some(r.inner_digest);
+                new.digest = hop.digest;
+                new.envelope = hop.envelope;
+                if let (Some(x), Some(h)) = (new.relay.as_mut(), hop.relay) {
+                    x.inner_digest = h.inner_digest;
+                }
+            }
+        }
         new.created = secs;
         new.sent_index = None;
         new.reseal = Some(own);

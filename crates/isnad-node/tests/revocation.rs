@@ -359,3 +359,87 @@ async fn a_reseal_interrupted_by_a_crash_is_completed_once() -> TestResult {
     nb.shutdown().await;
     Ok(())
 }
+
+/// A relayed message this node originated is re-sealed too (spec/relay.md
+/// §9, protocol.md §9): queued while its central authority is down, the
+/// originator's key is revoked and replaced, and after the restart the
+/// inner envelope (to the final recipient) and the hop envelope (to the
+/// first relay) are both new, signed by the new key. The final recipient,
+/// with no grace for the old key, accepts it end to end; the originator
+/// logs a second hop `sent` and a second end-to-end `sent`, each naming
+/// the digest it supersedes; the end-to-end receipt matches the new inner
+/// envelope; every log verifies and the cross-checks with the first relay
+/// and the final recipient are clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relayed_message_is_resealed_end_to_end_when_the_originators_key_is_revoked() -> TestResult
+{
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let tmp = tempfile::tempdir()?;
+    let (dir, [mut a, ca1, ca2, end]) = relay_federation()?;
+    let na = start(&a, &dir, tmp.path()).await?;
+    // Queued while the first relay is down.
+    let id = na.submit(end.id.clone(), intel("relayed"), None).await?;
+    let rec = na.store().outbox(&id)?.ok_or("no outbox record")?;
+    let (old_hop, old_inner) = (rec.digest, rec.relay.ok_or("not relayed")?.inner_digest);
+    na.shutdown().await;
+    drop(na);
+    let (revoked, old_kid) = revoke_and_rotate(&dir, &mut a)?;
+    let new_kid = SigningKey::from_pkcs8_pem(&a.sign_pem)?.key_id();
+
+    let na = start(&a, &dir, tmp.path()).await?;
+    let n1 = start(&ca1, &dir, tmp.path()).await?;
+    let n2 = start(&ca2, &dir, tmp.path()).await?;
+    let n3 = start_with(&end, &dir, tmp.path(), |c| {
+        c.limits.revocation_grace_secs = 0
+    })
+    .await?;
+    wait_state(&na, &id, isnad_node::store::OutState::Delivered, 15).await?;
+    until("the end-to-end receipt", 15, || {
+        Ok(na
+            .store()
+            .outbox(&id)?
+            .and_then(|r| r.relay)
+            .is_some_and(|r| r.end_to_end_index.is_some()))
+    })
+    .await?;
+    let rec = na.store().outbox(&id)?.ok_or("no outbox record")?;
+    let relay = rec.relay.clone().ok_or("not relayed")?;
+    assert_ne!(rec.digest, old_hop, "hop not re-sealed");
+    assert_ne!(
+        relay.inner_digest, old_inner,
+        "inner envelope not re-sealed"
+    );
+    let got = n3.store().inbox_by_id(&id)?;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].digest, relay.inner_digest);
+    // The end-to-end receipt acknowledged the new inner envelope.
+    assert_eq!(relay.end_to_end_index, Some(got[0].log_index));
+    let m = n3.read_inbox(&got[0])?;
+    assert_eq!(m.signer, new_kid, "signed by the revoked key {old_kid:?}");
+    assert!(
+        m.message.header.created >= revoked,
+        "{:?}",
+        m.message.header
+    );
+    assert_eq!(
+        sent_entries(&na, &id)?,
+        [
+            (old_hop, None),
+            (old_inner, None),
+            (rec.digest, Some(Digest(old_hop).to_hex())),
+            (relay.inner_digest, Some(Digest(old_inner).to_hex())),
+        ],
+        "hop and end-to-end sent entries, each re-seal naming what it supersedes"
+    );
+    for (peer, ag) in [(&n1, &ca1), (&n3, &end)] {
+        let out = tmp.path().join(format!("with-{}", ag.id));
+        std::fs::create_dir(&out)?;
+        let cc = cross_checked(&out, &na, &a, peer, ag).await?;
+        assert!(cc.is_clean(), "with {}: {:?}", ag.id, cc.findings);
+        assert!(cc.counts.exchanges >= 1, "{:?}", cc.counts);
+    }
+    for n in [na, n1, n2, n3] {
+        n.shutdown().await;
+    }
+    Ok(())
+}

@@ -87,8 +87,10 @@ pub struct OutboxRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relay: Option<RelayedOut>,
     /// What re-sealing the message under a new signing key needs, if this
-    /// node's key that signed `envelope` is revoked (spec/protocol.md §9);
-    /// absent for relayed messages and for records written before it existed.
+    /// node's key that signed `envelope` is revoked (spec/protocol.md §9):
+    /// kept for the messages this node originates, direct or relayed; absent
+    /// for hops it forwards for others, end-to-end receipts and records
+    /// written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reseal: Option<ResealCopy>,
 }
@@ -109,6 +111,11 @@ pub struct ResealCopy {
     /// `sent` entry names it (`resealed-from`, spec/audit-log.md §2.3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resealed_from: Option<[u8; 32]>,
+    /// For a relayed message, SHA-256 of the inner (end-to-end) envelope
+    /// this re-seal superseded: the end-to-end `sent` entry names it
+    /// (`resealed-from`, spec/relay.md §9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inner_resealed_from: Option<[u8; 32]>,
 }
 
 impl OutboxRecord {
