@@ -304,6 +304,19 @@ fn note_verify_checks_isnad_checkpoints_and_notes_of_other_implementations() {
         "2",
     ]);
     assert_eq!(c, 2, "{o}");
+    // The same key twice is one key: quorum 2 of it is a usage error.
+    let (c, o) = run(&[
+        "note",
+        "verify",
+        p(&cp),
+        "--key",
+        p(&e.log_pub),
+        "--key",
+        p(&e.log_pub),
+        "--quorum",
+        "2",
+    ]);
+    assert_eq!(c, 1, "{o}");
 
     // The example note of the Go reference implementation of signed notes
     // (golang.org/x/mod/sumdb/note), verified by its published key.

@@ -77,13 +77,16 @@ fn verify(
     quorum: usize,
     text_only: bool,
 ) -> anyhow::Result<ExitCode> {
-    let keys: Vec<VerifierKey> = keys
+    let mut keys: Vec<VerifierKey> = keys
         .iter()
         .map(|k| read_key(k))
         .collect::<anyhow::Result<_>>()?;
+    // The same key given twice is one key (spec/witness.md §9, rule 3).
+    let mut seen = std::collections::HashSet::new();
+    keys.retain(|k| seen.insert((k.name().to_owned(), k.key_id())));
     if quorum == 0 || quorum > keys.len() {
         anyhow::bail!(
-            "--quorum must be between 1 and the number of --key options ({})",
+            "--quorum must be between 1 and the number of distinct --key keys ({})",
             keys.len()
         );
     }

@@ -1400,7 +1400,16 @@ impl Inner {
         };
         if stored != Stored::Stored {
             return self
-                .answer_after_inbox(&hop.peer, h.id, hop.digest, at, receipt, stored, ms)
+                .answer_after_inbox(
+                    &hop.peer,
+                    h.id,
+                    hop.digest,
+                    at,
+                    receipt,
+                    stored,
+                    Some((&h.sender, digest)),
+                    ms,
+                )
                 .await;
         }
         self.metrics.inc(kind.as_str());
@@ -1423,6 +1432,7 @@ impl Inner {
         at: inbound::Indexes,
         receipt: Vec<u8>,
         stored: Stored,
+        end_to_end: Option<(&AgencyId, Digest)>,
         ms: u64,
     ) -> Response {
         let answer = inbound::after_inbox(
@@ -1433,10 +1443,12 @@ impl Inner {
             at,
             receipt,
             stored,
+            end_to_end,
             ms,
         );
-        if let Some(w) = answer.withdraw {
-            if let Err(e) = self.append(w).await {
+        if !answer.withdraw.is_empty() {
+            let entries = answer.withdraw;
+            if let Err(e) = self.append_with(Box::new(move |_| entries)).await {
                 tracing::error!(error = %e, %id, "could not log the withdrawal of an unsent receipt");
             }
         }

@@ -217,7 +217,7 @@ impl Inner {
                 Stored::Failed(err.to_string())
             }
         };
-        self.answer_after_inbox(peer, id, digest, at, receipt, stored, ms)
+        self.answer_after_inbox(peer, id, digest, at, receipt, stored, None, ms)
             .await
     }
 
@@ -377,7 +377,7 @@ impl Inner {
             tracing::error!(error = %e, "inbox write failed");
             let failed = Stored::Failed(e.to_string());
             return self
-                .answer_after_inbox(peer, rid, digest, at, receipt, failed, ms)
+                .answer_after_inbox(peer, rid, digest, at, receipt, failed, None, ms)
                 .await;
         }
         let stored = self

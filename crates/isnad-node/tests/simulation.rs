@@ -674,18 +674,20 @@ impl Sim {
             at,
             rec.receipt.clone(),
             stored,
+            None,
             self.now,
         );
         if !self.withdraw {
-            answer.withdraw = None;
+            answer.withdraw.clear();
         }
-        if let Some(wd) = answer.withdraw {
+        if !answer.withdraw.is_empty() {
+            let wd = std::mem::take(&mut answer.withdraw);
             if self.crash(node) {
                 // The withdrawal is lost with the crash: the §7 window.
                 self.nodes[node].excused.push(at.receipt_sent);
                 return Ok(());
             }
-            self.nodes[node].append(vec![wd]);
+            self.nodes[node].append(wd);
             self.stats.withdrawn += 1;
         }
         let secs = self.now / 1000;

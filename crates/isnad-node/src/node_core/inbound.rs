@@ -37,6 +37,9 @@ pub struct Indexes {
     /// The first entry after the acknowledgements (the `status-changed`
     /// entries of the case change).
     pub tail: u64,
+    /// Relayed: the `receipt-sent` of the end-to-end pair (the receipt to
+    /// the originator, sent only once the inbox stored the message).
+    pub end_to_end_receipt_sent: Option<u64>,
 }
 
 /// The audit entries that accept one message, before they are logged.
@@ -108,11 +111,13 @@ impl Acceptance {
     /// Where the batch's entries land if it is appended at `first`.
     pub fn indexes(&self, first: u64) -> Indexes {
         let receipt = exchange::ack_index(first, 0);
+        let message = exchange::ack_index(first, self.end);
         Indexes {
             receipt,
             receipt_sent: receipt + 1,
-            message: exchange::ack_index(first, self.end),
+            message,
             tail: exchange::tail_index(first, self.acks.len()),
+            end_to_end_receipt_sent: (self.end > 0).then_some(message + 1),
         }
     }
 
@@ -148,16 +153,20 @@ pub enum Stored {
 /// any), then answer.
 #[derive(Debug, Clone)]
 pub struct Answer {
-    /// A `rejected` entry (stage `inbox`) saying that the `receipt-sent`
+    /// `rejected` entries (stage `inbox`) saying that a `receipt-sent`
     /// already logged was never sent: logged before the answer whenever
-    /// the inbox did not store the message (spec/transport.md §7).
-    pub withdraw: Option<Entry>,
+    /// the inbox did not store the message (spec/transport.md §7). One for
+    /// the receipt answered; for a relayed message a second one for the
+    /// end-to-end receipt to the originator, which is never made either.
+    pub withdraw: Vec<Entry>,
     /// The answer to the peer.
     pub response: Response,
 }
 
 /// The answer once the inbox write ended with `stored`, for the receipt
-/// `receipt` logged at `at` (message `id` from `peer`, envelope `digest`).
+/// `receipt` logged at `at` (message `id` from `peer`, envelope `digest`;
+/// relayed: `end_to_end` is the originator and the end-to-end envelope's
+/// digest, whose pair's `receipt-sent` is at `at.end_to_end_receipt_sent`).
 /// Only a stored message is answered with the receipt the log names; in
 /// every other case that receipt is withdrawn in the log, and the peer
 /// gets the earlier receipt (a duplicate) or an error.
@@ -170,10 +179,11 @@ pub fn after_inbox(
     at: Indexes,
     receipt: Vec<u8>,
     stored: Stored,
+    end_to_end: Option<(&AgencyId, Digest)>,
     ms: u64,
 ) -> Answer {
     let withdraw = |why: &str| {
-        Some(exchange::receipt_withdrawn(
+        let mut w = vec![exchange::receipt_withdrawn(
             peer,
             me,
             id,
@@ -181,7 +191,15 @@ pub fn after_inbox(
             at.receipt_sent,
             why,
             ms,
-        ))
+        )];
+        if let (Some((originator, end_digest)), Some(index)) =
+            (end_to_end, at.end_to_end_receipt_sent)
+        {
+            w.push(exchange::receipt_withdrawn(
+                originator, me, id, end_digest, index, why, ms,
+            ));
+        }
+        w
     };
     let unavailable = || Response::Error {
         code: ErrorCode::Unavailable,
@@ -190,7 +208,7 @@ pub fn after_inbox(
     };
     match stored {
         Stored::Stored => Answer {
-            withdraw: None,
+            withdraw: Vec::new(),
             response: Response::Receipt(receipt),
         },
         Stored::Duplicate(earlier) => Answer {
@@ -260,7 +278,8 @@ mod tests {
                 receipt: 10,
                 receipt_sent: 11,
                 message: 10,
-                tail: 12
+                tail: 12,
+                end_to_end_receipt_sent: None,
             }
         );
         assert_eq!(a.receipt().1, from);
@@ -301,7 +320,8 @@ mod tests {
                 receipt: 20,
                 receipt_sent: 21,
                 message: 22,
-                tail: 24
+                tail: 24,
+                end_to_end_receipt_sent: Some(23),
             }
         );
         assert_eq!(
@@ -323,10 +343,11 @@ mod tests {
             receipt_sent: 5,
             message: 4,
             tail: 6,
+            end_to_end_receipt_sent: None,
         };
-        let go = |s| after_inbox(&me, &from, id, Digest([1; 32]), at, vec![9], s, 1);
+        let go = |s| after_inbox(&me, &from, id, Digest([1; 32]), at, vec![9], s, None, 1);
         let a = go(Stored::Stored);
-        assert!(a.withdraw.is_none());
+        assert!(a.withdraw.is_empty());
         assert_eq!(a.response, Response::Receipt(vec![9]));
         for s in [
             Stored::Changed,
@@ -335,9 +356,84 @@ mod tests {
             Stored::IdInUse,
         ] {
             let a = go(s);
-            let w = a.withdraw.expect("withdrawn");
-            assert_eq!(w.peer_index, Some(5));
+            assert_eq!(a.withdraw.len(), 1, "one receipt-sent to withdraw");
+            assert_eq!(a.withdraw[0].peer_index, Some(5));
             assert_ne!(a.response, Response::Receipt(vec![9]));
         }
+    }
+
+    /// A relayed message the inbox did not store: both `receipt-sent`
+    /// entries of the batch are withdrawn, the hop's (to the last relay,
+    /// over the hop envelope) and the end-to-end pair's (to the
+    /// originator, over the inner envelope), which is never sent either.
+    #[test]
+    fn a_relayed_message_not_stored_withdraws_both_receipts() {
+        let (me, relay, origin) = (agency("xx.rcpt"), agency("zz.ca"), agency("yy.send"));
+        let h = header(&origin, &me);
+        let hop = Hop {
+            peer: relay.clone(),
+            digest: Digest([2; 32]),
+            via: vec![origin.clone(), relay.clone()],
+        };
+        let a = accept(
+            &me,
+            &h,
+            Kind::IntelShare,
+            Digest([1; 32]),
+            &hop,
+            Vec::new(),
+            1,
+        );
+        let at = a.indexes(20);
+        assert_eq!(at.end_to_end_receipt_sent, Some(at.message + 1));
+        let entries = a.entries(20);
+        let end_sent = &entries[(at.message + 1 - 20) as usize];
+        assert_eq!(end_sent.recipient.as_ref(), Some(&origin));
+        let answer = after_inbox(
+            &me,
+            &relay,
+            h.id,
+            hop.digest,
+            at,
+            vec![9],
+            Stored::Failed("disk".into()),
+            Some((&origin, Digest([1; 32]))),
+            1,
+        );
+        assert_eq!(answer.withdraw.len(), 2);
+        let (w0, w1) = (&answer.withdraw[0], &answer.withdraw[1]);
+        assert_eq!(w0.peer_index, Some(at.receipt_sent));
+        assert_eq!(w0.sender.as_ref(), Some(&relay));
+        assert_eq!(w0.envelope_sha256, Some([2; 32]));
+        assert_eq!(w1.peer_index, Some(at.message + 1));
+        assert_eq!(w1.sender.as_ref(), Some(&origin));
+        assert_eq!(w1.envelope_sha256, Some([1; 32]));
+        // Directly delivered: one withdrawal, even if asked for two.
+        let direct = accept(
+            &me,
+            &h,
+            Kind::IntelShare,
+            Digest([1; 32]),
+            &Hop {
+                via: Vec::new(),
+                ..hop
+            },
+            Vec::new(),
+            1,
+        );
+        let at = direct.indexes(20);
+        assert_eq!(at.end_to_end_receipt_sent, None);
+        let answer = after_inbox(
+            &me,
+            &origin,
+            h.id,
+            Digest([1; 32]),
+            at,
+            vec![9],
+            Stored::Changed,
+            Some((&origin, Digest([1; 32]))),
+            1,
+        );
+        assert_eq!(answer.withdraw.len(), 1);
     }
 }
