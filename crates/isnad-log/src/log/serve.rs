@@ -58,6 +58,18 @@ impl Log {
         self.bundle_bytes(index, width).map(Some)
     }
 
+    /// The stored checkpoint note (the last one [`Log::sign_checkpoint`]
+    /// or [`Log::adopt_checkpoint`] made durable), or `None` before the
+    /// first.
+    pub fn checkpoint_note(&self) -> Result<Option<Vec<u8>>, LogError> {
+        let path = self.dir.join(super::CHECKPOINT_FILE);
+        match std::fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(crate::tilestore::io_err("read", &path)(e)),
+        }
+    }
+
     /// The bytes of bundle `n` of `width` entries, which the durable log
     /// has: the stored bundle file (checked) below the tail, else the
     /// entries read from the tail.
