@@ -219,7 +219,10 @@ fn layout(size: u64, from: u64) -> Vec<String> {
         .map(|(level, index, width)| tiles::tile_path(level, index, width))
         .collect();
     for n in from / TILE_WIDTH..size.div_ceil(TILE_WIDTH) {
-        out.push(tiles::entries_path(n, (size - n * TILE_WIDTH).min(TILE_WIDTH)));
+        out.push(tiles::entries_path(
+            n,
+            (size - n * TILE_WIDTH).min(TILE_WIDTH),
+        ));
     }
     out
 }
@@ -351,7 +354,10 @@ fn fork(
         cp.size,
         at.display()
     );
-    println!("{} unchanged; nothing of the served log was accepted", dir.join(tiles::CHECKPOINT_PATH).display());
+    println!(
+        "{} unchanged; nothing of the served log was accepted",
+        dir.join(tiles::CHECKPOINT_PATH).display()
+    );
     Ok(ExitCode::from(exit::WARNING))
 }
 
