@@ -240,6 +240,9 @@ fn layout_limit(path: &str) -> u64 {
     }
 }
 
+/// Fetches a path of the layout, at most so many bytes; `None` on 404.
+type Fetch<'a> = dyn Fn(&str, u64) -> anyhow::Result<Option<Vec<u8>>> + 'a;
+
 /// What a sync fetched.
 #[derive(Default)]
 struct Fetched {
@@ -256,13 +259,7 @@ struct Fetched {
 
 impl Fetched {
     /// Fetches `path` into `dir`.
-    fn get(
-        &mut self,
-        dir: &Path,
-        path: &str,
-        limit: u64,
-        fetch: &dyn Fn(&str, u64) -> anyhow::Result<Option<Vec<u8>>>,
-    ) -> anyhow::Result<()> {
+    fn get(&mut self, dir: &Path, path: &str, limit: u64, fetch: &Fetch<'_>) -> anyhow::Result<()> {
         let Some(body) = fetch(path, limit)? else {
             self.missing.push(path.to_owned());
             return Ok(());
@@ -381,6 +378,6 @@ fn evidence(dir: &Path, prev_note: &[u8], served: &[u8]) -> anyhow::Result<PathB
     let rel = rel.to_string_lossy();
     write_synced(dir, &format!("{rel}/previous-checkpoint"), prev_note)?;
     write_synced(dir, &format!("{rel}/served-checkpoint"), served)?;
-    sync_dirs(dir, &[at.clone()])?;
+    sync_dirs(dir, std::slice::from_ref(&at))?;
     Ok(at)
 }
