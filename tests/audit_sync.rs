@@ -204,6 +204,25 @@ fn auditor_syncs_while_the_node_appends_under_load() {
     let v = isnad(&["audit", "verify", p(&mirror), "--verifier-key", p(&key)]);
     assert!(v.status.success(), "{}", text(&v));
 
+    // A witness quorum the served checkpoint lacks (the sender has no
+    // witnesses configured): refused before anything is fetched, the
+    // mirror unchanged.
+    let held = std::fs::read(mirror.join("checkpoint")).unwrap();
+    let witness = fed.nodes[1].dir.join("keys/witness.pub");
+    let o = isnad(&[
+        "audit",
+        "sync",
+        &url,
+        p(&mirror),
+        "--verifier-key",
+        p(&key),
+        "--witness-key",
+        p(&witness),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).starts_with("FAILED: "), "{}", text(&o));
+    assert_eq!(std::fs::read(mirror.join("checkpoint")).unwrap(), held);
+
     // The read path itself: cache headers, 404 for anything outside the
     // layout or not there yet, and no way out of it.
     let (status, head, body) = get(served, "/checkpoint");
