@@ -1,5 +1,5 @@
-//! `isnad audit …`: log keys, export, verification, inclusion proofs, the
-//! cross-log audit and the auditor's report.
+//! `isnad audit …`: log keys, export, mirroring a served log, verification,
+//! inclusion proofs, the cross-log audit and the auditor's report.
 //!
 //! Exit codes: the table of `crate::exit` (README, "Exit codes"): 0 verified
 //! / done, 1 usage or IO error (bad arguments, unreadable key or file), 2
@@ -10,6 +10,7 @@
 //! `--log-key` (both meanings) is a hidden, deprecated alias of each.
 
 mod crosscheck;
+mod sync;
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -78,6 +79,9 @@ node is stopped."
     /// Verify an export offline: entries, tiles, root, signature, consistency.
     #[command(
         after_help = "Example:\n  isnad audit verify export/ --verifier-key log.pub --previous old-checkpoint\n\n\
+With --previous (a checkpoint verified before, e.g. the one a mirror held\n\
+before `isnad audit sync`) only what is new since it is checked: the entries\n\
+after it and the tiles above them, tied to both roots (the consistency proof).\n\
 With --witness-key (repeatable) the checkpoint must also carry valid\n\
 cosignatures by --witness-quorum of those witness keys (default: all); a\n\
 cosignature line of a given witness key that does not verify fails the export.\n\
@@ -90,9 +94,34 @@ Exit status: 0 verified, 1 usage or IO error, 2 verification failed."
         /// (name+keyid+key; formerly --log-key).
         #[arg(long, alias = "log-key")]
         verifier_key: PathBuf,
-        /// A previously trusted checkpoint file; the export must extend it.
+        /// A previously trusted checkpoint file: the export must extend it,
+        /// and only what is new since it is checked.
         #[arg(long)]
         previous: Option<PathBuf>,
+        #[command(flatten)]
+        witness: crate::note::WitnessArgs,
+    },
+    /// Mirror a log a node serves (tlog-tiles over HTTP), fetching only what is new.
+    #[command(
+        after_help = "Example:\n  isnad audit sync http://10.1.2.3:7481 mirror/iq.moi.ahtd --verifier-key iq.moi.ahtd-log.pub\n\n\
+Fetches URL/checkpoint and checks it under --verifier-key (and the witness\n\
+quorum with --witness-key); fetches only the tiles and entry bundles DIR\n\
+lacks; verifies what is new since DIR/checkpoint (consistency with it and the\n\
+new entries), then replaces DIR/checkpoint. DIR is an export directory:\n\
+`isnad audit verify DIR --previous OLD-CHECKPOINT` checks it again, and\n\
+cross-check and report read it. A log that signed two inconsistent\n\
+checkpoints (a fork) is reported and both checkpoints are kept as evidence in\n\
+DIR/forks/. Exit status: 0 synced and verified, 1 usage, IO or network error,\n\
+2 verification failed (nothing accepted), 3 a fork shown."
+    )]
+    Sync {
+        /// Base URL the node serves its log on (its [log_http] listen address).
+        url: String,
+        /// The mirror directory (created if missing).
+        dir: PathBuf,
+        /// File holding the log's public verifier key, log.pub.
+        #[arg(long, alias = "log-key")]
+        verifier_key: PathBuf,
         #[command(flatten)]
         witness: crate::note::WitnessArgs,
     },
@@ -250,6 +279,12 @@ pub(crate) fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             previous,
             witness,
         } => verify(&dir, &verifier_key, previous.as_deref(), &witness),
+        AuditCommand::Sync {
+            url,
+            dir,
+            verifier_key,
+            witness,
+        } => sync::sync(&url, &dir, &read_verifier(&verifier_key)?, &witness),
         AuditCommand::Prove { dir, index } => prove(&dir, index),
         AuditCommand::VerifyProof {
             proof,
@@ -437,8 +472,10 @@ fn verify(
         );
         if let Some(p) = &report.previous {
             println!(
-                "consistent with the previous checkpoint of {}",
-                crate::out::count(p.size, "entry", "entries")
+                "consistent with the previous checkpoint of {}; checked the {} from entry {} on",
+                crate::out::count(p.size, "entry", "entries"),
+                crate::out::count(cp.size - report.checked_from, "entry", "entries"),
+                report.checked_from
             );
         }
         if let Some(w) = &witnessed {

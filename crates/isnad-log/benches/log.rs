@@ -85,14 +85,19 @@ fn verify(c: &mut Criterion) {
     let key = SignerKey::from_seed("iq.moi.ahtd/audit", TYPE_ED25519, [1; 32]).unwrap();
     let (log, _) = Log::open(&dir.path().join("log")).unwrap();
     let mut next = 0;
+    let mut half = None;
     while next < n {
         let end = (next + 10_000).min(n);
         log.append_batch((next..end).map(entry)).unwrap();
         next = end;
+        if half.is_none() && next >= n / 2 {
+            half = Some(log.sign_checkpoint(&key).unwrap());
+        }
     }
     let out = dir.path().join("export");
     log.export(&out, &key).unwrap();
     drop(log);
+    let half = half.unwrap();
     let vkey = key.verifier();
     let mut g = c.benchmark_group("verify");
     g.throughput(Throughput::Elements(n));
@@ -101,6 +106,17 @@ fn verify(c: &mut Criterion) {
         b.iter(|| {
             let r = verify_export(&out, &vkey, None, &mut |_, _| {}).unwrap();
             assert!(r.is_ok());
+        })
+    });
+    // `audit verify --previous`: only the entries after the previous
+    // checkpoint are read (spec/audit-log.md §9.1).
+    let new = n - half.checkpoint.size;
+    g.throughput(Throughput::Elements(new));
+    g.bench_function(format!("since_previous_{new}_new_of_{n}"), |b| {
+        b.iter(|| {
+            let prev = Some(half.note.as_bytes());
+            let r = verify_export(&out, &vkey, prev, &mut |_, _| {}).unwrap();
+            assert!(r.is_ok() && r.checked_from > 0);
         })
     });
     g.finish();

@@ -91,5 +91,8 @@ pub use isnad_tlog::{
 };
 
 pub use audited::read_verified_export;
+pub use log::serve::{has_bundle, has_tile};
 pub use log::{ExportSummary, Log, LogError, OpenReport, SignedCheckpoint, LOCK_FILE};
-pub use verify::{prove_from_export, verify_export, AuditError, Problem, Report, MAX_PROBLEMS};
+pub use verify::{
+    prove_from_export, verify_export, verify_tiles, AuditError, Problem, Report, MAX_PROBLEMS,
+};

@@ -99,6 +99,8 @@ use crate::tilestore::{
     in_dir, io_err, sync_dir, Reader, Store, Written, TAIL_HEADER_LEN, TAIL_MAGIC,
 };
 
+pub(crate) mod serve;
+
 /// The first 8 bytes of an entries file.
 pub(crate) const ENTRIES_MAGIC: &[u8; 8] = b"ISNADLG1";
 /// Name of the entries file inside the log directory.
@@ -1210,22 +1212,9 @@ impl Log {
             write_file(out, &tiles::tile_path(level, index, width), &data)?;
             summary.tiles += 1;
         }
-        let base = self.lock().base;
         for n in 0..size.div_ceil(TILE_WIDTH) {
-            let first = n * TILE_WIDTH;
-            let width = (size - first).min(TILE_WIDTH);
-            let items = if first + TILE_WIDTH <= base {
-                self.bundle(n)?
-            } else {
-                (first..first + width)
-                    .map(|i| self.entry_bytes(i))
-                    .collect::<Result<_, _>>()?
-            };
-            let mut bundle = Vec::new();
-            for e in items.iter().take(width as usize) {
-                bundle.extend_from_slice(&(e.len() as u16).to_be_bytes());
-                bundle.extend_from_slice(e);
-            }
+            let width = (size - n * TILE_WIDTH).min(TILE_WIDTH);
+            let bundle = self.bundle_bytes(n, width)?;
             write_file(out, &tiles::entries_path(n, width), &bundle)?;
             summary.bundles += 1;
         }

@@ -189,6 +189,12 @@ pub struct Report {
     pub problems: Vec<Problem>,
     /// Total problems found, including any beyond [`MAX_PROBLEMS`].
     pub problem_count: u64,
+    /// Index of the first entry read and checked: 0 for a full
+    /// verification; with a previous checkpoint no larger than the
+    /// export's, the first entry of the bundle holding the previous
+    /// checkpoint's end (what is before was verified when that checkpoint
+    /// was, and is tied to it by its root).
+    pub checked_from: u64,
 }
 
 impl Report {
@@ -218,96 +224,84 @@ impl Report {
 /// 5. if `previous` (a signed checkpoint note) is given, it verifies under
 ///    `log_key`, its size is not larger, and the export is consistent with it.
 ///
-/// `progress(done, total)` is called after each bundle.
+/// With a `previous` checkpoint no larger than the export's, steps 2 to 5
+/// cover only what is new since it (incremental verification,
+/// `spec/audit-log.md` §9.1): the bundles from the one holding its last
+/// entry on and the tiles above them are checked as in steps 2 and 3; the
+/// hashes of the stored tiles that cover the entries before must hash to
+/// the previous root and, extended by the new entries, to the export's
+/// root — the RFC 9162 consistency proof, taken from the tiles.
+///
+/// `progress(done, total)` is called after each round of bundles.
 pub fn verify_export(
     dir: &Path,
     log_key: &VerifierKey,
     previous: Option<&[u8]>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Report, AuditError> {
+    let cp_path = dir.join(tiles::CHECKPOINT_PATH);
     fs::read_dir(dir).map_err(|source| AuditError::Directory {
         path: dir.to_owned(),
         source,
     })?;
-    let cp_path = dir.join(tiles::CHECKPOINT_PATH);
     let cp_bytes = read_bounded(&cp_path, note::MAX_NOTE_LEN as u64).map_err(|source| {
         AuditError::CheckpointFile {
             path: cp_path.clone(),
             source,
         }
     })?;
+    verify_tiles(dir, &cp_bytes, log_key, previous, progress)
+}
+
+/// [`verify_export`] of the tiles in `dir` against the signed checkpoint
+/// note `checkpoint` given apart (`isnad audit sync` verifies what it
+/// fetched before its new checkpoint replaces the old one in `dir`).
+pub fn verify_tiles(
+    dir: &Path,
+    checkpoint: &[u8],
+    log_key: &VerifierKey,
+    previous: Option<&[u8]>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Report, AuditError> {
+    let cp_path = dir.join(tiles::CHECKPOINT_PATH);
+    fs::read_dir(dir).map_err(|source| AuditError::Directory {
+        path: dir.to_owned(),
+        source,
+    })?;
     let checkpoint =
-        open_checkpoint(&cp_bytes, log_key).map_err(|source| AuditError::Checkpoint {
+        open_checkpoint(checkpoint, log_key).map_err(|source| AuditError::Checkpoint {
             path: cp_path.clone(),
             source,
         })?;
     let previous = previous
         .map(|p| open_checkpoint(p, log_key).map_err(AuditError::Previous))
         .transpose()?;
-    let size = checkpoint.size;
     let mut report = Report {
-        checkpoint: checkpoint.clone(),
+        checkpoint,
         previous,
         problems: Vec::new(),
         problem_count: 0,
+        checked_from: 0,
     };
+    match report.previous.clone() {
+        Some(prev) if prev.size <= report.checkpoint.size => {
+            verify_since(dir, &prev, &mut report, progress);
+        }
+        _ => verify_all(dir, &mut report, progress),
+    }
+    Ok(report)
+}
 
-    // Entries and level-0 tiles, bundle by bundle. Bundles are decoded and
-    // hashed in parallel, in rounds; the tree is built in order.
+/// Checks every entry and tile of the export (steps 2 to 5 in full).
+fn verify_all(dir: &Path, report: &mut Report, progress: &mut dyn FnMut(u64, u64)) {
+    let checkpoint = report.checkpoint.clone();
+    let size = checkpoint.size;
+
+    // Entries and level-0 tiles, bundle by bundle; the tree is built in order.
     let mut tree = Tree::new();
-    let bundles = size.div_ceil(TILE_WIDTH);
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(16) as u64;
-    let round = threads * 16;
-    let mut next = 0;
-    while next < bundles {
-        let end = (next + round).min(bundles);
-        let results: Vec<BundleCheck> = if threads == 1 || end - next == 1 {
-            (next..end)
-                .map(|n| check_bundle_and_tile(dir, n, size))
-                .collect()
-        } else {
-            let per = (end - next).div_ceil(threads);
-            std::thread::scope(|s| {
-                let handles: Vec<_> = (0..threads)
-                    .map(|t| {
-                        let lo = (next + t * per).min(end);
-                        let hi = (lo + per).min(end);
-                        s.spawn(move || {
-                            (lo..hi)
-                                .map(|n| check_bundle_and_tile(dir, n, size))
-                                .collect::<Vec<_>>()
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .flat_map(|h| h.join().unwrap_or_default())
-                    .collect()
-            })
-        };
-        for r in results {
-            for p in r.problems {
-                report.push(p);
-            }
-            for leaf in r.leaves {
-                tree.push(leaf);
-            }
-        }
-        next = end;
-        progress((end * TILE_WIDTH).min(size), size);
-    }
-    if tree.size() != size {
-        // A worker thread panicked (it cannot on valid or invalid input; this
-        // guards the invariant instead of building a short tree).
-        report.push(Problem::MissingFile {
-            path: "(internal: bundle worker failed)".into(),
-        });
-        while tree.size() < size {
-            tree.push(merkle::empty_root());
-        }
-    }
+    check_bundles(dir, 0, size, report, progress, &mut |leaf| {
+        tree.push(leaf);
+    });
 
     // Upper tile levels.
     for (level, index, width) in tiles::tiles_for(size) {
@@ -368,7 +362,215 @@ pub fn verify_export(
             });
         }
     }
-    Ok(report)
+}
+
+/// Checks bundles `from..` of a tree of `size` entries against their
+/// level-0 tiles, in parallel rounds, handing each leaf hash to `leaf` in
+/// order (the recomputed one, else the stored one: the problem is listed).
+fn check_bundles(
+    dir: &Path,
+    from: u64,
+    size: u64,
+    report: &mut Report,
+    progress: &mut dyn FnMut(u64, u64),
+    leaf: &mut dyn FnMut(Hash),
+) {
+    let bundles = size.div_ceil(TILE_WIDTH);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(16) as u64;
+    let round = threads * 16;
+    let first = (from * TILE_WIDTH).min(size);
+    let mut pushed = first;
+    let mut next = from;
+    while next < bundles {
+        let end = (next + round).min(bundles);
+        let results: Vec<BundleCheck> = if threads == 1 || end - next == 1 {
+            (next..end)
+                .map(|n| check_bundle_and_tile(dir, n, size))
+                .collect()
+        } else {
+            let per = (end - next).div_ceil(threads);
+            std::thread::scope(|s| {
+                let handles: Vec<_> = (0..threads)
+                    .map(|t| {
+                        let lo = (next + t * per).min(end);
+                        let hi = (lo + per).min(end);
+                        s.spawn(move || {
+                            (lo..hi)
+                                .map(|n| check_bundle_and_tile(dir, n, size))
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().unwrap_or_default())
+                    .collect()
+            })
+        };
+        for r in results {
+            for p in r.problems {
+                report.push(p);
+            }
+            for h in r.leaves {
+                leaf(h);
+                pushed += 1;
+            }
+        }
+        next = end;
+        progress((end * TILE_WIDTH).min(size) - first, size - first);
+    }
+    if pushed != size {
+        // A worker thread panicked (it cannot on valid or invalid input; this
+        // guards the invariant instead of building a short tree).
+        report.push(Problem::MissingFile {
+            path: "(internal: bundle worker failed)".into(),
+        });
+        while pushed < size {
+            leaf(merkle::empty_root());
+            pushed += 1;
+        }
+    }
+}
+
+/// The hashes at tree level `8L` of one tile level `L`, from index `start`.
+struct Row {
+    start: u64,
+    hashes: Vec<Hash>,
+}
+
+/// Incremental verification since `prev` (`prev.size` at most the
+/// export's size): see [`verify_export`].
+fn verify_since(
+    dir: &Path,
+    prev: &Checkpoint,
+    report: &mut Report,
+    progress: &mut dyn FnMut(u64, u64),
+) {
+    let checkpoint = report.checkpoint.clone();
+    let (size, m) = (checkpoint.size, prev.size);
+    // Level 0: the leaves of every bundle from the one holding entry m on
+    // (entries before m in it are checked again: at most 255).
+    let from = m / TILE_WIDTH;
+    report.checked_from = from * TILE_WIDTH;
+    let mut row = Row {
+        start: from * TILE_WIDTH,
+        hashes: Vec::with_capacity((size - from * TILE_WIDTH) as usize),
+    };
+    check_bundles(dir, from, size, report, progress, &mut |h| {
+        row.hashes.push(h);
+    });
+    let mut rows = vec![row];
+    // Each level above: the nodes complete at m from the stored tile that
+    // holds them (tied to the previous root below), the new ones computed
+    // from the level under it and compared with the stored tiles.
+    let mut level = 1u32;
+    while level * TILE_HEIGHT < 64 && size >> (level * TILE_HEIGHT) > 0 {
+        let shift = level * TILE_HEIGHT;
+        let (n, old) = (size >> shift, m >> shift);
+        let start = old / TILE_WIDTH * TILE_WIDTH;
+        let mut row = Row {
+            start,
+            hashes: Vec::with_capacity((n - start) as usize),
+        };
+        if old > start {
+            let width = (n - start).min(TILE_WIDTH);
+            let path = tiles::tile_path(level, start / TILE_WIDTH, width);
+            let mut problems = Vec::new();
+            let Some(stored) = read_tile(dir, &path, width, &mut problems) else {
+                problems.into_iter().for_each(|p| report.push(p));
+                return;
+            };
+            row.hashes
+                .extend_from_slice(&stored[..(old - start) as usize]);
+        }
+        let below = &rows[(level - 1) as usize];
+        for j in old..n {
+            let at = (j * TILE_WIDTH - below.start) as usize;
+            let Some(group) = below.hashes.get(at..at + TILE_WIDTH as usize) else {
+                report.push(Problem::MissingFile {
+                    path: "(internal: level below incomplete)".into(),
+                });
+                return;
+            };
+            row.hashes.push(hash_up(group));
+        }
+        for t in start / TILE_WIDTH..n.div_ceil(TILE_WIDTH) {
+            let width = (n - t * TILE_WIDTH).min(TILE_WIDTH);
+            let path = tiles::tile_path(level, t, width);
+            let mut problems = Vec::new();
+            let stored = read_tile(dir, &path, width, &mut problems);
+            problems.into_iter().for_each(|p| report.push(p));
+            let Some(stored) = stored else { continue };
+            for (j, s) in stored.iter().enumerate() {
+                let index = t * TILE_WIDTH + j as u64;
+                if index >= old && row.hashes.get((index - start) as usize) != Some(s) {
+                    report.push(Problem::TileHash {
+                        path: path.clone(),
+                        level,
+                        position: j as u64,
+                        index: None,
+                    });
+                }
+            }
+        }
+        rows.push(row);
+        level += 1;
+    }
+    if root_of(&rows, m) != Some(prev.root) {
+        report.push(Problem::Inconsistent {
+            previous_size: m,
+            size,
+            reason:
+                "the tiles of the entries before it do not hash to its root: history was rewritten",
+        });
+    }
+    let computed = root_of(&rows, size).unwrap_or_else(merkle::empty_root);
+    if computed != checkpoint.root {
+        report.push(Problem::RootMismatch {
+            computed,
+            checkpoint: checkpoint.root,
+        });
+    }
+}
+
+/// The root of the tree of `size` leaves from the rows: the RFC 9162
+/// subtrees of sizes the bits of `size`, largest first, hashed right to
+/// left. `None` if a row lacks a hash it needs.
+fn root_of(rows: &[Row], size: u64) -> Option<Hash> {
+    let mut subtrees = Vec::new();
+    let mut start = 0u64;
+    for k in (0..64u32).rev() {
+        if size & (1u64 << k) != 0 {
+            let (l, r) = (k / TILE_HEIGHT, k % TILE_HEIGHT);
+            let row = rows.get(l as usize)?;
+            let first = (start >> k) << r;
+            let at = first.checked_sub(row.start)? as usize;
+            subtrees.push(hash_up(row.hashes.get(at..at + (1usize << r))?));
+            start += 1u64 << k;
+        }
+    }
+    let mut it = subtrees.into_iter().rev();
+    let Some(mut root) = it.next() else {
+        return Some(merkle::empty_root());
+    };
+    for left in it {
+        root = merkle::node_hash(&left, &root);
+    }
+    Some(root)
+}
+
+/// The root of a complete subtree from its `2^r` hashes at one level.
+fn hash_up(hashes: &[Hash]) -> Hash {
+    let mut level = hashes.to_vec();
+    while level.len() > 1 {
+        level = level
+            .chunks_exact(2)
+            .map(|p| merkle::node_hash(&p[0], &p[1]))
+            .collect();
+    }
+    level.first().copied().unwrap_or_else(merkle::empty_root)
 }
 
 /// Builds a C2SP tlog-proof for entry `index` from an export, against the

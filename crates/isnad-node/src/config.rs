@@ -84,6 +84,27 @@ pub struct Config {
     /// Disk: the free-space floor below which no new work is accepted.
     #[serde(default)]
     pub disk: DiskConfig,
+    /// The audit log's read-only HTTP endpoint for auditors and witnesses
+    /// (C2SP tlog-tiles); off unless `listen` is set.
+    #[serde(default)]
+    pub log_http: LogHttpConfig,
+}
+
+/// The audit log served read-only over HTTP as the C2SP tlog-tiles read
+/// path (`GET /checkpoint`, `/tile/…`; spec/audit-log.md §7.1), for
+/// `isnad audit sync`, auditors and witnesses.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogHttpConfig {
+    /// TCP address to serve on; absent = not served. A loopback address
+    /// unless `expose_to_network` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// Allow a `listen` address that is not loopback: anyone who reaches
+    /// it reads the whole audit log (entries carry no plaintext, but names,
+    /// times and digests of every exchange). Put it behind the auditors'
+    /// network or a reverse proxy with TLS and access control.
+    pub expose_to_network: bool,
 }
 
 /// The `format` a config text names, if it is TOML with a non-negative
@@ -452,6 +473,14 @@ impl Config {
         if self.metrics_listen.is_some_and(|m| !m.ip().is_loopback()) {
             return Err("metrics_listen must be a loopback address".into());
         }
+        if let Some(addr) = self.log_http.listen {
+            if !addr.ip().is_loopback() && !self.log_http.expose_to_network {
+                return Err(format!(
+                    "log_http.listen {addr} is not a loopback address: set \
+                     log_http.expose_to_network = true to serve the audit log to that network"
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -537,6 +566,25 @@ mod tests {
             Err(ConfigError::Format { found, .. }) => assert_eq!(found, newer),
             other => panic!("expected a format error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_log_is_served_on_a_network_only_when_said_explicitly() -> Result<(), String> {
+        let base = "agency = \"iq.moi\"\nlisten = \"127.0.0.1:1\"\n";
+        let c = Config::parse(base)?;
+        assert_eq!(c.log_http.listen, None, "off by default");
+        let c = Config::parse(&format!("{base}[log_http]\nlisten = \"127.0.0.1:7481\"\n"))?;
+        c.check()?;
+        let c = Config::parse(&format!("{base}[log_http]\nlisten = \"0.0.0.0:7481\"\n"))?;
+        assert!(c
+            .check()
+            .is_err_and(|e| e.contains("log_http.expose_to_network")));
+        let c = Config::parse(&format!(
+            "{base}[log_http]\nlisten = \"0.0.0.0:7481\"\nexpose_to_network = true\n"
+        ))?;
+        c.check()?;
+        assert_eq!(Config::parse(&c.to_toml()?)?, c);
+        Ok(())
     }
 
     #[test]

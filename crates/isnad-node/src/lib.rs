@@ -51,6 +51,7 @@ pub mod exchange;
 pub mod federation;
 pub mod health;
 pub mod idempotency;
+pub mod log_http;
 pub mod metrics;
 mod node;
 pub mod node_core;

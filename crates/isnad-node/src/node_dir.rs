@@ -11,7 +11,8 @@
 //! NodeDir::open(config.toml)      lock → keys → trust → TLS → log → token
 //!                                 → startup warnings → state database
 //! NodeDir::start()                NodeHandle::start → API → metrics
-//!                                 → directory watcher (a node task)
+//!                                 → log tiles (log_http) → directory
+//!                                 watcher (a node task)
 //! RunningNode::shutdown()         NodeHandle::shutdown: waits for all of them
 //! ```
 //!
@@ -220,6 +221,11 @@ impl NodeDir {
             crate::api::serve_metrics(node.clone(), addr)
                 .await
                 .map_err(|source| NodeDirError::BindMetrics { addr, source })?;
+        }
+        if let Some(addr) = config.log_http.listen {
+            crate::log_http::serve(node.clone(), addr)
+                .await
+                .map_err(|source| NodeDirError::BindLogHttp { addr, source })?;
         }
         watch::spawn(&node, Arc::clone(&federation), config.paths.trust.clone());
         Ok(RunningNode {

@@ -189,6 +189,15 @@ pub enum NodeDirError {
         /// Why.
         source: std::io::Error,
     },
+    /// The audit log's read-only HTTP address (`[log_http] listen`)
+    /// cannot be bound.
+    #[error("cannot bind the audit log's HTTP address {addr} (log_http.listen)")]
+    BindLogHttp {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 impl NodeDirError {
