@@ -21,7 +21,10 @@ use isnad_envelope::{
 use isnad_wire::Response;
 
 use crate::exchange;
-use crate::node::{error_response, now, Ack, Hop, Inner, NodeError, Peer};
+use crate::exchange::Ack;
+use crate::node::inner::Inner;
+use crate::node::types::{error_response, now, NodeError, Peer};
+use crate::node_core::inbound::Hop;
 use crate::node_core::inbound::{self, Stored};
 use crate::store::{Durability, InboxInsert, InboxRecord, OutboxRecord, RelayedOut};
 
@@ -495,4 +498,4 @@ impl Inner {
     }
 }
 
-pub(crate) use crate::exchange::{end_to_end_sent, hop_received};
+use crate::exchange::hop_received;

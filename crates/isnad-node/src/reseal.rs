@@ -35,7 +35,8 @@ use isnad_envelope::{
     seal, AgencyId, Digest, EncryptionKey, KeyId, Kind, Message, Opener, SenderKey, SenderKeys,
 };
 
-use crate::node::{now, Inner, NodeError};
+use crate::node::inner::Inner;
+use crate::node::types::{now, NodeError};
 use crate::store::{Durability, OutState, OutboxRecord, ResealCopy};
 
 impl Inner {
@@ -208,7 +209,7 @@ fn open_own_copy(
 /// directory lists it, without its validity window or revocation (it signed
 /// this node's own message, which is being re-signed, not accepted).
 struct OwnOldKey<'a> {
-    directory: &'a dyn crate::node::Directory,
+    directory: &'a dyn crate::node::types::Directory,
     kid: KeyId,
     me: &'a AgencyId,
 }
