@@ -29,7 +29,9 @@
 //!   │               log_rejected, log_plan, workflow_receipt
 //!   ├─ inner        Inner: the shared services (state only)
 //!   └─ types        Directory, Peer, Identity, NodeError, now
-//! relay, reseal     relay hops and re-sealing (methods of Inner, see below)
+//! relay            relay hops (still methods of Inner, see below)
+//! reseal, sealing   re-sealing and sealing own messages and hops, through a
+//!                   narrow handle (sealing::Sealer), not Inner
 //! node_core, exchange, workflow, store, admission, health, metrics (below the driver)
 //! ```
 //!
@@ -93,6 +95,7 @@ pub mod node_core;
 pub mod node_dir;
 mod relay;
 mod reseal;
+mod sealing;
 pub mod storage;
 pub mod store;
 pub use store::format as formats;

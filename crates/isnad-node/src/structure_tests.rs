@@ -234,3 +234,20 @@ fn audit_entries_are_built_in_exchange_only() {
         "Entry::new outside exchange: {elsewhere:?}"
     );
 }
+
+/// Modules that work through `NodeHandle` or a narrow handle
+/// (`sealing::Sealer`, plain parameters) rather than the node's shared
+/// state: none of them names `Inner`.
+#[test]
+fn paths_with_narrow_handles_do_not_reach_into_inner() {
+    let mods = modules();
+    for m in [
+        "crate::export",
+        "crate::cases",
+        "crate::reseal",
+        "crate::sealing",
+    ] {
+        let text = mods.get(m).unwrap_or_else(|| panic!("{m} not found"));
+        assert!(!code(text).contains("Inner"), "{m} reaches into Inner");
+    }
+}

@@ -18,6 +18,7 @@ use crate::audit::AuditWriter;
 use crate::config::Config;
 use crate::health::{Condition, Health};
 use crate::metrics::Metrics;
+use crate::sealing::Sealer;
 use crate::store::{OutState, Store};
 use crate::witnessing;
 use crate::workflow::{self};
@@ -127,6 +128,17 @@ impl Inner {
 
     pub(crate) async fn append(&self, entry: Entry) -> Result<u64, NodeError> {
         self.append_with(Box::new(move |_| vec![entry])).await
+    }
+
+    /// The narrow handle sealing needs (crate::sealing, crate::reseal).
+    pub(crate) fn sealer(&self) -> Sealer<'_> {
+        Sealer {
+            me: &self.config.agency,
+            identity: &self.identity,
+            directory: self.directory.as_ref(),
+            limits: self.limits,
+            rng: &self.rng,
+        }
     }
 
     /// The node's condition now (see [`crate::health`]).

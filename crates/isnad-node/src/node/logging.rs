@@ -239,9 +239,6 @@ impl Inner {
     /// This node's signing key's `revoked-at`, if its directory revokes it
     /// as of `now`.
     pub(crate) fn own_key_revoked(&self, now: u64) -> Option<u64> {
-        self.directory
-            .sender_key(&self.identity.signing_key.key_id())?
-            .revoked_at
-            .filter(|at| now >= *at)
+        self.sealer().own_key_revoked(now)
     }
 }

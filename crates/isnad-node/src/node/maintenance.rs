@@ -9,6 +9,7 @@ use crate::workflow::{self};
 use super::inner::Inner;
 use super::types::NodeError;
 use super::witness;
+use crate::reseal;
 
 /// Watches the node's condition (spec/transport.md §9): logs its changes,
 /// and while the log or the database fails tries to bring them back, with
@@ -127,15 +128,16 @@ impl Inner {
     /// first (their new `sent` entries are then missing, crate::reseal).
     pub(super) async fn recover(self: &Arc<Self>) -> Result<(), NodeError> {
         for rec in self.store.all_outbox()? {
-            let rec =
-                if !self.is_in_flight(rec.id.as_bytes()) && self.reseal_if_revoked(&rec).await? {
-                    match self.store.outbox(&rec.id)? {
-                        Some(now) => now,
-                        None => continue,
-                    }
-                } else {
-                    rec
-                };
+            let rec = if !self.is_in_flight(rec.id.as_bytes())
+                && reseal::reseal_if_revoked(&self.sealer(), &self.store, &rec).await?
+            {
+                match self.store.outbox(&rec.id)? {
+                    Some(now) => now,
+                    None => continue,
+                }
+            } else {
+                rec
+            };
             // A message in flight belongs to the task submitting or
             // delivering it, which logs its `sent` entry itself (recovery
             // also runs after a storage fault, while submissions go on).

@@ -47,6 +47,7 @@ use crate::config::Config;
 use crate::health::{Condition, FreeSpaceProbe, Health};
 use crate::idempotency;
 use crate::metrics::Metrics;
+use crate::sealing;
 use crate::store::{InboxRecord, OutState, OutboxRecord, Store, Submission};
 use crate::witnessing;
 use crate::workflow::{self, WorkflowError};
@@ -220,7 +221,7 @@ impl NodeHandle {
             .await?;
         let msg = checked_msg;
         let mut rec = if route.len() > 2 {
-            inner.relayed_record(route, &peer, &msg, secs, ms)?
+            sealing::relayed_record(&inner.sealer(), route, &peer, &msg, secs, ms)?
         } else {
             let envelope = seal(
                 &msg,
@@ -233,7 +234,7 @@ impl NodeHandle {
         };
         // What a re-seal needs if this key is revoked before delivery
         // (direct or relayed: this node signs both as originator).
-        rec.reseal = Some(inner.own_copy(&msg)?);
+        rec.reseal = Some(sealing::own_copy(&inner.sealer(), &msg)?);
         // Marked in flight before it is stored, so the delivery loop leaves
         // it alone until its `sent` entry is logged and this task hands it
         // over (no delivery before `sent`, no second delivery). A relayed

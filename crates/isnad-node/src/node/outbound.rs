@@ -17,6 +17,7 @@ use crate::workflow::{self};
 
 use super::inner::Inner;
 use super::types::{now, NodeError, Peer};
+use crate::reseal;
 
 /// How often the delivery loop looks for relayed messages that expired
 /// without their end-to-end receipt.
@@ -122,48 +123,52 @@ impl Inner {
         let inner = Arc::clone(&self);
         self.spawn(async move {
             let stopping = *inner.shutdown.borrow();
-            let state = match inner.store.outbox(&MessageId::from_bytes(id)) {
-                // Shutting down: no new attempt on a closing endpoint (the
-                // message stays due and is delivered after the restart).
-                Ok(Some(_)) if stopping => Ok(OutState::Pending),
-                Ok(Some(mut now)) if now.state == OutState::Pending => {
-                    // Sealed with a key of this node revoked meanwhile (its
-                    // directory changed): re-sealed, its new `sent` logged below.
-                    let checked = match inner.reseal_if_revoked(&now).await {
-                        Ok(true) => match inner.store.outbox(&MessageId::from_bytes(id)) {
-                            Ok(Some(resealed)) => {
-                                now = resealed;
-                                Ok(())
-                            }
-                            Ok(None) => Ok(()),
-                            Err(e) => Err(e.into()),
-                        },
-                        Ok(false) => {
-                            now.sent_index = now.sent_index.or(sent_index);
-                            Ok(())
+            let state =
+                match inner.store.outbox(&MessageId::from_bytes(id)) {
+                    // Shutting down: no new attempt on a closing endpoint (the
+                    // message stays due and is delivered after the restart).
+                    Ok(Some(_)) if stopping => Ok(OutState::Pending),
+                    Ok(Some(mut now)) if now.state == OutState::Pending => {
+                        // Sealed with a key of this node revoked meanwhile (its
+                        // directory changed): re-sealed, its new `sent` logged below.
+                        let checked =
+                            match reseal::reseal_if_revoked(&inner.sealer(), &inner.store, &now)
+                                .await
+                            {
+                                Ok(true) => match inner.store.outbox(&MessageId::from_bytes(id)) {
+                                    Ok(Some(resealed)) => {
+                                        now = resealed;
+                                        Ok(())
+                                    }
+                                    Ok(None) => Ok(()),
+                                    Err(e) => Err(e.into()),
+                                },
+                                Ok(false) => {
+                                    now.sent_index = now.sent_index.or(sent_index);
+                                    Ok(())
+                                }
+                                Err(e) => Err(e),
+                            };
+                        // No delivery before `sent`: a message accepted while
+                        // the log failed gets its entry now.
+                        let logged = match (checked, now.sent_index) {
+                            (Err(e), _) => Err(e),
+                            (Ok(()), Some(_)) => Ok(()),
+                            (Ok(()), None) => inner
+                                .log_submitted(&now, &workflow::Plan::default())
+                                .await
+                                .map(|i| now.sent_index = Some(i)),
+                        };
+                        match logged {
+                            Ok(()) => inner.deliver_out(now).await,
+                            Err(e) => Err(e),
                         }
-                        Err(e) => Err(e),
-                    };
-                    // No delivery before `sent`: a message accepted while
-                    // the log failed gets its entry now.
-                    let logged = match (checked, now.sent_index) {
-                        (Err(e), _) => Err(e),
-                        (Ok(()), Some(_)) => Ok(()),
-                        (Ok(()), None) => inner
-                            .log_submitted(&now, &workflow::Plan::default())
-                            .await
-                            .map(|i| now.sent_index = Some(i)),
-                    };
-                    match logged {
-                        Ok(()) => inner.deliver_out(now).await,
-                        Err(e) => Err(e),
                     }
-                }
-                // Delivered (or given up) meanwhile, or gone: nothing to do.
-                Ok(Some(now)) => Ok(now.state),
-                Ok(None) => Ok(OutState::Failed),
-                Err(e) => Err(e.into()),
-            };
+                    // Delivered (or given up) meanwhile, or gone: nothing to do.
+                    Ok(Some(now)) => Ok(now.state),
+                    Ok(None) => Ok(OutState::Failed),
+                    Err(e) => Err(e.into()),
+                };
             // A failed bookkeeping write backs off like a failed delivery
             // (no new delivery starts meanwhile); logged once per row of
             // failures, and not at all when the node's condition already
