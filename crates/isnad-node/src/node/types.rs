@@ -27,7 +27,7 @@ pub trait Directory: SenderKeys + Send + Sync + 'static {
     fn agency_of_certificate(&self, cert_der: &[u8]) -> Option<AgencyId>;
     /// Re-evaluates the accepted TLS identities at the current time (a
     /// directory's validity window may have ended since it was accepted).
-    /// The node calls it every [`PIN_RECHECK`]; the default does nothing.
+    /// The node calls it every [`PIN_RECHECK`](super::PIN_RECHECK); the default does nothing.
     fn refresh_peers(&self) {}
     /// The agency's audit-log verifier key (`log-key`), if listed.
     fn log_key(&self, _agency: &AgencyId) -> Option<VerifierKey> {
