@@ -54,9 +54,11 @@ use std::time::{Duration, Instant};
 use isnad_envelope::AgencyId;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{serve_connection, Inner, REFUSED};
 use crate::config::LimitsConfig;
 use crate::metrics::Metrics;
+
+/// QUIC application error code used when refusing a stream or connection.
+pub(crate) const REFUSED: quinn::VarInt = quinn::VarInt::from_u32(0x49);
 
 /// The bounds of the three pools, from the node's `[limits]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +91,7 @@ impl Bounds {
 /// The node's admission state, shared by the accept loop and the streams.
 #[derive(Debug)]
 pub(crate) struct Admission {
-    bounds: Bounds,
+    pub(crate) bounds: Bounds,
     metrics: Arc<Metrics>,
     handshakes: Mutex<HandshakeBook>,
     peers: Mutex<PeerPool>,
@@ -115,7 +117,7 @@ enum Decision {
 
 /// [`Decision`] carried out: an accepted attempt holds its slot.
 #[derive(Debug)]
-enum Admit {
+pub(crate) enum Admit {
     Start(HandshakeSlot),
     Retry,
     Refuse(&'static str),
@@ -179,7 +181,7 @@ impl HandshakeBook {
 
 /// A handshake slot, given back on drop.
 #[derive(Debug)]
-struct HandshakeSlot {
+pub(crate) struct HandshakeSlot {
     admission: Arc<Admission>,
     ip: IpAddr,
     validated: bool,
@@ -288,7 +290,7 @@ impl Admission {
     }
 
     /// Decides on an attempt and, if it is accepted, takes its slot.
-    fn admit(self: &Arc<Self>, ip: IpAddr, validated: bool, may_retry: bool) -> Admit {
+    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr, validated: bool, may_retry: bool) -> Admit {
         let Ok(mut book) = self.handshakes.lock() else {
             return Admit::Refuse("handshake-limit");
         };
@@ -379,7 +381,7 @@ impl Admission {
 
     /// Counts a failed unauthenticated handshake, logs it at debug level,
     /// and sums failures up in one info line per minute.
-    fn handshake_failed(
+    pub(crate) fn handshake_failed(
         &self,
         addr: SocketAddr,
         reason: &'static str,
@@ -406,76 +408,11 @@ impl Admission {
     }
 }
 
-/// Accepts incoming connections until shutdown, through the handshake pool.
-pub(super) async fn accept_loop(inner: Arc<Inner>) {
-    let admission = Arc::clone(&inner.admission);
-    let mut stop = inner.shutdown.subscribe();
-    loop {
-        let incoming = tokio::select! {
-            i = inner.endpoint.accept() => i,
-            _ = stop.wait_for(|s| *s) => return,
-        };
-        let Some(incoming) = incoming else { return };
-        let addr = incoming.remote_address();
-        let slot = admission.admit(
-            addr.ip(),
-            incoming.remote_address_validated(),
-            incoming.may_retry(),
-        );
-        let slot = match slot {
-            Admit::Start(slot) => slot,
-            Admit::Retry => {
-                inner.metrics.handshake_retries.inc();
-                if let Err(e) = incoming.retry() {
-                    e.into_incoming().refuse();
-                }
-                continue;
-            }
-            Admit::Refuse(reason) => {
-                incoming.refuse();
-                inner.metrics.rejected(reason);
-                tracing::debug!(%addr, reason, "incoming connection refused");
-                continue;
-            }
-            Admit::Ignore(reason) => {
-                incoming.ignore();
-                inner.metrics.rejected(reason);
-                continue;
-            }
-        };
-        let task = Arc::clone(&inner);
-        inner.spawn(async move {
-            let inner = task;
-            let admission = Arc::clone(&inner.admission);
-            let connecting = match incoming.accept() {
-                Ok(c) => c,
-                Err(e) => return admission.handshake_failed(addr, "handshake", &e),
-            };
-            let conn =
-                match tokio::time::timeout(admission.bounds.handshake_timeout, connecting).await {
-                    Ok(Ok(conn)) => conn,
-                    // TLS refusals of unlisted or certificate-less peers end here.
-                    Ok(Err(e)) => return admission.handshake_failed(addr, "handshake", &e),
-                    // Dropping the attempt closes it.
-                    Err(_) => {
-                        return admission.handshake_failed(
-                            addr,
-                            "handshake-timeout",
-                            &"deadline passed",
-                        )
-                    }
-                };
-            drop(slot);
-            serve_connection(inner, conn).await;
-        });
-    }
-}
-
 /// Bounds what quinn keeps of connection attempts the accept loop has not
 /// yet decided on (it decides at once; these only cap a burst): at most
 /// four times `max_handshakes` attempts, 64 KiB of packets each after the
 /// first and 4 MiB in all.
-pub(super) fn bound_incoming(server: &mut quinn::ServerConfig, l: &LimitsConfig) {
+pub(crate) fn bound_incoming(server: &mut quinn::ServerConfig, l: &LimitsConfig) {
     server
         .max_incoming(l.max_handshakes.saturating_mul(4))
         .incoming_buffer_size(64 * 1024)
@@ -490,7 +427,7 @@ const SOCKET_RECV_BUFFER: usize = 4 * 1024 * 1024;
 
 /// Binds the node's UDP socket, with a receive buffer sized for floods
 /// (best effort: the default is kept if the kernel refuses).
-pub(super) fn bind_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+pub(crate) fn bind_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     let socket = std::net::UdpSocket::bind(addr)?;
     let state = quinn::udp::UdpSocketState::new((&socket).into())?;
     if let Err(e) = state.set_recv_buffer_size((&socket).into(), SOCKET_RECV_BUFFER) {

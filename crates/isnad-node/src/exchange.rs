@@ -27,7 +27,7 @@
 //! functions, not from its own arithmetic.
 
 use isnad_envelope::{
-    AgencyId, Body, Digest, ErrorCode, Header, Kind, Limits, Message, MessageId, Receipt,
+    AgencyId, Body, Digest, ErrorCode, Header, KeyId, Kind, Limits, Message, MessageId, Receipt,
 };
 use isnad_log::{Entry, EventType};
 
@@ -441,6 +441,84 @@ pub fn rejected(
     e.envelope_sha256 = digest.map(|d| d.0);
     e.reason = Some(code.as_str().to_owned());
     e.detail.insert("stage".into(), stage.to_owned());
+    e
+}
+
+/// A `rejected` entry for a message the workflow refused (stage
+/// `workflow`): `refusal` names the rule, `detail` says why (clipped by the
+/// caller).
+pub fn workflow_rejected(
+    h: &Header,
+    code: ErrorCode,
+    refusal: &str,
+    detail: String,
+    digest: [u8; 32],
+    time_ms: u64,
+) -> Entry {
+    let mut e = Entry::new(EventType::Rejected, time_ms);
+    e.message_id = Some(h.id);
+    e.sender = Some(h.sender.clone());
+    e.recipient = Some(h.recipient.clone());
+    e.envelope_sha256 = Some(digest);
+    e.reason = Some(code.as_str().to_owned());
+    e.detail.insert("stage".into(), "workflow".into());
+    e.detail.insert("refusal".into(), refusal.to_owned());
+    e.detail.insert("detail".into(), detail);
+    e
+}
+
+/// A `status-changed` entry of a request or share (`subject`:
+/// `mla-request` or `intel-share`); the caller adds the subject's details
+/// (crate::workflow's plan).
+pub fn status_changed(
+    subject: &str,
+    message_id: Option<MessageId>,
+    sender: &AgencyId,
+    recipient: &AgencyId,
+    reason: Option<String>,
+    time_ms: u64,
+) -> Entry {
+    let mut e = Entry::new(EventType::StatusChanged, time_ms);
+    e.message_id = message_id;
+    e.sender = Some(sender.clone());
+    e.recipient = Some(recipient.clone());
+    e.reason = reason;
+    e.detail.insert("subject".into(), subject.to_owned());
+    e
+}
+
+/// A `directory-changed` entry: `country`'s directory accepted at
+/// `version`, with `changes` key changes (each its own entry).
+pub fn directory_changed(country: &str, version: u64, changes: usize, time_ms: u64) -> Entry {
+    let mut e = Entry::new(EventType::DirectoryChanged, time_ms);
+    e.detail.insert("country".into(), country.to_owned());
+    e.detail.insert("version".into(), version.to_string());
+    e.detail.insert("changes".into(), changes.to_string());
+    e
+}
+
+/// A `key-rotated` entry: `agency`'s key `kid` is valid until `until`.
+pub fn key_rotated(agency: &AgencyId, kid: &KeyId, until: u64, time_ms: u64) -> Entry {
+    let mut e = Entry::new(EventType::KeyRotated, time_ms);
+    e.sender = Some(agency.clone());
+    e.detail.insert("kid".into(), kid.to_hex());
+    e.detail.insert("valid-until".into(), until.to_string());
+    e
+}
+
+/// A `key-revoked` entry: `agency`'s key `kid` is revoked as of `at`.
+pub fn key_revoked(
+    agency: &AgencyId,
+    kid: &KeyId,
+    at: u64,
+    reason: Option<String>,
+    time_ms: u64,
+) -> Entry {
+    let mut e = Entry::new(EventType::KeyRevoked, time_ms);
+    e.sender = Some(agency.clone());
+    e.reason = reason;
+    e.detail.insert("kid".into(), kid.to_hex());
+    e.detail.insert("revoked-at".into(), at.to_string());
     e
 }
 

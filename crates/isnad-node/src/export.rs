@@ -14,7 +14,7 @@ use std::sync::Arc;
 use isnad_log::{open_checkpoint, SignedCheckpoint};
 use serde::Serialize;
 
-use super::{NodeError, NodeHandle};
+use crate::node::{NodeError, NodeHandle};
 
 /// Which checkpoint an export is made at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -99,15 +99,15 @@ impl NodeHandle {
         let note = match at {
             ExportAt::New => {
                 let note = self.checkpoint_now().await?;
-                self.inner.witness.with_cosignatures(note)
+                self.with_cosignatures(note)
             }
             ExportAt::Latest => self.latest_checkpoint().ok_or(ExportError::NoCheckpoint)?,
         };
-        let checkpoint = open_checkpoint(note.as_bytes(), &self.inner.log_key.verifier())
+        let checkpoint = open_checkpoint(note.as_bytes(), &self.log_verifier())
             .map_err(|e| ExportError::Log(format!("own checkpoint does not open: {e}")))?;
         let cosignatures = cosignature_lines(&note);
         let signed = SignedCheckpoint { checkpoint, note };
-        let log = Arc::clone(&self.inner.audit);
+        let log = Arc::clone(self.log());
         let dir = out.to_owned();
         let (summary, signed) = tokio::task::spawn_blocking(move || {
             prepare(&dir)?;

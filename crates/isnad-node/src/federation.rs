@@ -9,10 +9,11 @@ use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
 use isnad_envelope::{AgencyId, KeyId, Kind, SenderKey, SenderKeys};
-use isnad_log::{Entry, EventType};
+use isnad_log::Entry;
 use isnad_trust::tls::PeerSet;
 use isnad_trust::{Accepted, Change, Decision, TrustError, TrustStore};
 
+use crate::exchange;
 use crate::node::now;
 use crate::{Directory, Peer};
 
@@ -83,20 +84,16 @@ impl Federation {
 
 /// The audit entries for an accepted directory version.
 pub fn change_entries(country: &str, version: u64, changes: &[Change], ms: u64) -> Vec<Entry> {
-    let mut out = Vec::new();
-    let mut e = Entry::new(EventType::DirectoryChanged, ms);
-    e.detail.insert("country".into(), country.to_owned());
-    e.detail.insert("version".into(), version.to_string());
-    e.detail.insert("changes".into(), changes.len().to_string());
-    out.push(e);
+    let mut out = vec![exchange::directory_changed(
+        country,
+        version,
+        changes.len(),
+        ms,
+    )];
     for c in changes {
         match c {
             Change::KeyRotated { agency, kid, until } => {
-                let mut e = Entry::new(EventType::KeyRotated, ms);
-                e.sender = Some(agency.clone());
-                e.detail.insert("kid".into(), kid.to_hex());
-                e.detail.insert("valid-until".into(), until.to_string());
-                out.push(e);
+                out.push(exchange::key_rotated(agency, kid, *until, ms));
             }
             Change::KeyRevoked {
                 agency,
@@ -104,12 +101,7 @@ pub fn change_entries(country: &str, version: u64, changes: &[Change], ms: u64) 
                 at,
                 reason,
             } => {
-                let mut e = Entry::new(EventType::KeyRevoked, ms);
-                e.sender = Some(agency.clone());
-                e.reason = reason.clone();
-                e.detail.insert("kid".into(), kid.to_hex());
-                e.detail.insert("revoked-at".into(), at.to_string());
-                out.push(e);
+                out.push(exchange::key_revoked(agency, kid, *at, reason.clone(), ms));
             }
             _ => {}
         }

@@ -55,8 +55,7 @@ impl Reason {
     }
 
     /// Every reason's name, for metrics.
-    pub const CODES: [&'static str; 3] =
-        ["log-poisoned", "database-write-failing", "disk-below-floor"];
+    pub const CODES: [&'static str; 3] = crate::metrics::DEGRADED_REASONS;
 
     /// Whether the node's storage fails (deliveries pause), as opposed to
     /// running low.

@@ -15,47 +15,21 @@
 //! [`Inner::accept_end_to_end`], then routes an end-to-end receipt back.
 
 use isnad_envelope::{
-    endorse, seal, verify_hop, AgencyId, Body, Digest, ErrorCode, Header, Kind, Message, MessageId,
-    Opened, Opener, Relay, RelayError,
+    endorse, verify_hop, AgencyId, Body, Digest, ErrorCode, Kind, MessageId, Opened, Opener, Relay,
+    RelayError,
 };
 use isnad_wire::Response;
 
 use crate::exchange;
-use crate::node::{error_response, now, Ack, Hop, Inner, NodeError, Peer};
+use crate::exchange::Ack;
+use crate::node::inner::Inner;
+use crate::node::types::{error_response, now, NodeError};
+use crate::node_core::inbound::Hop;
 use crate::node_core::inbound::{self, Stored};
-use crate::store::{Durability, InboxInsert, InboxRecord, OutboxRecord, RelayedOut};
+use crate::sealing;
+use crate::store::{Durability, InboxInsert, InboxRecord};
 
 impl Inner {
-    /// Seals `msg` end to end to `end`, the last agency of `route`, and
-    /// wraps it in the first hop: the outbox record that `submit` stores
-    /// (with the workflow plan checked for it) and delivers like any other.
-    /// The record's id is the inner id, which every hop envelope carries.
-    pub(crate) fn relayed_record(
-        &self,
-        route: Vec<AgencyId>,
-        end: &Peer,
-        msg: &Message,
-        secs: u64,
-        ms: u64,
-    ) -> Result<OutboxRecord, NodeError> {
-        let inner = seal(
-            msg,
-            &self.identity.signing_key,
-            &end.encryption_key,
-            &self.limits,
-            &self.rng,
-        )?;
-        let mut relay = Relay::new(
-            route,
-            msg.header.id,
-            msg.body.kind(),
-            msg.header.expires,
-            inner,
-        );
-        endorse(&mut relay, &self.identity.signing_key, &self.rng)?;
-        self.hop_record(relay, secs, ms)
-    }
-
     /// Handles an authenticated hop envelope of kind `relay` from `peer`
     /// (spec/relay.md §6).
     pub(crate) async fn deliver_relay(
@@ -133,7 +107,7 @@ impl Inner {
             tracing::error!(error = %e, "cannot endorse a relayed message");
             return unavailable();
         }
-        let mut fwd = match self.hop_record(relay, secs, ms) {
+        let mut fwd = match sealing::hop_record(&self.sealer(), relay, secs, ms) {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(%id, %next, error = %e, "cannot forward a relayed message");
@@ -275,7 +249,7 @@ impl Inner {
             let back: Vec<AgencyId> = route.iter().rev().cloned().collect();
             let mut relay = Relay::new(back, rid, Kind::Receipt, self.receipt_expires(secs), bytes);
             endorse(&mut relay, &self.identity.signing_key, &self.rng)?;
-            let rec = self.hop_record(relay, secs, now().1)?;
+            let rec = sealing::hop_record(&self.sealer(), relay, secs, now().1)?;
             self.store.insert_outbox(rec.clone()).await?;
             let entries = self.sent_entries(&rec);
             let index = self.append_with(Box::new(move |_| entries)).await?;
@@ -430,49 +404,6 @@ impl Inner {
         Ok(((r.message_id, r.envelope_digest), r.log_index))
     }
 
-    /// Seals a hop envelope (us → the next agency after us on the route)
-    /// and makes its outbox record.
-    fn hop_record(&self, relay: Relay, secs: u64, ms: u64) -> Result<OutboxRecord, NodeError> {
-        let next = relay
-            .next_after(&self.config.agency)
-            .cloned()
-            .ok_or_else(|| NodeError::PolicyDenied("this node is not on the route".into()))?;
-        let peer = self
-            .directory
-            .peer(&next)
-            .ok_or_else(|| NodeError::UnknownRecipient(next.clone()))?;
-        let id = relay.inner_id;
-        let expires = relay.inner_expires;
-        let kind = relay.inner_kind;
-        let extra = RelayedOut {
-            route: relay.route.clone(),
-            inner_digest: relay.inner_digest.0,
-            end_to_end_receipt: None,
-            end_to_end_index: None,
-            end_to_end_missing_index: None,
-        };
-        let msg = Message {
-            header: Header {
-                id,
-                sender: self.config.agency.clone(),
-                recipient: next.clone(),
-                created: secs,
-                expires,
-            },
-            body: Body::Relay(Box::new(relay)),
-        };
-        let envelope = seal(
-            &msg,
-            &self.identity.signing_key,
-            &peer.encryption_key,
-            &self.limits,
-            &self.rng,
-        )?;
-        let mut rec = OutboxRecord::pending(id, &next, kind, envelope, secs, expires, ms);
-        rec.relay = Some(extra);
-        Ok(rec)
-    }
-
     /// Refuses a hop whose route or endorsements do not hold: the detail
     /// goes to the local log, the peer gets the code only (one opaque
     /// `unauthentic` for every endorsement failure).
@@ -495,4 +426,4 @@ impl Inner {
     }
 }
 
-pub(crate) use crate::exchange::{end_to_end_sent, hop_received};
+use crate::exchange::hop_received;

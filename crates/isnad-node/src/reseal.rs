@@ -35,156 +35,139 @@ use isnad_envelope::{
     seal, AgencyId, Digest, EncryptionKey, KeyId, Kind, Message, Opener, SenderKey, SenderKeys,
 };
 
-use crate::node::{now, Inner, NodeError};
-use crate::store::{Durability, OutState, OutboxRecord, ResealCopy};
+use crate::node::types::{now, NodeError};
+use crate::sealing::{self, Sealer};
+use crate::store::{Durability, OutState, OutboxRecord, Store};
 
-impl Inner {
-    /// The own copy kept with a message this node originates (direct or
-    /// relayed), signed with the current key.
-    pub(crate) fn own_copy(&self, msg: &Message) -> Result<ResealCopy, NodeError> {
-        let key = &self.identity.signing_key;
-        let own = self
-            .identity
-            .encryption_keys
-            .first()
-            .ok_or(NodeError::System)?;
-        Ok(ResealCopy {
-            signer: *key.key_id().as_bytes(),
-            own_copy: seal(msg, key, own.public_key(), &self.limits, &self.rng)?,
-            resealed_from: None,
-            inner_resealed_from: None,
+/// Re-seals the pending record `rec` with the current signing key if the
+/// key that sealed it is revoked as of now and the current one is not;
+/// returns whether it did. The new record (new envelope, digest and own
+/// copy, `sent_index` cleared) is committed durably before this returns;
+/// the caller logs its `sent` entry like any missing one.
+pub(crate) async fn reseal_if_revoked(
+    s: &Sealer<'_>,
+    store: &Store,
+    rec: &OutboxRecord,
+) -> Result<bool, NodeError> {
+    let secs = now().0;
+    let Some(new) = resealed(s, rec, secs)? else {
+        return Ok(false);
+    };
+    let (id, old_digest) = (rec.id, rec.digest);
+    let replaced = store
+        .modify_outbox(id, Durability::Durable, move |stored| {
+            // Replaced only if unchanged since it was read (the caller
+            // owns the record; this keeps a concurrent update safe).
+            if stored.state == OutState::Pending && stored.digest == old_digest {
+                *stored = new;
+            }
         })
+        .await?;
+    let done = replaced.is_some_and(|r| r.digest != old_digest);
+    if done {
+        tracing::warn!(
+            %id,
+            superseded = %Digest(old_digest).to_hex(),
+            "re-sealed a queued message: the signing key that sealed it is revoked"
+        );
     }
+    Ok(done)
+}
 
-    /// Re-seals the pending record `rec` with the current signing key if the
-    /// key that sealed it is revoked as of now and the current one is not;
-    /// returns whether it did. The new record (new envelope, digest and own
-    /// copy, `sent_index` cleared) is committed durably before this returns;
-    /// the caller logs its `sent` entry like any missing one.
-    pub(crate) async fn reseal_if_revoked(&self, rec: &OutboxRecord) -> Result<bool, NodeError> {
-        let secs = now().0;
-        let Some(new) = self.resealed(rec, secs)? else {
-            return Ok(false);
-        };
-        let (id, old_digest) = (rec.id, rec.digest);
-        let replaced = self
-            .store
-            .modify_outbox(id, Durability::Durable, move |stored| {
-                // Replaced only if unchanged since it was read (the caller
-                // owns the record; this keeps a concurrent update safe).
-                if stored.state == OutState::Pending && stored.digest == old_digest {
-                    *stored = new;
-                }
-            })
-            .await?;
-        let done = replaced.is_some_and(|r| r.digest != old_digest);
-        if done {
-            tracing::warn!(
-                %id,
-                superseded = %Digest(old_digest).to_hex(),
-                "re-sealed a queued message: the signing key that sealed it is revoked"
-            );
-        }
-        Ok(done)
+/// The re-sealed version of `rec` at `secs`, or `None` when it needs no
+/// re-seal or cannot have one (no own copy, its signer key is not
+/// revoked or is the current one, the current key is revoked too, it
+/// expired, or the own copy cannot be opened: then it is delivered as
+/// it is and fails with the reason).
+fn resealed(
+    s: &Sealer<'_>,
+    rec: &OutboxRecord,
+    secs: u64,
+) -> Result<Option<OutboxRecord>, NodeError> {
+    let Some(copy) = &rec.reseal else {
+        return Ok(None);
+    };
+    let key = &s.identity.signing_key;
+    let signer = KeyId::from_bytes(copy.signer);
+    let revoked = s
+        .directory
+        .sender_key(&signer)
+        .and_then(|k| k.revoked_at)
+        .is_some_and(|at| secs >= at);
+    if rec.state != OutState::Pending || signer == key.key_id() || !revoked || secs >= rec.expires {
+        return Ok(None);
     }
-
-    /// The re-sealed version of `rec` at `secs`, or `None` when it needs no
-    /// re-seal or cannot have one (no own copy, its signer key is not
-    /// revoked or is the current one, the current key is revoked too, it
-    /// expired, or the own copy cannot be opened: then it is delivered as
-    /// it is and fails with the reason).
-    fn resealed(&self, rec: &OutboxRecord, secs: u64) -> Result<Option<OutboxRecord>, NodeError> {
-        let Some(copy) = &rec.reseal else {
-            return Ok(None);
-        };
-        let key = &self.identity.signing_key;
-        let signer = KeyId::from_bytes(copy.signer);
-        let revoked = self
-            .directory
-            .sender_key(&signer)
-            .and_then(|k| k.revoked_at)
-            .is_some_and(|at| secs >= at);
-        if rec.state != OutState::Pending
-            || signer == key.key_id()
-            || !revoked
-            || secs >= rec.expires
-        {
-            return Ok(None);
-        }
-        // The message's own recipient: the final one of a relayed message
-        // this node originated; a hop it forwards or an end-to-end receipt
-        // it routes back is not its own to re-sign.
-        let recipient = match &rec.relay {
-            None => rec.recipient.clone(),
-            Some(r)
-                if r.route.first() == Some(&self.config.agency) && rec.kind != Kind::Receipt =>
-            {
-                match r.route.last() {
-                    Some(last) => last.clone(),
-                    None => return Ok(None),
-                }
-            }
-            Some(_) => return Ok(None),
-        };
-        if let Some(at) = self.own_key_revoked(secs) {
-            tracing::warn!(
-                revoked_at = at,
-                "cannot re-seal the outbox: this node's current signing key is revoked too"
-            );
-            return Ok(None);
-        }
-        let id = rec.id;
-        let mut msg = match open_own_copy(
-            &copy.own_copy,
-            &recipient,
-            &self.identity.encryption_keys,
-            &OwnOldKey {
-                directory: self.directory.as_ref(),
-                kid: signer,
-                me: &self.config.agency,
-            },
-            self.limits,
-        ) {
-            Ok(m) if m.header.id == id && m.header.sender == self.config.agency => m,
-            Ok(_) => {
-                tracing::warn!(%id, "cannot re-seal: the own copy is of another message");
-                return Ok(None);
-            }
-            Err(e) => {
-                tracing::warn!(%id, error = %e, "cannot re-seal: the own copy does not open");
-                return Ok(None);
-            }
-        };
-        let Some(peer) = self.directory.peer(&recipient) else {
-            return Ok(None);
-        };
-        msg.header.created = secs;
-        let mut own = self.own_copy(&msg)?;
-        own.resealed_from = Some(rec.digest);
-        let mut new = rec.clone();
-        match &rec.relay {
-            None => {
-                let envelope = seal(&msg, key, &peer.encryption_key, &self.limits, &self.rng)?;
-                new.digest = Digest::sha256(&envelope).0;
-                new.envelope = envelope;
-            }
-            Some(r) => {
-                // A new inner envelope, endorsed and wrapped in a new hop
-                // envelope to the same first relay.
-                let hop = self.relayed_record(r.route.clone(), &peer, &msg, secs, secs * 1000)?;
-                own.inner_resealed_from = Some(r.inner_digest);
-                new.digest = hop.digest;
-                new.envelope = hop.envelope;
-                if let (Some(x), Some(h)) = (new.relay.as_mut(), hop.relay) {
-                    x.inner_digest = h.inner_digest;
-                }
+    // The message's own recipient: the final one of a relayed message
+    // this node originated; a hop it forwards or an end-to-end receipt
+    // it routes back is not its own to re-sign.
+    let recipient = match &rec.relay {
+        None => rec.recipient.clone(),
+        Some(r) if r.route.first() == Some(s.me) && rec.kind != Kind::Receipt => {
+            match r.route.last() {
+                Some(last) => last.clone(),
+                None => return Ok(None),
             }
         }
-        new.created = secs;
-        new.sent_index = None;
-        new.reseal = Some(own);
-        Ok(Some(new))
+        Some(_) => return Ok(None),
+    };
+    if let Some(at) = s.own_key_revoked(secs) {
+        tracing::warn!(
+            revoked_at = at,
+            "cannot re-seal the outbox: this node's current signing key is revoked too"
+        );
+        return Ok(None);
     }
+    let id = rec.id;
+    let mut msg = match open_own_copy(
+        &copy.own_copy,
+        &recipient,
+        &s.identity.encryption_keys,
+        &OwnOldKey {
+            directory: s.directory,
+            kid: signer,
+            me: s.me,
+        },
+        s.limits,
+    ) {
+        Ok(m) if m.header.id == id && m.header.sender == *s.me => m,
+        Ok(_) => {
+            tracing::warn!(%id, "cannot re-seal: the own copy is of another message");
+            return Ok(None);
+        }
+        Err(e) => {
+            tracing::warn!(%id, error = %e, "cannot re-seal: the own copy does not open");
+            return Ok(None);
+        }
+    };
+    let Some(peer) = s.directory.peer(&recipient) else {
+        return Ok(None);
+    };
+    msg.header.created = secs;
+    let mut own = sealing::own_copy(s, &msg)?;
+    own.resealed_from = Some(rec.digest);
+    let mut new = rec.clone();
+    match &rec.relay {
+        None => {
+            let envelope = seal(&msg, key, &peer.encryption_key, &s.limits, s.rng)?;
+            new.digest = Digest::sha256(&envelope).0;
+            new.envelope = envelope;
+        }
+        Some(r) => {
+            // A new inner envelope, endorsed and wrapped in a new hop
+            // envelope to the same first relay.
+            let hop = sealing::relayed_record(s, r.route.clone(), &peer, &msg, secs, secs * 1000)?;
+            own.inner_resealed_from = Some(r.inner_digest);
+            new.digest = hop.digest;
+            new.envelope = hop.envelope;
+            if let (Some(x), Some(h)) = (new.relay.as_mut(), hop.relay) {
+                x.inner_digest = h.inner_digest;
+            }
+        }
+    }
+    new.created = secs;
+    new.sent_index = None;
+    new.reseal = Some(own);
+    Ok(Some(new))
 }
 
 /// Opens this node's own copy of a message it sealed to `recipient`: every
@@ -208,7 +191,7 @@ fn open_own_copy(
 /// directory lists it, without its validity window or revocation (it signed
 /// this node's own message, which is being re-signed, not accepted).
 struct OwnOldKey<'a> {
-    directory: &'a dyn crate::node::Directory,
+    directory: &'a dyn crate::node::types::Directory,
     kid: KeyId,
     me: &'a AgencyId,
 }

@@ -24,7 +24,7 @@
 //! ```
 
 use isnad_envelope::{AgencyId, Body, ErrorCode, Header, Message, MessageId, PermissionDecision};
-use isnad_log::{Entry, EventType};
+use isnad_log::Entry;
 use isnad_mla::{
     check_receive_share, check_send_share, IntelError, LifecycleError, RequestRecord, ShareEvent,
     ShareEventKind, ShareRecord,
@@ -465,14 +465,12 @@ pub fn on_receipt(
 
 /// A `rejected` entry for a message the workflow refused.
 pub(crate) fn rejected_entry(h: &Header, err: &WorkflowError, digest: [u8; 32], ms: u64) -> Entry {
-    let mut e = Entry::new(EventType::Rejected, ms);
-    e.message_id = Some(h.id);
-    e.sender = Some(h.sender.clone());
-    e.recipient = Some(h.recipient.clone());
-    e.envelope_sha256 = Some(digest);
-    e.reason = Some(err.code().as_str().to_owned());
-    e.detail.insert("stage".into(), "workflow".into());
-    e.detail.insert("refusal".into(), err.name().into());
-    e.detail.insert("detail".into(), clip(&err.to_string()));
-    e
+    crate::exchange::workflow_rejected(
+        h,
+        err.code(),
+        err.name(),
+        clip(&err.to_string()),
+        digest,
+        ms,
+    )
 }

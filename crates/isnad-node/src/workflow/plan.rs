@@ -5,9 +5,10 @@
 //! the message, the driver appends the entries.
 
 use isnad_envelope::{AgencyId, MlaState};
-use isnad_log::{Entry, EventType};
+use isnad_log::Entry;
 use isnad_mla::{state_name, RequestRecord, ShareRecord};
 
+use crate::exchange;
 use crate::store::{Case, CaseKey, CaseView, CaseWrite, IndexNote, StoreError};
 
 /// Longest reason or detail value in an audit entry (spec/audit-log.md §2.1).
@@ -103,17 +104,20 @@ impl Plan {
         let key = CaseKey::Request(after.request_id);
         let start = before.map_or(0, |r| r.history.len());
         for (pos, ev) in after.history.iter().enumerate().skip(start) {
-            let mut e = Entry::new(EventType::StatusChanged, ev.at_ms);
-            e.message_id = ev.message_id;
-            e.sender = Some(ev.by.clone());
-            e.recipient = Some(if ev.by == after.requesting {
-                after.requested.clone()
+            let counterpart = if ev.by == after.requesting {
+                &after.requested
             } else {
-                after.requesting.clone()
-            });
-            e.reason = ev.reason.as_deref().map(clip);
+                &after.requesting
+            };
+            let mut e = exchange::status_changed(
+                "mla-request",
+                ev.message_id,
+                &ev.by,
+                counterpart,
+                ev.reason.as_deref().map(clip),
+                ev.at_ms,
+            );
             let d = &mut e.detail;
-            d.insert("subject".into(), "mla-request".into());
             d.insert("request-id".into(), after.request_id.to_hex());
             d.insert("from".into(), state_name(ev.from).into());
             d.insert("to".into(), state_name(ev.to).into());
@@ -141,13 +145,15 @@ impl Plan {
         let key = CaseKey::Share(after.share_id, after.originator.clone());
         let start = before.map_or(0, |r| r.events.len());
         for (pos, ev) in after.events.iter().enumerate().skip(start) {
-            let mut e = Entry::new(EventType::StatusChanged, ev.at_ms);
-            e.message_id = Some(ev.message_id);
-            e.sender = Some(ev.from.clone());
-            e.recipient = Some(ev.to.clone());
-            e.reason = ev.note.as_deref().map(clip);
+            let mut e = exchange::status_changed(
+                "intel-share",
+                Some(ev.message_id),
+                &ev.from,
+                &ev.to,
+                ev.note.as_deref().map(clip),
+                ev.at_ms,
+            );
             let d = &mut e.detail;
-            d.insert("subject".into(), "intel-share".into());
             d.insert("share-id".into(), after.share_id.to_hex());
             d.insert("event".into(), ev.kind.as_str().into());
             d.insert("originator".into(), after.originator.to_string());

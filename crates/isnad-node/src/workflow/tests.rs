@@ -9,6 +9,7 @@ use isnad_mla::LifecycleError;
 
 use super::*;
 use crate::store::{Case, CaseKey};
+use isnad_log::EventType;
 
 const REQUEST: &str = r#"{"reference":"IQ-MOJ-2026-0042","requesting-authority":"Ministry of Justice",
     "subject":"Trafficking network","nature":"investigation","summary-of-facts":"Victims moved.",
