@@ -60,17 +60,32 @@
 //! the zeros; after a crash, recovery cuts them as a zero-filled tail
 //! (`spec/audit-log.md` §6.3).
 //!
-//! Tiles are the storage: a batch that completes bundles writes their
-//! bundle and hash tile files after its `fdatasync` and before it counts
-//! as durable (a failure there fails the batch like a failed sync). They
-//! are not synced then: the tail still holds the entries. Every 64 bundles
-//! the leader rotates: it syncs those files and the partial tiles at the
-//! new base, writes a new tail holding only the records after it, syncs
-//! it and renames it in place. The rotation's syncs cost one leader a few
-//! milliseconds per 16 384 entries; the tail, and so what `open` reads and
-//! hashes, stays below about 16 640 entries whatever the size of the log.
-//! Opening an entries file of the old layout ("ISNADLG1", every record)
-//! migrates it the same way; until the rename it is untouched.
+//! Tiles are the storage, written off the append path: once a batch is
+//! durable and its leader has woken the next leader and its own followers,
+//! that thread writes the bundle and hash tile files of every complete
+//! bundle up to the durable size (one thread at a time; a leader that
+//! finds another at it leaves the work to it), while the next batch is
+//! written and synced. Before, with the tiles written between a batch's
+//! `fdatasync` and its acknowledgement (and each bundle read back from the
+//! tail with two reads per entry), durable appends with 64 writers went
+//! from 6.7–8.2 to 12.3–13.0 µs each on a quiet 2-vCPU VM. The tile files
+//! are not synced then: the tail still holds the entries, and `open`
+//! writes the tiles of any complete bundle in the tail, so a crash before
+//! or while they are written loses nothing and gives the same tree. A tile
+//! write that fails poisons the log like a failed sync, without taking
+//! back what was acknowledged (a batch being written then fails with the
+//! error); [`Log::reopen`] writes the tiles before it succeeds.
+//!
+//! Every 64 bundles the tile writer prepares a rotation: it syncs those
+//! files and the partial tiles at the new base, 16 at a time (new files'
+//! syncs wait for journal commits, which syncs issued together share:
+//! 128 files in 17–44 ms instead of 72–433 ms one by one on the VM), and
+//! the next leader, after its batch's sync, writes a new tail holding only
+//! the records after the base, syncs it and renames it in place (three
+//! syncs per 16 384 entries on the append path). The tail, and so what
+//! `open` reads and hashes, stays near 16 640 entries whatever the size of
+//! the log. Opening an entries file of the old layout ("ISNADLG1", every
+//! record) migrates it the same way; until the rename it is untouched.
 //!
 //! Tree state: the right edge and a bounded cache of checked tiles
 //! ([`crate::TiledTree`]): memory does not grow with the log. Every tile
@@ -478,12 +493,12 @@ impl Log {
             _lock: lock,
         };
         // Entries of complete bundles still only in the tail (a log in the
-        // old layout, or a crash between a sync and its tiles) go to tiles
-        // now, and the tail starts after them.
+        // old layout, or a crash before their tiles were written or synced)
+        // go to tiles now, and the tail starts after them. (A clean close
+        // does this already: see `Drop`.)
         if legacy || size - base >= TILE_WIDTH {
             log.store_tiles(size)?;
-            let rotation = log.prepare_rotation(true)?;
-            if let Some(r) = rotation {
+            if let Some(r) = log.prepare_rotation(true)? {
                 log.swap_tail(r, end)?;
             }
         }
@@ -732,7 +747,8 @@ impl Log {
             Err(std::sync::TryLockError::WouldBlock) => return,
         };
         if let Err(e) = self.tile_pending(false) {
-            self.tile_failed(e);
+            // The batches were acknowledged; the next one reports the error.
+            let _ = self.tile_failed(e);
         }
     }
 
@@ -764,15 +780,16 @@ impl Log {
     /// Writing tiles after a durable batch failed: the log is poisoned like
     /// after a failed sync. If a batch is being written, it fails with the
     /// error (it is not acknowledged; [`Log::reopen`] cuts it); otherwise
-    /// the log is poisoned now and every waiting appender woken.
-    fn tile_failed(&self, e: LogError) {
+    /// the log is poisoned now, every waiting appender woken, and the error
+    /// given back.
+    fn tile_failed(&self, e: LogError) -> Option<LogError> {
         let mut st = self.lock();
         if st.failed {
-            return;
+            return Some(e);
         }
         if st.syncing {
             st.tile_error = Some(e);
-            return;
+            return None;
         }
         st.failed = true;
         for bell in &self.bells {
@@ -782,6 +799,7 @@ impl Log {
         for bell in &self.bells {
             atomic_wait::wake_all(bell);
         }
+        Some(e)
     }
 
     /// Writes the bundles and hash tiles that the first `upto` entries
@@ -973,6 +991,23 @@ impl Log {
         st.tree
             .root_at(&Reader(&self.store), size)
             .map_err(|e| in_dir(&self.dir, e))
+    }
+
+    /// Writes the tiles and bundles of every complete bundle that is
+    /// durable now, before returning. They are otherwise written just after
+    /// the batch that completes them (by its leader, see the module docs),
+    /// so the files under `tile/` may lag the durable size briefly; a
+    /// reader of the directory (the HTTP read path) calls this before it
+    /// serves the files of a checkpoint. Not synced: the tail holds the
+    /// entries until a rotation syncs their tiles. A failure poisons the
+    /// log like a failed sync ([`Log::reopen`]).
+    pub fn write_tiles(&self) -> Result<(), LogError> {
+        let _tiling = self.tiler.lock().unwrap_or_else(|p| p.into_inner());
+        if self.lock().failed {
+            return Err(LogError::Poisoned);
+        }
+        self.tile_pending(false)
+            .map_err(|e| self.tile_failed(e).unwrap_or(LogError::Poisoned))
     }
 
     /// The log directory.
@@ -1405,6 +1440,19 @@ impl Log {
 
 impl Drop for Log {
     fn drop(&mut self) {
+        // Complete bundles still in the tail go to tiles and the tail
+        // starts after them, so that the next open does not have to (it
+        // would otherwise write and sync up to 64 bundles' tiles, about a
+        // second on a loaded VM). Best effort: `open` does it otherwise.
+        let (failed, rotate, end) = {
+            let st = self.lock();
+            (st.failed, st.durable - st.base >= TILE_WIDTH, st.end)
+        };
+        if !failed && rotate && self.write_tiles().is_ok() {
+            if let Ok(Some(r)) = self.prepare_rotation(true) {
+                let _ = self.swap_tail(r, end);
+            }
+        }
         // Cut the preallocated zeros. Best effort: recovery cuts them too.
         let st = self.lock();
         if !st.failed && st.buf.is_empty() && st.allocated > st.end {

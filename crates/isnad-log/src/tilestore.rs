@@ -31,9 +31,10 @@ pub(crate) const TAIL_HEADER_LEN: u64 = 8 + 8 + 32;
 
 /// Threads that sync the files of a rotation at once. Each `fdatasync` of
 /// a new file waits for a journal commit of the file system (ext4); syncs
-/// issued together share commits. Measured on a 2-vCPU VM: 128 new files
-/// synced one after the other took 72-433 ms, by 8 threads 32-77 ms, by
-/// 32 threads 16-39 ms.
+/// issued together share commits. Measured on the 2-vCPU VM under other
+/// sessions' disk traffic: 128 new files synced one after the other took
+/// 72-433 ms, by 8 threads 32-77 ms, by 16 threads 17-44 ms, by 32 or 64
+/// threads no less (16-39 and 23-27 ms).
 const SYNC_THREADS: usize = 16;
 
 /// A file written and not yet synced, with the handle that wrote it.
