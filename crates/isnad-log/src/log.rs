@@ -805,24 +805,26 @@ impl Log {
     /// Writes the bundles and hash tiles that the first `upto` entries
     /// complete (not synced: the tail still holds the entries).
     fn store_tiles(&self, upto: u64) -> Result<(), LogError> {
-        let (tiles, tiled, offsets, tail) = {
+        // Copied under the lock, hashed outside it: appenders queue meanwhile.
+        let (snapshot, tiled, offsets, tail) = {
             let st = self.lock();
-            let tiles = st.tree.pending_tiles(upto);
-            if tiles.is_empty() {
+            if st.tree.tiled() + TILE_WIDTH > upto {
                 return Ok(());
             }
             let from = (st.tree.tiled() - st.base) as usize;
             let to = (upto - st.base) as usize;
             (
-                tiles,
+                st.tree.snapshot(upto),
                 st.tree.tiled(),
                 st.offsets[from..to].to_vec(),
                 Arc::clone(&st.tail),
             )
         };
+        let prepared = snapshot.prepare();
+        let tiles = &prepared.tiles;
         let mut paths = Vec::new();
         let mut scratch = Vec::new();
-        for (level, index, hashes) in &tiles {
+        for (level, index, hashes) in tiles {
             if *level == 0 {
                 // The bundle's first 255 records are one read: they end
                 // where the last one starts. The last one is read alone
@@ -864,7 +866,7 @@ impl Log {
             );
         }
         let mut st = self.lock();
-        st.tree.commit_tiles(upto);
+        st.tree.commit_prepared(prepared);
         st.unsynced.extend(paths);
         Ok(())
     }
