@@ -6,11 +6,17 @@
 //! 1 000 000). `ISNAD_LOG_BENCH_DIR` sets where the logs are written
 //! (default: the system temporary directory), so the disk can be chosen.
 //!
+//! `append/bound_raw_write_fdatasync` is the bound the append rates are
+//! read against: one record's bytes written and `fdatasync`'d in a loop on
+//! the same disk.
+//!
 //! `open` measures [`Log::open`] of a log of 1 000 000 entries stored as
-//! tiles (time, and resident memory the open log adds, printed), and
+//! tiles (time; printed: the resident memory of a fresh process before and
+//! after the open, and its peak), and
 //! inclusion proofs at random indexes of it. With `ISNAD_LONG=1` it also
 //! builds and opens logs of 10 000 000 and 100 000 000 entries (minutes,
-//! and about 4 and 40 GB of disk). Run as a test (`cargo test
+//! and about 1.4 and 14 GB of disk; `ISNAD_LOG_BENCH_OPEN_SIZES=10000000`
+//! picks sizes). Run as a test (`cargo test
 //! --all-targets`, no `--bench` argument) it uses 10 000 entries only.
 #![allow(clippy::unwrap_used)] // A benchmark: panics are fine.
 
@@ -41,10 +47,37 @@ fn tempdir() -> tempfile::TempDir {
 }
 
 fn appends(c: &mut Criterion) {
+    if !wanted("append") {
+        return;
+    }
     let mut g = c.benchmark_group("append");
     g.throughput(Throughput::Elements(1));
     g.measurement_time(Duration::from_secs(5));
     let dir = tempdir();
+    // The bound: one record's bytes written into a preallocated file and
+    // fdatasync'd, in a loop on one thread, on the same disk (what a lone
+    // appender waits for at least; group commit shares one per batch).
+    let record = {
+        let e = entry(1).encode().unwrap();
+        vec![0x5a; e.len() + 8]
+    };
+    let raw = {
+        use std::io::Write as _;
+        let path = dir.path().join("raw");
+        let mut f = std::fs::File::create(&path).unwrap();
+        f.write_all(&vec![0; 1 << 24]).unwrap();
+        f.sync_all().unwrap();
+        f
+    };
+    let mut at = 0u64;
+    g.bench_function("bound_raw_write_fdatasync", |b| {
+        b.iter(|| {
+            use std::os::unix::fs::FileExt as _;
+            raw.write_all_at(&record, at).unwrap();
+            raw.sync_data().unwrap();
+            at = (at + record.len() as u64) % ((1 << 24) - 4096);
+        })
+    });
     let (log, _) = Log::open(&dir.path().join("single")).unwrap();
     let mut i = 0;
     g.bench_function("durable_single_writer", |b| {
@@ -76,7 +109,36 @@ fn appends(c: &mut Criterion) {
     g.finish();
 }
 
+/// Whether the criterion filter on the command line (if any) can select
+/// benchmarks of `group`: the groups that build large logs first skip the
+/// build when it cannot (`cargo bench -p isnad-log -- append` does not
+/// build the 1 M logs).
+fn wanted(group: &str) -> bool {
+    let mut args = std::env::args().skip(1).filter(|a| !a.starts_with('-'));
+    match args.next() {
+        None => true,
+        Some(f) => f.contains(group) || group.contains(f.as_str()),
+    }
+}
+
+/// Bytes of the files under `dir`.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|it| {
+            it.filter_map(Result::ok)
+                .map(|e| match e.file_type() {
+                    Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+                    _ => e.metadata().map_or(0, |m| m.len()),
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 fn verify(c: &mut Criterion) {
+    if !wanted("verify") {
+        return;
+    }
     let n: u64 = std::env::var("ISNAD_LOG_BENCH_ENTRIES")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -124,17 +186,45 @@ fn verify(c: &mut Criterion) {
 
 /// Resident memory of this process (`VmRSS`), in KiB.
 fn rss_kib() -> u64 {
+    status_kib("VmRSS:")
+}
+
+/// A KiB figure of `/proc/self/status`.
+fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .find_map(|l| l.strip_prefix(field))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
 }
 
+/// Opens the log at `path` in this (fresh) process and prints the time,
+/// the resident memory before and after and the peak (`VmHWM`).
+fn open_fresh(path: &std::path::Path) {
+    let before = rss_kib();
+    let started = Instant::now();
+    let (log, report) = Log::open(path).unwrap();
+    let took = started.elapsed();
+    let after = rss_kib();
+    eprintln!(
+        "fresh process: open of {} entries {:.1} ms; resident {:.1} MiB before, {:.1} MiB after (log: {:.1} MiB), peak {:.1} MiB",
+        report.size,
+        took.as_secs_f64() * 1e3,
+        before as f64 / 1024.0,
+        after as f64 / 1024.0,
+        after.saturating_sub(before) as f64 / 1024.0,
+        status_kib("VmHWM:") as f64 / 1024.0
+    );
+    drop(log);
+}
+
 fn open(c: &mut Criterion) {
+    if !wanted("open") && !wanted("proof") {
+        return;
+    }
     let benching = std::env::args().any(|a| a == "--bench");
     let long = std::env::var("ISNAD_LONG").is_ok_and(|v| v == "1");
     let sizes: Vec<u64> = match (benching, long) {
@@ -142,6 +232,23 @@ fn open(c: &mut Criterion) {
         (true, false) => vec![1_000_000],
         (true, true) => vec![1_000_000, 10_000_000, 100_000_000],
     };
+    // Only some of those sizes (e.g. 10 M alone when 100 M does not fit on
+    // the disk): a comma-separated subset.
+    let sizes = match std::env::var("ISNAD_LOG_BENCH_OPEN_SIZES") {
+        Ok(only) if benching => {
+            let only: Vec<u64> = only
+                .split(',')
+                .filter_map(|s| s.trim().parse().ok())
+                .collect();
+            sizes.into_iter().filter(|n| only.contains(n)).collect()
+        }
+        _ => sizes,
+    };
+    if let Some(path) = std::env::var_os("ISNAD_LOG_BENCH_OPEN_CHILD") {
+        // The child of a size below: open in a fresh process.
+        open_fresh(std::path::Path::new(&path));
+        std::process::exit(0);
+    }
     for n in sizes {
         let dir = tempdir();
         let path = dir.path().join("log");
@@ -155,10 +262,18 @@ fn open(c: &mut Criterion) {
                 next = end;
             }
             eprintln!(
-                "built a log of {n} entries in {:.1} s",
-                started.elapsed().as_secs_f64()
+                "built a log of {n} entries in {:.1} s ({:.2} GB on disk)",
+                started.elapsed().as_secs_f64(),
+                dir_bytes(&path) as f64 / 1e9
             );
         }
+        // A fresh process: nothing of the build in its heap.
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--bench", "open_fresh_process"])
+            .env("ISNAD_LOG_BENCH_OPEN_CHILD", &path)
+            .status()
+            .unwrap();
+        assert!(child.success());
         let before = rss_kib();
         let started = Instant::now();
         let (log, _) = Log::open(&path).unwrap();

@@ -29,6 +29,15 @@ pub(crate) const TAIL_MAGIC: &[u8; 8] = b"ISNADLG2";
 /// Magic ‖ base ‖ root.
 pub(crate) const TAIL_HEADER_LEN: u64 = 8 + 8 + 32;
 
+/// Threads that sync the files of a rotation at once. Each `fdatasync` of
+/// a new file writes its inode and flushes the device's cache (on ext4
+/// with a journal: waits for a journal commit); syncs issued together
+/// overlap and share those flushes and commits. Measured on the 2-vCPU VM under other
+/// sessions' disk traffic: 128 new files synced one after the other took
+/// 72-433 ms, by 8 threads 32-77 ms, by 16 threads 17-44 ms, by 32 or 64
+/// threads no less (16-39 and 23-27 ms).
+const SYNC_THREADS: usize = 16;
+
 /// A file written and not yet synced, with the handle that wrote it.
 pub(crate) type Written = (PathBuf, Box<dyn DurableFile>);
 
@@ -77,11 +86,34 @@ impl Store {
         Ok((path, f))
     }
 
-    /// Syncs the written files and then their directories.
+    /// Syncs the written files, several at once (see [`SYNC_THREADS`]),
+    /// and then their directories.
     pub(crate) fn sync_files(&self, files: &[Written]) -> Result<(), LogError> {
+        let threads = files.len().min(SYNC_THREADS);
+        if threads > 1 {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = (0..threads)
+                    .map(|t| {
+                        s.spawn(move || {
+                            files
+                                .iter()
+                                .skip(t)
+                                .step_by(threads)
+                                .try_for_each(|(p, f)| f.sync_data().map_err(io_err("sync", p)))
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .try_for_each(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            })?;
+        } else {
+            for (p, f) in files {
+                f.sync_data().map_err(io_err("sync", p))?;
+            }
+        }
         let mut dirs = BTreeSet::new();
-        for (p, f) in files {
-            f.sync_data().map_err(io_err("sync", p))?;
+        for (p, _) in files {
             let mut d = p.parent();
             while let Some(dir) = d {
                 if !dir.starts_with(&self.dir) || !dirs.insert(dir.to_owned()) {

@@ -94,6 +94,22 @@ impl std::fmt::Debug for TiledTree {
 /// A full tile to store: tile level, index and its 256 hashes.
 pub type FullTile = (u32, u64, Vec<Hash>);
 
+/// The full tiles that storing the leaves up to a size adds, computed
+/// from a [`TiledTree::snapshot`] away from the tree (so a caller holding
+/// the tree under a lock hashes outside it): store [`PreparedTiles::tiles`],
+/// then [`TiledTree::commit_prepared`].
+#[derive(Debug, Clone)]
+pub struct PreparedTiles {
+    /// The tiles to store, level 0 first.
+    pub tiles: Vec<FullTile>,
+    /// The tree's `tiled` when the snapshot was taken.
+    from: u64,
+    /// Leaves covered once these tiles are stored.
+    tiled: u64,
+    /// The snapshot's rows after moving the tiles out.
+    rows: Vec<Vec<Hash>>,
+}
+
 impl TiledTree {
     /// An empty tree.
     pub fn new() -> Self {
@@ -174,6 +190,51 @@ impl TiledTree {
     /// `upto` are in storage; their hashes leave memory.
     pub fn commit_tiles(&mut self, upto: u64) {
         self.advance(upto);
+    }
+
+    /// A copy of the tree's right edge up to `upto` leaves, without the
+    /// tile cache: at most 255 hashes per level and the leaves not yet in
+    /// tiles, copied, nothing hashed. [`TiledTree::prepare`] it.
+    pub fn snapshot(&self, upto: u64) -> TiledTree {
+        let upto = upto.clamp(self.tiled, self.size);
+        let mut rows = Vec::with_capacity(self.rows.len());
+        rows.push(self.rows[0][..(upto - self.tiled) as usize].to_vec());
+        rows.extend(self.rows[1..].iter().cloned());
+        TiledTree {
+            size: upto,
+            tiled: self.tiled,
+            rows,
+            cache: Cache::default(),
+        }
+    }
+
+    /// The full tiles a [`TiledTree::snapshot`] completes, with what
+    /// committing them needs (the hashing happens here, once).
+    pub fn prepare(mut self) -> PreparedTiles {
+        let from = self.tiled;
+        let tiles = self.advance(self.size);
+        PreparedTiles {
+            tiles,
+            from,
+            tiled: self.tiled,
+            rows: self.rows,
+        }
+    }
+
+    /// Records that prepared tiles are in storage, without hashing again:
+    /// the tree's leaves before their end leave memory and the rows above
+    /// become the prepared ones (only storing tiles changes those). If
+    /// tiles were committed since the snapshot, or the tree was cut below
+    /// them, it advances the tree as [`TiledTree::commit_tiles`] does.
+    pub fn commit_prepared(&mut self, prepared: PreparedTiles) {
+        if prepared.from != self.tiled || prepared.tiled > self.size {
+            self.advance(prepared.tiled);
+            return;
+        }
+        self.rows[0].drain(..(prepared.tiled - self.tiled) as usize);
+        self.rows.truncate(1);
+        self.rows.extend(prepared.rows.into_iter().skip(1));
+        self.tiled = prepared.tiled;
     }
 
     /// The partial tiles at levels 1, 2, … of the tree at [`Self::tiled`]
@@ -596,6 +657,57 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Tiles prepared from a snapshot while leaves keep arriving, then
+    /// committed without hashing again, leave the tree exactly as
+    /// `commit_tiles` does: same tiles stored, same `tiled`, same roots and
+    /// proofs, and the edge rebuilds the same tree.
+    #[test]
+    fn prepared_tiles_commit_like_commit_tiles() {
+        let n = 256 * 256 + 256 * 5 + 3;
+        let (mut a, mut b) = (TiledTree::new(), TiledTree::new());
+        let (mut mem_a, mut mem_b) = (Mem::default(), Mem::default());
+        let mut full = Tree::new();
+        for i in 0..n as u32 {
+            let leaf = leaf_hash(&i.to_be_bytes());
+            full.push(leaf);
+            a.push(leaf);
+            b.push(leaf);
+            if i % 700 == 699 {
+                let upto = a.size() - 100;
+                store(&mut mem_a, a.pending_tiles(upto));
+                a.commit_tiles(upto);
+                let prepared = b.snapshot(upto).prepare();
+                // Leaves arrive between the snapshot and the commit.
+                for j in 0..3u32 {
+                    b.push(leaf_hash(&(j + 1_000_000_000).to_be_bytes()));
+                }
+                b.truncate(b.size() - 3);
+                store(&mut mem_b, prepared.tiles.clone());
+                b.commit_prepared(prepared);
+                assert_eq!(a.tiled(), b.tiled());
+            }
+        }
+        assert_eq!(mem_a.tiles, mem_b.tiles);
+        assert_eq!(a.edge(), b.edge());
+        for size in [1, 256, 65_536, 65_537, n] {
+            assert_eq!(
+                b.root_at(&mem_b, size).unwrap(),
+                full.root_at(size).unwrap()
+            );
+            assert_eq!(
+                b.inclusion_proof(&mem_b, size / 2, size).unwrap(),
+                full.inclusion_proof(size / 2, size).unwrap()
+            );
+        }
+        // A commit that is stale (tiles committed since) still advances.
+        let stale = b.snapshot(b.size()).prepare();
+        let upto = b.size();
+        store(&mut mem_b, b.pending_tiles(upto));
+        b.commit_tiles(upto);
+        b.commit_prepared(stale);
+        assert_eq!(b.root_at(&mem_b, n).unwrap(), full.root_at(n).unwrap());
     }
 
     /// A changed tile is refused when read, with its coordinates.
