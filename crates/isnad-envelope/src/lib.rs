@@ -94,7 +94,8 @@ pub use keys::{
 };
 pub use message::*;
 pub use relay::{
-    endorse, verify_hop, OpaqueBytes, Relay, RelayError, ENDORSEMENT_CONTENT_TYPE, MAX_ROUTE_LEN,
+    check_attachment_metas, endorse, verify_hop, OpaqueBytes, Relay, RelayError,
+    ENDORSEMENT_CONTENT_TYPE, MAX_ROUTE_LEN,
 };
 
 /// Converts a JSON body (as in `isnad envelope seal --payload`) to a typed

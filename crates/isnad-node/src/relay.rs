@@ -15,8 +15,8 @@
 //! [`Inner::accept_end_to_end`], then routes an end-to-end receipt back.
 
 use isnad_envelope::{
-    endorse, seal, verify_hop, AgencyId, Body, Digest, ErrorCode, Header, Kind, Message, MessageId,
-    Opened, Opener, Relay, RelayError,
+    check_attachment_metas, endorse, seal, verify_hop, AgencyId, Body, Digest, ErrorCode, Header,
+    Kind, Message, MessageId, Opened, Opener, Relay, RelayError,
 };
 use isnad_wire::Response;
 
@@ -248,6 +248,12 @@ impl Inner {
             )
             .await;
             return error_response(ErrorCode::Unauthentic, Some(id), None);
+        }
+        if let Err(e) = check_attachment_metas(&relay, opened.message.body.attachments()) {
+            tracing::info!(%peer, %id, "relayed message: {e}");
+            self.log_rejected_relayed(peer, e.code(), e.as_str(), Some(digest))
+                .await;
+            return error_response(e.code(), Some(id), None);
         }
         let hop = Hop {
             peer: peer.clone(),

@@ -45,6 +45,7 @@ fn status(to: MlaState, previous: Option<MlaState>) -> Body {
         previous,
         reason: Some("noted".into()),
         refusal_grounds: vec![],
+        attachments: Vec::new(),
         extensions: Extensions::new(),
     })
 }
