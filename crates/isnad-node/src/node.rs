@@ -1345,7 +1345,10 @@ impl Inner {
             &hop,
             plan.entries(),
             ms,
-        );
+        )
+        .with_attachments(&exchange::logged_descriptors(
+            opened.message.body.attachments(),
+        ));
         let (at, receipt) = match self.acknowledge(acceptance, secs).await {
             Ok(x) => x,
             Err(err) => {

@@ -127,6 +127,7 @@ impl Inner {
             return unavailable();
         };
         let route = relay.route.clone();
+        let metas = relay.attachments.clone();
         let (inner_kind, inner_digest, expires) =
             (relay.inner_kind, relay.inner_digest, relay.inner_expires);
         if let Err(e) = endorse(&mut relay, &self.identity.signing_key, &self.rng) {
@@ -155,10 +156,19 @@ impl Inner {
             inner_kind,
             [peer, &next],
             [digest, Digest(fwd.digest)],
+            &metas,
             ms,
         );
         let ack = Ack {
-            entry: hop_received(id, peer, &self.config.agency, digest, inner_kind, ms),
+            entry: hop_received(
+                id,
+                peer,
+                &self.config.agency,
+                digest,
+                inner_kind,
+                &metas,
+                ms,
+            ),
             id,
             to: peer.clone(),
             digest,
@@ -356,7 +366,15 @@ impl Inner {
         let unavailable =
             || error_response(ErrorCode::Unavailable, Some(rid), Some("try again later"));
         let ack = Ack {
-            entry: hop_received(rid, peer, &self.config.agency, digest, Kind::Receipt, ms),
+            entry: hop_received(
+                rid,
+                peer,
+                &self.config.agency,
+                digest,
+                Kind::Receipt,
+                &[],
+                ms,
+            ),
             id: rid,
             to: peer.clone(),
             digest,
