@@ -83,8 +83,8 @@ pub mod testing;
 
 pub use codec::MalformedReason;
 pub use envelope::{
-    seal, seal_signed, MemoryReplayGuard, OpenError, Opened, Opener, ReplayGuard, SealError,
-    SenderKey, SenderKeys, Unauthentic, UnauthenticDetail, CONTENT_TYPE,
+    seal, seal_signed, verify_evidence, MemoryReplayGuard, OpenError, Opened, Opener, ReplayGuard,
+    SealError, SenderKey, SenderKeys, Unauthentic, UnauthenticDetail, CONTENT_TYPE,
 };
 pub use isnad_types::cbor::{self, CborError};
 pub use isnad_types::{AgencyId, AgencyIdError, Limits, MessageId, RandomError, MAX_AGENCY_ID_LEN};

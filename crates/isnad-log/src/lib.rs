@@ -81,7 +81,7 @@ pub mod fuzzing;
 
 pub(crate) use isnad_tlog::audited as audited_log;
 pub use isnad_tlog::{
-    add_checkpoint, attachments, checkpoint, consistency_roots, cross_check, crosscheck,
+    add_checkpoint, attachments, checkpoint, consistency_roots, cross_check, crosscheck, custody,
     empty_root, entry, leaf_hash, merkle, node_hash, note, open_checkpoint, origin_for, report,
     tiled, tiles, verify_consistency, verify_inclusion, witness, AddCheckpoint, AuditedLog,
     AuditedLogError, Checkpoint, CheckpointError, Commitment, CommitmentSalt, Cosigned, CrossCheck,

@@ -53,6 +53,7 @@ pub mod attachments;
 pub mod audited;
 pub mod checkpoint;
 pub mod crosscheck;
+pub mod custody;
 pub mod entry;
 pub mod merkle;
 pub mod note;
