@@ -133,3 +133,27 @@ fn a_receipt_without_attachments_keeps_its_bytes() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn a_receipt_acknowledges_exactly_the_attachments_sent_in_order() -> TestResult {
+    let fixed = |l: &str| isnad_attach::testing::fixed(l, l.as_bytes(), 64, "f", "a/b");
+    let (a, _) = fixed("a")?;
+    let (b, _) = fixed("b")?;
+    let receipt = |list: &[&isnad_attach::AttachmentDescriptor]| Receipt {
+        message_id: MessageId::from_bytes([1; 16]),
+        envelope_digest: Digest([0; 32]),
+        log_index: 0,
+        received_at: 0,
+        attachments: list.iter().map(|d| ReceivedAttachment::of(d)).collect(),
+    };
+    let sent = [a.clone(), b.clone()];
+    assert!(receipt(&[&a, &b]).acknowledges(&sent));
+    assert!(!receipt(&[&b, &a]).acknowledges(&sent));
+    assert!(!receipt(&[&a]).acknowledges(&sent));
+    assert!(!receipt(&[]).acknowledges(&sent));
+    assert!(receipt(&[]).acknowledges(&[]));
+    let mut other = receipt(&[&a, &b]);
+    other.attachments[1].digest = Digest([9; 32]);
+    assert!(!other.acknowledges(&sent));
+    Ok(())
+}

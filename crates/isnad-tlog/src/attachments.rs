@@ -137,7 +137,7 @@ mod tests {
         let root = "ab".repeat(32);
         for bad in [
             String::new(),
-            format!("{root}"),
+            root.clone(),
             format!("{root}:"),
             format!("{root}:016"),
             format!("{root}:+16"),

@@ -240,9 +240,10 @@ pub fn verify(
     let sent = log
         .entries
         .iter()
-        .filter(|e| of_message(e, EventType::Sent, sender, recipient))
-        .filter(|e| e.envelope_sha256 == Some(r.envelope_digest.0))
-        .next_back()
+        .rfind(|e| {
+            of_message(e, EventType::Sent, sender, recipient)
+                && e.envelope_sha256 == Some(r.envelope_digest.0)
+        })
         .ok_or(CustodyError::EntryMissing {
             what: "sent",
             at: None,

@@ -525,6 +525,20 @@ pub struct Receipt {
     pub attachments: Vec<ReceivedAttachment>,
 }
 
+impl Receipt {
+    /// True if this receipt acknowledges exactly the attachments `sent`,
+    /// in their order (spec/protocol.md §4.4b): what the sender checks
+    /// before it takes the receipt as proof of what was received.
+    pub fn acknowledges(&self, sent: &[AttachmentDescriptor]) -> bool {
+        self.attachments.len() == sent.len()
+            && self
+                .attachments
+                .iter()
+                .zip(sent)
+                .all(|(r, d)| *r == ReceivedAttachment::of(d))
+    }
+}
+
 /// Most attachments one message carries (spec/protocol.md §8): every
 /// attachment's ciphertext root and size must fit in one audit-log detail
 /// value of 1024 bytes (spec/audit-log.md §2.3).
