@@ -448,4 +448,44 @@ mod tests {
         );
         assert_eq!(answer.withdraw.len(), 1);
     }
+
+    /// Every acknowledged entry of a message with attachments records them,
+    /// and so does each `receipt-sent` (spec/audit-log.md §2.5); the tail
+    /// does not.
+    #[test]
+    fn attachments_are_recorded_on_the_received_and_receipt_sent_entries() {
+        let (me, from, relay) = (agency("xx.rcpt"), agency("yy.send"), agency("zz.relay"));
+        let list = [LoggedAttachment {
+            ciphertext_root: [5; 32],
+            ciphertext_size: 316,
+        }];
+        for via in [vec![], vec![from.clone(), relay.clone(), me.clone()]] {
+            let hop = Hop {
+                peer: if via.is_empty() { from.clone() } else { relay.clone() },
+                digest: Digest([2; 32]),
+                via,
+            };
+            let tail = vec![Entry::new(EventType::StatusChanged, 3)];
+            let a = accept(
+                &me,
+                &header(&from, &me),
+                Kind::MlaRequest,
+                Digest([1; 32]),
+                &hop,
+                tail,
+                3,
+            )
+            .with_attachments(&list);
+            let e = a.entries(0);
+            let (acked, tail) = e.split_at(e.len() - 1);
+            for x in acked {
+                assert!(
+                    matches!(x.event, EventType::Received | EventType::ReceiptSent),
+                    "{x:?}"
+                );
+                assert_eq!(x.attachments(), Ok(list.to_vec()), "{x:?}");
+            }
+            assert_eq!(tail[0].attachments(), Ok(vec![]));
+        }
+    }
 }
