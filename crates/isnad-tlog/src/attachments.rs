@@ -151,4 +151,31 @@ mod tests {
         }
         assert_eq!(parse(&format!("{root}:0")), Ok(vec![at(0xab, 0)]));
     }
+
+    #[test]
+    fn an_entry_with_a_malformed_list_neither_encodes_nor_decodes() {
+        use crate::entry::{Entry, EntryError, EventType};
+        let mut e = Entry::new(EventType::Received, 1);
+        e.message_id = Some(isnad_types::MessageId::from_bytes([1; 16]));
+        e.sender = isnad_types::AgencyId::new("iq.moj.ca").ok();
+        e.recipient = isnad_types::AgencyId::new("fr.mj.bepi").ok();
+        e.envelope_sha256 = Some([2; 32]);
+        e.set_attachments(&[at(0xab, 316)]);
+        let good = e.encode().unwrap_or_default();
+        assert_eq!(
+            Entry::decode(&good).map(|d| d.attachments()),
+            Ok(Ok(vec![at(0xab, 316)]))
+        );
+        // The same bytes with "316" made "016": same length, not the form.
+        let at316 = good.windows(3).position(|w| w == b"316").unwrap_or(0);
+        let mut bad = good.clone();
+        bad[at316] = b'0';
+        assert!(matches!(
+            Entry::decode(&bad),
+            Err(EntryError::Attachments(_))
+        ));
+        e.detail
+            .insert(ATTACHMENTS_DETAIL_KEY.into(), "ab:1".into());
+        assert!(matches!(e.encode(), Err(EntryError::Attachments(_))));
+    }
 }

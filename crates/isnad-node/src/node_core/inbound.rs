@@ -461,7 +461,11 @@ mod tests {
         }];
         for via in [vec![], vec![from.clone(), relay.clone(), me.clone()]] {
             let hop = Hop {
-                peer: if via.is_empty() { from.clone() } else { relay.clone() },
+                peer: if via.is_empty() {
+                    from.clone()
+                } else {
+                    relay.clone()
+                },
                 digest: Digest([2; 32]),
                 via,
             };
