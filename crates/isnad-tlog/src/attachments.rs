@@ -75,7 +75,7 @@ pub fn format(list: &[LoggedAttachment]) -> Option<String> {
     )
 }
 
-/// Parses a detail value written by [`format`]; only that exact form.
+/// Parses a detail value written by [`format()`]; only that exact form.
 pub fn parse(value: &str) -> Result<Vec<LoggedAttachment>, AttachmentsDetailError> {
     let items: Vec<&str> = value.split(',').collect();
     if items.len() > MAX_LOGGED_ATTACHMENTS || value.is_empty() {
