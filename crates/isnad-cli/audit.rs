@@ -9,7 +9,7 @@
 //! takes it), `--verifier-key` the public key an auditor trusts. The old
 //! `--log-key` (both meanings) is a hidden, deprecated alias of each.
 
-mod crosscheck;
+pub(crate) mod crosscheck;
 mod sync;
 
 use std::io::{IsTerminal as _, Write as _};

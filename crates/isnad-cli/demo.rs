@@ -582,6 +582,7 @@ fn mla_request() -> Body {
         deadline: Some(Deadline { date: "2026-12-15".into(), reason: Some("trial date".into()) }),
         legal_basis: vec!["UNTOC art. 18".into()],
         case_references: vec![CaseReference { authority: "Baghdad Investigative Court".into(), reference: "2026/117".into() }],
+        attachments: Vec::new(),
         extensions: Extensions::new(),
     }))
 }
@@ -606,6 +607,7 @@ fn intel() -> Body {
         }],
         originator: None,
         permission: None,
+        attachments: Vec::new(),
         extensions: Extensions::new(),
     }))
 }

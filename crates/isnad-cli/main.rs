@@ -18,6 +18,7 @@ mod client;
 mod demo;
 mod directory;
 mod envelope;
+mod evidence;
 mod exit;
 mod keys;
 mod manual;
@@ -53,6 +54,9 @@ enum Command {
     /// Export, verify and prove the audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Prove a file is an attachment the recipient acknowledged (offline).
+    #[command(subcommand)]
+    Evidence(evidence::EvidenceCommand),
     /// Create, sign and inspect national directories.
     #[command(subcommand)]
     Directory(directory::DirectoryCommand),
@@ -136,6 +140,7 @@ fn main() -> std::process::ExitCode {
         Command::Keygen(args) => keys::run(args),
         Command::Envelope(cmd) => envelope::run(cmd),
         Command::Audit(cmd) => audit::run(cmd),
+        Command::Evidence(cmd) => evidence::run(cmd),
         Command::Directory(cmd) => directory::run(cmd),
         Command::Trust(cmd) => trust::run(cmd),
         Command::Send(a) => client::send(a),

@@ -62,6 +62,8 @@ mod tree;
 
 #[doc(hidden)]
 pub mod fuzzing;
+#[doc(hidden)]
+pub mod testing;
 
 pub use descriptor::{
     AttachmentDescriptor, AttachmentMeta, FileName, MediaType, MAX_DESCRIPTOR_LEN,

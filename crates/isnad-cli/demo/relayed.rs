@@ -155,6 +155,7 @@ pub(super) fn status(request_id: MessageId, to: MlaState, reason: Option<&str>) 
         reason: reason.map(str::to_owned),
         refusal_grounds: vec![],
         previous: None,
+        attachments: Vec::new(),
         extensions: Extensions::new(),
     })
 }

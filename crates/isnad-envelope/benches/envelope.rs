@@ -31,6 +31,7 @@ fn message(me: &AgencyId, them: &AgencyId, rng: &SystemRandom) -> Message {
             entities: vec![],
             originator: None,
             permission: None,
+            attachments: Vec::new(),
             extensions: Extensions::new(),
         })),
     }

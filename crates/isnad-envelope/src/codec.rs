@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::message::{
     Body, ErrorBody, Extensions, Header, IntelCorrection, IntelRetraction, IntelShare, Kind,
     Message, MlaRequest, MlaState, MlaStatus, PermissionAnswer, PermissionRequest, Receipt,
-    PROTOCOL_VERSION,
+    MAX_ATTACHMENTS, PROTOCOL_VERSION,
 };
 use crate::relay::Relay;
 use crate::{cbor, AgencyId, Limits, MessageId};
@@ -287,6 +287,7 @@ fn validate_body(body: &Body) -> Result<(), String> {
                     check_date(d)?;
                 }
             }
+            check_attachments(&r.attachments)?;
         }
         Body::MlaStatus(s) => {
             let refused = s.status == MlaState::Refused;
@@ -296,6 +297,10 @@ fn validate_body(body: &Body) -> Result<(), String> {
             if !refused && !s.refusal_grounds.is_empty() {
                 return Err("refusal-grounds are only allowed with status refused".into());
             }
+            if s.status != MlaState::ResultsTransmitted && !s.attachments.is_empty() {
+                return Err("attachments are only allowed with status results-transmitted".into());
+            }
+            check_attachments(&s.attachments)?;
         }
         Body::IntelShare(s) => {
             if !(1..=4).contains(&s.information_grading) {
@@ -304,6 +309,7 @@ fn validate_body(body: &Body) -> Result<(), String> {
             if s.permission.is_some() && s.originator.is_none() {
                 return Err("permission is only allowed with originator".into());
             }
+            check_attachments(&s.attachments)?;
         }
         Body::PermissionRequest(p) => non_empty("purpose", &p.purpose)?,
         Body::IntelRetraction(r) => non_empty("reason", &r.reason)?,
@@ -311,10 +317,48 @@ fn validate_body(body: &Body) -> Result<(), String> {
             non_empty("content", &c.content)?;
             non_empty("reason", &c.reason)?;
         }
-        Body::Receipt(_) | Body::Error(_) | Body::PermissionAnswer(_) => {}
+        Body::Receipt(r) => {
+            if r.attachments.len() > MAX_ATTACHMENTS {
+                return Err(format!("more than {MAX_ATTACHMENTS} attachments"));
+            }
+        }
+        Body::Error(_) | Body::PermissionAnswer(_) => {}
         Body::Relay(r) => r.check_shape()?,
     }
     Ok(())
+}
+
+/// At most [`MAX_ATTACHMENTS`], no ciphertext root twice (each descriptor
+/// is checked by its own decoder, spec/attachments.md §6.1).
+pub(crate) fn check_attachments<T: AttachmentRoot>(list: &[T]) -> Result<(), String> {
+    if list.len() > MAX_ATTACHMENTS {
+        return Err(format!("more than {MAX_ATTACHMENTS} attachments"));
+    }
+    for (i, a) in list.iter().enumerate() {
+        if list[..i].iter().any(|b| b.root() == a.root()) {
+            return Err(format!(
+                "attachment {i} repeats the ciphertext root of an earlier one"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What identifies an attachment in transit: its ciphertext root.
+pub(crate) trait AttachmentRoot {
+    fn root(&self) -> [u8; 32];
+}
+
+impl AttachmentRoot for isnad_attach::AttachmentDescriptor {
+    fn root(&self) -> [u8; 32] {
+        *self.ciphertext_root().as_bytes()
+    }
+}
+
+impl AttachmentRoot for isnad_attach::AttachmentMeta {
+    fn root(&self) -> [u8; 32] {
+        *self.ciphertext_root().as_bytes()
+    }
 }
 
 fn non_empty(name: &str, s: &str) -> Result<(), String> {

@@ -491,88 +491,134 @@ impl Opener<'_> {
         senders: &dyn SenderKeys,
         now: Option<u64>,
     ) -> Result<Opened, OpenError> {
-        let limits = &self.limits;
-        // 5. the COSE_Sign1 inside.
-        let (sign1, alg, signer) = parse_sign1(&signed, CONTENT_TYPE, limits).map_err(malformed)?;
-        let payload = sign1
-            .payload
-            .as_deref()
-            .ok_or(cose("detached payload is not supported"))?;
-        // 6. signer key, 7. signature over the bytes as received.
-        let sender_key = senders
-            .sender_key(&signer)
-            .ok_or(unauthentic(UnauthenticDetail::UnknownSenderKey))?;
-        if sender_key.key.algorithm().cose_alg() != alg {
-            return Err(unauthentic(UnauthenticDetail::AlgorithmMismatch));
-        }
-        sign1
-            .verify_signature(&[], |sig, data| {
-                if sender_key.key.verify(data, sig) {
-                    Ok(())
-                } else {
-                    Err(())
-                }
-            })
-            .map_err(|()| unauthentic(UnauthenticDetail::BadSignature))?;
-        // 8. claims.
-        let claims = codec::decode_claims(payload, limits).map_err(malformed)?;
-        if claims.version != PROTOCOL_VERSION {
-            return Err(OpenError::UnsupportedVersion {
-                version: claims.version,
-                id: claims.header.id,
-            });
-        }
-        let h = claims.header;
-        // 9. the signer owns the sender id, its key was valid at creation
-        // and, if revoked, the message arrived before the revocation and its
-        // grace (`now` is the time of receipt; re-reading skips that).
-        if sender_key.agency != h.sender {
-            return Err(unauthentic(UnauthenticDetail::SenderMismatch));
-        }
-        sender_key
-            .authenticates(h.created, now, limits)
-            .map_err(unauthentic)?;
-        // 10. addressed to me.
-        if &h.recipient != self.me {
-            return Err(OpenError::Misaddressed {
-                recipient: h.recipient,
+        verify_signed_as(
+            Some(self.me),
+            &self.limits,
+            signed,
+            envelope_digest,
+            senders,
+            now,
+        )
+    }
+}
+
+/// Verifies a signed-only message kept as evidence (a receipt an auditor
+/// reads long after it expired, spec/attachments.md §6.4): the signature
+/// over the bytes as given, the signer's key and agency, the key's validity
+/// when the message was created, the claims and the body — every check of
+/// [`Opener::open_signed`] except the time checks and the addressee, which
+/// the caller compares with what it expects (`message.header.recipient`).
+pub fn verify_evidence(
+    signed: &[u8],
+    senders: &dyn SenderKeys,
+    limits: &Limits,
+) -> Result<Opened, OpenError> {
+    if signed.len() > limits.max_envelope_bytes {
+        return Err(OpenError::TooLarge {
+            size: signed.len(),
+            max: limits.max_envelope_bytes,
+        });
+    }
+    verify_signed_as(
+        None,
+        limits,
+        signed.to_vec(),
+        Digest::sha256(signed),
+        senders,
+        None,
+    )
+}
+
+/// Steps 5–12 of spec/protocol.md §5.2 for the COSE_Sign1 `signed`; the
+/// addressee is checked when `me` is given, the time when `now` is.
+fn verify_signed_as(
+    me: Option<&AgencyId>,
+    limits: &Limits,
+    signed: Vec<u8>,
+    envelope_digest: Digest,
+    senders: &dyn SenderKeys,
+    now: Option<u64>,
+) -> Result<Opened, OpenError> {
+    // 5. the COSE_Sign1 inside.
+    let (sign1, alg, signer) = parse_sign1(&signed, CONTENT_TYPE, limits).map_err(malformed)?;
+    let payload = sign1
+        .payload
+        .as_deref()
+        .ok_or(cose("detached payload is not supported"))?;
+    // 6. signer key, 7. signature over the bytes as received.
+    let sender_key = senders
+        .sender_key(&signer)
+        .ok_or(unauthentic(UnauthenticDetail::UnknownSenderKey))?;
+    if sender_key.key.algorithm().cose_alg() != alg {
+        return Err(unauthentic(UnauthenticDetail::AlgorithmMismatch));
+    }
+    sign1
+        .verify_signature(&[], |sig, data| {
+            if sender_key.key.verify(data, sig) {
+                Ok(())
+            } else {
+                Err(())
+            }
+        })
+        .map_err(|()| unauthentic(UnauthenticDetail::BadSignature))?;
+    // 8. claims.
+    let claims = codec::decode_claims(payload, limits).map_err(malformed)?;
+    if claims.version != PROTOCOL_VERSION {
+        return Err(OpenError::UnsupportedVersion {
+            version: claims.version,
+            id: claims.header.id,
+        });
+    }
+    let h = claims.header;
+    // 9. the signer owns the sender id, its key was valid at creation
+    // and, if revoked, the message arrived before the revocation and its
+    // grace (`now` is the time of receipt; re-reading skips that).
+    if sender_key.agency != h.sender {
+        return Err(unauthentic(UnauthenticDetail::SenderMismatch));
+    }
+    sender_key
+        .authenticates(h.created, now, limits)
+        .map_err(unauthentic)?;
+    // 10. addressed to me.
+    if me.is_some_and(|me| &h.recipient != me) {
+        return Err(OpenError::Misaddressed {
+            recipient: h.recipient,
+            id: h.id,
+        });
+    }
+    // 11. lifetime and time.
+    if !lifetime_ok(&h, limits) {
+        return Err(malformed(MalformedReason::Lifetime(
+            limits.max_lifetime_secs,
+        )));
+    }
+    if let Some(now) = now {
+        if h.created > now.saturating_add(limits.max_clock_skew_secs) {
+            return Err(OpenError::NotYetValid {
+                created: h.created,
+                now,
                 id: h.id,
             });
         }
-        // 11. lifetime and time.
-        if !lifetime_ok(&h, limits) {
-            return Err(malformed(MalformedReason::Lifetime(
-                limits.max_lifetime_secs,
-            )));
+        if now >= h.expires {
+            return Err(OpenError::Expired {
+                expires: h.expires,
+                now,
+                id: h.id,
+            });
         }
-        if let Some(now) = now {
-            if h.created > now.saturating_add(limits.max_clock_skew_secs) {
-                return Err(OpenError::NotYetValid {
-                    created: h.created,
-                    now,
-                    id: h.id,
-                });
-            }
-            if now >= h.expires {
-                return Err(OpenError::Expired {
-                    expires: h.expires,
-                    now,
-                    id: h.id,
-                });
-            }
-        }
-        // 12. body.
-        let kind = claims
-            .kind
-            .ok_or_else(|| malformed(MalformedReason::UnknownKind(claims.kind_name)))?;
-        let body = codec::decode_body(kind, claims.body).map_err(malformed)?;
-        Ok(Opened {
-            message: Message { header: h, body },
-            signer,
-            envelope_digest,
-            signed,
-        })
     }
+    // 12. body.
+    let kind = claims
+        .kind
+        .ok_or_else(|| malformed(MalformedReason::UnknownKind(claims.kind_name)))?;
+    let body = codec::decode_body(kind, claims.body).map_err(malformed)?;
+    Ok(Opened {
+        message: Message { header: h, body },
+        signer,
+        envelope_digest,
+        signed,
+    })
 }
 
 /// Parses a tagged COSE_Sign1 whose protected header is exactly

@@ -41,6 +41,8 @@ pub fn open(data: &[u8]) {
 pub fn open_signed(data: &[u8]) {
     with_opener(|opener, senders| {
         let _ = opener.open_signed(data, 1_800_000_000, senders);
+        // A receipt kept as evidence (`isnad evidence verify`).
+        let _ = crate::verify_evidence(data, senders, &Limits::default());
     });
 }
 
@@ -94,5 +96,6 @@ pub fn relay_body(data: &[u8]) {
     for (i, me) in relay.route.iter().enumerate().skip(1) {
         let _ = crate::verify_hop(&relay, me, &relay.route[i - 1], &keys, 1_800_000_000);
     }
+    let _ = crate::check_attachment_metas(&relay, &[]);
     let _ = relay.to_cbor();
 }

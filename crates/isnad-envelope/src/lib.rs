@@ -83,8 +83,8 @@ pub mod testing;
 
 pub use codec::MalformedReason;
 pub use envelope::{
-    seal, seal_signed, MemoryReplayGuard, OpenError, Opened, Opener, ReplayGuard, SealError,
-    SenderKey, SenderKeys, Unauthentic, UnauthenticDetail, CONTENT_TYPE,
+    seal, seal_signed, verify_evidence, MemoryReplayGuard, OpenError, Opened, Opener, ReplayGuard,
+    SealError, SenderKey, SenderKeys, Unauthentic, UnauthenticDetail, CONTENT_TYPE,
 };
 pub use isnad_types::cbor::{self, CborError};
 pub use isnad_types::{AgencyId, AgencyIdError, Limits, MessageId, RandomError, MAX_AGENCY_ID_LEN};
@@ -94,7 +94,8 @@ pub use keys::{
 };
 pub use message::*;
 pub use relay::{
-    endorse, verify_hop, OpaqueBytes, Relay, RelayError, ENDORSEMENT_CONTENT_TYPE, MAX_ROUTE_LEN,
+    check_attachment_metas, endorse, verify_hop, OpaqueBytes, Relay, RelayError,
+    ENDORSEMENT_CONTENT_TYPE, MAX_ROUTE_LEN,
 };
 
 /// Converts a JSON body (as in `isnad envelope seal --payload`) to a typed

@@ -58,6 +58,18 @@ pub enum Body {
 }
 
 impl Body {
+    /// The attachments this body lists (spec/attachments.md §6.3): those of
+    /// an `mla-request`, an `mla-status` with `results-transmitted` or an
+    /// `intel-share`; none for every other kind.
+    pub fn attachments(&self) -> &[isnad_attach::AttachmentDescriptor] {
+        match self {
+            Self::MlaRequest(b) => &b.attachments,
+            Self::MlaStatus(b) => &b.attachments,
+            Self::IntelShare(b) => &b.attachments,
+            _ => &[],
+        }
+    }
+
     /// The message kind of this body.
     pub fn kind(&self) -> Kind {
         match self {

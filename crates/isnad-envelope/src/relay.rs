@@ -18,6 +18,7 @@
 use std::fmt;
 
 use ciborium::value::Value;
+use isnad_attach::{AttachmentDescriptor, AttachmentMeta};
 use ring::rand::SecureRandom;
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
@@ -63,6 +64,11 @@ pub struct Relay {
     pub endorsements: Vec<OpaqueBytes>,
     /// The end-to-end envelope, exactly as the originator sealed it.
     pub inner: OpaqueBytes,
+    /// What relays see of the inner message's attachments, in the order of
+    /// its body (spec/relay.md §3a): ciphertext root and sizes, no key.
+    /// Endorsed with the rest; omitted when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<AttachmentMeta>,
 }
 
 /// What each endorsement signs (messages.cddl `relay-statement`).
@@ -75,6 +81,8 @@ struct Statement {
     inner_kind: Kind,
     inner_expires: u64,
     inner_digest: Digest,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    attachments: Vec<AttachmentMeta>,
 }
 
 /// Why a relay hop is not acceptable (spec/relay.md §6).
@@ -124,6 +132,12 @@ pub enum RelayError {
     /// `inner-digest` is not the SHA-256 of `inner`.
     #[error("inner envelope does not match its digest")]
     DigestMismatch,
+    /// The attachment metadata the hops carried is not that of the
+    /// attachments in the inner message's signed body (checked by the final
+    /// recipient, spec/relay.md §3a): the originator's node built the hop
+    /// wrongly, since the endorsements bind the metadata.
+    #[error("the relayed attachment metadata does not match the inner message's attachments")]
+    AttachmentsMismatch,
     // --- authentic but too late ---
     /// The inner message expired.
     #[error("relayed message expired at {expires} (now {now})")]
@@ -156,6 +170,7 @@ impl RelayError {
             Self::BadEndorsement { .. } => "bad-endorsement",
             Self::StatementMismatch { .. } => "tampered-metadata",
             Self::DigestMismatch => "digest-mismatch",
+            Self::AttachmentsMismatch => "attachments-mismatch",
             Self::Expired { .. } => "expired",
         }
     }
@@ -179,6 +194,7 @@ impl Relay {
             inner_digest: Digest::sha256(&inner),
             endorsements: Vec::new(),
             inner: OpaqueBytes(inner),
+            attachments: Vec::new(),
         }
     }
 
@@ -252,7 +268,18 @@ impl Relay {
         if self.inner.0.is_empty() {
             return Err("inner envelope is empty".into());
         }
-        Ok(())
+        if !self.attachments.is_empty()
+            && !matches!(
+                self.inner_kind,
+                Kind::MlaRequest | Kind::MlaStatus | Kind::IntelShare
+            )
+        {
+            return Err(format!(
+                "an inner {} carries no attachments",
+                self.inner_kind.as_str()
+            ));
+        }
+        crate::codec::check_attachments(&self.attachments)
     }
 
     fn statement(&self, hop: usize) -> Statement {
@@ -263,7 +290,29 @@ impl Relay {
             inner_kind: self.inner_kind,
             inner_expires: self.inner_expires,
             inner_digest: self.inner_digest,
+            attachments: self.attachments.clone(),
         }
+    }
+}
+
+/// The final recipient's check of spec/relay.md §3a: the metadata the hops
+/// carried (and endorsed) is exactly the relay-visible part of the
+/// attachments in the inner message's signed body, same count, same order
+/// (spec/attachments.md §6.2). Call it after opening the inner envelope.
+pub fn check_attachment_metas(
+    relay: &Relay,
+    inner: &[AttachmentDescriptor],
+) -> Result<(), RelayError> {
+    let same = relay.attachments.len() == inner.len()
+        && relay
+            .attachments
+            .iter()
+            .zip(inner)
+            .all(|(m, d)| *m == d.meta());
+    if same {
+        Ok(())
+    } else {
+        Err(RelayError::AttachmentsMismatch)
     }
 }
 
@@ -557,6 +606,73 @@ mod tests {
         assert!(r.check_shape().is_err());
         let mut r = endorsed(&c, 3)?;
         assert!(endorse(&mut r, &c.keys[3], &SystemRandom::new()).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn attachment_metadata_is_endorsed_shaped_and_matched() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let c = chain()?;
+        let rng = SystemRandom::new();
+        let (report, _) =
+            isnad_attach::testing::fixed("r", &[1; 300], 64, "r.pdf", "application/pdf")?;
+        let (video, _) = isnad_attach::testing::fixed("v", &[2; 70], 64, "v.mp4", "video/mp4")?;
+        let mut r = Relay::new(
+            c.ids.clone(),
+            MessageId::from_bytes([7; 16]),
+            Kind::MlaRequest,
+            2_000,
+            vec![0xd8, 0x60, 0x80],
+        );
+        r.attachments = vec![report.meta(), video.meta()];
+        for k in &c.keys[..3] {
+            endorse(&mut r, k, &rng)?;
+        }
+        // Carried through the codec and verified at the last hop.
+        let body = crate::Body::Relay(Box::new(r.clone()));
+        let back = crate::codec::decode_body(Kind::Relay, crate::codec::encode_body(&body)?)?;
+        assert_eq!(back, body);
+        assert_eq!(
+            verify_hop(&r, &c.ids[3], &c.ids[2], &c.directory, 1_000),
+            Ok(3)
+        );
+        // The final recipient matches them against the inner body's descriptors.
+        assert_eq!(
+            check_attachment_metas(&r, &[report.clone(), video.clone()]),
+            Ok(())
+        );
+        for wrong in [
+            vec![video.clone(), report.clone()],
+            vec![report.clone()],
+            vec![],
+        ] {
+            assert_eq!(
+                check_attachment_metas(&r, &wrong),
+                Err(RelayError::AttachmentsMismatch)
+            );
+        }
+        // A relay that drops or swaps a meta breaks every endorsement.
+        let mut dropped = r.clone();
+        dropped.attachments.pop();
+        assert_eq!(
+            verify_hop(&dropped, &c.ids[3], &c.ids[2], &c.directory, 1_000),
+            Err(RelayError::StatementMismatch { hop: 0 })
+        );
+        // Shape: none on a receipt, none twice, at most eight.
+        let mut s = r.clone();
+        s.inner_kind = Kind::Receipt;
+        assert!(s.check_shape().is_err());
+        let mut s = r.clone();
+        s.attachments = vec![report.meta(), report.meta()];
+        assert!(s.check_shape().is_err());
+        let mut s = r.clone();
+        s.attachments = (0..9u8)
+            .map(|i| isnad_attach::testing::fixed(&i.to_string(), &[i], 64, "p", "a/b"))
+            .map(|x| x.map(|(d, _)| d.meta()))
+            .collect::<Result<_, _>>()?;
+        assert!(s.check_shape().is_err());
+        s.attachments.pop();
+        assert!(s.check_shape().is_ok());
         Ok(())
     }
 }

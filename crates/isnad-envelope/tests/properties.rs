@@ -57,6 +57,7 @@ fn intel(summary: String, content: String, grading: u8, id: [u8; 16]) -> Body {
         entities: vec![],
         originator: None,
         permission: None,
+        attachments: Vec::new(),
         extensions: Extensions::new(),
     }))
 }
@@ -183,6 +184,7 @@ fn signed_only_messages_verify_and_reject_tampering() {
             envelope_digest: Digest::sha256(b"x"),
             log_index: 7,
             received_at: 1_800_000_000,
+            attachments: Vec::new(),
         }),
     };
     let opener = Opener {

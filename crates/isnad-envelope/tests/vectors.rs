@@ -261,6 +261,7 @@ mod generate {
                 authority: "Baghdad Investigative Court".into(),
                 reference: "2026/117".into(),
             }],
+            attachments: Vec::new(),
             extensions: Extensions::new(),
         }))
     }
@@ -283,6 +284,7 @@ mod generate {
             }],
             originator: None,
             permission: None,
+            attachments: Vec::new(),
             extensions: Extensions::new(),
         }))
     }
@@ -424,6 +426,7 @@ fn regenerate_vectors() -> TestResult {
             envelope_digest: Digest::sha256(b"envelope"),
             log_index: 41,
             received_at: NOW - 120,
+            attachments: Vec::new(),
         }),
     )?;
     ok(
@@ -437,6 +440,7 @@ fn regenerate_vectors() -> TestResult {
             reason: Some("dual criminality not met".into()),
             refusal_grounds: vec![RefusalGround::DualCriminality],
             previous: None,
+            attachments: Vec::new(),
             extensions: Extensions::new(),
         }),
     )?;
@@ -927,6 +931,7 @@ fn regenerate_case_vectors() -> TestResult {
             previous: Some(MlaState::UnderReview),
             reason: Some("please state the account numbers".into()),
             refusal_grounds: vec![],
+            attachments: Vec::new(),
             extensions: Extensions::new(),
         }),
     )?;
@@ -1018,10 +1023,211 @@ fn regenerate_case_vectors() -> TestResult {
             previous: Some(MlaState::Delivered),
             reason: None,
             refusal_grounds: vec![],
+            attachments: Vec::new(),
             extensions: Extensions::new(),
         }),
         "previous",
         Some(Value::Text("teleported".into())),
+    )?;
+    Ok(())
+}
+
+/// Writes only the attachment vectors (spec/protocol.md §12.3, bodies with
+/// `attachments`, receipts binding them), so older files keep their bytes.
+/// `ISNAD_WRITE_ATTACHMENT_VECTORS=1`.
+#[test]
+#[ignore = "writes the attachment vectors; run with ISNAD_WRITE_ATTACHMENT_VECTORS=1"]
+fn regenerate_attachment_vectors() -> TestResult {
+    use ciborium::value::Value;
+    use generate::*;
+    use isnad_envelope::testing::{deterministic, encrypt_raw, sign_raw_claims};
+    if std::env::var("ISNAD_WRITE_ATTACHMENT_VECTORS").as_deref() != Ok("1") {
+        return Ok(());
+    }
+    let rng = ring::rand::SystemRandom::new();
+    let a = party(
+        "iq.moi.ahtd",
+        SignatureAlgorithm::Ed25519,
+        EncryptionCurve::P256,
+    )?;
+    let c = party(
+        "fr.pn.ocrtis",
+        SignatureAlgorithm::Ed25519,
+        EncryptionCurve::X25519,
+    )?;
+    let report = isnad_attach::testing::fixed(
+        "extraction-report",
+        &[0x5a; 300],
+        64,
+        "extraction-report.pdf",
+        "application/pdf",
+    )?
+    .0;
+    let video = isnad_attach::testing::fixed("cctv", &[], 64, "cctv.mp4", "video/mp4")?.0;
+    let results = |attachments: Vec<isnad_attach::AttachmentDescriptor>| {
+        Body::MlaStatus(MlaStatus {
+            request_id: MessageId::from_bytes([2; 16]),
+            status: MlaState::ResultsTransmitted,
+            previous: Some(MlaState::InExecution),
+            reason: Some("phone extraction and CCTV".into()),
+            refusal_grounds: vec![],
+            attachments,
+            extensions: Extensions::new(),
+        })
+    };
+    write_ok(
+        "ok-ed25519-p256-mla-status-attachments",
+        "mla-status results-transmitted with two attachments (one empty file)",
+        &c,
+        &a,
+        results(vec![report.clone(), video.clone()]),
+        &rng,
+    )?;
+    let mut request = mla_request();
+    if let Body::MlaRequest(r) = &mut request {
+        let letter = isnad_attach::testing::fixed(
+            "letter",
+            b"Letter of request, signed and sealed.",
+            64,
+            "letter-of-request.pdf",
+            "application/pdf",
+        )?
+        .0;
+        r.attachments = vec![letter];
+    }
+    write_ok(
+        "ok-ed25519-x25519-mla-request-attachment",
+        "mla-request with the letter of request attached",
+        &a,
+        &c,
+        request,
+        &rng,
+    )?;
+    let mut share = intel();
+    if let Body::IntelShare(s) = &mut share {
+        s.attachments = vec![video.clone()];
+    }
+    write_ok(
+        "ok-ed25519-x25519-intel-share-attachment",
+        "intel-share with one attachment",
+        &a,
+        &c,
+        share,
+        &rng,
+    )?;
+    let receipt = Body::Receipt(Receipt {
+        message_id: MessageId::from_bytes([3; 16]),
+        envelope_digest: Digest([0xab; 32]),
+        log_index: 41,
+        received_at: NOW - 120,
+        attachments: vec![
+            ReceivedAttachment::of(&report),
+            ReceivedAttachment::of(&video),
+        ],
+    });
+    write_ok(
+        "ok-ed25519-p256-receipt-attachments",
+        "receipt binding the digest, size, ciphertext root and size of two attachments",
+        &a,
+        &c,
+        receipt.clone(),
+        &rng,
+    )?;
+
+    // Negative: bodies that break the attachment rules, each signed and
+    // encrypted correctly.
+    let neg = |name: &str, desc: &str, body: Body, key: &str, value: Value| -> TestResult {
+        let m = msg(&c, &a.agency, body)?;
+        let mut cv = claims_value(&m)?;
+        if let Value::Map(entries) = &mut cv {
+            for (k, v) in entries.iter_mut() {
+                if k.as_text() == Some("body") {
+                    map_set(v, key, value.clone());
+                }
+            }
+        }
+        let signed = sign_raw_claims(&deterministic(&cv), &c.sign, &rng)?;
+        let env = encrypt_raw(&signed, a.enc.public_key(), &rng)?;
+        let v = json!({ "description": desc, "expect": { "error": "malformed" } });
+        write(name, v, &c, &a, &env)
+    };
+    let descriptor_value = |d: &isnad_attach::AttachmentDescriptor| -> Result<Value, String> {
+        ciborium::de::from_reader(d.encode().as_slice()).map_err(|e| e.to_string())
+    };
+    let one = results(vec![report.clone()]);
+    neg(
+        "err-status-attachments-not-results",
+        "mla-status in-execution with an attachment (only results-transmitted carries any)",
+        one.clone(),
+        "status",
+        Value::Text("in-execution".into()),
+    )?;
+    let nine: Vec<Value> = (0..9u8)
+        .map(|i| {
+            isnad_attach::testing::fixed(
+                &format!("many-{i}"),
+                &[i],
+                64,
+                "part.bin",
+                "application/octet-stream",
+            )
+            .map_err(|e| e.to_string())
+            .and_then(|(d, _)| descriptor_value(&d))
+        })
+        .collect::<Result<_, _>>()?;
+    neg(
+        "err-too-many-attachments",
+        "mla-status with 9 attachments, one more than the limit of 8",
+        one.clone(),
+        "attachments",
+        Value::Array(nine),
+    )?;
+    neg(
+        "err-attachment-repeated",
+        "the same attachment (same ciphertext root) listed twice",
+        one.clone(),
+        "attachments",
+        Value::Array(vec![descriptor_value(&report)?, descriptor_value(&report)?]),
+    )?;
+    let mut bad = descriptor_value(&report)?;
+    map_set(&mut bad, "name", Value::Text("../evidence.pdf".into()));
+    neg(
+        "err-attachment-name-path",
+        "an attachment whose file name is a path",
+        one.clone(),
+        "attachments",
+        Value::Array(vec![bad]),
+    )?;
+    let mut bad = descriptor_value(&report)?;
+    map_set(&mut bad, "size", Value::Integer(301.into()));
+    neg(
+        "err-attachment-sizes",
+        "an attachment whose size does not give its ciphertext size",
+        one,
+        "attachments",
+        Value::Array(vec![bad]),
+    )?;
+    let mut extra = Value::serialized(&ReceivedAttachment::of(&report))?;
+    map_set(
+        &mut extra,
+        "name",
+        Value::Text("extraction-report.pdf".into()),
+    );
+    neg(
+        "err-receipt-attachment-unknown-key",
+        "a receipt whose attachment entry carries a key the schema does not have",
+        receipt.clone(),
+        "attachments",
+        Value::Array(vec![extra]),
+    )?;
+    let mut short = Value::serialized(&ReceivedAttachment::of(&report))?;
+    map_set(&mut short, "digest", Value::Bytes(vec![0; 31]));
+    neg(
+        "err-receipt-attachment-short-digest",
+        "a receipt whose attachment digest is 31 bytes",
+        receipt,
+        "attachments",
+        Value::Array(vec![short]),
     )?;
     Ok(())
 }

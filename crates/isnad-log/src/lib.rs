@@ -81,13 +81,13 @@ pub mod fuzzing;
 
 pub(crate) use isnad_tlog::audited as audited_log;
 pub use isnad_tlog::{
-    add_checkpoint, checkpoint, consistency_roots, cross_check, crosscheck, empty_root, entry,
-    leaf_hash, merkle, node_hash, note, open_checkpoint, origin_for, report, tiled, tiles,
-    verify_consistency, verify_inclusion, witness, AddCheckpoint, AuditedLog, AuditedLogError,
-    Checkpoint, CheckpointError, Commitment, CommitmentSalt, Cosigned, CrossCheck, CrossCheckError,
-    Entry, EntryError, EventType, Finding, FindingClass, ForkError, ForkEvidence, ForkProof, Hash,
-    NoteError, ProofError, SignerKey, TileError, TileReader, TiledTree, TlogProof, Tree,
-    VerifierKey, WitnessError, Witnessed, MAX_ENTRY_LEN,
+    add_checkpoint, attachments, checkpoint, consistency_roots, cross_check, crosscheck, custody,
+    empty_root, entry, leaf_hash, merkle, node_hash, note, open_checkpoint, origin_for, report,
+    tiled, tiles, verify_consistency, verify_inclusion, witness, AddCheckpoint, AuditedLog,
+    AuditedLogError, Checkpoint, CheckpointError, Commitment, CommitmentSalt, Cosigned, CrossCheck,
+    CrossCheckError, Entry, EntryError, EventType, Finding, FindingClass, ForkError, ForkEvidence,
+    ForkProof, Hash, LoggedAttachment, NoteError, ProofError, SignerKey, TileError, TileReader,
+    TiledTree, TlogProof, Tree, VerifierKey, WitnessError, Witnessed, MAX_ENTRY_LEN,
 };
 
 pub use audited::read_verified_export;

@@ -531,6 +531,7 @@ mod tests {
             entities: vec![],
             originator: None,
             permission: None,
+            attachments: Vec::new(),
             extensions: Default::default(),
         }
     }

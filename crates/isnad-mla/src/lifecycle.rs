@@ -684,6 +684,7 @@ mod tests {
             }),
             legal_basis: vec!["UNTOC art. 18".into()],
             case_references: vec![],
+            attachments: Vec::new(),
             extensions: Default::default(),
         }
     }
@@ -699,6 +700,7 @@ mod tests {
             } else {
                 vec![]
             },
+            attachments: Vec::new(),
             extensions: Default::default(),
         }
     }

@@ -188,6 +188,7 @@ fn crypto_bound(secs: f64) -> BenchResult<Row> {
                         envelope_digest: opened.envelope_digest,
                         log_index: 1,
                         received_at: 1_800_000_000,
+                        attachments: Vec::new(),
                     }),
                 };
                 let signed = seal_signed(&receipt, &b_sign, &Limits::default(), &rng)

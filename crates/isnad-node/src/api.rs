@@ -153,6 +153,7 @@ impl From<NodeError> for ApiError {
                 match (w, w.code()) {
                     (W::Store(_), _) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
                     (W::Conflict, _) => (StatusCode::CONFLICT, w.name()),
+                    (W::AttachmentsNotStored, _) => (StatusCode::UNPROCESSABLE_ENTITY, w.name()),
                     (_, C::PermissionRequired) => (StatusCode::FORBIDDEN, w.name()),
                     (_, C::IllegalTransition) => (StatusCode::CONFLICT, w.name()),
                     // Unknown request or share.

@@ -40,6 +40,7 @@ impl NodeHandle {
             previous: None,
             reason,
             refusal_grounds,
+            attachments: Vec::new(),
             extensions: Default::default(),
         });
         self.submit(to, body, ttl_secs).await

@@ -26,10 +26,12 @@
 //! log index and the indexes of the entries that follow from these
 //! functions, not from its own arithmetic.
 
+use isnad_attach::{AttachmentDescriptor, AttachmentMeta};
 use isnad_envelope::{
     AgencyId, Body, Digest, ErrorCode, Header, KeyId, Kind, Limits, Message, MessageId, Receipt,
+    ReceivedAttachment,
 };
-use isnad_log::{Entry, EventType};
+use isnad_log::{Entry, EventType, LoggedAttachment};
 
 use crate::store::OutboxRecord;
 
@@ -104,6 +106,43 @@ pub fn receipt_received(
     e
 }
 
+/// The detail key of an entry's attachments (spec/audit-log.md §2.5).
+const ATTACHMENTS: &str = isnad_log::attachments::ATTACHMENTS_DETAIL_KEY;
+
+/// What the log records of the attachments a message body lists
+/// (spec/audit-log.md §2.5): ciphertext root and size, in body order. Set
+/// on a `sent` or `received` entry with [`Entry::set_attachments`]; a
+/// `receipt-sent` copies them from the entry it acknowledges.
+pub fn logged_descriptors(list: &[AttachmentDescriptor]) -> Vec<LoggedAttachment> {
+    logged_metas(
+        &list
+            .iter()
+            .map(AttachmentDescriptor::meta)
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// What the log records of the relay-visible metadata of a hop.
+pub fn logged_metas(list: &[AttachmentMeta]) -> Vec<LoggedAttachment> {
+    list.iter()
+        .map(|m| LoggedAttachment {
+            ciphertext_root: *m.ciphertext_root().as_bytes(),
+            ciphertext_size: m.layout().ciphertext_size(),
+        })
+        .collect()
+}
+
+/// What the log records of the attachments a receipt acknowledges (the
+/// sender's `receipt-received`).
+pub fn logged_receipt(list: &[ReceivedAttachment]) -> Vec<LoggedAttachment> {
+    list.iter()
+        .map(|r| LoggedAttachment {
+            ciphertext_root: r.ciphertext_root.0,
+            ciphertext_size: r.ciphertext_size,
+        })
+        .collect()
+}
+
 /// The `exp` of a receipt signed at `secs`: the longest lifetime a message
 /// may have, so a receipt returned to a retry made before the message
 /// expired still verifies (spec/protocol.md §4.4).
@@ -136,16 +175,18 @@ pub fn receipt(
 }
 
 /// The `received` entry for a relay hop envelope (kind `relay`; the inner
-/// kind in `inner-kind`).
+/// kind in `inner-kind`; the hop's attachment metadata in `attachments`).
 pub fn hop_received(
     id: MessageId,
     from: &AgencyId,
     me: &AgencyId,
     digest: Digest,
     inner_kind: Kind,
+    attachments: &[AttachmentMeta],
     ms: u64,
 ) -> Entry {
     let mut e = Entry::new(EventType::Received, ms);
+    e.set_attachments(&logged_metas(attachments));
     e.message_id = Some(id);
     e.sender = Some(from.clone());
     e.recipient = Some(me.clone());
@@ -183,7 +224,8 @@ pub fn end_to_end_sent(e: &mut Entry, rec: &OutboxRecord, me: &AgencyId) -> Opti
 /// A central authority's `relayed` entry: it checked and forwarded message
 /// `id` from `originator` to `last` (inner envelope `inner_sha256`, kind
 /// `inner_kind`), received from `hops[0]` as the hop envelope `hop_sha256[0]`
-/// and sent on to `hops[1]` as `hop_sha256[1]` (spec/relay.md §6, §9).
+/// and sent on to `hops[1]` as `hop_sha256[1]`, with the attachment metadata
+/// it checked and forwarded (spec/relay.md §6, §9).
 #[allow(clippy::too_many_arguments)] // one per entry key
 pub fn relayed(
     id: MessageId,
@@ -193,9 +235,11 @@ pub fn relayed(
     inner_kind: Kind,
     hops: [&AgencyId; 2],
     hop_sha256: [Digest; 2],
+    attachments: &[AttachmentMeta],
     time_ms: u64,
 ) -> Entry {
     let mut e = Entry::new(EventType::Relayed, time_ms);
+    e.set_attachments(&logged_metas(attachments));
     e.message_id = Some(id);
     e.sender = Some(originator);
     e.recipient = Some(last);
@@ -314,8 +358,13 @@ pub fn acknowledgements(
     let mut out = Vec::with_capacity(acks.len() * ENTRIES_PER_ACK as usize + tail.len());
     for (n, a) in acks.into_iter().enumerate() {
         let peer_index = ack_index(first, n);
+        let mut receipt = receipt_sent(me, a.id, a.to, a.digest, peer_index, time_ms);
+        // The receipt acknowledges the attachments the entry records.
+        if let Some(list) = a.entry.detail.get(ATTACHMENTS) {
+            receipt.detail.insert(ATTACHMENTS.into(), list.clone());
+        }
         out.push(a.entry);
-        out.push(receipt_sent(me, a.id, a.to, a.digest, peer_index, time_ms));
+        out.push(receipt);
     }
     out.extend(tail);
     out

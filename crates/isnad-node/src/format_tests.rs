@@ -139,6 +139,7 @@ async fn every_table_is_written_as_before() -> Result<(), Box<dyn std::error::Er
             entities: vec![],
             originator: None,
             permission: None,
+            attachments: Vec::new(),
             extensions: Extensions::new(),
         }));
         let m = Message {

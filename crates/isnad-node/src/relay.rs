@@ -15,8 +15,8 @@
 //! [`Inner::accept_end_to_end`], then routes an end-to-end receipt back.
 
 use isnad_envelope::{
-    endorse, verify_hop, AgencyId, Body, Digest, ErrorCode, Kind, MessageId, Opened, Opener, Relay,
-    RelayError,
+    check_attachment_metas, endorse, verify_hop, AgencyId, Body, Digest, ErrorCode, Kind,
+    MessageId, Opened, Opener, Relay, RelayError,
 };
 use isnad_wire::Response;
 
@@ -101,6 +101,7 @@ impl Inner {
             return unavailable();
         };
         let route = relay.route.clone();
+        let metas = relay.attachments.clone();
         let (inner_kind, inner_digest, expires) =
             (relay.inner_kind, relay.inner_digest, relay.inner_expires);
         if let Err(e) = endorse(&mut relay, &self.identity.signing_key, &self.rng) {
@@ -129,10 +130,19 @@ impl Inner {
             inner_kind,
             [peer, &next],
             [digest, Digest(fwd.digest)],
+            &metas,
             ms,
         );
         let ack = Ack {
-            entry: hop_received(id, peer, &self.config.agency, digest, inner_kind, ms),
+            entry: hop_received(
+                id,
+                peer,
+                &self.config.agency,
+                digest,
+                inner_kind,
+                &metas,
+                ms,
+            ),
             id,
             to: peer.clone(),
             digest,
@@ -222,6 +232,12 @@ impl Inner {
             )
             .await;
             return error_response(ErrorCode::Unauthentic, Some(id), None);
+        }
+        if let Err(e) = check_attachment_metas(&relay, opened.message.body.attachments()) {
+            tracing::info!(%peer, %id, "relayed message: {e}");
+            self.log_rejected_relayed(peer, e.code(), e.as_str(), Some(digest))
+                .await;
+            return error_response(e.code(), Some(id), None);
         }
         let hop = Hop {
             peer: peer.clone(),
@@ -324,7 +340,15 @@ impl Inner {
         let unavailable =
             || error_response(ErrorCode::Unavailable, Some(rid), Some("try again later"));
         let ack = Ack {
-            entry: hop_received(rid, peer, &self.config.agency, digest, Kind::Receipt, ms),
+            entry: hop_received(
+                rid,
+                peer,
+                &self.config.agency,
+                digest,
+                Kind::Receipt,
+                &[],
+                ms,
+            ),
             id: rid,
             to: peer.clone(),
             digest,

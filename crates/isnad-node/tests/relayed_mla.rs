@@ -42,6 +42,7 @@ fn status(request_id: MessageId, to: MlaState) -> Body {
         previous: None,
         reason: None,
         refusal_grounds: vec![],
+        attachments: Vec::new(),
         extensions: Extensions::new(),
     })
 }

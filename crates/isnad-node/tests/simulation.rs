@@ -605,6 +605,7 @@ impl Sim {
                 envelope_digest: rdigest,
                 log_index: at.receipt,
                 received_at: secs,
+                attachments: Vec::new(),
             },
             &self.limits,
         );

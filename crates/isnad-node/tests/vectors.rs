@@ -68,6 +68,7 @@ fn body() -> Body {
         entities: vec![],
         originator: None,
         permission: None,
+        attachments: Vec::new(),
         extensions: Extensions::new(),
     }))
 }
@@ -160,6 +161,7 @@ fn derive() -> Res<Json> {
             envelope_digest: digest,
             log_index: range.start,
             received_at: T1,
+            attachments: Vec::new(),
         },
         &limits,
     );

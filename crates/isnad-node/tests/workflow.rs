@@ -36,6 +36,7 @@ fn status(request_id: MessageId, to: MlaState, previous: Option<MlaState>) -> Bo
         previous,
         reason: None,
         refusal_grounds: vec![],
+        attachments: Vec::new(),
         extensions: Extensions::new(),
     })
 }
@@ -54,6 +55,7 @@ fn restricted_share(share_id: MessageId, handling: HandlingCode, tlp: Tlp) -> In
         entities: vec![],
         originator: None,
         permission: None,
+        attachments: Vec::new(),
         extensions: Extensions::new(),
     }
 }

@@ -98,6 +98,11 @@ pub enum FindingClass {
     /// `digest-mismatch`: the entries of one exchange carry different
     /// envelope digests.
     DigestMismatch,
+    /// `attachment-mismatch`: the entries of one exchange record different
+    /// attachments (ciphertext roots and sizes, spec/audit-log.md §2.5), or
+    /// one records an unreadable list: the recipient acknowledged other
+    /// files than the sender sent.
+    AttachmentMismatch,
     /// `receipt-not-logged`: the recipient logged `received` but no
     /// `receipt-sent` naming it (the node writes both in one batch).
     ReceiptNotLogged,
@@ -134,12 +139,13 @@ pub enum FindingClass {
 
 impl FindingClass {
     /// Every class, in sort order.
-    pub const ALL: [FindingClass; 16] = [
+    pub const ALL: [FindingClass; 17] = [
         Self::SentNotReceived,
         Self::ReceivedNotSent,
         Self::ReceiptIndexMissing,
         Self::ReceiptIndexMismatch,
         Self::DigestMismatch,
+        Self::AttachmentMismatch,
         Self::ReceiptNotLogged,
         Self::ReceiptSentUnmatched,
         Self::ReceiptWithoutSent,
@@ -161,6 +167,7 @@ impl FindingClass {
             Self::ReceiptIndexMissing => "receipt-index-missing",
             Self::ReceiptIndexMismatch => "receipt-index-mismatch",
             Self::DigestMismatch => "digest-mismatch",
+            Self::AttachmentMismatch => "attachment-mismatch",
             Self::ReceiptNotLogged => "receipt-not-logged",
             Self::ReceiptSentUnmatched => "receipt-sent-unmatched",
             Self::ReceiptWithoutSent => "receipt-without-sent",
@@ -780,6 +787,35 @@ impl Exchange<'_, '_> {
                 format!(
                     "{} different envelope digests among the entries of this exchange",
                     distinct.len()
+                ),
+            ));
+        }
+
+        // §4.4a one list of attachments per exchange: what the sender sent
+        // is what the recipient received and acknowledged.
+        let lists: Vec<(EntryRef, Option<Vec<crate::LoggedAttachment>>)> = [
+            (s, &self.sent),
+            (s, &self.rr),
+            (r, &self.recv),
+            (r, &self.rs),
+        ]
+        .into_iter()
+        .flat_map(|(v, es)| es.iter().map(move |e| (v.r(e), e.attachments().ok())))
+        .collect();
+        let distinct: BTreeSet<&Option<Vec<crate::LoggedAttachment>>> =
+            lists.iter().map(|(_, l)| l).collect();
+        if distinct.len() > 1 || distinct.contains(&None) {
+            out.push(self.finding(
+                FindingClass::AttachmentMismatch,
+                lists.iter().map(|(e, _)| *e).collect(),
+                format!(
+                    "{} different lists of attachments among the entries of this exchange{}",
+                    distinct.len(),
+                    if distinct.contains(&None) {
+                        " (one unreadable)"
+                    } else {
+                        ""
+                    }
                 ),
             ));
         }

@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use isnad_types::{AgencyId, MessageId};
+
+use crate::attachments::{AttachmentsDetailError, LoggedAttachment, ATTACHMENTS_DETAIL_KEY};
 use ring::digest;
 
 /// Largest encoded entry, in bytes. Entries must be strictly below 64 KiB so
@@ -339,6 +341,11 @@ pub enum EntryError {
         field: &'static str,
     },
 
+    /// The `attachments` detail is not a list of attachments
+    /// (spec/audit-log.md §2.5).
+    #[error("detail attachments: {0}")]
+    Attachments(#[from] AttachmentsDetailError),
+
     // --- The environment failed ---
     /// The system random number generator failed.
     #[error("the system random number generator failed")]
@@ -501,7 +508,25 @@ impl Entry {
         {
             return Err(EntryError::TooLong { field: "detail" });
         }
+        self.attachments()?;
         Ok(())
+    }
+
+    /// The attachments this entry records (the `attachments` detail,
+    /// spec/audit-log.md §2.5); empty when it records none.
+    pub fn attachments(&self) -> Result<Vec<LoggedAttachment>, AttachmentsDetailError> {
+        match self.detail.get(ATTACHMENTS_DETAIL_KEY) {
+            Some(v) => crate::attachments::parse(v),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Records `list` in the `attachments` detail (nothing for an empty list).
+    pub fn set_attachments(&mut self, list: &[LoggedAttachment]) {
+        match crate::attachments::format(list) {
+            Some(v) => self.detail.insert(ATTACHMENTS_DETAIL_KEY.to_owned(), v),
+            None => self.detail.remove(ATTACHMENTS_DETAIL_KEY),
+        };
     }
 
     /// Decodes and validates an entry. Accepts only the deterministic

@@ -1,9 +1,11 @@
 //! Entry points for the fuzz targets in `fuzz/` (not a stable API).
 
-use crate::{checkpoint, entry, note, tiles, witness};
+use crate::{attachments, checkpoint, entry, note, tiles, witness};
 
 /// Decodes `data` as an entry; a successful decode must re-encode to
-/// exactly `data` (the encoding is canonical).
+/// exactly `data` (the encoding is canonical), and its attachments detail
+/// must read. Also parses `data` as an `attachments` detail value: what
+/// parses must format back to the same text.
 pub fn entry_decode(data: &[u8]) {
     if let Ok(e) = entry::Entry::decode(data) {
         let again = e.encode();
@@ -12,6 +14,19 @@ pub fn entry_decode(data: &[u8]) {
             Some(data),
             "decoded entry re-encodes differently"
         );
+        assert!(
+            e.attachments().is_ok(),
+            "a decoded entry's attachments read"
+        );
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(list) = attachments::parse(text) {
+            assert_eq!(
+                attachments::format(&list).as_deref(),
+                Some(text),
+                "a parsed attachments detail formats differently"
+            );
+        }
     }
 }
 

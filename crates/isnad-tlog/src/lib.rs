@@ -49,9 +49,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod attachments;
 pub mod audited;
 pub mod checkpoint;
 pub mod crosscheck;
+pub mod custody;
 pub mod entry;
 pub mod merkle;
 pub mod note;
@@ -66,6 +68,7 @@ pub mod testing;
 #[doc(hidden)]
 pub mod fuzzing;
 
+pub use attachments::{AttachmentsDetailError, LoggedAttachment};
 pub use audited::{AuditedLog, AuditedLogError};
 pub use checkpoint::{open_checkpoint, origin_for, Checkpoint, CheckpointError, TlogProof};
 pub use crosscheck::{cross_check, CrossCheck, CrossCheckError, Finding, FindingClass};

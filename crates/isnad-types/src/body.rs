@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 use ciborium::value::Value;
 use serde::{Deserialize, Serialize};
 
+use isnad_attach::AttachmentDescriptor;
+
 use crate::{AgencyId, Digest, ErrorCode, MessageId};
 
 /// Extension fields (`x-…` keys) of a body, preserved verbatim.
@@ -61,6 +63,10 @@ pub struct MlaRequest {
     /// Case references at either side.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub case_references: Vec<CaseReference>,
+    /// Attachments (spec/attachments.md §6.1): at most
+    /// [`MAX_ATTACHMENTS`], omitted when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<AttachmentDescriptor>,
     /// Extension fields (`x-…`).
     #[serde(skip)]
     pub extensions: Extensions,
@@ -224,6 +230,10 @@ pub struct MlaStatus {
     /// Grounds for a refusal (UN Model Treaty art. 4); only with `refused`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refusal_grounds: Vec<RefusalGround>,
+    /// The evidence (spec/attachments.md §6.1): only with status
+    /// `results-transmitted`, at most [`MAX_ATTACHMENTS`], omitted when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<AttachmentDescriptor>,
     /// Extension fields (`x-…`).
     #[serde(skip)]
     pub extensions: Extensions,
@@ -327,6 +337,10 @@ pub struct IntelShare {
     /// onward dissemination; only with `originator`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permission: Option<MessageId>,
+    /// Attachments (spec/attachments.md §6.1): at most
+    /// [`MAX_ATTACHMENTS`], omitted when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<AttachmentDescriptor>,
     /// Extension fields (`x-…`).
     #[serde(skip)]
     pub extensions: Extensions,
@@ -503,6 +517,60 @@ pub struct Receipt {
     pub log_index: u64,
     /// When the recipient accepted it, seconds since the Unix epoch.
     pub received_at: u64,
+    /// What the recipient received of each attachment of the message, in
+    /// the message's order (spec/protocol.md §4.4b); omitted when the
+    /// message has none, so such a receipt is byte for byte the receipt of
+    /// a version without attachments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<ReceivedAttachment>,
+}
+
+impl Receipt {
+    /// True if this receipt acknowledges exactly the attachments `sent`,
+    /// in their order (spec/protocol.md §4.4b): what the sender checks
+    /// before it takes the receipt as proof of what was received.
+    pub fn acknowledges(&self, sent: &[AttachmentDescriptor]) -> bool {
+        self.attachments.len() == sent.len()
+            && self
+                .attachments
+                .iter()
+                .zip(sent)
+                .all(|(r, d)| *r == ReceivedAttachment::of(d))
+    }
+}
+
+/// Most attachments one message carries (spec/protocol.md §8): every
+/// attachment's ciphertext root and size must fit in one audit-log detail
+/// value of 1024 bytes (spec/audit-log.md §2.3).
+pub const MAX_ATTACHMENTS: usize = 8;
+
+/// One attachment as a receipt acknowledges it: the plaintext digest and
+/// size the recipient checked after decrypting, and the ciphertext root and
+/// size it stored (messages.cddl `received-attachment`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ReceivedAttachment {
+    /// Plaintext bytes.
+    pub size: u64,
+    /// SHA-256 of the plaintext.
+    pub digest: Digest,
+    /// Root of the hash tree over the ciphertext chunks.
+    pub ciphertext_root: Digest,
+    /// Ciphertext bytes.
+    pub ciphertext_size: u64,
+}
+
+impl ReceivedAttachment {
+    /// What a receipt says of the attachment `d` once it is stored and
+    /// checked.
+    pub fn of(d: &AttachmentDescriptor) -> Self {
+        Self {
+            size: d.size(),
+            digest: Digest(*d.digest().as_bytes()),
+            ciphertext_root: Digest(*d.ciphertext_root().as_bytes()),
+            ciphertext_size: d.layout().ciphertext_size(),
+        }
+    }
 }
 
 /// A typed error answer (spec/protocol.md §7).

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //!                 isnad-types   ids, kinds, error codes, bodies, limits, bounded CBOR
+//!                     │ (attachment descriptors: isnad-attach)
 //!        ┌─────────────┬──────────┴──┬──────────────┐
 //!   isnad-wire     isnad-mla     isnad-log     isnad-envelope (keys, COSE, seal/open)
 //!                                                 └─ isnad-trust, isnad-node, isnad
@@ -16,9 +17,12 @@
 //! to name an agency, a message or a refusal depends on this crate alone.
 //!
 //! What does not: keys, signatures, encryption, anything that seals or
-//! opens an envelope (isnad-envelope), and any I/O. The crate has no
-//! cryptographic dependency; its optional `ring` feature (turned on by
-//! isnad-envelope) adds [`MessageId::random`], [`MessageId::time_ordered`]
+//! opens an envelope (isnad-envelope), and any I/O. Its one cryptographic
+//! dependency comes through isnad-attach (ring only, no curve crate): the
+//! bodies list attachment descriptors, whose codec and checks live there
+//! (spec/attachments.md §6), so a body decodes only to consistent
+//! attachments. Its optional `ring` feature (turned on by isnad-envelope)
+//! adds [`MessageId::random`], [`MessageId::time_ordered`]
 //! and [`Digest::sha256`], thin wrappers over constructors that take the
 //! random bytes or the digest as input.
 //!

@@ -446,7 +446,10 @@ impl Inner {
             &hop,
             plan.entries(),
             ms,
-        );
+        )
+        .with_attachments(&crate::exchange::logged_descriptors(
+            opened.message.body.attachments(),
+        ));
         let (at, receipt) = match self.acknowledge(acceptance, secs).await {
             Ok(x) => x,
             Err(err) => {

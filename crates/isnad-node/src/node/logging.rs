@@ -177,6 +177,7 @@ impl Inner {
             envelope_digest: digest,
             log_index: index,
             received_at: secs,
+            attachments: Vec::new(),
         };
         let msg = exchange::receipt(&self.config.agency, to, receipt_id, body, &self.limits);
         let bytes = seal_signed(&msg, &self.identity.signing_key, &self.limits, &self.rng)?;

@@ -8,7 +8,7 @@
 //! back in order.
 
 use isnad_envelope::{AgencyId, Digest, ErrorCode, Header, Kind, MessageId};
-use isnad_log::Entry;
+use isnad_log::{Entry, LoggedAttachment};
 use isnad_wire::Response;
 
 use crate::exchange::{self, Ack};
@@ -79,7 +79,7 @@ pub fn accept(
         let via: Vec<String> = hop.via.iter().map(|a| a.to_string()).collect();
         end.entry.detail.insert("via".into(), via.join(" "));
         let first = Ack {
-            entry: exchange::hop_received(h.id, &hop.peer, me, hop.digest, kind, ms),
+            entry: exchange::hop_received(h.id, &hop.peer, me, hop.digest, kind, &[], ms),
             id: h.id,
             to: hop.peer.clone(),
             digest: hop.digest,
@@ -108,6 +108,18 @@ pub fn acknowledge_one(me: &AgencyId, ack: Ack, tail: Vec<Entry>, ms: u64) -> Ac
 }
 
 impl Acceptance {
+    /// Records `list`, the attachments of the accepted message (stored and
+    /// checked), on every acknowledged entry, so each `receipt-sent` carries
+    /// them too (spec/audit-log.md §2.5). A relayed message's hop carried
+    /// the same metadata: the final recipient checked it equals the inner
+    /// body's attachments before accepting (spec/relay.md §3a).
+    pub fn with_attachments(mut self, list: &[LoggedAttachment]) -> Self {
+        for a in &mut self.acks {
+            a.entry.set_attachments(list);
+        }
+        self
+    }
+
     /// Where the batch's entries land if it is appended at `first`.
     pub fn indexes(&self, first: u64) -> Indexes {
         let receipt = exchange::ack_index(first, 0);
@@ -435,5 +447,49 @@ mod tests {
             1,
         );
         assert_eq!(answer.withdraw.len(), 1);
+    }
+
+    /// Every acknowledged entry of a message with attachments records them,
+    /// and so does each `receipt-sent` (spec/audit-log.md §2.5); the tail
+    /// does not.
+    #[test]
+    fn attachments_are_recorded_on_the_received_and_receipt_sent_entries() {
+        let (me, from, relay) = (agency("xx.rcpt"), agency("yy.send"), agency("zz.relay"));
+        let list = [LoggedAttachment {
+            ciphertext_root: [5; 32],
+            ciphertext_size: 316,
+        }];
+        for via in [vec![], vec![from.clone(), relay.clone(), me.clone()]] {
+            let hop = Hop {
+                peer: if via.is_empty() {
+                    from.clone()
+                } else {
+                    relay.clone()
+                },
+                digest: Digest([2; 32]),
+                via,
+            };
+            let tail = vec![Entry::new(EventType::StatusChanged, 3)];
+            let a = accept(
+                &me,
+                &header(&from, &me),
+                Kind::MlaRequest,
+                Digest([1; 32]),
+                &hop,
+                tail,
+                3,
+            )
+            .with_attachments(&list);
+            let e = a.entries(0);
+            let (acked, tail) = e.split_at(e.len() - 1);
+            for x in acked {
+                assert!(
+                    matches!(x.event, EventType::Received | EventType::ReceiptSent),
+                    "{x:?}"
+                );
+                assert_eq!(x.attachments(), Ok(list.to_vec()), "{x:?}");
+            }
+            assert_eq!(tail[0].attachments(), Ok(vec![]));
+        }
     }
 }

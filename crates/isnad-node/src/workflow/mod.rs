@@ -60,6 +60,12 @@ pub enum WorkflowError {
     /// The state store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The message lists attachments (spec/attachments.md §6.3) and this
+    /// node has no attachment store yet to hold and check them, so it
+    /// neither sends nor accepts such a message: a receipt would bind
+    /// files the node never stored. Send the files another way.
+    #[error("this node cannot store attachments yet; send the message without them")]
+    AttachmentsNotStored,
 }
 
 impl From<isnad_mla::RecordError> for WorkflowError {
@@ -79,6 +85,7 @@ impl WorkflowError {
             Self::Intel(IntelError::PermissionRequired { .. }) => ErrorCode::PermissionRequired,
             Self::Lifecycle(_) | Self::Intel(_) => ErrorCode::IllegalTransition,
             Self::Conflict | Self::Store(_) => ErrorCode::Unavailable,
+            Self::AttachmentsNotStored => ErrorCode::PolicyDenied,
         }
     }
 
@@ -111,6 +118,7 @@ impl WorkflowError {
             },
             Self::Conflict => "conflict",
             Self::Store(_) => "unavailable",
+            Self::AttachmentsNotStored => "attachments-not-stored",
         }
     }
 }
@@ -241,6 +249,9 @@ pub fn check_outgoing(
     msg: &mut Message,
     now_ms: u64,
 ) -> Result<Plan, WorkflowError> {
+    if !msg.body.attachments().is_empty() {
+        return Err(WorkflowError::AttachmentsNotStored);
+    }
     let h = msg.header.clone();
     let (me, to) = (&h.sender, &h.recipient);
     let mut plan = Plan::default();
@@ -305,6 +316,9 @@ pub fn check_incoming(
     msg: &Message,
     now_ms: u64,
 ) -> Result<Plan, WorkflowError> {
+    if !msg.body.attachments().is_empty() {
+        return Err(WorkflowError::AttachmentsNotStored);
+    }
     let h = &msg.header;
     let (from, me) = (&h.sender, &h.recipient);
     let mut plan = Plan::default();

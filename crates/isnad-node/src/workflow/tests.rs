@@ -46,6 +46,7 @@ fn status(to: MlaState, previous: Option<MlaState>) -> Body {
         previous,
         reason: Some("noted".into()),
         refusal_grounds: vec![],
+        attachments: Vec::new(),
         extensions: Extensions::new(),
     })
 }
@@ -233,5 +234,38 @@ fn unlogged_changes_are_the_events_without_an_index() -> Result<(), Box<dyn std:
     let plan = unlogged_in(&[r], &[], &me);
     assert!(plan.entries().is_empty());
     assert!(plan.is_empty(), "entries only, never writes");
+    Ok(())
+}
+
+/// Until the node has an attachment store, a message listing attachments is
+/// neither sent nor accepted (a receipt would bind files never stored), and
+/// nothing is planned for it.
+#[test]
+fn messages_with_attachments_are_refused_without_a_store() -> Result<(), Box<dyn std::error::Error>>
+{
+    let (peer, me) = parties();
+    let view = received()?;
+    let (d, _) =
+        isnad_attach::testing::fixed("evidence", &[1; 100], 64, "e.pdf", "application/pdf")?;
+    let mut body = status(MlaState::ResultsTransmitted, Some(MlaState::InExecution));
+    if let Body::MlaStatus(s) = &mut body {
+        s.attachments = vec![d];
+    }
+    let mut out = msg(4, &me, &peer, body.clone());
+    let err = check_outgoing(&view, &mut out, 4_000_000).err();
+    assert!(
+        matches!(err, Some(WorkflowError::AttachmentsNotStored)),
+        "{err:?}"
+    );
+    let err = check_incoming(&view, &msg(5, &peer, &me, body), 4_000_000).err();
+    assert!(
+        matches!(err, Some(WorkflowError::AttachmentsNotStored)),
+        "{err:?}"
+    );
+    assert_eq!(
+        WorkflowError::AttachmentsNotStored.code(),
+        ErrorCode::PolicyDenied
+    );
+    assert_eq!(state(&view)?, MlaState::Delivered);
     Ok(())
 }

@@ -346,6 +346,7 @@ pub fn intel(text: &str) -> Body {
         entities: vec![],
         originator: None,
         permission: None,
+        attachments: Vec::new(),
         extensions: Extensions::new(),
     }))
 }
