@@ -84,6 +84,13 @@ pub struct Config {
     /// Disk: the free-space floor below which no new work is accepted.
     #[serde(default)]
     pub disk: DiskConfig,
+    /// Retention of message content (spec/audit-log.md §2.5); absent =
+    /// kept for ever.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::retention::RetentionConfig::is_default"
+    )]
+    pub retention: crate::retention::RetentionConfig,
 }
 
 /// The `format` a config text names, if it is TOML with a non-negative
@@ -452,6 +459,7 @@ impl Config {
         if self.metrics_listen.is_some_and(|m| !m.ip().is_loopback()) {
             return Err("metrics_listen must be a loopback address".into());
         }
+        self.retention.rules()?;
         Ok(())
     }
 }

@@ -57,6 +57,7 @@ pub mod node_core;
 pub mod node_dir;
 mod relay;
 mod reseal;
+pub mod retention;
 pub mod storage;
 pub mod store;
 pub use store::format as formats;

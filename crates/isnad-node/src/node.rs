@@ -234,7 +234,7 @@ pub enum NodeError {
 /// A running node. Dropping it does not stop it; call [`NodeHandle::shutdown`].
 #[derive(Debug, Clone)]
 pub struct NodeHandle {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 pub(crate) struct Inner {
@@ -347,7 +347,9 @@ impl NodeHandle {
         inner.spawn(checkpoint_loop(Arc::clone(&inner)));
         inner.spawn(pin_loop(Arc::clone(&inner)));
         inner.spawn(health_loop(Arc::clone(&inner)));
-        Ok(Self { inner })
+        let node = Self { inner };
+        node.spawn_service(|stop| crate::retention::purge_loop(Arc::clone(&node.inner), stop));
+        Ok(node)
     }
 
     /// The node's condition now: `ok`, or `degraded` with the reasons
@@ -1661,7 +1663,7 @@ impl Inner {
     /// queued messages sealed with a revoked key of this node are re-sealed
     /// first (their new `sent` entries are then missing, crate::reseal).
     async fn recover(self: &Arc<Self>) -> Result<(), NodeError> {
-        for rec in self.store.all_outbox()? {
+        for rec in self.store.unsettled_outbox()? {
             let rec =
                 if !self.is_in_flight(rec.id.as_bytes()) && self.reseal_if_revoked(&rec).await? {
                     match self.store.outbox(&rec.id)? {

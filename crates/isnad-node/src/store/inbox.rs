@@ -214,7 +214,7 @@ impl Store {
     }
 }
 
-fn inbox_key(id: &MessageId, sender: &AgencyId) -> Vec<u8> {
+pub(super) fn inbox_key(id: &MessageId, sender: &AgencyId) -> Vec<u8> {
     let mut k = id.as_bytes().to_vec();
     k.extend_from_slice(sender.as_str().as_bytes());
     k
