@@ -129,13 +129,13 @@ fn settled_contents_are_purged_with_proof_kept_held_and_undelivered_are_kept() {
 
     // A: the dry run lists, and deletes nothing.
     let dry = retention(&a, true);
-    assert_eq!(ids(&dry, "purged"), [gone.clone()], "{dry}");
-    assert_eq!(ids(&dry, "held"), [held.clone()], "{dry}");
-    assert_eq!(ids(&dry, "undelivered"), [queued.clone()], "{dry}");
+    assert_eq!(ids(&dry, "purged"), [gone.as_str()], "{dry}");
+    assert_eq!(ids(&dry, "held"), [held.as_str()], "{dry}");
+    assert_eq!(ids(&dry, "undelivered"), [queued.as_str()], "{dry}");
     assert!(status(&a, &gone).get("purged").is_none());
     // The real pass.
     let done = retention(&a, false);
-    assert_eq!(ids(&done, "purged"), [gone.clone()], "{done}");
+    assert_eq!(ids(&done, "purged"), [gone.as_str()], "{done}");
     let st = status(&a, &gone);
     assert_eq!(st["state"], "delivered");
     assert!(st["purged"]["log_index"].is_u64(), "{st}");
