@@ -14,6 +14,9 @@
 //! stay. Only settled records are purged: an outgoing message still
 //! pending, or a relayed one still awaiting its end-to-end receipt, is
 //! never touched (checked again inside the purging transaction).
+//! Everything that is content goes in one place, `purge_in`: attachments
+//! held for a message, once the node stores them, are deleted there under
+//! the same mark and the same `purged` entry.
 
 use std::collections::BTreeSet;
 
