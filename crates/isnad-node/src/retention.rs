@@ -6,15 +6,18 @@
 //!
 //! ```text
 //!  every retention.interval_secs (and at start):
-//!  outbox, inbox pages ─▶ decide(rules, record, case marks, now)
+//!  retention queue (per kind, older than its shortest period), in pages
+//!                       ─▶ decide(rules, record, case marks, now)
 //!                            keep (no rule, not due, legal hold)
 //!                            skip (due but not settled: logged, never purged)
 //!                            purge ─▶ `purged` entries → log (durable)
 //!                                     ─▶ Store::purge (envelope emptied, mark)
 //! ```
 //!
-//! The decision is a pure function ([`Rules::decide`]); the pass reads the
-//! state in pages (memory does not grow with the history), appends the
+//! The decision is a pure function ([`Rules::decide`]); the pass reads,
+//! per kind with a rule, the records of the store's retention queue older
+//! than the kind's shortest period, in pages (neither time nor memory grows
+//! with the purged history), appends the
 //! entries first and purges after, so a crash between the two leaves the
 //! content and a `purged` entry; the next pass logs a second entry for the
 //! same message and purges it (an auditor sees two entries, never a purge
@@ -30,7 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::exchange::{self, PurgedMessage};
 use crate::node::{now, Inner, NodeError};
-use crate::store::retention::outbox_settled;
+use crate::store::retention::{outbox_settled, Held};
 use crate::store::{InboxRecord, OutboxRecord, PurgeTarget, Store, StoreError};
 use crate::NodeHandle;
 
@@ -190,7 +193,8 @@ pub enum Decision {
 
 impl Rules {
     /// The rule that applies to a message: of the kind's, the handling
-    /// code's and the TLP's periods that are set, the longest.
+    /// code's and the TLP's periods that are set, the longest. Handling
+    /// codes and TLPs apply to the kinds of an intel share's messages only.
     pub fn period(
         &self,
         kind: Kind,
@@ -200,7 +204,7 @@ impl Rules {
         if let Some(&s) = self.kinds.get(&kind) {
             found.push((format!("kind {}", kind.as_str()), s));
         }
-        if let Some((h, t)) = marking {
+        if let Some((h, t)) = marking.filter(|_| marked(kind)) {
             if let Some(&s) = self.handling.get(&h) {
                 found.push((format!("handling {}", serde_name(&h)), s));
             }
@@ -209,6 +213,22 @@ impl Rules {
             }
         }
         found.into_iter().max_by_key(|(_, s)| *s)
+    }
+
+    /// The shortest period that can apply to a message of `kind`: no
+    /// message of it is due before; `None`: none is ever due.
+    pub fn shortest(&self, kind: Kind) -> Option<u64> {
+        let marked_periods = self
+            .handling
+            .values()
+            .chain(self.tlp.values())
+            .filter(|_| marked(kind));
+        self.kinds
+            .get(&kind)
+            .into_iter()
+            .chain(marked_periods)
+            .copied()
+            .min()
     }
 
     /// Decides for one message at `now` (seconds).
@@ -230,6 +250,19 @@ impl Rules {
         }
         Decision::Purge { rule, period_secs }
     }
+}
+
+/// Whether messages of `kind` belong to an intel share (and so have its
+/// handling code and TLP).
+fn marked(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::IntelShare
+            | Kind::IntelCorrection
+            | Kind::IntelRetraction
+            | Kind::PermissionRequest
+            | Kind::PermissionAnswer
+    )
 }
 
 fn serde_name<T: Serialize>(t: &T) -> String {
@@ -328,100 +361,49 @@ impl Inner {
         let secs = now().0;
         let ix = CaseIndex::read(&self.store)?;
         let awaited = self.store.awaited_ids()?;
-        let me = &self.config.agency;
         let mut due = Vec::new();
-        let mut after = None;
-        loop {
-            let page = self.store.outbox_page(after.as_ref(), PAGE)?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.id);
-            for rec in &page {
-                if self.store.outbox_purged(&rec.id)?.is_some() {
-                    continue;
-                }
-                let facts = out_facts(rec, &ix, &awaited);
-                let item = |why: String| ReportItem {
-                    id: rec.id.to_hex(),
-                    direction: "out",
-                    kind: rec.kind.as_str().to_owned(),
-                    peer: rec.recipient.to_string(),
-                    envelope_sha256: hex::encode(rec.digest),
-                    why,
-                };
-                match rules.decide(&facts, secs) {
-                    Decision::Keep => {}
-                    Decision::Held(h) => report.held.push(item(format!("legal hold: {h}"))),
-                    Decision::Undelivered => {
-                        tracing::warn!(id = %rec.id, "retention: the period passed but the message is not delivered; keeping it");
-                        report.undelivered.push(item("not settled".into()));
-                    }
-                    Decision::Purge { rule, period_secs } => {
-                        report.purged.push(item(rule.clone()));
-                        due.push(Due {
-                            target: PurgeTarget::Out(rec.id),
-                            entry: PurgedMessage {
-                                id: rec.id,
-                                sender: me.clone(),
-                                recipient: rec.recipient.clone(),
-                                envelope_sha256: rec.digest,
-                                kind: rec.kind,
-                                direction: "out",
-                                logged_at: rec.sent_index,
-                                inner_sha256: rec.relay.as_ref().map(|r| r.inner_digest),
-                                rule,
-                                period_secs,
-                            },
-                        });
-                    }
-                }
-            }
-        }
-        let mut after = None;
-        loop {
-            let page = self.store.inbox_page(after.as_ref(), PAGE)?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.id);
-            for rec in &page {
-                if self.store.inbox_purged(&rec.id, &rec.sender)?.is_some() {
-                    continue;
-                }
-                let forward_pending = self
+        for kind in Kind::ALL {
+            // Only records older than the kind's shortest period are read.
+            let Some(until) = rules.shortest(kind).and_then(|p| secs.checked_sub(p)) else {
+                continue;
+            };
+            let mut after: Option<Vec<u8>> = None;
+            loop {
+                let page = self
                     .store
-                    .outbox(&rec.id)?
-                    .is_some_and(|o| !outbox_settled(&o, &awaited));
-                let facts = in_facts(rec, &ix, !forward_pending);
-                let item = |why: String| ReportItem {
-                    id: rec.id.to_hex(),
-                    direction: "in",
-                    kind: rec.kind.as_str().to_owned(),
-                    peer: rec.sender.to_string(),
-                    envelope_sha256: hex::encode(rec.digest),
-                    why,
-                };
-                match rules.decide(&facts, secs) {
-                    Decision::Keep => {}
-                    Decision::Held(h) => report.held.push(item(format!("legal hold: {h}"))),
-                    Decision::Undelivered => {
-                        tracing::warn!(id = %rec.id, "retention: the period passed but the message is still being forwarded; keeping it");
-                        report.undelivered.push(item("not settled".into()));
-                    }
-                    Decision::Purge { rule, period_secs } => {
-                        report.purged.push(item(rule.clone()));
-                        due.push(Due {
-                            target: PurgeTarget::In(rec.id, rec.sender.clone()),
-                            entry: PurgedMessage {
-                                id: rec.id,
-                                sender: rec.sender.clone(),
-                                recipient: me.clone(),
-                                envelope_sha256: rec.digest,
-                                kind: rec.kind,
-                                direction: "in",
-                                logged_at: Some(rec.log_index),
-                                inner_sha256: None,
-                                rule,
-                                period_secs,
-                            },
-                        });
+                    .retention_queue(kind, until, after.as_deref(), PAGE)?;
+                let Some((_, last)) = page.last() else { break };
+                after = Some(last.clone());
+                for (held, _) in &page {
+                    let Some(seen) = self.look(held, &ix, &awaited)? else {
+                        continue;
+                    };
+                    let Seen {
+                        item,
+                        facts,
+                        target,
+                        entry,
+                    } = seen;
+                    match rules.decide(&facts, secs) {
+                        Decision::Keep => {}
+                        Decision::Held(h) => {
+                            report.held.push(item.why(format!("legal hold: {h}")));
+                        }
+                        Decision::Undelivered => {
+                            tracing::warn!(id = %entry.id, direction = entry.direction, "retention: the period passed but the message is not settled; keeping it");
+                            report.undelivered.push(item.why("not settled".into()));
+                        }
+                        Decision::Purge { rule, period_secs } => {
+                            report.purged.push(item.why(rule.clone()));
+                            due.push(Due {
+                                target,
+                                entry: PurgedMessage {
+                                    rule,
+                                    period_secs,
+                                    ..entry
+                                },
+                            });
+                        }
                     }
                 }
             }
@@ -443,6 +425,99 @@ impl Inner {
         }
         tracing::info!(purged, "retention: message contents purged");
         Ok(report)
+    }
+
+    /// What the pass needs of a queued record; `None` if it is purged
+    /// already.
+    fn look(
+        &self,
+        held: &Held,
+        ix: &CaseIndex,
+        awaited: &BTreeSet<MessageId>,
+    ) -> Result<Option<Seen>, StoreError> {
+        let me = &self.config.agency;
+        Ok(Some(match held {
+            Held::Out(rec) => {
+                if self.store.outbox_purged(&rec.id)?.is_some() {
+                    return Ok(None);
+                }
+                let entry = PurgedMessage {
+                    id: rec.id,
+                    sender: me.clone(),
+                    recipient: rec.recipient.clone(),
+                    envelope_sha256: rec.digest,
+                    kind: rec.kind,
+                    direction: "out",
+                    logged_at: rec.sent_index,
+                    inner_sha256: rec.relay.as_ref().map(|r| r.inner_digest),
+                    rule: String::new(),
+                    period_secs: 0,
+                };
+                Seen {
+                    item: item(&entry, &rec.recipient),
+                    facts: out_facts(rec, ix, awaited),
+                    target: PurgeTarget::Out(rec.id),
+                    entry,
+                }
+            }
+            Held::In(rec) => {
+                if self.store.inbox_purged(&rec.id, &rec.sender)?.is_some() {
+                    return Ok(None);
+                }
+                // A relay hop whose forward is not settled is not either.
+                let forward_pending = self
+                    .store
+                    .outbox(&rec.id)?
+                    .is_some_and(|o| !outbox_settled(&o, awaited));
+                let entry = PurgedMessage {
+                    id: rec.id,
+                    sender: rec.sender.clone(),
+                    recipient: me.clone(),
+                    envelope_sha256: rec.digest,
+                    kind: rec.kind,
+                    direction: "in",
+                    logged_at: Some(rec.log_index),
+                    inner_sha256: None,
+                    rule: String::new(),
+                    period_secs: 0,
+                };
+                Seen {
+                    item: item(&entry, &rec.sender),
+                    facts: in_facts(rec, ix, !forward_pending),
+                    target: PurgeTarget::In(rec.id, rec.sender.clone()),
+                    entry,
+                }
+            }
+        }))
+    }
+}
+
+/// A queued record as the pass sees it.
+struct Seen {
+    item: ReportItem,
+    facts: Facts,
+    target: PurgeTarget,
+    entry: PurgedMessage,
+}
+
+/// The report line of a message (its `why` filled in later).
+fn item(m: &PurgedMessage, peer: &AgencyId) -> ReportItem {
+    ReportItem {
+        id: m.id.to_hex(),
+        direction: m.direction,
+        kind: m.kind.as_str().to_owned(),
+        peer: peer.to_string(),
+        envelope_sha256: hex::encode(m.envelope_sha256),
+        why: String::new(),
+    }
+}
+
+impl ReportItem {
+    fn why(&self, why: String) -> Self {
+        Self {
+            why,
+            ..self.clone()
+        }
     }
 }
 
@@ -554,6 +629,22 @@ mod tests {
             rules.decide(&facts(Kind::MlaStatus), u64::MAX),
             Decision::Keep
         );
+        // What a pass reads: intel kinds from the shortest of their rules,
+        // others from their kind's only, kinds without a rule never.
+        assert_eq!(rules.shortest(Kind::IntelShare), Some(100));
+        assert_eq!(rules.shortest(Kind::PermissionAnswer), Some(200));
+        assert_eq!(rules.shortest(Kind::MlaRequest), Some(50));
+        assert_eq!(rules.shortest(Kind::MlaStatus), None);
+        // A marking on an MLA message (never one of a share's) is ignored.
+        let mut f = facts(Kind::MlaRequest);
+        f.marking = Some((HandlingCode::H2, Tlp::Red));
+        assert!(matches!(
+            rules.decide(&f, 1050),
+            Decision::Purge {
+                period_secs: 50,
+                ..
+            }
+        ));
     }
 
     #[test]

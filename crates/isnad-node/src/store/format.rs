@@ -31,7 +31,8 @@ use super::{StoreError, META};
 /// the `meta` table (step 1 → 2 records it; no table changed). 3: the
 /// outbox records whose `sent` entry is not noted are indexed in
 /// `outbox_unlogged` (start-up reads those and the pending ones, not the
-/// whole outbox), and purged records are marked in `purged`.
+/// whole outbox), records whose content is held are queued by kind and age
+/// in `retention_queue`, and purged records are marked in `purged`.
 pub const STATE_FORMAT: u64 = 3;
 
 /// The configuration format this release reads and writes (`format` in
@@ -89,7 +90,7 @@ pub(crate) const STEPS: &[Step] = &[
     },
     Step {
         from: 2,
-        what: "index the outbox records whose sent entry is not noted",
+        what: "index the unlogged outbox records and queue every record for retention",
         run: super::retention::index_unlogged,
     },
 ];

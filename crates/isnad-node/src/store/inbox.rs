@@ -236,5 +236,5 @@ fn put_inbox(txn: &WriteTransaction, rec: &InboxRecord) -> Result<(), StoreError
         .insert(key.as_slice(), encode(rec)?.as_slice())?;
     txn.open_table(DIGESTS)?
         .insert(&rec.digest[..], key.as_slice())?;
-    Ok(())
+    super::retention::enqueue_inbox(txn, rec)
 }

@@ -9,7 +9,7 @@
 //! | [`cases`] | `mla_requests`, `intel_shares` | [`isnad_mla::RequestRecord`], [`isnad_mla::ShareRecord`] |
 //! | `idempotency` | `idempotency_keys`, `idempotency_by_time` | [`crate::idempotency::Claim`] |
 //! | `witness` | `witness_latest`, `witness_submitted` | checkpoint notes, cosignatures |
-//! | [`retention`] | `purged`, `outbox_unlogged` | [`PurgeMark`] |
+//! | [`retention`] | `purged`, `outbox_unlogged`, `retention_queue` | [`PurgeMark`] |
 //! | here | `meta` | small values by name |
 //!
 //! Records are parsed once, when read: message ids, agency ids and kinds
@@ -375,6 +375,7 @@ fn open_tables(open: &Opener) -> Result<Database, StoreError> {
     txn.open_table(cases::SHARES)?;
     txn.open_table(retention::PURGED)?;
     txn.open_table(retention::UNLOGGED)?;
+    txn.open_table(retention::QUEUE)?;
     idempotency::create_tables(&txn)?;
     txn.commit()?;
     Ok(db)

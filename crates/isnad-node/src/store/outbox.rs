@@ -398,6 +398,7 @@ pub(super) fn put_outbox(txn: &WriteTransaction, rec: &OutboxRecord) -> Result<(
         .insert(&rec.id.as_bytes()[..], bytes.as_slice())?;
     txn.open_table(DUE)?
         .insert(&time_id_key(rec.next_attempt_ms, rec.id.as_bytes())[..], ())?;
+    super::retention::enqueue_outbox(txn, rec)?;
     super::retention::note_unlogged(txn, rec)
 }
 
@@ -420,6 +421,9 @@ fn modify_outbox_in(
     out.insert(&key[..], bytes.as_slice())?;
     if old.sent_index.is_none() != new.sent_index.is_none() {
         super::retention::note_unlogged(txn, &new)?;
+    }
+    if (old.created, old.kind) != (new.created, new.kind) {
+        super::retention::requeue_outbox(txn, &old, &new)?;
     }
     let was = (old.state == OutState::Pending).then_some(old.next_attempt_ms);
     let is = (new.state == OutState::Pending).then_some(new.next_attempt_ms);

@@ -6,6 +6,12 @@
 //! |---|---|---|
 //! | `purged` | `o` ‖ message id, or `i` ‖ inbox key | index of the `purged` entry (u64 BE) ‖ when (ms, u64 BE) |
 //! | `outbox_unlogged` | message id | () — outbox records whose `sent` entry is not noted yet |
+//! | `retention_queue` | kind name length (u8) ‖ kind name ‖ since (s, u64 BE) ‖ `o` ‖ message id, or `i` ‖ inbox key | () — records whose content is still held |
+//!
+//! The retention queue orders the records not purged by kind and by the
+//! time their period runs from (creation of an outgoing message, reception
+//! of an incoming one): a pass reads, per kind with a rule, only the
+//! records older than that kind's shortest period, not the history.
 //!
 //! A purged record stays in its table, compacted to the fields audits and
 //! replay protection need: its envelope (and for an outgoing message the
@@ -20,7 +26,7 @@
 
 use std::collections::BTreeSet;
 
-use isnad_envelope::{AgencyId, MessageId};
+use isnad_envelope::{AgencyId, Kind, MessageId};
 use redb::{ReadableDatabase as _, ReadableTable as _, TableDefinition, WriteTransaction};
 
 use super::codec::{decode, encode, split_time_id_key};
@@ -32,6 +38,17 @@ use super::{InboxRecord, OutState, OutboxRecord, Store, StoreError};
 pub(super) const PURGED: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("purged");
 /// Outbox records whose `sent` entry index is not noted yet: message id → ().
 pub(super) const UNLOGGED: TableDefinition<'_, &[u8], ()> = TableDefinition::new("outbox_unlogged");
+/// Records whose content is held, by kind and age (module docs).
+pub(super) const QUEUE: TableDefinition<'_, &[u8], ()> = TableDefinition::new("retention_queue");
+
+/// A record the retention queue names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Held {
+    /// An outbox record.
+    Out(OutboxRecord),
+    /// An inbox record.
+    In(InboxRecord),
+}
 
 /// When and under which audit entry a record's content was purged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +77,63 @@ impl PurgeTarget {
     }
 }
 
+/// The queue key prefix of `kind`: its name's length and the name.
+fn kind_prefix(kind: Kind) -> Vec<u8> {
+    let name = kind.as_str().as_bytes();
+    let mut k = Vec::with_capacity(1 + name.len() + 8 + 1 + 40);
+    k.push(u8::try_from(name.len()).unwrap_or(u8::MAX));
+    k.extend_from_slice(name);
+    k
+}
+
+/// The queue key of a record.
+fn queue_key(kind: Kind, since: u64, t: &PurgeTarget) -> Vec<u8> {
+    let mut k = kind_prefix(kind);
+    k.extend_from_slice(&since.to_be_bytes());
+    k.extend_from_slice(&t.mark_key());
+    k
+}
+
+fn out_queue_key(rec: &OutboxRecord) -> Vec<u8> {
+    queue_key(rec.kind, rec.created, &PurgeTarget::Out(rec.id))
+}
+
+fn in_queue_key(rec: &InboxRecord) -> Vec<u8> {
+    queue_key(
+        rec.kind,
+        rec.received_ms / 1000,
+        &PurgeTarget::In(rec.id, rec.sender.clone()),
+    )
+}
+
+/// Inside a transaction: queues a new outbox record for retention.
+pub(super) fn enqueue_outbox(txn: &WriteTransaction, rec: &OutboxRecord) -> Result<(), StoreError> {
+    txn.open_table(QUEUE)?
+        .insert(out_queue_key(rec).as_slice(), ())?;
+    Ok(())
+}
+
+/// Inside a transaction: moves an outbox record whose creation time or
+/// kind changed (a re-seal) to its new place in the queue, unless purged.
+pub(super) fn requeue_outbox(
+    txn: &WriteTransaction,
+    old: &OutboxRecord,
+    new: &OutboxRecord,
+) -> Result<(), StoreError> {
+    let mut q = txn.open_table(QUEUE)?;
+    if q.remove(out_queue_key(old).as_slice())?.is_some() {
+        q.insert(out_queue_key(new).as_slice(), ())?;
+    }
+    Ok(())
+}
+
+/// Inside a transaction: queues a new inbox record for retention.
+pub(super) fn enqueue_inbox(txn: &WriteTransaction, rec: &InboxRecord) -> Result<(), StoreError> {
+    txn.open_table(QUEUE)?
+        .insert(in_queue_key(rec).as_slice(), ())?;
+    Ok(())
+}
+
 impl Store {
     /// The purge mark of outbox record `id`, if its content was purged.
     pub fn outbox_purged(&self, id: &MessageId) -> Result<Option<PurgeMark>, StoreError> {
@@ -80,6 +154,55 @@ impl Store {
         let marks = txn.open_table(PURGED)?;
         let v = marks.get(t.mark_key().as_slice())?;
         v.map(|v| parse_mark(v.value())).transpose()
+    }
+
+    /// Records of `kind` whose content is held and whose period started at
+    /// or before `until_secs`, oldest first, at most `limit`, starting after
+    /// the queue key `after` (the second element of the last one returned).
+    pub fn retention_queue(
+        &self,
+        kind: Kind,
+        until_secs: u64,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Held, Vec<u8>)>, StoreError> {
+        let txn = self.db.db()?.begin_read()?;
+        let queue = txn.open_table(QUEUE)?;
+        let prefix = kind_prefix(kind);
+        let mut start = after.map(<[u8]>::to_vec).unwrap_or_else(|| prefix.clone());
+        if after.is_some() {
+            start.push(0);
+        }
+        let mut end = prefix.clone();
+        end.extend_from_slice(&until_secs.to_be_bytes());
+        end.push(0xff);
+        let (out, inbox) = (txn.open_table(OUTBOX)?, txn.open_table(INBOX)?);
+        let mut found = Vec::new();
+        for item in queue.range::<&[u8]>(start.as_slice()..end.as_slice())? {
+            if found.len() >= limit {
+                break;
+            }
+            let (k, _) = item?;
+            let key = k.value().to_vec();
+            let rest = key
+                .get(prefix.len() + 8..)
+                .ok_or_else(|| StoreError::Corrupt("retention queue key".into()))?;
+            let held = match rest.split_first() {
+                Some((b'o', id)) => out
+                    .get(id)?
+                    .map(|v| decode(v.value()).map(Held::Out))
+                    .transpose()?,
+                Some((b'i', ik)) => inbox
+                    .get(ik)?
+                    .map(|v| decode(v.value()).map(Held::In))
+                    .transpose()?,
+                _ => return Err(StoreError::Corrupt("retention queue key".into())),
+            };
+            if let Some(h) = held {
+                found.push((h, key));
+            }
+        }
+        Ok(found)
     }
 
     /// The ids of relayed messages still awaiting their end-to-end
@@ -191,6 +314,8 @@ fn purge_in(txn: &WriteTransaction, t: &PurgeTarget) -> Result<bool, StoreError>
             rec.reseal = None;
             rec.last_error = None;
             out.insert(&key[..], encode(&rec)?.as_slice())?;
+            txn.open_table(QUEUE)?
+                .remove(out_queue_key(&rec).as_slice())?;
             Ok(true)
         }
         PurgeTarget::In(id, sender) => {
@@ -212,6 +337,8 @@ fn purge_in(txn: &WriteTransaction, t: &PurgeTarget) -> Result<bool, StoreError>
             };
             rec.envelope = Vec::new();
             inbox.insert(key.as_slice(), encode(&rec)?.as_slice())?;
+            txn.open_table(QUEUE)?
+                .remove(in_queue_key(&rec).as_slice())?;
             Ok(true)
         }
     }
@@ -229,24 +356,31 @@ pub(super) fn note_unlogged(txn: &WriteTransaction, rec: &OutboxRecord) -> Resul
 }
 
 /// Migration 2 → 3: indexes the outbox records whose `sent` entry is not
-/// noted (read once, here, instead of at every start).
+/// noted (read once, here, instead of at every start) and queues every
+/// record for retention.
 pub(super) fn index_unlogged(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(PURGED)?;
-    let unlogged: Vec<[u8; 16]> = {
-        let out = txn.open_table(OUTBOX)?;
-        let mut ids = Vec::new();
-        for item in out.iter()? {
-            let (_, v) = item?;
-            let rec: OutboxRecord = decode(v.value())?;
-            if rec.sent_index.is_none() {
-                ids.push(*rec.id.as_bytes());
-            }
+    let mut unlogged = Vec::new();
+    let mut queued = Vec::new();
+    for item in txn.open_table(OUTBOX)?.iter()? {
+        let (_, v) = item?;
+        let rec: OutboxRecord = decode(v.value())?;
+        if rec.sent_index.is_none() {
+            unlogged.push(*rec.id.as_bytes());
         }
-        ids
-    };
+        queued.push(out_queue_key(&rec));
+    }
+    for item in txn.open_table(INBOX)?.iter()? {
+        let (_, v) = item?;
+        queued.push(in_queue_key(&decode(v.value())?));
+    }
     let mut t = txn.open_table(UNLOGGED)?;
     for id in unlogged {
         t.insert(&id[..], ())?;
+    }
+    let mut q = txn.open_table(QUEUE)?;
+    for k in queued {
+        q.insert(k.as_slice(), ())?;
     }
     Ok(())
 }
@@ -403,9 +537,10 @@ mod tests {
 
     /// The state database of release 0.1.0 (the fixture `tests/upgrade.rs`
     /// starts from) is migrated to this format: the version is recorded,
-    /// the records are unchanged, and the index of unlogged outbox records
-    /// is built (every fixture message was logged and delivered, so
-    /// start-up has no outbox record to read).
+    /// the records are unchanged, the index of unlogged outbox records is
+    /// built (every fixture message was logged and delivered, so start-up
+    /// has no outbox record to read) and every record is queued for
+    /// retention.
     #[tokio::test]
     async fn the_release_0_1_0_fixture_migrates_to_format_3(
     ) -> Result<(), Box<dyn std::error::Error>> {
@@ -426,12 +561,75 @@ mod tests {
             .all(|r| r.state == OutState::Delivered && r.sent_index.is_some()));
         assert!(store.unsettled_outbox()?.is_empty());
         assert_eq!(store.outbox_purged(&all[0].id)?, None);
+        // Every record is queued for retention by the migration: the
+        // request and the share sent, the status change received.
+        for kind in [Kind::MlaRequest, Kind::IntelShare, Kind::MlaStatus] {
+            let queued = store.retention_queue(kind, u64::MAX, None, 10)?;
+            assert_eq!(queued.len(), 1, "{kind}");
+        }
         drop(store);
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         let db = redb::Database::open(&path)?;
         assert_eq!(
             super::super::format::state_version(&db)?,
             Some(super::super::format::STATE_FORMAT)
+        );
+        Ok(())
+    }
+
+    /// The queue gives, per kind, the records whose period started by
+    /// `until`, oldest first, in pages; a purged record leaves it, and a
+    /// re-seal's new creation time moves it.
+    #[tokio::test]
+    async fn the_retention_queue_reads_only_old_records_of_a_kind(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(&dir.path().join("state.redb"))?;
+        for (i, created) in [(1u8, 300), (2, 100), (3, 200), (4, 900)] {
+            let mut r = out(i);
+            r.created = created;
+            store.insert_outbox(r).await?;
+        }
+        let mut other = out(5);
+        other.kind = Kind::MlaStatus;
+        other.created = 50;
+        store.insert_outbox(other).await?;
+        let ids = |v: &[(Held, Vec<u8>)]| -> Vec<u8> {
+            v.iter()
+                .map(|(h, _)| match h {
+                    Held::Out(r) => r.id.as_bytes()[0],
+                    Held::In(r) => r.id.as_bytes()[0],
+                })
+                .collect()
+        };
+        let all = store.retention_queue(Kind::MlaRequest, 300, None, 10)?;
+        assert_eq!(ids(&all), [2, 3, 1]);
+        let first = store.retention_queue(Kind::MlaRequest, 300, None, 2)?;
+        assert_eq!(ids(&first), [2, 3]);
+        let next = store.retention_queue(Kind::MlaRequest, 300, Some(&first[1].1), 2)?;
+        assert_eq!(ids(&next), [1]);
+        // Settle and purge 2: it leaves the queue.
+        store
+            .modify_outbox(MessageId::from_bytes([2; 16]), Durability::Durable, |r| {
+                r.state = OutState::Delivered;
+            })
+            .await?;
+        store
+            .purge(vec![PurgeTarget::Out(MessageId::from_bytes([2; 16]))], 1, 1)
+            .await?;
+        // 3 re-sealed: created again at 400.
+        store
+            .modify_outbox(MessageId::from_bytes([3; 16]), Durability::Durable, |r| {
+                r.created = 400;
+            })
+            .await?;
+        assert_eq!(
+            ids(&store.retention_queue(Kind::MlaRequest, 1000, None, 10)?),
+            [1, 3, 4]
+        );
+        assert_eq!(
+            ids(&store.retention_queue(Kind::MlaStatus, 1000, None, 10)?),
+            [5]
         );
         Ok(())
     }
