@@ -45,9 +45,9 @@ pub(super) const QUEUE: TableDefinition<'_, &[u8], ()> = TableDefinition::new("r
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Held {
     /// An outbox record.
-    Out(OutboxRecord),
+    Out(Box<OutboxRecord>),
     /// An inbox record.
-    In(InboxRecord),
+    In(Box<InboxRecord>),
 }
 
 /// When and under which audit entry a record's content was purged.
@@ -190,11 +190,11 @@ impl Store {
             let held = match rest.split_first() {
                 Some((b'o', id)) => out
                     .get(id)?
-                    .map(|v| decode(v.value()).map(Held::Out))
+                    .map(|v| decode(v.value()).map(|r| Held::Out(Box::new(r))))
                     .transpose()?,
                 Some((b'i', ik)) => inbox
                     .get(ik)?
-                    .map(|v| decode(v.value()).map(Held::In))
+                    .map(|v| decode(v.value()).map(|r| Held::In(Box::new(r))))
                     .transpose()?,
                 _ => return Err(StoreError::Corrupt("retention queue key".into())),
             };
