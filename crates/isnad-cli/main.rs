@@ -25,6 +25,7 @@ mod manual;
 mod node_cmd;
 mod note;
 mod out;
+mod retention;
 mod trust;
 mod witness;
 
@@ -87,6 +88,8 @@ enum Command {
     Backup(backup::BackupArgs),
     /// Restore a node from a backup, checked against what it published.
     Restore(backup::RestoreArgs),
+    /// Purge message contents past their retention period (or list them).
+    Retention(retention::RetentionArgs),
     /// Manage trusted partner roots.
     #[command(subcommand)]
     Trust(trust::TrustCommand),
@@ -153,6 +156,7 @@ fn main() -> std::process::ExitCode {
         Command::Note(cmd) => note::run(cmd),
         Command::Backup(a) => backup::backup(a),
         Command::Restore(a) => backup::restore(a),
+        Command::Retention(a) => retention::run(a),
         Command::Requests(a) => cases::requests(a),
         Command::Case(c) => cases::case(c),
         Command::Mla(c) => cases::mla(c),

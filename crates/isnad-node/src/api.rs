@@ -28,6 +28,7 @@ mod backup;
 mod cases;
 mod events;
 mod json;
+mod retention;
 
 use json::JsonBody;
 
@@ -68,6 +69,7 @@ pub async fn serve(
         .route("/v1/audit/export", post(export_audit))
         .route("/v1/events", get(events::events))
         .route("/v1/backup", post(backup::backup))
+        .route("/v1/retention", post(retention::run))
         .merge(cases::routes())
         // Outermost on every route but health: the token is checked before
         // the body is read or parsed, so an unauthenticated client can make
@@ -443,6 +445,9 @@ async fn message(
     let id = parse_id(&id)?;
     let store = api.node.store();
     if let Some(rec) = store.inbox_by_id(&id).map_err(internal)?.into_iter().next() {
+        if let Some(m) = store.inbox_purged(&rec.id, &rec.sender).map_err(internal)? {
+            return Err(retention::gone(&id, m));
+        }
         // Decrypt on read.
         let opened = api
             .node
@@ -460,7 +465,9 @@ async fn message(
         return Ok(Json(v));
     }
     if let Some(rec) = store.outbox(&id).map_err(internal)? {
-        return Ok(Json(outbox_json(&rec)));
+        let mut v = outbox_json(&rec);
+        retention::mark_outbox(store, &id, &mut v)?;
+        return Ok(Json(v));
     }
     Err(ApiError(
         StatusCode::NOT_FOUND,
@@ -478,10 +485,14 @@ async fn status(
     let id = parse_id(&id)?;
     let store = api.node.store();
     if let Some(rec) = store.outbox(&id).map_err(internal)? {
-        return Ok(Json(outbox_json(&rec)));
+        let mut v = outbox_json(&rec);
+        retention::mark_outbox(store, &id, &mut v)?;
+        return Ok(Json(v));
     }
     if let Some(rec) = store.inbox_by_id(&id).map_err(internal)?.into_iter().next() {
-        return Ok(Json(inbox_json(&rec)));
+        let mut v = inbox_json(&rec);
+        retention::mark_inbox(store, &rec.id, &rec.sender, &mut v)?;
+        return Ok(Json(v));
     }
     Err(ApiError(
         StatusCode::NOT_FOUND,

@@ -88,6 +88,13 @@ pub struct Config {
     /// (C2SP tlog-tiles); off unless `listen` is set.
     #[serde(default)]
     pub log_http: LogHttpConfig,
+    /// Retention of message content (spec/audit-log.md §2.6); absent =
+    /// kept for ever.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::retention::RetentionConfig::is_default"
+    )]
+    pub retention: crate::retention::RetentionConfig,
 }
 
 /// The audit log served read-only over HTTP as the C2SP tlog-tiles read
@@ -481,6 +488,7 @@ impl Config {
                 ));
             }
         }
+        self.retention.rules()?;
         Ok(())
     }
 }

@@ -20,7 +20,7 @@
 //! This module is where the node's outbound and inbound paths build their
 //! audit entries, one function per row of spec/audit-log.md §2 as the node
 //! uses it (`sent`, `received`, `receipt-sent`, `receipt-received`,
-//! `rejected`, `delivery-failed`, `delivery-expired`), and where the layout
+//! `rejected`, `delivery-failed`, `delivery-expired`, `purged`), and where the layout
 //! of an acknowledgement batch is fixed ([`acknowledgements`],
 //! [`ack_index`], [`tail_index`]): the inbound path derives the receipt's
 //! log index and the indexes of the entries that follow from these
@@ -276,6 +276,54 @@ pub fn end_to_end_receipt_received(
     e.detail.insert("end-to-end".into(), "true".into());
     e.detail
         .insert("receipt-sha256".into(), receipt_sha256.to_hex());
+    e
+}
+
+/// What a `purged` entry says about the message whose content went
+/// (spec/audit-log.md §2.3, "Retention").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgedMessage {
+    /// The message id.
+    pub id: MessageId,
+    /// Its sender (this node for an outgoing message).
+    pub sender: AgencyId,
+    /// Its recipient (this node for an incoming message).
+    pub recipient: AgencyId,
+    /// SHA-256 of the envelope deleted.
+    pub envelope_sha256: [u8; 32],
+    /// Its kind.
+    pub kind: Kind,
+    /// `out` (an outbox record) or `in` (an inbox record).
+    pub direction: &'static str,
+    /// Index of this node's `sent` or `received` entry for the envelope.
+    pub logged_at: Option<u64>,
+    /// For a relayed message: SHA-256 of the inner (end-to-end) envelope.
+    pub inner_sha256: Option<[u8; 32]>,
+    /// The retention rule that applied, e.g. `kind mla-request`.
+    pub rule: String,
+    /// Its period, seconds.
+    pub period_secs: u64,
+}
+
+/// The `purged` entry: the content of message `m` was deleted from this
+/// node's state at `time_ms`. It holds digests and metadata only.
+pub fn purged(m: &PurgedMessage, time_ms: u64) -> Entry {
+    let mut e = Entry::new(EventType::Purged, time_ms);
+    e.message_id = Some(m.id);
+    e.sender = Some(m.sender.clone());
+    e.recipient = Some(m.recipient.clone());
+    e.envelope_sha256 = Some(m.envelope_sha256);
+    e.detail.insert("kind".into(), m.kind.as_str().to_owned());
+    e.detail.insert("direction".into(), m.direction.to_owned());
+    if let Some(i) = m.logged_at {
+        e.detail.insert("logged-at".into(), i.to_string());
+    }
+    if let Some(d) = m.inner_sha256 {
+        e.detail.insert("inner-sha256".into(), Digest(d).to_hex());
+    }
+    e.detail.insert("rule".into(), m.rule.clone());
+    e.detail
+        .insert("retention-secs".into(), m.period_secs.to_string());
     e
 }
 

@@ -96,6 +96,7 @@ pub mod node_core;
 pub mod node_dir;
 mod relay;
 mod reseal;
+pub mod retention;
 mod sealing;
 pub mod storage;
 pub mod store;

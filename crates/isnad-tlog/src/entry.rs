@@ -77,11 +77,15 @@ pub enum EventType {
     /// (metadata only: inner message id, originator, final recipient, inner
     /// digest; previous and next hop in `detail`).
     Relayed,
+    /// The content of a settled message (its envelope) was deleted from
+    /// the node's state under its retention rules; the entry names the
+    /// message and its digests only, never content.
+    Purged,
 }
 
 impl EventType {
     /// Every event type of schema version 1.
-    pub const ALL: [EventType; 16] = [
+    pub const ALL: [EventType; 17] = [
         Self::Sent,
         Self::Received,
         Self::ReceiptSent,
@@ -98,6 +102,7 @@ impl EventType {
         Self::WitnessCosigned,
         Self::ForkDetected,
         Self::Relayed,
+        Self::Purged,
     ];
 
     /// The wire name.
@@ -119,6 +124,7 @@ impl EventType {
             Self::WitnessCosigned => "witness-cosigned",
             Self::ForkDetected => "fork-detected",
             Self::Relayed => "relayed",
+            Self::Purged => "purged",
         }
     }
 
@@ -130,7 +136,7 @@ impl EventType {
     /// Keys that must be present for this event type (besides 0–3).
     fn required(self) -> &'static [u64] {
         match self {
-            Self::Sent | Self::Received | Self::Relayed => {
+            Self::Sent | Self::Received | Self::Relayed | Self::Purged => {
                 &[K_MSG, K_SENDER, K_RECIPIENT, K_ENVELOPE]
             }
             Self::ReceiptSent | Self::ReceiptReceived => &[K_MSG, K_SENDER, K_RECIPIENT, K_PEER],

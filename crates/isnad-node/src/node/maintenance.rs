@@ -127,7 +127,7 @@ impl Inner {
     /// queued messages sealed with a revoked key of this node are re-sealed
     /// first (their new `sent` entries are then missing, crate::reseal).
     pub(super) async fn recover(self: &Arc<Self>) -> Result<(), NodeError> {
-        for rec in self.store.all_outbox()? {
+        for rec in self.store.unsettled_outbox()? {
             let rec = if !self.is_in_flight(rec.id.as_bytes())
                 && reseal::reseal_if_revoked(&self.sealer(), &self.store, &rec).await?
             {

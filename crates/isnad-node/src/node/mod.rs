@@ -61,7 +61,7 @@ use self::outbound::delivery_loop;
 /// A running node. Dropping it does not stop it; call [`NodeHandle::shutdown`].
 #[derive(Debug, Clone)]
 pub struct NodeHandle {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl NodeHandle {
@@ -123,7 +123,9 @@ impl NodeHandle {
         inner.spawn(checkpoint_loop(Arc::clone(&inner)));
         inner.spawn(pin_loop(Arc::clone(&inner)));
         inner.spawn(health_loop(Arc::clone(&inner)));
-        Ok(Self { inner })
+        let node = Self { inner };
+        node.spawn_service(|stop| crate::retention::purge_loop(Arc::clone(&node.inner), stop));
+        Ok(node)
     }
 
     /// The node's condition now: `ok`, or `degraded` with the reasons

@@ -28,8 +28,12 @@ use super::{StoreError, META};
 /// The state database format this release writes and reads.
 ///
 /// 1: release 0.1.0 (no version recorded). 2: the version is recorded in
-/// the `meta` table (step 1 → 2 records it; no table changed).
-pub const STATE_FORMAT: u64 = 2;
+/// the `meta` table (step 1 → 2 records it; no table changed). 3: the
+/// outbox records whose `sent` entry is not noted are indexed in
+/// `outbox_unlogged` (start-up reads those and the pending ones, not the
+/// whole outbox), records whose content is held are queued by kind and age
+/// in `retention_queue`, and purged records are marked in `purged`.
+pub const STATE_FORMAT: u64 = 3;
 
 /// The configuration format this release reads and writes (`format` in
 /// `config.toml`; absent = 1).
@@ -78,11 +82,18 @@ pub(crate) struct Step {
 }
 
 /// Every step, in order: `STEPS[i]` takes version `i + 1` to `i + 2`.
-pub(crate) const STEPS: &[Step] = &[Step {
-    from: 1,
-    what: "record the format version in the meta table",
-    run: |_| Ok(()),
-}];
+pub(crate) const STEPS: &[Step] = &[
+    Step {
+        from: 1,
+        what: "record the format version in the meta table",
+        run: |_| Ok(()),
+    },
+    Step {
+        from: 2,
+        what: "index the unlogged outbox records and queue every record for retention",
+        run: super::retention::index_unlogged,
+    },
+];
 
 /// Brings the state database up to [`STATE_FORMAT`] (see the module docs);
 /// returns the version it found (`None`: a new database).

@@ -214,7 +214,7 @@ impl Store {
     }
 }
 
-fn inbox_key(id: &MessageId, sender: &AgencyId) -> Vec<u8> {
+pub(super) fn inbox_key(id: &MessageId, sender: &AgencyId) -> Vec<u8> {
     let mut k = id.as_bytes().to_vec();
     k.extend_from_slice(sender.as_str().as_bytes());
     k
@@ -236,5 +236,5 @@ fn put_inbox(txn: &WriteTransaction, rec: &InboxRecord) -> Result<(), StoreError
         .insert(key.as_slice(), encode(rec)?.as_slice())?;
     txn.open_table(DIGESTS)?
         .insert(&rec.digest[..], key.as_slice())?;
-    Ok(())
+    super::retention::enqueue_inbox(txn, rec)
 }

@@ -9,6 +9,7 @@
 //! | [`cases`] | `mla_requests`, `intel_shares` | [`isnad_mla::RequestRecord`], [`isnad_mla::ShareRecord`] |
 //! | `idempotency` | `idempotency_keys`, `idempotency_by_time` | [`crate::idempotency::Claim`] |
 //! | `witness` | `witness_latest`, `witness_submitted` | checkpoint notes, cosignatures |
+//! | [`retention`] | `purged`, `outbox_unlogged`, `retention_queue` | [`PurgeMark`] |
 //! | here | `meta` | small values by name |
 //!
 //! Records are parsed once, when read: message ids, agency ids and kinds
@@ -43,12 +44,14 @@ pub mod format;
 pub(crate) mod idempotency;
 pub mod inbox;
 pub mod outbox;
+pub mod retention;
 pub(crate) mod witness;
 mod writer;
 
 pub use cases::{Case, CaseKey, CaseView, CaseWrite, IndexNote};
 pub use inbox::{InboxInsert, InboxRecord};
 pub use outbox::{OutState, OutboxRecord, RelayedOut, ResealCopy, Submission};
+pub use retention::{PurgeMark, PurgeTarget};
 pub(crate) use writer::JoinOnDrop;
 use writer::{Job, Opener, Slot};
 
@@ -370,6 +373,9 @@ fn open_tables(open: &Opener) -> Result<Database, StoreError> {
     txn.open_table(outbox::AWAITING)?;
     txn.open_table(cases::REQUESTS)?;
     txn.open_table(cases::SHARES)?;
+    txn.open_table(retention::PURGED)?;
+    txn.open_table(retention::UNLOGGED)?;
+    txn.open_table(retention::QUEUE)?;
     idempotency::create_tables(&txn)?;
     txn.commit()?;
     Ok(db)
