@@ -25,6 +25,7 @@ mod node_cmd;
 mod note;
 mod out;
 mod trust;
+mod user;
 mod witness;
 
 /// Isnad: signed, encrypted and audited exchange of MLA requests and
@@ -83,6 +84,9 @@ enum Command {
     Backup(backup::BackupArgs),
     /// Restore a node from a backup, checked against what it published.
     Restore(backup::RestoreArgs),
+    /// Web console accounts (password and TOTP second factor).
+    #[command(subcommand)]
+    User(user::UserCommand),
     /// Manage trusted partner roots.
     #[command(subcommand)]
     Trust(trust::TrustCommand),
@@ -138,6 +142,7 @@ fn main() -> std::process::ExitCode {
         Command::Audit(cmd) => audit::run(cmd),
         Command::Directory(cmd) => directory::run(cmd),
         Command::Trust(cmd) => trust::run(cmd),
+        Command::User(cmd) => user::run(cmd),
         Command::Send(a) => client::send(a),
         Command::Inbox(a) => client::inbox(a),
         Command::Outbox(a) => client::outbox(a),

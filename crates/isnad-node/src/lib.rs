@@ -47,6 +47,7 @@ mod audit;
 pub mod backup;
 mod cases;
 pub mod config;
+pub mod console;
 pub mod exchange;
 pub mod federation;
 pub mod health;

@@ -75,11 +75,14 @@ pub enum EventType {
     /// (metadata only: inner message id, originator, final recipient, inner
     /// digest; previous and next hop in `detail`).
     Relayed,
+    /// A person did something in the web console (login, logout, …):
+    /// pseudonymous user id, role and action in `detail`, never content.
+    UserAction,
 }
 
 impl EventType {
     /// Every event type of schema version 1.
-    pub const ALL: [EventType; 16] = [
+    pub const ALL: [EventType; 17] = [
         Self::Sent,
         Self::Received,
         Self::ReceiptSent,
@@ -96,6 +99,7 @@ impl EventType {
         Self::WitnessCosigned,
         Self::ForkDetected,
         Self::Relayed,
+        Self::UserAction,
     ];
 
     /// The wire name.
@@ -117,6 +121,7 @@ impl EventType {
             Self::WitnessCosigned => "witness-cosigned",
             Self::ForkDetected => "fork-detected",
             Self::Relayed => "relayed",
+            Self::UserAction => "user-action",
         }
     }
 
@@ -136,6 +141,7 @@ impl EventType {
             Self::DeliveryFailed | Self::DeliveryExpired => &[K_MSG, K_RECIPIENT],
             Self::LocalAccess => &[K_MSG],
             Self::WitnessCosigned | Self::ForkDetected => &[K_SENDER],
+            Self::UserAction => &[K_DETAIL],
             _ => &[],
         }
     }
@@ -481,6 +487,7 @@ impl Entry {
                 K_ENVELOPE => self.envelope_sha256.is_some(),
                 K_PEER => self.peer_index.is_some(),
                 K_REASON => self.reason.is_some(),
+                K_DETAIL => !self.detail.is_empty(),
                 _ => true,
             };
             if !present {
@@ -774,6 +781,27 @@ mod tests {
         let pos = |s: &[u8]| enc.windows(s.len()).position(|w| w == s).unwrap();
         assert!(pos(b"\x61b") < pos(b"\x62zz"));
         assert!(pos(b"\x62zz") < pos(b"\x63aaa"));
+    }
+
+    #[test]
+    fn user_action_needs_its_detail() {
+        let mut e = Entry::new(EventType::UserAction, 1_790_000_000_123);
+        assert!(matches!(
+            e.encode(),
+            Err(EntryError::MissingField {
+                field: "detail",
+                ..
+            })
+        ));
+        e.detail.insert("user".into(), "u-0123456789abcdef".into());
+        e.detail.insert("role".into(), "officer".into());
+        e.detail.insert("action".into(), "login".into());
+        let enc = e.encode().unwrap();
+        assert_eq!(Entry::decode(&enc).unwrap(), e);
+        assert_eq!(
+            EventType::from_name("user-action"),
+            Some(EventType::UserAction)
+        );
     }
 
     #[test]
