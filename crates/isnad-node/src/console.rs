@@ -121,7 +121,7 @@ impl Backend for NodeBackend {
                 to: r.recipient.as_str().to_owned(),
                 kind: r.kind.as_str().to_owned(),
                 created_ms: r.created.saturating_mul(1000),
-                state: serde_json::to_value(&r.state)
+                state: serde_json::to_value(r.state)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))
                     .unwrap_or_default(),
