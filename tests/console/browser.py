@@ -23,7 +23,7 @@ import time
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions as EC
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.support.ui import WebDriverWait
 
 AXE_RUN = """
@@ -60,12 +60,15 @@ def browser(profile):
 
 
 def submit(d, button):
-    """Clicks a form's button and waits for the next page to load."""
-    old = d.find_element(By.TAG_NAME, "html")
+    """Clicks a form's button and waits until the next page has loaded: the
+    mark set on the old page's window is gone and the new one is complete
+    (Chromium can answer a query about the old page's nodes with an
+    inspector error while it navigates, so errors mean "not yet")."""
+    d.execute_script("window.__isnad_old_page = true")
     button.click()
-    WebDriverWait(d, 20).until(EC.staleness_of(old))
-    WebDriverWait(d, 20).until(
-        lambda d: d.execute_script("return document.readyState") == "complete")
+    WebDriverWait(d, 20, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: d.execute_script(
+            "return window.__isnad_old_page === undefined && document.readyState === 'complete'"))
 
 
 def main():
