@@ -27,6 +27,7 @@ mod note;
 mod out;
 mod retention;
 mod trust;
+mod user;
 mod witness;
 
 /// Isnad: signed, encrypted and audited exchange of MLA requests and
@@ -90,6 +91,9 @@ enum Command {
     Restore(backup::RestoreArgs),
     /// Purge message contents past their retention period (or list them).
     Retention(retention::RetentionArgs),
+    /// Web console accounts (password and TOTP second factor).
+    #[command(subcommand)]
+    User(user::UserCommand),
     /// Manage trusted partner roots.
     #[command(subcommand)]
     Trust(trust::TrustCommand),
@@ -146,6 +150,7 @@ fn main() -> std::process::ExitCode {
         Command::Evidence(cmd) => evidence::run(cmd),
         Command::Directory(cmd) => directory::run(cmd),
         Command::Trust(cmd) => trust::run(cmd),
+        Command::User(cmd) => user::run(cmd),
         Command::Send(a) => client::send(a),
         Command::Inbox(a) => client::inbox(a),
         Command::Outbox(a) => client::outbox(a),

@@ -80,7 +80,9 @@ pub async fn serve(
         .merge(protected)
         .layer(middleware::from_fn(move |r, n| json_refusals(limit, r, n)))
         .layer(DefaultBodyLimit::max(limit))
-        .with_state(api);
+        .with_state(api)
+        // The web console: its own sessions, not the token (spec/console.md).
+        .merge(crate::console::routes(node.clone()));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     node.spawn_service(|stop| async move {

@@ -84,6 +84,7 @@ mod audit;
 pub mod backup;
 mod cases;
 pub mod config;
+pub mod console;
 pub mod exchange;
 mod export;
 pub mod federation;

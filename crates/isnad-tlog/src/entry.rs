@@ -81,11 +81,14 @@ pub enum EventType {
     /// the node's state under its retention rules; the entry names the
     /// message and its digests only, never content.
     Purged,
+    /// A person did something in the web console (login, logout, …):
+    /// pseudonymous user id, role and action in `detail`, never content.
+    UserAction,
 }
 
 impl EventType {
     /// Every event type of schema version 1.
-    pub const ALL: [EventType; 17] = [
+    pub const ALL: [EventType; 18] = [
         Self::Sent,
         Self::Received,
         Self::ReceiptSent,
@@ -103,6 +106,7 @@ impl EventType {
         Self::ForkDetected,
         Self::Relayed,
         Self::Purged,
+        Self::UserAction,
     ];
 
     /// The wire name.
@@ -125,6 +129,7 @@ impl EventType {
             Self::ForkDetected => "fork-detected",
             Self::Relayed => "relayed",
             Self::Purged => "purged",
+            Self::UserAction => "user-action",
         }
     }
 
@@ -144,6 +149,7 @@ impl EventType {
             Self::DeliveryFailed | Self::DeliveryExpired => &[K_MSG, K_RECIPIENT],
             Self::LocalAccess => &[K_MSG],
             Self::WitnessCosigned | Self::ForkDetected => &[K_SENDER],
+            Self::UserAction => &[K_DETAIL],
             _ => &[],
         }
     }
@@ -494,6 +500,7 @@ impl Entry {
                 K_ENVELOPE => self.envelope_sha256.is_some(),
                 K_PEER => self.peer_index.is_some(),
                 K_REASON => self.reason.is_some(),
+                K_DETAIL => !self.detail.is_empty(),
                 _ => true,
             };
             if !present {
@@ -805,6 +812,27 @@ mod tests {
         let pos = |s: &[u8]| enc.windows(s.len()).position(|w| w == s).unwrap();
         assert!(pos(b"\x61b") < pos(b"\x62zz"));
         assert!(pos(b"\x62zz") < pos(b"\x63aaa"));
+    }
+
+    #[test]
+    fn user_action_needs_its_detail() {
+        let mut e = Entry::new(EventType::UserAction, 1_790_000_000_123);
+        assert!(matches!(
+            e.encode(),
+            Err(EntryError::MissingField {
+                field: "detail",
+                ..
+            })
+        ));
+        e.detail.insert("user".into(), "u-0123456789abcdef".into());
+        e.detail.insert("role".into(), "officer".into());
+        e.detail.insert("action".into(), "login".into());
+        let enc = e.encode().unwrap();
+        assert_eq!(Entry::decode(&enc).unwrap(), e);
+        assert_eq!(
+            EventType::from_name("user-action"),
+            Some(EventType::UserAction)
+        );
     }
 
     #[test]
