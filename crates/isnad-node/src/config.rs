@@ -84,6 +84,9 @@ pub struct Config {
     /// Disk: the free-space floor below which no new work is accepted.
     #[serde(default)]
     pub disk: DiskConfig,
+    /// Attachment staging: quotas, sync interval, lifetime (transport.md §10).
+    #[serde(default)]
+    pub attachments: crate::node::attach_store::AttachmentsConfig,
 }
 
 /// The `format` a config text names, if it is TOML with a non-negative

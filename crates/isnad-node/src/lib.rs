@@ -65,6 +65,8 @@ pub mod workflow;
 #[cfg(test)]
 mod format_tests;
 
+pub use node::attach_store::{AttachmentsConfig, StageError, Staged};
+pub use node::attach_transfer::{PushError, PushReport, MAX_AGAIN};
 pub use node::export::{ExportAt, ExportError, Exported};
 pub use node::witness::{OwnCheckpoint, WitnessStatus, WitnessedLog};
 pub use node::{Directory, Identity, NodeError, NodeHandle, Peer, PIN_RECHECK};

@@ -32,6 +32,10 @@ use crate::workflow::{self, WorkflowError};
 
 #[path = "admission.rs"]
 pub(crate) mod admission;
+#[path = "attach_store.rs"]
+pub(crate) mod attach_store;
+#[path = "attach_transfer.rs"]
+pub(crate) mod attach_transfer;
 #[path = "export.rs"]
 pub(crate) mod export;
 #[path = "witness.rs"]
@@ -270,6 +274,8 @@ pub(crate) struct Inner {
     tasks: Arc<Tasks>,
     /// Waiters for a message's final state, woken by the delivery loop.
     waiters: Mutex<HashMap<[u8; 16], Vec<tokio::sync::oneshot::Sender<OutState>>>>,
+    /// Attachments staged under the state directory (attach_store.rs).
+    pub(crate) attachments: Arc<attach_store::AttachStore>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -314,7 +320,10 @@ impl NodeHandle {
             config.disk.free_space_floor_bytes,
             vec![config.paths.state.clone(), audit.dir().to_owned()],
         );
+        let attachments = attach_store::AttachStore::open(&config.paths.state, &config.attachments)
+            .map_err(|e| NodeError::Store(StoreError::Db(format!("attachment store: {e}"))))?;
         let inner = Arc::new(Inner {
+            attachments: Arc::new(attachments),
             config,
             identity,
             directory,
@@ -893,6 +902,9 @@ async fn serve_stream(
                 Op::AddCheckpoint => witness::serve(inner, peer, req.payload).await,
                 _ => error_response(ErrorCode::Malformed, None, Some("unsupported op")),
             },
+            Ok(Err(Unread::Attachment)) => {
+                return attach_transfer::serve(inner, peer, send, recv).await;
+            }
             Ok(Err(Unread::Busy(resp))) => {
                 let _ = recv.stop(REFUSED);
                 inner.metrics.rejected("body-budget");
@@ -950,6 +962,8 @@ enum Unread {
     /// The peer's body budget (or the total) is used up: `unavailable`,
     /// neither logged nor counted (spec/transport.md §5).
     Busy(Response),
+    /// An attachment stream (transport.md §10): served by attach_transfer.
+    Attachment,
 }
 
 /// Reads one request frame, refusing oversize prefixes before reading the
@@ -971,6 +985,9 @@ async fn read_request(
     recv.read_exact(&mut prefix)
         .await
         .map_err(|_| truncated())?;
+    if prefix == isnad_wire::attach::MAGIC {
+        return Err(Unread::Attachment);
+    }
     let max = inner.limits.max_envelope_bytes + 1024;
     let len = body_len(prefix, max)
         .map_err(|e| Unread::Frame(error_response(e.code(), None, Some("frame too large"))))?;
