@@ -161,10 +161,9 @@ impl AttachStore {
                 continue;
             };
             if let Some((meta, origin)) = parse_meta_file(&bytes) {
-                if origin == peer.as_str() && meta.ciphertext_root().to_hex() == hex {
-                    if meta.ciphertext_root() != *except {
-                        total = total.saturating_add(meta.layout().ciphertext_size());
-                    }
+                let root = meta.ciphertext_root();
+                if origin == peer.as_str() && root.to_hex() == hex && root != *except {
+                    total = total.saturating_add(meta.layout().ciphertext_size());
                 }
             }
         }
