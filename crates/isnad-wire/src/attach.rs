@@ -472,4 +472,19 @@ mod tests {
         assert_eq!(Answer::decode(&[0x05]), Err(TransferError::Type(5)));
         assert!(Answer::decode(&[0x04, 3, b'b', b'a', b'd', 0, 0]).is_err());
     }
+
+    proptest::proptest! {
+        /// The fuzz entry point (every decoder, re-encoding what decodes)
+        /// holds on arbitrary bytes and on bytes that start like each frame.
+        #[test]
+        fn decoders_never_panic(data in proptest::collection::vec(proptest::num::u8::ANY, 0..200), kind in 0u8..4) {
+            let head: &[u8] = match kind {
+                0 => &MAGIC,
+                1 => &[CHUNK_TYPE],
+                2 => &[0, 9, 1],
+                _ => &[],
+            };
+            fuzz(&[head, &data].concat());
+        }
+    }
 }
