@@ -483,6 +483,21 @@ impl Receiving {
         Ok(())
     }
 
+    /// Gives up a transfer refused before its first chunk: its files are
+    /// removed if nothing of it is durable (so a refused attachment does
+    /// not count against the peer's quota).
+    pub(crate) fn abandon(&mut self) -> std::io::Result<()> {
+        if self.data.is_none() || self.durable > 0 {
+            return Ok(());
+        }
+        self.data = None;
+        let root = self.meta.ciphertext_root().to_hex();
+        for ext in ["part", "leaves", "held", "meta"] {
+            let _ = fs::remove_file(self.dir.join(format!("{root}.{ext}")));
+        }
+        sync_dir(&self.dir)
+    }
+
     /// Makes everything written durable and moves the durable point to
     /// the first chunk not held.
     pub(crate) fn sync(&mut self) -> std::io::Result<()> {

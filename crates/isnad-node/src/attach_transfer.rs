@@ -121,6 +121,31 @@ impl NodeHandle {
     }
 }
 
+/// Removes staged attachments past their lifetime (at start, then every
+/// quarter of `unreferenced_secs`, at most hourly and at least every
+/// minute) until the node shuts down.
+pub(crate) async fn sweep_loop(inner: Arc<Inner>) {
+    let mut stop = inner.shutdown.subscribe();
+    let every =
+        Duration::from_secs((inner.attachments.config.unreferenced_secs / 4).clamp(60, 3600));
+    loop {
+        let store = Arc::clone(&inner.attachments);
+        match tokio::task::spawn_blocking(move || store.sweep(std::time::SystemTime::now())).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(
+                removed = n,
+                "staged attachments past their lifetime removed"
+            ),
+            Ok(Err(e)) => tracing::warn!(error = %e, "sweeping staged attachments failed"),
+            Err(e) => tracing::warn!(error = %e, "sweeping staged attachments failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
 /// A refusal to answer with.
 type Refusal = (ErrorCode, String);
 
@@ -205,6 +230,7 @@ async fn receive(
         let need = remaining.saturating_add(inner.config.disk.free_space_floor_bytes);
         if let Ok(free) = inner.health.free_space_at(store.dir()) {
             if free < need {
+                let _ = blocking_rx(rx, |rx| rx.abandon()).await;
                 return Err((
                     ErrorCode::Unavailable,
                     format!(

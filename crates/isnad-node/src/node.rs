@@ -356,6 +356,7 @@ impl NodeHandle {
         inner.spawn(checkpoint_loop(Arc::clone(&inner)));
         inner.spawn(pin_loop(Arc::clone(&inner)));
         inner.spawn(health_loop(Arc::clone(&inner)));
+        inner.spawn(attach_transfer::sweep_loop(Arc::clone(&inner)));
         Ok(Self { inner })
     }
 
