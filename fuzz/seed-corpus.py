@@ -237,3 +237,22 @@ for path in sorted(glob.glob(os.path.join(spec, "attachments", "*.json"))):
         chunk = ct[c["offset"]:c["offset"] + c["length"]]
         data = len(d).to_bytes(2, "big") + d + bytes([c["index"]]) + len(chunk).to_bytes(2, "big") + chunk
         put("attach_chunks", f"{name}-chunk{c['index']}", data + bytes.fromhex(c["proof_hex"]))
+
+# attach_transfer: open frames of every attachment vector's metadata,
+# chunk headers and answers (spec/transport.md §10.1).
+for path in sorted(glob.glob(os.path.join(spec, "attachments", "ok-*.json"))):
+    v = json.load(open(path, encoding="utf-8"))
+    name = os.path.basename(path)[:-5]
+    m = bytes.fromhex(v["meta_hex"])
+    put("attach_transfer", f"{name}-open", bytes([0xFF, 0x49, 0x41, 0x01]) + len(m).to_bytes(2, "big") + m)
+    for c in v.get("chunks", [])[:2]:
+        proof = bytes.fromhex(c["proof_hex"])
+        head = bytes([0x10]) + c["index"].to_bytes(8, "big") + c["length"].to_bytes(4, "big") + bytes([len(proof) // 32])
+        put("attach_transfer", f"{name}-chunk{c['index']}", head + proof)
+for name, body in [
+    ("resume", bytes([1]) + (7).to_bytes(8, "big")),
+    ("again", bytes([2]) + (3).to_bytes(8, "big") + bytes([1])),
+    ("complete", bytes([3])),
+    ("refused", bytes([4, 9]) + b"too-large" + (4).to_bytes(2, "big") + b"full"),
+]:
+    put("attach_transfer", f"answer-{name}", len(body).to_bytes(2, "big") + body)

@@ -95,6 +95,9 @@ pub struct Config {
         skip_serializing_if = "crate::retention::RetentionConfig::is_default"
     )]
     pub retention: crate::retention::RetentionConfig,
+    /// Attachment staging: quotas, sync interval, lifetime (transport.md §10).
+    #[serde(default)]
+    pub attachments: crate::attach_store::AttachmentsConfig,
 }
 
 /// The audit log served read-only over HTTP as the C2SP tlog-tiles read

@@ -165,6 +165,13 @@ impl Health {
         *self.probe.lock().unwrap_or_else(|p| p.into_inner()) = probe;
     }
 
+    /// The bytes free under `dir`, measured as the floor check measures
+    /// them (the probe tests replace).
+    pub(crate) fn free_space_at(&self, dir: &Path) -> std::io::Result<u64> {
+        let probe = Arc::clone(&self.probe.lock().unwrap_or_else(|p| p.into_inner()));
+        probe(dir)
+    }
+
     /// The condition now, given the log's and the database's state; logs
     /// and exports it when it changed since the last look.
     pub(crate) fn condition(

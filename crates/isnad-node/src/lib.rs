@@ -80,6 +80,8 @@
 
 mod admission;
 pub mod api;
+pub(crate) mod attach_store;
+pub(crate) mod attach_transfer;
 mod audit;
 pub mod backup;
 mod cases;
@@ -110,6 +112,8 @@ mod format_tests;
 #[cfg(test)]
 mod structure_tests;
 
+pub use attach_store::{AttachmentsConfig, StageError, Staged};
+pub use attach_transfer::{PushError, PushReport, MAX_AGAIN};
 pub use export::{ExportAt, ExportError, Exported};
 pub use node::{Directory, Identity, NodeError, NodeHandle, Peer, PIN_RECHECK};
 pub use witnessing::{OwnCheckpoint, WitnessStatus, WitnessedLog};

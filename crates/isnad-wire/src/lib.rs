@@ -26,6 +26,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod attach;
+
 use ciborium::value::{Integer, Value};
 use isnad_types::cbor::{scan, to_deterministic_vec};
 use isnad_types::{ErrorCode, Limits, MessageId, UnknownErrorCode};

@@ -128,7 +128,7 @@ impl Inner {
     /// The cached connection to `agency`, or a new one. Deliveries to one
     /// peer share one connection and wait for one handshake; other peers are
     /// not held up.
-    pub(super) async fn connection(
+    pub(crate) async fn connection(
         &self,
         agency: &AgencyId,
         peer: &Peer,

@@ -148,6 +148,9 @@ pub(super) async fn serve_stream(
                 Op::AddCheckpoint => witness::serve(inner, peer, req.payload).await,
                 _ => error_response(ErrorCode::Malformed, None, Some("unsupported op")),
             },
+            Ok(Err(Unread::Attachment)) => {
+                return crate::attach_transfer::serve(inner, peer, send, recv).await;
+            }
             Ok(Err(Unread::Busy(resp))) => {
                 let _ = recv.stop(REFUSED);
                 inner.metrics.rejected("body-budget");
@@ -193,6 +196,8 @@ pub(super) enum Unread {
     /// The peer's body budget (or the total) is used up: `unavailable`,
     /// neither logged nor counted (spec/transport.md §5).
     Busy(Response),
+    /// An attachment stream (transport.md §10): served by attach_transfer.
+    Attachment,
 }
 
 /// Reads one request frame, refusing oversize prefixes before reading the
@@ -214,6 +219,9 @@ pub(super) async fn read_request(
     recv.read_exact(&mut prefix)
         .await
         .map_err(|_| truncated())?;
+    if prefix == isnad_wire::attach::MAGIC {
+        return Err(Unread::Attachment);
+    }
     let max = inner.limits.max_envelope_bytes + 1024;
     let len = body_len(prefix, max)
         .map_err(|e| Unread::Frame(error_response(e.code(), None, Some("frame too large"))))?;

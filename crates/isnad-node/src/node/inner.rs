@@ -40,7 +40,7 @@ pub(crate) struct Inner {
     pub(crate) store: Store,
     pub(crate) metrics: Arc<Metrics>,
     /// The node's condition (`ok` / `degraded`, spec/transport.md §9).
-    pub(super) health: Health,
+    pub(crate) health: Health,
     pub(super) endpoint: quinn::Endpoint,
     /// Handshake, connection and body pools of incoming traffic.
     pub(super) admission: Arc<admission::Admission>,
@@ -54,13 +54,15 @@ pub(crate) struct Inner {
     /// Logged refusals per peer in the current window (`limits.max_rejections_per_peer`).
     pub(super) refusals: Mutex<HashMap<AgencyId, RefusalWindow>>,
     pub(super) connections: tokio::sync::Mutex<HashMap<AgencyId, PeerSlot>>,
-    pub(super) shutdown: watch::Sender<bool>,
+    pub(crate) shutdown: watch::Sender<bool>,
     /// Serialize messages changing the same request or share record.
     pub(super) record_locks: workflow::RecordLocks,
     /// The node's running tasks, which [`NodeHandle::shutdown`] waits for.
     pub(super) tasks: Arc<Tasks>,
     /// Waiters for a message's final state, woken by the delivery loop.
     pub(super) waiters: Mutex<HashMap<[u8; 16], Vec<tokio::sync::oneshot::Sender<OutState>>>>,
+    /// Attachments staged under the state directory (crate::attach_store).
+    pub(crate) attachments: Arc<crate::attach_store::AttachStore>,
 }
 
 impl std::fmt::Debug for Inner {

@@ -90,7 +90,15 @@ impl NodeHandle {
             config.disk.free_space_floor_bytes,
             vec![config.paths.state.clone(), audit.dir().to_owned()],
         );
+        let attachments =
+            crate::attach_store::AttachStore::open(&config.paths.state, &config.attachments)
+                .map_err(|e| {
+                    NodeError::Store(crate::store::StoreError::Db(format!(
+                        "attachment store: {e}"
+                    )))
+                })?;
         let inner = Arc::new(Inner {
+            attachments: Arc::new(attachments),
             config,
             identity,
             directory,
@@ -123,6 +131,7 @@ impl NodeHandle {
         inner.spawn(checkpoint_loop(Arc::clone(&inner)));
         inner.spawn(pin_loop(Arc::clone(&inner)));
         inner.spawn(health_loop(Arc::clone(&inner)));
+        inner.spawn(crate::attach_transfer::sweep_loop(Arc::clone(&inner)));
         let node = Self { inner };
         node.spawn_service(|stop| crate::retention::purge_loop(Arc::clone(&node.inner), stop));
         Ok(node)
