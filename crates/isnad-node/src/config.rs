@@ -84,6 +84,15 @@ pub struct Config {
     /// Disk: the free-space floor below which no new work is accepted.
     #[serde(default)]
     pub disk: DiskConfig,
+    /// Private keys held in a PKCS#11 token, by role (absent = files).
+    #[serde(
+        default,
+        skip_serializing_if = "crate::token_keys::KeysConfig::is_empty"
+    )]
+    pub keys: crate::token_keys::KeysConfig,
+    /// The PKCS#11 module and PIN source, when `[keys]` names token keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkcs11: Option<crate::token_keys::Pkcs11Config>,
 }
 
 /// The `format` a config text names, if it is TOML with a non-negative
@@ -369,6 +378,7 @@ impl Config {
                 *p = base.join(&*p);
             }
         }
+        crate::token_keys::resolve(&mut cfg.pkcs11, base);
         Ok(cfg)
     }
 

@@ -59,6 +59,7 @@ mod relay;
 mod reseal;
 pub mod storage;
 pub mod store;
+pub mod token_keys;
 pub use store::format as formats;
 pub mod workflow;
 

@@ -35,7 +35,7 @@ use std::sync::Arc;
 
 use isnad_log::lock::{DirLock, LockError};
 use isnad_log::{Log, SignerKey};
-use isnad_trust::tls::{configs, TlsIdentity};
+use isnad_trust::tls::configs_with_key;
 
 use crate::config::Config;
 use crate::federation::Federation;
@@ -43,7 +43,7 @@ use crate::store::Store;
 use crate::{Directory, Identity, NodeHandle};
 
 mod error;
-mod files;
+pub(crate) mod files;
 mod warnings;
 mod watch;
 
@@ -97,14 +97,13 @@ impl NodeDir {
                 source,
             })?;
         let keys = &config.paths.keys;
-        let signing_key = read_signing_key(&keys.join("sign.key.pem"))?;
-        let enc = read_encryption_key(&keys.join("enc.key.pem"))?;
-        let tls = TlsIdentity {
-            cert_der: files::read_key_file(keys, "tls.cert.der")?,
-            key_der: files::read_key_file(keys, "tls.key.der")?,
-        };
-        let log_key = files::read_log_key(keys)?;
-        let witness_key = files::read_witness_key(keys)?;
+        let node_keys = crate::token_keys::NodeKeys::load(&config)?;
+        let (signing_key, enc, log_key, witness_key) = (
+            node_keys.signing,
+            node_keys.encryption,
+            node_keys.log,
+            node_keys.witness,
+        );
         let federation = Arc::new(Federation::load(&config.paths.trust).map_err(|source| {
             NodeDirError::Trust {
                 path: config.paths.trust.clone(),
@@ -112,11 +111,13 @@ impl NodeDir {
             }
         })?);
         let (tls_server, tls_client) =
-            configs(&tls, federation.peers()).map_err(|source| NodeDirError::Tls {
-                key: keys.join("tls.key.der"),
-                cert: keys.join("tls.cert.der"),
-                source,
-            })?;
+            configs_with_key(&node_keys.tls_cert, node_keys.tls_key, federation.peers()).map_err(
+                |source| NodeDirError::Tls {
+                    key: keys.join("tls.key.der"),
+                    cert: keys.join("tls.cert.der"),
+                    source,
+                },
+            )?;
         let (log, report) = Log::open(&config.paths.log).map_err(|source| NodeDirError::Log {
             path: config.paths.log.clone(),
             source,
@@ -137,7 +138,7 @@ impl NodeDir {
             config: &config,
             federation: &federation,
             signing_key: &signing_key,
-            tls_cert: &tls.cert_der,
+            tls_cert: &node_keys.tls_cert,
             log_key: &log_key,
             witness_key: witness_key.as_ref(),
             token: &token,

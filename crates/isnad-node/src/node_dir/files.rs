@@ -110,13 +110,13 @@ pub fn write_public(path: &Path, bytes: &[u8]) -> Result<(), NodeDirError> {
 }
 
 /// The file `name` of the key directory `keys`.
-pub(super) fn read_key_file(keys: &Path, name: &str) -> Result<Vec<u8>, NodeDirError> {
+pub(crate) fn read_key_file(keys: &Path, name: &str) -> Result<Vec<u8>, NodeDirError> {
     let path = keys.join(name);
     std::fs::read(&path).map_err(|source| NodeDirError::MissingKeyFile { path, source })
 }
 
 /// `keys/log.key`, the audit-log signer key.
-pub(super) fn read_log_key(keys: &Path) -> Result<SignerKey, NodeDirError> {
+pub(crate) fn read_log_key(keys: &Path) -> Result<SignerKey, NodeDirError> {
     let path = keys.join("log.key");
     let bytes = read_key_file(keys, "log.key")?;
     let bad = |path: PathBuf, source: Box<dyn std::error::Error + Send + Sync>| {
@@ -132,7 +132,7 @@ pub(super) fn read_log_key(keys: &Path) -> Result<SignerKey, NodeDirError> {
 
 /// `keys/witness.key`, optional: a node created before witnessing existed
 /// has no witness key.
-pub(super) fn read_witness_key(keys: &Path) -> Result<Option<SignerKey>, NodeDirError> {
+pub(crate) fn read_witness_key(keys: &Path) -> Result<Option<SignerKey>, NodeDirError> {
     let path = keys.join("witness.key");
     match std::fs::read_to_string(&path) {
         Ok(t) => SignerKey::parse(t.trim())
