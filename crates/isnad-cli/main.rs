@@ -24,6 +24,7 @@ mod manual;
 mod node_cmd;
 mod note;
 mod out;
+mod token;
 mod trust;
 mod witness;
 

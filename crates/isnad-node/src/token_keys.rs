@@ -151,6 +151,35 @@ impl Tokens {
     }
 }
 
+/// Generates a key pair of `kind` in the token `uri` names, labelled with
+/// the URI's `object` (as `isnad keygen --pkcs11` and `isnad directory
+/// root-init --pkcs11` do): the private half is a sensitive,
+/// non-extractable token object; only its public part comes back. Refused
+/// if the token already holds a key of that label.
+pub fn generate(config: &Pkcs11Config, uri: &str, kind: KeyKind) -> Result<TokenKey, KeyLoadError> {
+    let mut tokens = Tokens::new(config.clone());
+    let parsed = KeyUri::parse(uri).map_err(|e| KeyLoadError::Uri {
+        uri: uri.to_owned(),
+        detail: e.to_string(),
+    })?;
+    match tokens.key(uri, kind) {
+        Err(KeyLoadError::Token(TokenError::KeyNotFound { .. })) => {}
+        Err(e) => return Err(e),
+        Ok(_) => {
+            return Err(KeyLoadError::Config(format!(
+                "token `{}` already holds a key `{}`: keys are never overwritten (choose another object=)",
+                parsed.token(),
+                parsed.object()
+            )))
+        }
+    }
+    let token = tokens
+        .open
+        .get(parsed.token())
+        .ok_or_else(|| KeyLoadError::Config("token not open".into()))?;
+    Ok(token.generate(kind, parsed.object())?)
+}
+
 /// Why a token key could not be loaded at start-up.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

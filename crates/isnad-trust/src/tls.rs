@@ -28,6 +28,10 @@ pub const ALPN: &[u8] = b"isnad/1";
 /// the release before.
 pub const ALPN_PROTOCOLS: &[&[u8]] = &[ALPN];
 
+/// Signs with a key held elsewhere (SHA-256, DER `Ecdsa-Sig-Value`), or
+/// says why it could not.
+pub type SignDer = dyn Fn(&[u8]) -> Result<Vec<u8>, String> + Sync;
+
 /// A node's TLS certificate and private key (PKCS#8 DER).
 #[derive(Clone)]
 pub struct TlsIdentity {
@@ -61,11 +65,11 @@ impl TlsIdentity {
     pub fn certificate_for_external_key(
         agency: &AgencyId,
         public: &[u8],
-        sign_der: &(dyn Fn(&[u8]) -> Result<Vec<u8>, String> + Sync),
+        sign_der: &SignDer,
     ) -> Result<Vec<u8>, TrustError> {
         struct Remote<'a> {
             public: &'a [u8],
-            sign: &'a (dyn Fn(&[u8]) -> Result<Vec<u8>, String> + Sync),
+            sign: &'a SignDer,
         }
         impl rcgen::PublicKeyData for Remote<'_> {
             fn der_bytes(&self) -> &[u8] {
