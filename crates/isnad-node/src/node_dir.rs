@@ -63,6 +63,7 @@ pub struct NodeDir {
     store: Store,
     token: String,
     warnings: Vec<String>,
+    key_health: Option<Arc<crate::token_keys::KeyHealth>>,
 }
 
 impl NodeDir {
@@ -98,6 +99,7 @@ impl NodeDir {
             })?;
         let keys = &config.paths.keys;
         let node_keys = crate::token_keys::NodeKeys::load(&config)?;
+        let key_health = node_keys.health.clone();
         let (signing_key, enc, log_key, witness_key) = (
             node_keys.signing,
             node_keys.encryption,
@@ -169,6 +171,7 @@ impl NodeDir {
             store,
             token,
             warnings,
+            key_health,
         })
     }
 
@@ -206,6 +209,9 @@ impl NodeDir {
             listen: config.listen,
             source: Box::new(source),
         })?;
+        if let Some(h) = &self.key_health {
+            node.set_key_probe(h.key_probe());
+        }
         let token = self.token.trim().to_owned();
         let api = crate::api::serve(node.clone(), config.api.listen, token)
             .await

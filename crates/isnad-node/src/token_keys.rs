@@ -105,6 +105,7 @@ impl Pkcs11Config {
 pub struct Tokens {
     config: Pkcs11Config,
     open: HashMap<String, Arc<Token>>,
+    health: Arc<KeyHealth>,
 }
 
 impl Tokens {
@@ -113,7 +114,14 @@ impl Tokens {
         Self {
             config,
             open: HashMap::new(),
+            health: Arc::new(KeyHealth::default()),
         }
+    }
+
+    /// The faults of the keys loaded through this handle, for the node's
+    /// health ([`KeyHealth::probe`]).
+    pub fn health(&self) -> Arc<KeyHealth> {
+        Arc::clone(&self.health)
     }
 
     /// The token of `uri` (opened and logged in on first use: a wrong PIN
@@ -215,7 +223,7 @@ pub fn signing_key(tokens: &mut Tokens, uri: &str) -> Result<SigningKey, KeyLoad
         }
         Err(e) => return Err(e),
     };
-    SigningKey::external(Arc::new(TokenSigner { token, key }))
+    SigningKey::external(Arc::new(TokenSigner::watched(token, key, tokens.health())))
         .map_err(|e| KeyLoadError::Public(e.to_string()))
 }
 
@@ -228,8 +236,12 @@ pub fn encryption_key(tokens: &mut Tokens, uri: &str) -> Result<EncryptionKey, K
         }
         Err(e) => return Err(e),
     };
-    EncryptionKey::external(Arc::new(TokenAgreement { token, key }))
-        .map_err(|e| KeyLoadError::Public(e.to_string()))
+    EncryptionKey::external(Arc::new(TokenAgreement {
+        token,
+        key,
+        health: tokens.health(),
+    }))
+    .map_err(|e| KeyLoadError::Public(e.to_string()))
 }
 
 /// An audit-log note key (`key_type` 0x01) or witness cosigning key (0x04)
@@ -241,8 +253,12 @@ pub fn note_key(
     key_type: u8,
 ) -> Result<SignerKey, KeyLoadError> {
     let (token, key) = tokens.key(uri, KeyKind::Ed25519)?;
-    SignerKey::external(name, key_type, Arc::new(TokenSigner { token, key }))
-        .map_err(|e| KeyLoadError::Public(e.to_string()))
+    SignerKey::external(
+        name,
+        key_type,
+        Arc::new(TokenSigner::watched(token, key, tokens.health())),
+    )
+    .map_err(|e| KeyLoadError::Public(e.to_string()))
 }
 
 /// The TLS key named by `uri` (ECDSA P-256), for
@@ -253,10 +269,8 @@ pub fn tls_key(
 ) -> Result<(Arc<dyn rustls::sign::SigningKey>, Vec<u8>), KeyLoadError> {
     let (token, key) = tokens.key(uri, KeyKind::Es256)?;
     let public = key.public().to_vec();
-    Ok((
-        Arc::new(TokenTls(Arc::new(TokenSigner { token, key }))),
-        public,
-    ))
+    let signer = TokenSigner::watched(token, key, tokens.health());
+    Ok((Arc::new(TokenTls(Arc::new(signer))), public))
 }
 
 /// Runs a blocking token call: inside `block_in_place` on a worker of a
@@ -277,21 +291,145 @@ pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
 pub struct TokenSigner {
     token: Arc<Token>,
     key: TokenKey,
+    health: Arc<KeyHealth>,
 }
 
 impl TokenSigner {
-    /// A signer for `key` of `token`.
-    pub fn new(token: Arc<Token>, key: TokenKey) -> Self {
-        Self { token, key }
+    /// A signer for `key` of `token` whose faults go to `health`.
+    pub fn watched(token: Arc<Token>, key: TokenKey, health: Arc<KeyHealth>) -> Self {
+        Self { token, key, health }
     }
 
-    fn unavailable(e: &TokenError) -> KeyError {
-        tracing::warn!(error = %e, "PKCS#11 signing failed");
-        KeyError::Unavailable(e.to_string())
+    /// Signs in the token; reports the outcome to the key health.
+    fn raw(&self, msg: &[u8]) -> Result<Vec<u8>, TokenError> {
+        let signed = blocking(|| sign_with(&self.token, &self.key, msg));
+        let name = key_name(&self.token, &self.key);
+        match &signed {
+            Ok(_) => self.health.ok(&name),
+            Err(e) => {
+                tracing::warn!(error = %e, "PKCS#11 signing failed");
+                let (token, key) = (Arc::clone(&self.token), self.key.clone());
+                self.health.failed(
+                    &name,
+                    e.to_string(),
+                    Arc::new(move || {
+                        blocking(|| sign_with(&token, &key, b"isnad key health"))
+                            .map(drop)
+                            .map_err(|e| e.to_string())
+                    }),
+                );
+            }
+        }
+        signed
     }
 
     fn es256_der(&self, msg: &[u8]) -> Result<Vec<u8>, TokenError> {
-        blocking(|| self.token.sign_es256(&self.key, msg)).map(|s| s.to_der())
+        let raw = self.raw(msg)?;
+        let sig: [u8; 64] = raw.try_into().map_err(|_| TokenError::Device {
+            token: self.token.label().to_owned(),
+            operation: "C_Sign(CKM_ECDSA)",
+            detail: "not a 64-byte signature".into(),
+        })?;
+        Ok(isnad_pkcs11::EcdsaSignature::from_raw(sig).to_der())
+    }
+}
+
+/// `token/label`, how [`KeyHealth`] names a token key.
+fn key_name(token: &Token, key: &TokenKey) -> String {
+    format!("key `{}` in token `{}`", key.label(), token.label())
+}
+
+/// One signature by a token key: Ed25519 (64 bytes) or ES256 (`r || s`).
+fn sign_with(token: &Token, key: &TokenKey, msg: &[u8]) -> Result<Vec<u8>, TokenError> {
+    match key.kind() {
+        KeyKind::Es256 => token.sign_es256(key, msg).map(|s| s.raw().to_vec()),
+        _ => token.sign_ed25519(key, msg).map(|s| s.to_vec()),
+    }
+}
+
+/// A check of a failed key: `Ok` once it works again.
+pub type Retest = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// The faults of a node's device-held keys, which its health reports as
+/// `key-unavailable` (spec/transport.md §9): an operation that fails marks
+/// its key, the next one that succeeds clears it, and while one is marked
+/// [`KeyHealth::probe`] re-tries it (at most once a second), so a token
+/// that comes back clears the fault even when the node, degraded, starts
+/// no work that would use the key.
+#[derive(Default)]
+pub struct KeyHealth {
+    faults: std::sync::Mutex<std::collections::BTreeMap<String, Fault>>,
+}
+
+struct Fault {
+    error: String,
+    retest: Retest,
+    tried: std::time::Instant,
+}
+
+impl std::fmt::Debug for KeyHealth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyHealth").finish_non_exhaustive()
+    }
+}
+
+impl KeyHealth {
+    /// `key` failed with `error`; `retest` checks whether it works again.
+    pub fn failed(&self, key: &str, error: String, retest: Retest) {
+        let mut faults = self.faults.lock().unwrap_or_else(|p| p.into_inner());
+        faults.insert(
+            key.to_owned(),
+            Fault {
+                error,
+                retest,
+                tried: std::time::Instant::now(),
+            },
+        );
+    }
+
+    /// `key` worked.
+    pub fn ok(&self, key: &str) {
+        let mut faults = self.faults.lock().unwrap_or_else(|p| p.into_inner());
+        if faults.remove(key).is_some() {
+            tracing::info!(key, "key works again");
+        }
+    }
+
+    /// The first failing key and its error, after re-trying those last
+    /// tried more than a second ago; `None` when every key works.
+    pub fn probe(&self) -> Option<String> {
+        let due: Vec<(String, Retest)> = {
+            let faults = self.faults.lock().unwrap_or_else(|p| p.into_inner());
+            faults
+                .iter()
+                .filter(|(_, f)| f.tried.elapsed() >= std::time::Duration::from_secs(1))
+                .map(|(k, f)| (k.clone(), Arc::clone(&f.retest)))
+                .collect()
+        };
+        for (key, retest) in due {
+            match retest() {
+                Ok(()) => self.ok(&key),
+                Err(error) => {
+                    let mut faults = self.faults.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(f) = faults.get_mut(&key) {
+                        f.error = error;
+                        f.tried = std::time::Instant::now();
+                    }
+                }
+            }
+        }
+        let faults = self.faults.lock().unwrap_or_else(|p| p.into_inner());
+        faults
+            .iter()
+            .next()
+            .map(|(k, f)| format!("{k}: {}", f.error))
+    }
+
+    /// [`KeyHealth::probe`] as the node's key probe
+    /// ([`crate::NodeHandle::set_key_probe`]).
+    pub fn key_probe(self: &Arc<Self>) -> crate::health::KeyProbe {
+        let me = Arc::clone(self);
+        Arc::new(move || me.probe())
     }
 }
 
@@ -308,14 +446,8 @@ impl ExternalSigner for TokenSigner {
     }
 
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, KeyError> {
-        let signed = blocking(|| match self.key.kind() {
-            KeyKind::Es256 => self
-                .token
-                .sign_es256(&self.key, msg)
-                .map(|s| s.raw().to_vec()),
-            _ => self.token.sign_ed25519(&self.key, msg).map(|s| s.to_vec()),
-        });
-        signed.map_err(|e| Self::unavailable(&e))
+        self.raw(msg)
+            .map_err(|e| KeyError::Unavailable(e.to_string()))
     }
 }
 
@@ -329,10 +461,9 @@ impl ExternalEd25519 for TokenSigner {
     }
 
     fn sign(&self, msg: &[u8]) -> Result<[u8; 64], String> {
-        blocking(|| self.token.sign_ed25519(&self.key, msg)).map_err(|e| {
-            tracing::warn!(error = %e, "PKCS#11 note signing failed");
-            e.to_string()
-        })
+        let raw = self.raw(msg).map_err(|e| e.to_string())?;
+        raw.try_into()
+            .map_err(|_| "the token's Ed25519 signature is not 64 bytes".to_owned())
     }
 }
 
@@ -341,6 +472,7 @@ impl ExternalEd25519 for TokenSigner {
 pub struct TokenAgreement {
     token: Arc<Token>,
     key: TokenKey,
+    health: Arc<KeyHealth>,
 }
 
 impl ExternalAgreement for TokenAgreement {
@@ -356,13 +488,28 @@ impl ExternalAgreement for TokenAgreement {
     }
 
     fn agree(&self, peer: &[u8]) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+        let name = key_name(&self.token, &self.key);
         match blocking(|| self.token.derive(&self.key, peer)) {
-            Ok(s) => Ok(Zeroizing::new(*s.bytes())),
+            Ok(s) => {
+                self.health.ok(&name);
+                Ok(Zeroizing::new(*s.bytes()))
+            }
             Err(TokenError::InvalidPeerKey) => {
                 Err(KeyError::CoseKey("invalid ephemeral public key"))
             }
             Err(e) => {
                 tracing::warn!(error = %e, "PKCS#11 key agreement failed");
+                let (token, key) = (Arc::clone(&self.token), self.key.clone());
+                self.health.failed(
+                    &name,
+                    e.to_string(),
+                    Arc::new(move || {
+                        // The key's own public point is a valid peer point.
+                        blocking(|| token.derive(&key, key.public()))
+                            .map(drop)
+                            .map_err(|e| e.to_string())
+                    }),
+                );
                 Err(KeyError::Unavailable(e.to_string()))
             }
         }
@@ -424,6 +571,8 @@ pub(crate) struct NodeKeys {
     pub(crate) tls_key: Arc<dyn rustls::sign::SigningKey>,
     pub(crate) log: SignerKey,
     pub(crate) witness: Option<SignerKey>,
+    /// The faults of the token keys, if any key is in a token.
+    pub(crate) health: Option<Arc<KeyHealth>>,
 }
 
 impl NodeKeys {
@@ -500,6 +649,7 @@ impl NodeKeys {
             tls_key,
             log,
             witness,
+            health: tokens.as_ref().map(Tokens::health),
         })
     }
 }

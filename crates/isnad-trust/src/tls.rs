@@ -30,7 +30,7 @@ pub const ALPN_PROTOCOLS: &[&[u8]] = &[ALPN];
 
 /// Signs with a key held elsewhere (SHA-256, DER `Ecdsa-Sig-Value`), or
 /// says why it could not.
-pub type SignDer = dyn Fn(&[u8]) -> Result<Vec<u8>, String> + Sync;
+pub type SignDer<'a> = dyn Fn(&[u8]) -> Result<Vec<u8>, String> + Sync + 'a;
 
 /// A node's TLS certificate and private key (PKCS#8 DER).
 #[derive(Clone)]
@@ -65,11 +65,11 @@ impl TlsIdentity {
     pub fn certificate_for_external_key(
         agency: &AgencyId,
         public: &[u8],
-        sign_der: &SignDer,
+        sign_der: &SignDer<'_>,
     ) -> Result<Vec<u8>, TrustError> {
         struct Remote<'a> {
             public: &'a [u8],
-            sign: &'a SignDer,
+            sign: &'a SignDer<'a>,
         }
         impl rcgen::PublicKeyData for Remote<'_> {
             fn der_bytes(&self) -> &[u8] {
