@@ -12,7 +12,7 @@ use isnad_trust::{
 };
 use ring::rand::SystemRandom;
 
-use crate::keys::{read_signing_key, write_private, write_public};
+use crate::keys::{write_private, write_public};
 use crate::out::{count, utc_secs};
 
 /// Directory commands.
@@ -240,10 +240,7 @@ pub(crate) fn run(cmd: DirectoryCommand) -> anyhow::Result<ExitCode> {
             out,
             token,
         } => {
-            let root = match std::fs::read_to_string(&root_key) {
-                Ok(t) if t.trim_start().starts_with("pkcs11:") => token.signing_key(t.trim())?,
-                _ => read_signing_key(&root_key)?,
-            };
+            let root = token.signing_key_at(&root_key)?;
             let mut d = read_draft(&draft, None)?;
             check_root_country(&root_key, &d.country)?;
             let now = crate::node_cmd::unix_now()?;

@@ -45,6 +45,16 @@ impl TokenArgs {
         })
     }
 
+    /// The signing key in `path`: a PKCS#8 PEM file, or a file holding one
+    /// line `pkcs11:…` naming a key in a token (`root.key.uri`,
+    /// `sign.key.uri`), used with this module and PIN source.
+    pub(crate) fn signing_key_at(&self, path: &std::path::Path) -> anyhow::Result<SigningKey> {
+        match std::fs::read_to_string(path) {
+            Ok(t) if t.trim_start().starts_with("pkcs11:") => self.signing_key(t.trim()),
+            _ => crate::keys::read_signing_key(path),
+        }
+    }
+
     /// The signing key `uri` names in the token.
     pub(crate) fn signing_key(&self, uri: &str) -> anyhow::Result<SigningKey> {
         let mut tokens = Tokens::new(self.config()?);
