@@ -38,7 +38,8 @@ fn p(path: &Path) -> &str {
 #[test]
 fn root_key_in_a_token_signs_a_directory_that_verifies() {
     let dir = tempfile::tempdir().unwrap();
-    let module = match isnad_pkcs11::softhsm::init_tokens(dir.path(), &["Root IQ"], PIN) {
+    let module = match isnad_pkcs11::softhsm::init_tokens(dir.path(), &["Root IQ", "Node IQ"], PIN)
+    {
         Ok(m) => m,
         Err(isnad_pkcs11::softhsm::Missing(what))
             if std::env::var("ISNAD_SKIP_PKCS11").as_deref() == Ok("1") =>
@@ -84,9 +85,10 @@ fn root_key_in_a_token_signs_a_directory_that_verifies() {
         String::from_utf8_lossy(&o.stderr)
     );
 
-    // A node (file keys) for the draft.
+    // A node whose every key is made in its own token: only public
+    // halves in its keys directory, the config names the token keys.
     let node = dir.path().join("iq.moj.ca");
-    ok(&[
+    let mut init = vec![
         "init",
         "--dir",
         p(&node),
@@ -96,7 +98,35 @@ fn root_key_in_a_token_signs_a_directory_that_verifies() {
         "IQ",
         "--listen",
         "127.0.0.1:17599",
-    ]);
+        "--pkcs11",
+        "pkcs11:token=Node%20IQ;object=node",
+    ];
+    init.extend(tok);
+    ok(&init);
+    let mut files: Vec<String> = std::fs::read_dir(node.join("keys"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "api.token",
+            "enc.pub.cose",
+            "log.pub",
+            "sign.pub.cose",
+            "tls.cert.der",
+            "witness.pub"
+        ]
+    );
+    let config = std::fs::read_to_string(node.join("config.toml")).unwrap();
+    assert!(
+        config.contains("signing = \"pkcs11:token=Node%20IQ;object=node-sign\"")
+            && config.contains("witness = \"pkcs11:token=Node%20IQ;object=node-witness\"")
+            && config.contains("[pkcs11]")
+            && !config.contains(PIN),
+        "{config}"
+    );
     let draft = dir.path().join("iq.json");
     ok(&[
         "directory",

@@ -111,8 +111,8 @@ fn keygen_in_token(
     let with_object = |suffix: &str| {
         format!(
             "pkcs11:token={};object={}",
-            pct(base.token()),
-            pct(&format!("{}-{suffix}", base.object()))
+            token_keys::pct(base.token()),
+            token_keys::pct(&format!("{}-{suffix}", base.object()))
         )
     };
     let (sign_uri, enc_uri) = (with_object("sign"), with_object("enc"));
@@ -147,19 +147,6 @@ fn keygen_in_token(
     println!("public halves written to {}", args.out.display());
     println!("config.toml:\n[keys]\nsigning = \"{sign_uri}\"\nencryption = \"{enc_uri}\"");
     Ok(ExitCode::SUCCESS)
-}
-
-/// RFC 3986 percent-encoding of a URI attribute value (unreserved kept).
-fn pct(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Reads a PKCS#8 PEM signing key.

@@ -188,6 +188,148 @@ pub fn generate(config: &Pkcs11Config, uri: &str, kind: KeyKind) -> Result<Token
     Ok(token.generate(kind, parsed.object())?)
 }
 
+/// Makes the five keys of a node in the token `base` names (`isnad init
+/// --pkcs11`): objects `<object>-sign` (Ed25519), `-enc` (P-256 ECDH),
+/// `-tls` (ES256), `-log` and `-witness` (Ed25519), each refused if the
+/// label is taken. Returns the `[keys]` section naming them.
+pub fn generate_node_keys(config: &Pkcs11Config, base: &str) -> Result<KeysConfig, KeyLoadError> {
+    let parsed = KeyUri::parse(base).map_err(|e| KeyLoadError::Uri {
+        uri: base.to_owned(),
+        detail: e.to_string(),
+    })?;
+    let uri = |suffix: &str| {
+        format!(
+            "pkcs11:token={};object={}",
+            pct(parsed.token()),
+            pct(&format!("{}-{suffix}", parsed.object()))
+        )
+    };
+    let keys = KeysConfig {
+        signing: Some(uri("sign")),
+        encryption: Some(uri("enc")),
+        tls: Some(uri("tls")),
+        log: Some(uri("log")),
+        witness: Some(uri("witness")),
+    };
+    for (u, kind) in [
+        (&keys.signing, KeyKind::Ed25519),
+        (&keys.encryption, KeyKind::P256Ecdh),
+        (&keys.tls, KeyKind::Es256),
+        (&keys.log, KeyKind::Ed25519),
+        (&keys.witness, KeyKind::Ed25519),
+    ] {
+        if let Some(u) = u {
+            generate(config, u, kind)?;
+        }
+    }
+    Ok(keys)
+}
+
+/// RFC 3986 percent-encoding of a URI attribute value (unreserved kept).
+pub fn pct(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The public halves of the token keys `config` names, as `isnad init`
+/// writes them into the keys directory: the signing and encryption
+/// COSE_Keys, a TLS certificate self-signed in the token, and the log and
+/// witness verifier keys. `None` for a role kept in a file.
+pub(crate) struct TokenPublics {
+    pub(crate) signing: Option<SigningKey>,
+    pub(crate) encryption: Option<EncryptionKey>,
+    pub(crate) tls_cert: Option<Vec<u8>>,
+    pub(crate) log: Option<SignerKey>,
+    pub(crate) witness: Option<SignerKey>,
+}
+
+impl TokenPublics {
+    /// Loads the token keys of `config` (none if `[keys]` is empty).
+    pub(crate) fn load(config: &crate::config::Config) -> Result<Self, KeyLoadError> {
+        let keys = &config.keys;
+        let mut tokens = match &config.pkcs11 {
+            Some(p) => Tokens::new(p.clone()),
+            None if keys.is_empty() => {
+                return Ok(Self {
+                    signing: None,
+                    encryption: None,
+                    tls_cert: None,
+                    log: None,
+                    witness: None,
+                })
+            }
+            None => return Err(KeyLoadError::Config("[keys] needs [pkcs11]".into())),
+        };
+        let signing = keys
+            .signing
+            .as_ref()
+            .map(|u| signing_key(&mut tokens, u))
+            .transpose()?;
+        let encryption = keys
+            .encryption
+            .as_ref()
+            .map(|u| encryption_key(&mut tokens, u))
+            .transpose()?;
+        let tls_cert = match &keys.tls {
+            Some(u) => {
+                let (t, k) = tokens.key(u, KeyKind::Es256)?;
+                let sign = |m: &[u8]| {
+                    blocking(|| t.sign_es256(&k, m))
+                        .map(|s| s.to_der())
+                        .map_err(|e| e.to_string())
+                };
+                Some(
+                    isnad_trust::tls::TlsIdentity::certificate_for_external_key(
+                        &config.agency,
+                        k.public(),
+                        &sign,
+                    )
+                    .map_err(|e| KeyLoadError::Public(e.to_string()))?,
+                )
+            }
+            None => None,
+        };
+        let log = keys
+            .log
+            .as_ref()
+            .map(|u| {
+                note_key(
+                    &mut tokens,
+                    u,
+                    &isnad_log::origin_for(&config.agency),
+                    isnad_log::note::TYPE_ED25519,
+                )
+            })
+            .transpose()?;
+        let witness = keys
+            .witness
+            .as_ref()
+            .map(|u| {
+                note_key(
+                    &mut tokens,
+                    u,
+                    &isnad_log::witness::witness_name_for(&config.agency),
+                    isnad_log::note::TYPE_COSIGNATURE_V1,
+                )
+            })
+            .transpose()?;
+        Ok(Self {
+            signing,
+            encryption,
+            tls_cert,
+            log,
+            witness,
+        })
+    }
+}
+
 /// Why a token key could not be loaded at start-up.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
