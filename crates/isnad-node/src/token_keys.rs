@@ -681,7 +681,26 @@ impl rustls::sign::SigningKey for TokenTls {
     fn algorithm(&self) -> rustls::SignatureAlgorithm {
         rustls::SignatureAlgorithm::ECDSA
     }
+
+    /// The P-256 SubjectPublicKeyInfo, so rustls checks at start that the
+    /// certificate holds this key.
+    fn public_key(&self) -> Option<rustls::pki_types::SubjectPublicKeyInfoDer<'_>> {
+        let point = self.0.key.public();
+        if point.len() != 65 {
+            return None;
+        }
+        let mut spki = P256_SPKI_PREFIX.to_vec();
+        spki.extend_from_slice(point);
+        Some(spki.into())
+    }
 }
+
+/// DER of `SubjectPublicKeyInfo { id-ecPublicKey, prime256v1 }` up to the
+/// 65-byte uncompressed point (RFC 5480).
+const P256_SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
 
 struct TokenTlsSigner(Arc<TokenSigner>);
 

@@ -54,6 +54,9 @@ async fn two_nodes_with_every_key_in_a_token_exchange_messages() -> TestResult {
     let a_log = a.log.verifier();
     let b_witness = b.witness.verifier();
     let signed = directory_signed_in_token(f, &[&a])?;
+    // A certificate that does not hold the token's TLS key is refused at
+    // start, not at the peer's pin check.
+    assert!(isnad_trust::tls::configs_with_key(&b.cert, Arc::clone(&a.tls_key), &dir.1).is_err());
     let nb = start_token_node(b, &dir, tmp.path(), |_| {}).await?;
     let witnesses = vec![b_id.clone()];
     let na = start_token_node(a, &dir, tmp.path(), |cfg| {
