@@ -86,10 +86,11 @@ impl NodeDir {
     /// Loads the node of the configuration file `config_path`: takes the
     /// node lock before anything else is read, created or repaired, then
     /// reads the keys, loads the trust store, builds the TLS
-    /// configurations, opens the audit log (logging how much of an
-    /// unclean tail it cut), reads the API token, logs every
-    /// [startup warning](NodeDir::warnings) at warn level, and opens the
-    /// state database. Each error names the file that is wrong.
+    /// configurations, opens the state database (refusing one written by a
+    /// newer release before the log is touched), opens the audit log
+    /// (logging how much of an unclean tail it cut), reads the API token
+    /// and logs every [startup warning](NodeDir::warnings) at warn level.
+    /// Each error names the file that is wrong.
     pub fn open(config_path: &Path) -> Result<Self, NodeDirError> {
         let config = Config::load(config_path)?;
         let lock =
@@ -120,6 +121,14 @@ impl NodeDir {
                     source,
                 },
             )?;
+        // The state database before the log: a database written by a newer
+        // release is refused untouched, and so must the log be (opening the
+        // log may cut an unclean tail or migrate its format).
+        let state_file = config.paths.state.join("state.redb");
+        let store = Store::open(&state_file).map_err(|source| NodeDirError::State {
+            path: state_file,
+            source,
+        })?;
         let (log, report) = Log::open(&config.paths.log).map_err(|source| NodeDirError::Log {
             path: config.paths.log.clone(),
             source,
@@ -148,11 +157,6 @@ impl NodeDir {
         for w in &warnings {
             tracing::warn!("WARNING: {w}");
         }
-        let state_file = config.paths.state.join("state.redb");
-        let store = Store::open(&state_file).map_err(|source| NodeDirError::State {
-            path: state_file,
-            source,
-        })?;
         let identity = Identity {
             signing_key,
             encryption_keys: vec![enc],
