@@ -53,9 +53,37 @@ fn pycose_opens_isnad_envelopes_and_isnad_opens_pycose_envelopes() {
         return;
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/cose_interop.py");
+    // (d) envelopes signed in a SoftHSM2 token (federation.md §14); the
+    // token directory is this test's, `SOFTHSM2_CONF` goes to the children.
+    let softhsm = tempfile::tempdir().unwrap();
+    let token_args =
+        match isnad_pkcs11::softhsm::init_tokens(softhsm.path(), &["interop"], "4711-interop") {
+            Ok(module) => {
+                let pin = softhsm.path().join("pin");
+                std::fs::write(&pin, "4711-interop\n").unwrap();
+                vec![
+                    "--pkcs11-token".to_owned(),
+                    "interop".to_owned(),
+                    "--pkcs11-module".to_owned(),
+                    module.display().to_string(),
+                    "--pin-file".to_owned(),
+                    pin.display().to_string(),
+                ]
+            }
+            Err(isnad_pkcs11::softhsm::Missing(what))
+                if std::env::var("ISNAD_SKIP_PKCS11").as_deref() == Ok("1") =>
+            {
+                eprintln!("SKIPPED the token-signed envelopes (ISNAD_SKIP_PKCS11=1): {what}");
+                Vec::new()
+            }
+            Err(isnad_pkcs11::softhsm::Missing(what)) => {
+                panic!("{what}; ISNAD_SKIP_PKCS11=1 skips the token-signed envelopes")
+            }
+        };
     let out = Command::new("python3")
         .arg(&script)
         .args(["--isnad", BIN])
+        .args(&token_args)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -69,4 +97,14 @@ fn pycose_opens_isnad_envelopes_and_isnad_opens_pycose_envelopes() {
     let passed = stdout.lines().filter(|l| l.starts_with("ok ")).count();
     assert!(passed >= 100, "only {passed} checks ran:\n{stdout}");
     assert!(stdout.contains("cose_interop: 0 failed"), "{stdout}");
+    if !token_args.is_empty() {
+        for sig in ["ed25519", "es256"] {
+            assert!(
+                stdout.lines().any(|l| l.starts_with("ok ")
+                    && l.contains(&format!("(d) token-signed {sig} "))
+                    && l.contains("pycose verified")),
+                "no pycose-verified token-signed {sig} envelope:\n{stdout}"
+            );
+        }
+    }
 }

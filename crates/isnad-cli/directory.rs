@@ -12,7 +12,7 @@ use isnad_trust::{
 };
 use ring::rand::SystemRandom;
 
-use crate::keys::{read_signing_key, write_private, write_public};
+use crate::keys::{write_private, write_public};
 use crate::out::{count, utc_secs};
 
 /// Directory commands.
@@ -32,6 +32,10 @@ fingerprint partners confirm out of band before trusting it."
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
+        /// Make the root key in a PKCS#11 token (`--pkcs11` names it);
+        /// `root.key.uri` then replaces `root.key.pem`.
+        #[command(flatten)]
+        token: crate::token::TokenArgs,
     },
     /// Add or update an agency's node in a directory draft (JSON).
     #[command(
@@ -102,9 +106,13 @@ Refuses to sign when root.country next to the root key (written by\n\
 `root-init`) names another country than the draft; warns when it is missing."
     )]
     Sign {
-        /// The country's root key (PKCS#8 PEM).
+        /// The country's root key: PKCS#8 PEM, or `root.key.uri` naming a
+        /// key in a PKCS#11 token (then give the module and PIN source).
         #[arg(long)]
         root_key: PathBuf,
+        /// The module and PIN source of a token-held root key.
+        #[command(flatten)]
+        token: crate::token::TokenArgs,
         /// The draft (JSON).
         #[arg(long)]
         draft: PathBuf,
@@ -151,7 +159,11 @@ version a node holds."
 
 pub(crate) fn run(cmd: DirectoryCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        DirectoryCommand::RootInit { country, out } => root_init(&country, &out),
+        DirectoryCommand::RootInit {
+            country,
+            out,
+            token,
+        } => root_init(&country, &out, &token),
         DirectoryCommand::AddNode {
             draft,
             node,
@@ -226,8 +238,9 @@ pub(crate) fn run(cmd: DirectoryCommand) -> anyhow::Result<ExitCode> {
             version,
             valid_days,
             out,
+            token,
         } => {
-            let root = read_signing_key(&root_key)?;
+            let root = token.signing_key_at(&root_key)?;
             let mut d = read_draft(&draft, None)?;
             check_root_country(&root_key, &d.country)?;
             let now = crate::node_cmd::unix_now()?;
@@ -288,14 +301,33 @@ pub(crate) fn run(cmd: DirectoryCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn root_init(country: &str, out: &Path) -> anyhow::Result<ExitCode> {
+fn root_init(
+    country: &str,
+    out: &Path,
+    token: &crate::token::TokenArgs,
+) -> anyhow::Result<ExitCode> {
     let cc = country.to_ascii_lowercase();
     if cc.len() != 2 || !cc.bytes().all(|b| b.is_ascii_lowercase()) {
         anyhow::bail!("--country must be a two-letter code, e.g. IQ");
     }
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let root = SigningKey::generate(SignatureAlgorithm::Ed25519, &SystemRandom::new())?;
-    write_private(&out.join("root.key.pem"), root.to_pkcs8_pem().as_bytes())?;
+    let root = match &token.pkcs11 {
+        Some(uri) => {
+            isnad_node::token_keys::generate(
+                &token.config()?,
+                uri,
+                isnad_pkcs11::KeyKind::Ed25519,
+            )?;
+            let root = token.signing_key(uri)?;
+            write_public(&out.join("root.key.uri"), format!("{uri}\n").as_bytes())?;
+            root
+        }
+        None => {
+            let root = SigningKey::generate(SignatureAlgorithm::Ed25519, &SystemRandom::new())?;
+            write_private(&out.join("root.key.pem"), root.to_pkcs8_pem().as_bytes())?;
+            root
+        }
+    };
     write_public(
         &out.join("root.pub.cose"),
         &root.verifying_key().to_cose_key(),
@@ -307,7 +339,11 @@ fn root_init(country: &str, out: &Path) -> anyhow::Result<ExitCode> {
         out.display()
     );
     println!("fingerprint: {}", fingerprint(root.verifying_key()));
-    println!("keep root.key.pem offline; give root.pub.cose and the fingerprint to partners");
+    if token.pkcs11.is_some() {
+        println!("the root key stays in the token (root.key.uri names it); keep the token offline; give root.pub.cose and the fingerprint to partners");
+    } else {
+        println!("keep root.key.pem offline; give root.pub.cose and the fingerprint to partners");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -12,7 +12,7 @@ use isnad_envelope::{
 };
 use ring::rand::SystemRandom;
 
-use crate::keys::{read_encryption_key, read_signing_key};
+use crate::keys::read_encryption_key;
 
 /// Exit code when an envelope is rejected.
 const EXIT_REJECTED: u8 = crate::exit::FAILED;
@@ -44,9 +44,14 @@ runs locally, so the detail is not hidden)."
 /// Arguments of `isnad envelope seal`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct SealArgs {
-    /// Sender's signing key (PKCS#8 PEM).
+    /// Sender's signing key: PKCS#8 PEM, or a file holding the
+    /// `pkcs11:` URI of a key in a token (then give the module and PIN
+    /// source).
     #[arg(long)]
     from_key: PathBuf,
+    /// The module and PIN source of a token-held signing key.
+    #[command(flatten)]
+    token: crate::token::TokenArgs,
     /// Sender agency id, e.g. iq.moi.ahtd.
     #[arg(long)]
     sender: AgencyId,
@@ -119,7 +124,7 @@ pub(crate) fn run(cmd: EnvelopeCommand) -> anyhow::Result<ExitCode> {
 
 fn seal(a: SealArgs) -> anyhow::Result<ExitCode> {
     let rng = SystemRandom::new();
-    let signer = read_signing_key(&a.from_key)?;
+    let signer = a.token.signing_key_at(&a.from_key)?;
     let to_key =
         std::fs::read(&a.to_key).with_context(|| format!("cannot read {}", a.to_key.display()))?;
     let to_key = EncryptionPublicKey::from_cose_key(&to_key).with_context(|| {

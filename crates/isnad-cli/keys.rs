@@ -32,6 +32,11 @@ pub(crate) struct KeygenArgs {
     /// Key-agreement curve for the encryption key (P-256 is the interoperable default).
     #[arg(long, value_enum, default_value = "p256")]
     enc: EncArg,
+    /// Create the keys inside a PKCS#11 token instead (`--pkcs11` names the
+    /// token and a label prefix: objects `<object>-sign` and
+    /// `<object>-enc`); only the public halves are written.
+    #[command(flatten)]
+    token: crate::token::TokenArgs,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -71,6 +76,9 @@ pub(crate) fn run(args: KeygenArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    if let Some(uri) = args.token.pkcs11.clone() {
+        return keygen_in_token(&args, &uri, alg, curve);
+    }
     let sign = SigningKey::generate(alg, &rng)?;
     let enc = EncryptionKey::generate(curve, &rng)?;
     write_private(&args.out.join(SIGN_KEY), sign.to_pkcs8_pem().as_bytes())?;
@@ -84,6 +92,60 @@ pub(crate) fn run(args: KeygenArgs) -> anyhow::Result<ExitCode> {
     println!("encryption key {:?}  kid {}", curve, enc.key_id());
     println!("written to {}", args.out.display());
     println!("next: publish {SIGN_PUB} and {ENC_PUB} in your country's directory (isnad directory add-node)");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `isnad keygen --pkcs11`: the signing and encryption key pairs are made
+/// in the token as sensitive, non-extractable objects; their public halves
+/// are written as COSE_Keys and the `[keys]` lines for config.toml printed.
+fn keygen_in_token(
+    args: &KeygenArgs,
+    uri: &str,
+    alg: SignatureAlgorithm,
+    curve: EncryptionCurve,
+) -> anyhow::Result<ExitCode> {
+    use isnad_node::token_keys;
+    use isnad_pkcs11::KeyKind;
+    let config = args.token.config()?;
+    let base = isnad_pkcs11::KeyUri::parse(uri)?;
+    let with_object = |suffix: &str| {
+        format!(
+            "pkcs11:token={};object={}",
+            token_keys::pct(base.token()),
+            token_keys::pct(&format!("{}-{suffix}", base.object()))
+        )
+    };
+    let (sign_uri, enc_uri) = (with_object("sign"), with_object("enc"));
+    let sign_kind = match alg {
+        SignatureAlgorithm::Es256 => KeyKind::Es256,
+        _ => KeyKind::Ed25519,
+    };
+    let enc_kind = match curve {
+        EncryptionCurve::X25519 => KeyKind::X25519,
+        _ => KeyKind::P256Ecdh,
+    };
+    token_keys::generate(&config, &sign_uri, sign_kind)?;
+    token_keys::generate(&config, &enc_uri, enc_kind)?;
+    let mut tokens = token_keys::Tokens::new(config);
+    let sign = token_keys::signing_key(&mut tokens, &sign_uri)?;
+    let enc = token_keys::encryption_key(&mut tokens, &enc_uri)?;
+    write_public(
+        &args.out.join(SIGN_PUB),
+        &sign.verifying_key().to_cose_key(),
+    )?;
+    write_public(&args.out.join(ENC_PUB), &enc.public_key().to_cose_key())?;
+    println!(
+        "signing key    {:?}  kid {}  in {sign_uri}",
+        alg,
+        sign.key_id()
+    );
+    println!(
+        "encryption key {:?}  kid {}  in {enc_uri}",
+        curve,
+        enc.key_id()
+    );
+    println!("public halves written to {}", args.out.display());
+    println!("config.toml:\n[keys]\nsigning = \"{sign_uri}\"\nencryption = \"{enc_uri}\"");
     Ok(ExitCode::SUCCESS)
 }
 

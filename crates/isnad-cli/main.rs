@@ -26,6 +26,7 @@ mod node_cmd;
 mod note;
 mod out;
 mod retention;
+mod token;
 mod trust;
 mod user;
 mod witness;

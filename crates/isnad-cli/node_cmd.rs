@@ -46,6 +46,12 @@ pub(crate) struct InitArgs {
     /// Loopback address of the metrics endpoint.
     #[arg(long)]
     metrics: Option<SocketAddr>,
+    /// Make every key of the node in a PKCS#11 token (`--pkcs11` names the
+    /// token and a label prefix: objects `<object>-sign`, `-enc`, `-tls`,
+    /// `-log`, `-witness`); only public halves are written, and the config
+    /// names the keys (`[keys]`) and the module and PIN source (`[pkcs11]`).
+    #[command(flatten)]
+    token: crate::token::TokenArgs,
 }
 
 /// `isnad node …`.
@@ -72,7 +78,17 @@ pub(crate) fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
         );
     }
     // Everything `node run` would refuse is refused before a file exists.
-    let cfg = node_config(&a.agency, a.listen, a.api, a.metrics)?;
+    let mut cfg = node_config(&a.agency, a.listen, a.api, a.metrics)?;
+    if let Some(base) = &a.token.pkcs11 {
+        let mut pkcs11 = a.token.config()?;
+        pkcs11.sessions = 4;
+        // The PIN file is named absolutely: the config lives elsewhere.
+        if let Some(f) = pkcs11.pin_file.as_mut() {
+            *f = std::path::absolute(&*f)?;
+        }
+        cfg.keys = isnad_node::token_keys::generate_node_keys(&pkcs11, base)?;
+        cfg.pkcs11 = Some(pkcs11);
+    }
     // The node's directory is created by the user the node runs as; when it
     // may not, say what to do instead of a bare "permission denied".
     NodeDir::init(&a.dir, &cfg).map_err(|e| {

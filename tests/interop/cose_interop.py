@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 
 import cbor2
 from cryptography.hazmat.primitives import hashes, serialization
@@ -453,6 +454,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--isnad", required=True, help="path to the isnad binary")
     ap.add_argument("--keep", help="work in this directory and keep it")
+    ap.add_argument("--pkcs11-token", help="also seal with signing keys made in this PKCS#11 token (label)")
+    ap.add_argument("--pkcs11-module", help="the PKCS#11 module of --pkcs11-token")
+    ap.add_argument("--pin-file", help="the user PIN file of --pkcs11-token")
     args = ap.parse_args()
     work = args.keep or tempfile.mkdtemp(prefix="isnad-interop-")
     os.makedirs(work, exist_ok=True)
@@ -558,6 +562,44 @@ def main():
             f.write(bytes(bad))
         p = run(opener[:-1] + [bad_path, "--recipient", R["agency"]])
         check(p.returncode == 2 and "unauthentic" in p.stderr, f"{label}: tampered copy refused as unauthentic")
+
+    # (d) Envelopes signed inside a PKCS#11 token (federation.md §14):
+    # `isnad keygen --pkcs11` makes the keys there, `isnad envelope seal`
+    # signs through the token; pycose decrypts and verifies as in (a).
+    if args.pkcs11_token:
+        token = urllib.parse.quote(args.pkcs11_token, safe="")
+        for sig, rcv, kind in [("ed25519", "es256-p256", "mla-request"), ("es256", "ed25519-x25519", "intel-share")]:
+            d = os.path.join(work, f"token-{sig}")
+            label = f"(d) token-signed {sig} -> {rcv} {kind}"
+            tok = ["--pkcs11-module", args.pkcs11_module, "--pin-file", args.pin_file]
+            p = run([args.isnad, "keygen", "--out", d, "--sig", sig, "--enc", "p256",
+                     "--pkcs11", f"pkcs11:token={token};object=interop-{sig}"] + tok)
+            if not check(p.returncode == 0, f"{label}: isnad keygen --pkcs11"):
+                print(p.stderr)
+                continue
+            check(not os.path.exists(os.path.join(d, "sign.key.pem")), f"{label}: no private key file written")
+            uri_file = os.path.join(d, "sign.key.uri")
+            with open(uri_file, "w", encoding="utf-8") as f:
+                f.write(f"pkcs11:token={token};object=interop-{sig}-sign\n")
+            sign_pub, sign_pub_raw = read_cose_key_file(os.path.join(d, "sign.pub.cose"))
+            R = keys[rcv]
+            payload = os.path.join(work, f"token-{sig}.json")
+            with open(payload, "w", encoding="utf-8") as f:
+                json.dump(BODIES[kind], f, ensure_ascii=False)
+            env_path = os.path.join(work, f"token-{sig}.isnad.cbor")
+            p = run([args.isnad, "envelope", "seal", "--from-key", uri_file, "--sender", "iq.moi.ahtd",
+                     "--to-key", os.path.join(R["dir"], "enc.pub.cose"), "--recipient", R["agency"],
+                     "--kind", kind, "--payload", payload, "--out", env_path] + tok)
+            if not check(p.returncode == 0, f"{label}: isnad envelope seal with the token key"):
+                print(p.stderr)
+                continue
+            with open(env_path, "rb") as f:
+                env = f.read()
+            try:
+                open_isnad_envelope(env, R["enc_priv"], R["enc_pub"], sign_pub_raw, sign_pub,
+                                    "iq.moi.ahtd", R["agency"], kind, BODIES[kind], label, cddl)
+            except Exception as e:
+                check(False, f"{label}: {type(e).__name__}: {e}")
 
     if not args.keep:
         import shutil

@@ -43,6 +43,11 @@ pub enum SealError {
     /// The system random number generator or a cryptographic primitive failed.
     #[error("cryptographic operation failed (random number generator)")]
     Crypto,
+    /// The signing key is [held in a device](crate::ExternalSigner) that
+    /// failed or is absent (the detail names it); nothing was sent. Retry
+    /// when the device is back.
+    #[error("signing key unavailable: {0}")]
+    KeyUnavailable(String),
 }
 
 /// Why an envelope was not accepted. [`OpenError::code`] gives the code to
@@ -749,7 +754,10 @@ pub(crate) fn sign_payload_as(
         .protected(protected)
         .payload(payload)
         .try_create_signature(&[], |tbs| signer.sign(tbs, rng))
-        .map_err(|_| SealError::Crypto)?
+        .map_err(|e| match e {
+            crate::KeyError::Unavailable(detail) => SealError::KeyUnavailable(detail),
+            _ => SealError::Crypto,
+        })?
         .build();
     sign1.to_tagged_vec().map_err(|_| SealError::Crypto)
 }

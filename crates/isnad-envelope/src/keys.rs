@@ -115,6 +115,47 @@ pub enum KeyError {
     /// The system random number generator failed.
     #[error("system random number generator failed")]
     Rng,
+    /// The device holding an [external key](ExternalSigner) (a PKCS#11
+    /// token) failed or is unavailable; the detail names the device and
+    /// what to do. Transient: retry when the device is back.
+    #[error("key holder unavailable: {0}")]
+    Unavailable(String),
+    /// An external key's public part is not a valid key of its algorithm.
+    #[error("external key has an invalid public key")]
+    ExternalPublic,
+}
+
+// ---------------------------------------------------------------------------
+// Keys held elsewhere
+
+/// A signing key whose private part lives outside this process's memory
+/// (a PKCS#11 token): it signs on request and never hands the key out.
+/// Wrap one with [`SigningKey::external`]. Calls may block for the
+/// device's round trip; the caller keeps them off an async runtime's
+/// worker threads (or lets the implementation do so).
+pub trait ExternalSigner: Send + Sync {
+    /// The algorithm the key signs with.
+    fn algorithm(&self) -> SignatureAlgorithm;
+    /// The raw public key: 32 bytes (Ed25519) or the 65-byte SEC1
+    /// uncompressed point (P-256).
+    fn public_key(&self) -> Vec<u8>;
+    /// Signs `msg`: 64 bytes, Ed25519 or ES256 `r || s`. A device failure
+    /// is [`KeyError::Unavailable`].
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, KeyError>;
+}
+
+/// The recipient side of ECDH-ES with a private key held outside this
+/// process (a PKCS#11 token): only the shared secret comes back. Wrap one
+/// with [`EncryptionKey::external`].
+pub trait ExternalAgreement: Send + Sync {
+    /// The key's curve.
+    fn curve(&self) -> EncryptionCurve;
+    /// The raw public key (65-byte SEC1 point for P-256, 32 bytes for X25519).
+    fn public_key(&self) -> Vec<u8>;
+    /// ECDH with the peer's ephemeral public key (raw form, same curve):
+    /// the 32-byte shared secret. An invalid point is
+    /// [`KeyError::CoseKey`]; a device failure [`KeyError::Unavailable`].
+    fn agree(&self, peer: &[u8]) -> Result<Zeroizing<[u8; 32]>, KeyError>;
 }
 
 // ---------------------------------------------------------------------------
@@ -123,6 +164,7 @@ pub enum KeyError {
 /// A private signing key. Sign with [`SigningKey::sign`].
 pub struct SigningKey {
     inner: SigningInner,
+    /// Empty for an external key (it has no PKCS#8 form here).
     pkcs8: Zeroizing<Vec<u8>>,
     public: VerifyingKey,
 }
@@ -130,6 +172,7 @@ pub struct SigningKey {
 enum SigningInner {
     Ed25519(Ed25519KeyPair),
     Es256(EcdsaKeyPair),
+    External(std::sync::Arc<dyn ExternalSigner>),
 }
 
 impl SigningKey {
@@ -149,29 +192,30 @@ impl SigningKey {
 
     /// Reads a PKCS#8 DER private key (Ed25519 or ECDSA P-256).
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, KeyError> {
-        let inner = match pkcs8_algorithm(der)? {
-            Pkcs8Alg::Ed25519 => SigningInner::Ed25519(
-                Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(|_| KeyError::Pkcs8)?,
-            ),
-            Pkcs8Alg::EcP256 => SigningInner::Es256(
-                EcdsaKeyPair::from_pkcs8(
+        let (inner, public) = match pkcs8_algorithm(der)? {
+            Pkcs8Alg::Ed25519 => {
+                let k =
+                    Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(|_| KeyError::Pkcs8)?;
+                let public = VerifyingKey {
+                    alg: SignatureAlgorithm::Ed25519,
+                    point: k.public_key().as_ref().to_vec(),
+                };
+                (SigningInner::Ed25519(k), public)
+            }
+            Pkcs8Alg::EcP256 => {
+                let k = EcdsaKeyPair::from_pkcs8(
                     &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
                     der,
                     &ring::rand::SystemRandom::new(),
                 )
-                .map_err(|_| KeyError::Pkcs8)?,
-            ),
+                .map_err(|_| KeyError::Pkcs8)?;
+                let public = VerifyingKey {
+                    alg: SignatureAlgorithm::Es256,
+                    point: k.public_key().as_ref().to_vec(),
+                };
+                (SigningInner::Es256(k), public)
+            }
             Pkcs8Alg::X25519 => return Err(KeyError::Pkcs8),
-        };
-        let public = match &inner {
-            SigningInner::Ed25519(k) => VerifyingKey {
-                alg: SignatureAlgorithm::Ed25519,
-                point: k.public_key().as_ref().to_vec(),
-            },
-            SigningInner::Es256(k) => VerifyingKey {
-                alg: SignatureAlgorithm::Es256,
-                point: k.public_key().as_ref().to_vec(),
-            },
         };
         Ok(Self {
             inner,
@@ -185,9 +229,46 @@ impl SigningKey {
         Self::from_pkcs8_der(&pem_decode(pem)?)
     }
 
-    /// The PKCS#8 PEM form, for writing to a file with mode 0600.
+    /// A signing key held elsewhere (a PKCS#11 token). Its public part is
+    /// checked here, once.
+    pub fn external(signer: std::sync::Arc<dyn ExternalSigner>) -> Result<Self, KeyError> {
+        let point = signer.public_key();
+        let public = match signer.algorithm() {
+            SignatureAlgorithm::Ed25519 => {
+                VerifyingKey::ed25519_from_bytes(&point).map_err(|_| KeyError::ExternalPublic)?
+            }
+            SignatureAlgorithm::Es256 => VerifyingKey {
+                alg: SignatureAlgorithm::Es256,
+                point: p256::PublicKey::from_sec1_bytes(&point)
+                    .map_err(|_| KeyError::ExternalPublic)?
+                    .to_sec1_bytes()
+                    .to_vec(),
+            },
+        };
+        Ok(Self {
+            inner: SigningInner::External(signer),
+            pkcs8: Zeroizing::new(Vec::new()),
+            public,
+        })
+    }
+
+    /// Whether the private key is held elsewhere ([`SigningKey::external`]).
+    pub fn is_external(&self) -> bool {
+        matches!(self.inner, SigningInner::External(_))
+    }
+
+    /// The PKCS#8 PEM form, for writing to a file with mode 0600; `None`
+    /// for an [external](SigningKey::external) key, which never leaves
+    /// its device.
+    pub fn pkcs8_pem(&self) -> Option<Zeroizing<String>> {
+        (!self.is_external()).then(|| pem_encode(&self.pkcs8))
+    }
+
+    /// The PKCS#8 PEM form of a key generated or read here. An
+    /// [external](SigningKey::external) key has none: the result is empty
+    /// (use [`SigningKey::pkcs8_pem`] where a key may be external).
     pub fn to_pkcs8_pem(&self) -> Zeroizing<String> {
-        pem_encode(&self.pkcs8)
+        self.pkcs8_pem().unwrap_or_default()
     }
 
     /// The algorithm this key signs with.
@@ -213,6 +294,17 @@ impl SigningKey {
                 .sign(rng, msg)
                 .map(|s| s.as_ref().to_vec())
                 .map_err(|_| KeyError::Rng),
+            SigningInner::External(k) => {
+                let sig = k.sign(msg)?;
+                // A device that signs with another key must not go unnoticed.
+                if self.public.verify(msg, &sig) {
+                    Ok(sig)
+                } else {
+                    Err(KeyError::Unavailable(
+                        "the external key's signature does not verify with its public key".into(),
+                    ))
+                }
+            }
         }
     }
 }
@@ -327,6 +419,7 @@ impl fmt::Debug for VerifyingKey {
 /// A private key-agreement key: the recipient side of ECDH-ES.
 pub struct EncryptionKey {
     inner: EncInner,
+    /// Empty for an external key.
     pkcs8: Zeroizing<Vec<u8>>,
     public: EncryptionPublicKey,
 }
@@ -334,6 +427,7 @@ pub struct EncryptionKey {
 enum EncInner {
     P256(p256::SecretKey),
     X25519(x25519_dalek::StaticSecret),
+    External(std::sync::Arc<dyn ExternalAgreement>),
 }
 
 /// DER prefix of an RFC 8410 PKCS#8 v1 Ed25519 private key; 32 seed bytes follow.
@@ -429,9 +523,41 @@ impl EncryptionKey {
         Self::from_pkcs8_der(&pem_decode(pem)?)
     }
 
-    /// The PKCS#8 PEM form, for writing to a file with mode 0600.
+    /// An encryption key held elsewhere (a PKCS#11 token). Its public
+    /// part is checked here, once.
+    pub fn external(agreement: std::sync::Arc<dyn ExternalAgreement>) -> Result<Self, KeyError> {
+        let point = agreement.public_key();
+        let curve = agreement.curve();
+        let valid = match curve {
+            EncryptionCurve::P256 => p256::PublicKey::from_sec1_bytes(&point).is_ok(),
+            EncryptionCurve::X25519 => point.len() == 32,
+        };
+        if !valid {
+            return Err(KeyError::ExternalPublic);
+        }
+        Ok(Self {
+            inner: EncInner::External(agreement),
+            pkcs8: Zeroizing::new(Vec::new()),
+            public: EncryptionPublicKey { curve, point },
+        })
+    }
+
+    /// Whether the private key is held elsewhere ([`EncryptionKey::external`]).
+    pub fn is_external(&self) -> bool {
+        matches!(self.inner, EncInner::External(_))
+    }
+
+    /// The PKCS#8 PEM form, for writing to a file with mode 0600; `None`
+    /// for an [external](EncryptionKey::external) key.
+    pub fn pkcs8_pem(&self) -> Option<Zeroizing<String>> {
+        (!self.is_external()).then(|| pem_encode(&self.pkcs8))
+    }
+
+    /// The PKCS#8 PEM form of a key generated or read here; empty for an
+    /// [external](EncryptionKey::external) key (use
+    /// [`EncryptionKey::pkcs8_pem`] where a key may be external).
     pub fn to_pkcs8_pem(&self) -> Zeroizing<String> {
-        pem_encode(&self.pkcs8)
+        self.pkcs8_pem().unwrap_or_default()
     }
 
     /// The public half.
@@ -446,9 +572,16 @@ impl EncryptionKey {
 
     /// Static-ephemeral ECDH with the sender's ephemeral public key (same
     /// curve, raw form). `None` if the point is invalid or, for X25519, the
-    /// result is not contributory (low-order point).
+    /// result is not contributory (low-order point), or an external key's
+    /// device failed (logged as a warning).
     pub(crate) fn agree(&self, ephemeral: &[u8]) -> Option<Zeroizing<[u8; 32]>> {
         match &self.inner {
+            EncInner::External(k) => {
+                if self.public.curve == EncryptionCurve::X25519 && !x25519_contributory(ephemeral) {
+                    return None;
+                }
+                k.agree(ephemeral).ok()
+            }
             EncInner::P256(sk) => {
                 let pk = p256::PublicKey::from_sec1_bytes(ephemeral).ok()?;
                 let shared = sk.diffie_hellman(&pk);
@@ -475,6 +608,21 @@ impl fmt::Debug for EncryptionKey {
             .field("kid", &self.key_id())
             .finish_non_exhaustive()
     }
+}
+
+/// Whether X25519 with `point` can give a contributory result: refuses the
+/// small-order points (RFC 7748 §6.1; the all-zero output check done by
+/// x25519-dalek for file keys), so a token's derive never sees them.
+fn x25519_contributory(point: &[u8]) -> bool {
+    let Ok(b) = <[u8; 32]>::try_from(point) else {
+        return false;
+    };
+    // Multiply by the cofactor's worth: a small-order point times any
+    // clamped scalar is zero; checking with one fixed scalar suffices.
+    let probe = x25519_dalek::StaticSecret::from([0x5a; 32]);
+    probe
+        .diffie_hellman(&x25519_dalek::PublicKey::from(b))
+        .was_contributory()
 }
 
 /// A recipient's public key-agreement key.

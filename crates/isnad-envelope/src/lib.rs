@@ -89,8 +89,8 @@ pub use envelope::{
 pub use isnad_types::cbor::{self, CborError};
 pub use isnad_types::{AgencyId, AgencyIdError, Limits, MessageId, RandomError, MAX_AGENCY_ID_LEN};
 pub use keys::{
-    EncryptionCurve, EncryptionKey, EncryptionPublicKey, KeyError, KeyId, SignatureAlgorithm,
-    SigningKey, VerifyingKey,
+    EncryptionCurve, EncryptionKey, EncryptionPublicKey, ExternalAgreement, ExternalSigner,
+    KeyError, KeyId, SignatureAlgorithm, SigningKey, VerifyingKey,
 };
 pub use message::*;
 pub use relay::{

@@ -85,9 +85,10 @@ pub use isnad_tlog::{
     empty_root, entry, leaf_hash, merkle, node_hash, note, open_checkpoint, origin_for, report,
     tiled, tiles, verify_consistency, verify_inclusion, witness, AddCheckpoint, AuditedLog,
     AuditedLogError, Checkpoint, CheckpointError, Commitment, CommitmentSalt, Cosigned, CrossCheck,
-    CrossCheckError, Entry, EntryError, EventType, Finding, FindingClass, ForkError, ForkEvidence,
-    ForkProof, Hash, LoggedAttachment, NoteError, ProofError, SignerKey, TileError, TileReader,
-    TiledTree, TlogProof, Tree, VerifierKey, WitnessError, Witnessed, MAX_ENTRY_LEN,
+    CrossCheckError, Entry, EntryError, EventType, ExternalEd25519, Finding, FindingClass,
+    ForkError, ForkEvidence, ForkProof, Hash, LoggedAttachment, NoteError, ProofError, SignerKey,
+    TileError, TileReader, TiledTree, TlogProof, Tree, VerifierKey, WitnessError, Witnessed,
+    MAX_ENTRY_LEN,
 };
 
 pub use audited::read_verified_export;

@@ -318,12 +318,96 @@ async fn raw_quic(k: usize, secs: f64) -> BenchResult<Row> {
 /// Two real nodes: submit (durable) → deliver → signed receipt verified → both logs.
 async fn nodes(k: usize, secs: f64) -> BenchResult<Row> {
     let (_tmp, _, [_, b], [na, nb]) = pair("iq.moi.ahtd", "fr.mj.bepi").await?;
+    let meter = Meter::start();
+    let all = drive(&na, &b.id, k, secs).await?;
+    let result = row("two nodes (durable, audited)", k, all, &meter);
+    if std::env::var("ISNAD_BENCH_ONLY").is_ok() {
+        for (n, node) in [("sender", &na), ("recipient", &nb)] {
+            eprintln!(
+                "{n}: mean log append {:.2} ms over {} appends",
+                node.metrics().append_latency.mean_ms(),
+                node.metrics().log_appends.get()
+            );
+        }
+    }
+    na.shutdown().await;
+    nb.shutdown().await;
+    Ok(result)
+}
+
+/// The nodes row with every key of both nodes in SoftHSM2 tokens
+/// (spec/federation.md §14): the tokens `iq` and `fr` of `f`.
+async fn token_nodes(
+    f: &token::Fixture,
+    tokens: [&str; 2],
+    k: usize,
+    secs: f64,
+) -> BenchResult<Row> {
+    let tmp = tempfile::tempdir()?;
+    let dir = TestDirectory::default();
+    let a = token::token_node(f, "iq.moi.ahtd", tokens[0], &dir)?;
+    let b = token::token_node(f, "fr.mj.bepi", tokens[1], &dir)?;
+    let to = b.id.clone();
+    let nb = token::start_token_node(b, &dir, tmp.path(), |_| {}).await?;
+    let na = token::start_token_node(a, &dir, tmp.path(), |_| {}).await?;
+    let meter = Meter::start();
+    let all = drive(&na, &to, k, secs).await?;
+    na.shutdown().await;
+    nb.shutdown().await;
+    Ok(row(
+        "two nodes, all keys in SoftHSM2 tokens",
+        k,
+        all,
+        &meter,
+    ))
+}
+
+/// The token's own work per round trip, one after the other on one
+/// token: the sender's message signature (Ed25519), the recipient's
+/// ECDH derive (P-256) and its receipt signature (Ed25519).
+fn token_ops(f: &token::Fixture, token: &str, secs: f64) -> BenchResult<Row> {
+    use isnad_node::token_keys;
+    use isnad_pkcs11::KeyKind;
+    let config = token::pkcs11(f);
+    let sign_uri = token::uri(token, "bench-sign");
+    let enc_uri = token::uri(token, "bench-enc");
+    token_keys::generate(&config, &sign_uri, KeyKind::Ed25519)?;
+    token_keys::generate(&config, &enc_uri, KeyKind::P256Ecdh)?;
+    let mut tokens = token_keys::Tokens::new(config);
+    let (t, sign) = tokens.key(&sign_uri, KeyKind::Ed25519)?;
+    let (_, enc) = tokens.key(&enc_uri, KeyKind::P256Ecdh)?;
+    let peer = enc.public().to_vec();
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let meter = Meter::start();
+    let mut lat = Vec::new();
+    while Instant::now() < deadline {
+        let start = Instant::now();
+        t.sign_ed25519(&sign, b"message claims")?;
+        t.derive(&enc, &peer)?;
+        t.sign_ed25519(&sign, b"receipt claims")?;
+        lat.push(start.elapsed().as_micros() as u64);
+    }
+    Ok(row(
+        "token's own work per trip (2 signs, 1 derive)",
+        1,
+        lat,
+        &meter,
+    ))
+}
+
+/// `k` clients submitting to `to` through `na` until `secs` pass, each
+/// waiting for its message's receipt; the round-trip latencies.
+async fn drive(
+    na: &isnad_node::NodeHandle,
+    to: &AgencyId,
+    k: usize,
+    secs: f64,
+) -> BenchResult<Vec<u64>> {
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let mut tasks = Vec::new();
     let seq = Arc::new(AtomicU64::new(1));
     for _ in 0..k {
-        let (na, to, seq) = (na.clone(), b.id.clone(), Arc::clone(&seq));
+        let (na, to, seq) = (na.clone(), to.clone(), Arc::clone(&seq));
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             while Instant::now() < deadline {
@@ -354,19 +438,7 @@ async fn nodes(k: usize, secs: f64) -> BenchResult<Row> {
     for t in tasks {
         all.extend(t.await?);
     }
-    let result = row("two nodes (durable, audited)", k, all, &meter);
-    if std::env::var("ISNAD_BENCH_ONLY").is_ok() {
-        for (n, node) in [("sender", &na), ("recipient", &nb)] {
-            eprintln!(
-                "{n}: mean log append {:.2} ms over {} appends",
-                node.metrics().append_latency.mean_ms(),
-                node.metrics().log_appends.get()
-            );
-        }
-    }
-    na.shutdown().await;
-    nb.shutdown().await;
-    Ok(result)
+    Ok(all)
 }
 
 fn machine() -> String {
@@ -417,6 +489,22 @@ fn main() -> BenchResult<()> {
             continue;
         }
         rows.push(rt.block_on(nodes(k, secs))?);
+    }
+    // Every key in SoftHSM2 tokens (issue 20), when SoftHSM2 is installed.
+    if !only_nodes {
+        if isnad_pkcs11::softhsm::find_module().is_none() {
+            println!("token rows skipped: SoftHSM2 (libsofthsm2.so) is not installed");
+        } else if let Some(f) = token::softhsm(&[
+            "bench ops",
+            "bench iq 1",
+            "bench fr 1",
+            "bench iq 16",
+            "bench fr 16",
+        ]) {
+            rows.push(token_ops(&f, "bench ops", secs)?);
+            rows.push(rt.block_on(token_nodes(&f, ["bench iq 1", "bench fr 1"], 1, secs))?);
+            rows.push(rt.block_on(token_nodes(&f, ["bench iq 16", "bench fr 16"], 16, secs))?);
+        }
     }
     let crypto = rows[0].per_sec;
     println!("\nmachine: {}", machine());

@@ -98,6 +98,15 @@ pub struct Config {
     /// Attachment staging: quotas, sync interval, lifetime (transport.md §10).
     #[serde(default)]
     pub attachments: crate::attach_store::AttachmentsConfig,
+    /// Private keys held in a PKCS#11 token, by role (absent = files).
+    #[serde(
+        default,
+        skip_serializing_if = "crate::token_keys::KeysConfig::is_empty"
+    )]
+    pub keys: crate::token_keys::KeysConfig,
+    /// The PKCS#11 module and PIN source, when `[keys]` names token keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkcs11: Option<crate::token_keys::Pkcs11Config>,
 }
 
 /// The audit log served read-only over HTTP as the C2SP tlog-tiles read
@@ -400,6 +409,7 @@ impl Config {
                 *p = base.join(&*p);
             }
         }
+        crate::token_keys::resolve(&mut cfg.pkcs11, base);
         Ok(cfg)
     }
 

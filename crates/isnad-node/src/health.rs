@@ -7,6 +7,7 @@
 //! | `log-poisoned` | an audit-log write or sync failed | [`isnad_log::Log::reopen`] succeeded (tried with backoff) |
 //! | `database-write-failing` | a state-database commit failed | [`crate::store::Store::reopen`] succeeded (tried with backoff) |
 //! | `disk-below-floor` | free space of the state or log directory is below `[disk] free_space_floor_bytes` | space is back above it |
+//! | `key-unavailable` | a private key's device (a PKCS#11 token) failed an operation | the key works again (re-tried when the condition is looked at, at most once a second) |
 //!
 //! While degraded the node accepts no new work: local submissions are
 //! answered `unavailable` (HTTP 503) with the reason, incoming messages with
@@ -42,7 +43,13 @@ pub enum Reason {
         /// The configured floor.
         floor: u64,
     },
+    /// A private key held in a device (a PKCS#11 token) cannot be used:
+    /// which key, which device, what failed.
+    KeyUnavailable(String),
 }
+
+/// Says which key's device fails now, if any ([`crate::token_keys::KeyHealth`]).
+pub type KeyProbe = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
 impl Reason {
     /// The reason's stable name (API, metrics label).
@@ -51,11 +58,12 @@ impl Reason {
             Reason::LogPoisoned => "log-poisoned",
             Reason::DatabaseFailing(_) => "database-write-failing",
             Reason::DiskBelowFloor { .. } => "disk-below-floor",
+            Reason::KeyUnavailable(_) => "key-unavailable",
         }
     }
 
     /// Every reason's name, for metrics.
-    pub const CODES: [&'static str; 3] = crate::metrics::DEGRADED_REASONS;
+    pub const CODES: [&'static str; 4] = crate::metrics::DEGRADED_REASONS;
 
     /// Whether the node's storage fails (deliveries pause), as opposed to
     /// running low.
@@ -78,6 +86,10 @@ impl fmt::Display for Reason {
                 f,
                 "disk-below-floor: {free} bytes free under {} (floor {floor}); free space",
                 path.display()
+            ),
+            Reason::KeyUnavailable(e) => write!(
+                f,
+                "key-unavailable: {e}; new work waits until the key's device answers"
             ),
         }
     }
@@ -129,6 +141,7 @@ pub(crate) struct Health {
     floor: u64,
     dirs: Vec<PathBuf>,
     probe: Mutex<FreeSpaceProbe>,
+    keys: Mutex<Option<KeyProbe>>,
     last: Mutex<Condition>,
     /// Bookkeeping failures in a row and the time before which no new
     /// delivery starts.
@@ -154,10 +167,16 @@ impl Health {
             floor,
             dirs,
             probe: Mutex::new(Arc::new(free_space)),
+            keys: Mutex::new(None),
             last: Mutex::new(Condition::default()),
             hold: Mutex::new((0, None)),
             catching_up: AtomicBool::new(false),
         }
+    }
+
+    /// Sets how the node learns that a key's device fails.
+    pub(crate) fn set_key_probe(&self, probe: KeyProbe) {
+        *self.keys.lock().unwrap_or_else(|p| p.into_inner()) = Some(probe);
     }
 
     /// Replaces how free space is measured (tests).
@@ -186,6 +205,10 @@ impl Health {
         }
         if let Some(e) = db_fault {
             c.reasons.push(Reason::DatabaseFailing(e));
+        }
+        let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(e) = keys.and_then(|probe| probe()) {
+            c.reasons.push(Reason::KeyUnavailable(e));
         }
         if self.floor > 0 {
             let probe = Arc::clone(&self.probe.lock().unwrap_or_else(|p| p.into_inner()));

@@ -103,6 +103,7 @@ pub mod retention;
 mod sealing;
 pub mod storage;
 pub mod store;
+pub mod token_keys;
 pub use store::format as formats;
 mod witnessing;
 pub mod workflow;

@@ -96,8 +96,12 @@ impl Histogram {
 
 /// The names of every reason the node can be degraded for
 /// ([`crate::health::Reason`]), each an `isnad_degraded_reason` label.
-pub const DEGRADED_REASONS: [&str; 3] =
-    ["log-poisoned", "database-write-failing", "disk-below-floor"];
+pub const DEGRADED_REASONS: [&str; 4] = [
+    "log-poisoned",
+    "database-write-failing",
+    "disk-below-floor",
+    "key-unavailable",
+];
 
 /// Every metric the node exports.
 #[derive(Debug, Default)]

@@ -36,7 +36,7 @@ use std::sync::Arc;
 
 use isnad_log::lock::{DirLock, LockError};
 use isnad_log::{Log, SignerKey};
-use isnad_trust::tls::{configs, TlsIdentity};
+use isnad_trust::tls::configs_with_key;
 
 use crate::config::Config;
 use crate::federation::Federation;
@@ -44,7 +44,7 @@ use crate::store::Store;
 use crate::{Directory, Identity, NodeHandle};
 
 mod error;
-mod files;
+pub(crate) mod files;
 mod warnings;
 mod watch;
 
@@ -64,6 +64,7 @@ pub struct NodeDir {
     store: Store,
     token: String,
     warnings: Vec<String>,
+    key_health: Option<Arc<crate::token_keys::KeyHealth>>,
 }
 
 impl NodeDir {
@@ -99,14 +100,14 @@ impl NodeDir {
                 source,
             })?;
         let keys = &config.paths.keys;
-        let signing_key = read_signing_key(&keys.join("sign.key.pem"))?;
-        let enc = read_encryption_key(&keys.join("enc.key.pem"))?;
-        let tls = TlsIdentity {
-            cert_der: files::read_key_file(keys, "tls.cert.der")?,
-            key_der: files::read_key_file(keys, "tls.key.der")?,
-        };
-        let log_key = files::read_log_key(keys)?;
-        let witness_key = files::read_witness_key(keys)?;
+        let node_keys = crate::token_keys::NodeKeys::load(&config)?;
+        let key_health = node_keys.health.clone();
+        let (signing_key, enc, log_key, witness_key) = (
+            node_keys.signing,
+            node_keys.encryption,
+            node_keys.log,
+            node_keys.witness,
+        );
         let federation = Arc::new(Federation::load(&config.paths.trust).map_err(|source| {
             NodeDirError::Trust {
                 path: config.paths.trust.clone(),
@@ -114,11 +115,13 @@ impl NodeDir {
             }
         })?);
         let (tls_server, tls_client) =
-            configs(&tls, federation.peers()).map_err(|source| NodeDirError::Tls {
-                key: keys.join("tls.key.der"),
-                cert: keys.join("tls.cert.der"),
-                source,
-            })?;
+            configs_with_key(&node_keys.tls_cert, node_keys.tls_key, federation.peers()).map_err(
+                |source| NodeDirError::Tls {
+                    key: keys.join("tls.key.der"),
+                    cert: keys.join("tls.cert.der"),
+                    source,
+                },
+            )?;
         // The state database before the log: a database written by a newer
         // release is refused untouched, and so must the log be (opening the
         // log may cut an unclean tail or migrate its format).
@@ -147,7 +150,7 @@ impl NodeDir {
             config: &config,
             federation: &federation,
             signing_key: &signing_key,
-            tls_cert: &tls.cert_der,
+            tls_cert: &node_keys.tls_cert,
             log_key: &log_key,
             witness_key: witness_key.as_ref(),
             token: &token,
@@ -173,6 +176,7 @@ impl NodeDir {
             store,
             token,
             warnings,
+            key_health,
         })
     }
 
@@ -210,6 +214,9 @@ impl NodeDir {
             listen: config.listen,
             source: Box::new(source),
         })?;
+        if let Some(h) = &self.key_health {
+            node.set_key_probe(h.key_probe());
+        }
         let token = self.token.trim().to_owned();
         let api = crate::api::serve(node.clone(), config.api.listen, token)
             .await

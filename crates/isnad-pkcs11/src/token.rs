@@ -95,6 +95,11 @@ impl TokenKey {
 pub struct EcdsaSignature([u8; 64]);
 
 impl EcdsaSignature {
+    /// A signature from its `r || s` form.
+    pub fn from_raw(raw: [u8; 64]) -> Self {
+        Self(raw)
+    }
+
     /// `r || s`, as COSE and JOSE carry it.
     pub fn raw(&self) -> &[u8; 64] {
         &self.0

@@ -77,7 +77,7 @@ pub use merkle::{
     consistency_roots, empty_root, leaf_hash, node_hash, verify_consistency, verify_inclusion,
     Hash, ProofError, Tree,
 };
-pub use note::{NoteError, SignerKey, VerifierKey};
+pub use note::{ExternalEd25519, NoteError, SignerKey, VerifierKey};
 pub use tiled::{TileError, TileReader, TiledTree};
 pub use witness::{
     add_checkpoint, AddCheckpoint, Cosigned, ForkError, ForkEvidence, ForkProof, WitnessError,

@@ -81,6 +81,10 @@ pub enum NoteError {
     /// Key generation or signing failed inside the crypto library.
     #[error("cryptographic operation failed")]
     Crypto,
+    /// The device holding an [external](SignerKey::external) key failed or
+    /// is absent (the detail names it). Transient: retry when it is back.
+    #[error("signing key unavailable: {0}")]
+    KeyUnavailable(String),
 }
 
 /// The message of [`NoteError::NoTrustedSignature`]: "signed by key X, you
@@ -137,16 +141,31 @@ pub fn key_id(name: &str, key_type: u8, public_key: &[u8; 32]) -> u32 {
 pub struct SignerKey {
     name: String,
     key_type: u8,
-    seed: [u8; 32],
-    pair: Ed25519KeyPair,
+    secret: Secret,
+    public: [u8; 32],
     id: u32,
 }
 
-impl Drop for SignerKey {
-    fn drop(&mut self) {
-        use zeroize::Zeroize as _;
-        self.seed.zeroize();
-    }
+/// Where the private key of a [`SignerKey`] is.
+enum Secret {
+    /// In memory, from a seed (a key file).
+    Seed {
+        seed: Zeroizing<[u8; 32]>,
+        pair: Ed25519KeyPair,
+    },
+    /// In a device (a PKCS#11 token).
+    External(std::sync::Arc<dyn ExternalEd25519>),
+}
+
+/// An Ed25519 private key held outside this process (a PKCS#11 token): it
+/// signs on request and never hands the key out. Wrap one with
+/// [`SignerKey::external`]. Calls may block for the device's round trip.
+pub trait ExternalEd25519: Send + Sync {
+    /// The 32-byte public key.
+    fn public_key(&self) -> [u8; 32];
+    /// The 64-byte Ed25519 signature of `msg`, or why the device could not
+    /// sign (naming it).
+    fn sign(&self, msg: &[u8]) -> Result<[u8; 64], String>;
 }
 
 impl fmt::Debug for SignerKey {
@@ -175,21 +194,69 @@ impl SignerKey {
 
     /// A key from its 32-byte Ed25519 seed.
     pub fn from_seed(name: &str, key_type: u8, seed: [u8; 32]) -> Result<Self, NoteError> {
+        let seed = Zeroizing::new(seed);
+        let pair = Ed25519KeyPair::from_seed_unchecked(&*seed).map_err(|_| NoteError::Crypto)?;
+        let mut pk = [0u8; 32];
+        pk.copy_from_slice(pair.public_key().as_ref());
+        Self::with_secret(name, key_type, Secret::Seed { seed, pair }, pk)
+    }
+
+    /// A key of `key_type` (0x01 note key, 0x04 cosigning key) named
+    /// `name` whose private part is held in a device.
+    pub fn external(
+        name: &str,
+        key_type: u8,
+        signer: std::sync::Arc<dyn ExternalEd25519>,
+    ) -> Result<Self, NoteError> {
+        let pk = signer.public_key();
+        Self::with_secret(name, key_type, Secret::External(signer), pk)
+    }
+
+    fn with_secret(
+        name: &str,
+        key_type: u8,
+        secret: Secret,
+        public: [u8; 32],
+    ) -> Result<Self, NoteError> {
         check_key_name(name)?;
         if key_type != TYPE_ED25519 && key_type != TYPE_COSIGNATURE_V1 {
             return Err(NoteError::KeyFormat("unsupported key type"));
         }
-        let pair = Ed25519KeyPair::from_seed_unchecked(&seed).map_err(|_| NoteError::Crypto)?;
-        let mut pk = [0u8; 32];
-        pk.copy_from_slice(pair.public_key().as_ref());
-        let id = key_id(name, key_type, &pk);
         Ok(Self {
             name: name.to_owned(),
             key_type,
-            seed,
-            pair,
-            id,
+            secret,
+            public,
+            id: key_id(name, key_type, &public),
         })
+    }
+
+    /// Whether the private key is held in a device ([`SignerKey::external`]).
+    pub fn is_external(&self) -> bool {
+        matches!(self.secret, Secret::External(_))
+    }
+
+    /// Signs `msg` with the key, wherever it is.
+    fn raw_sign(&self, msg: &[u8]) -> Result<[u8; 64], NoteError> {
+        match &self.secret {
+            Secret::Seed { pair, .. } => {
+                let mut out = [0u8; 64];
+                out.copy_from_slice(pair.sign(msg).as_ref());
+                Ok(out)
+            }
+            Secret::External(k) => {
+                let sig = k.sign(msg).map_err(NoteError::KeyUnavailable)?;
+                // A device that signs with another key must not go unnoticed.
+                signature::UnparsedPublicKey::new(&signature::ED25519, &self.public)
+                    .verify(msg, &sig)
+                    .map_err(|_| {
+                        NoteError::KeyUnavailable(
+                            "the device's signature does not verify with its public key".into(),
+                        )
+                    })?;
+                Ok(sig)
+            }
+        }
     }
 
     /// Parses `PRIVATE+KEY+<name>+<hex8 id>+<base64(type ‖ seed)>`.
@@ -217,10 +284,14 @@ impl SignerKey {
     }
 
     /// The secret key string `PRIVATE+KEY+…`. Store it with mode 0600.
+    /// Empty for an [external](SignerKey::external) key, which has none.
     pub fn to_secret_string(&self) -> String {
+        let Secret::Seed { seed, .. } = &self.secret else {
+            return String::new();
+        };
         let mut k = Vec::with_capacity(33);
         k.push(self.key_type);
-        k.extend_from_slice(&self.seed);
+        k.extend_from_slice(&seed[..]);
         format!(
             "PRIVATE+KEY+{}+{:08x}+{}",
             self.name,
@@ -241,12 +312,10 @@ impl SignerKey {
 
     /// The matching verifier key.
     pub fn verifier(&self) -> VerifierKey {
-        let mut pk = [0u8; 32];
-        pk.copy_from_slice(self.pair.public_key().as_ref());
         VerifierKey {
             name: self.name.clone(),
             key_type: self.key_type,
-            public: pk,
+            public: self.public,
             id: self.id,
         }
     }
@@ -258,7 +327,7 @@ impl SignerKey {
             return Err(NoteError::KeyFormat("a cosigning key cannot sign a note"));
         }
         check_text(text)?;
-        let sig = self.pair.sign(text.as_bytes());
+        let sig = self.raw_sign(text.as_bytes())?;
         let mut raw = Vec::with_capacity(68);
         raw.extend_from_slice(&self.id.to_be_bytes());
         raw.extend_from_slice(sig.as_ref());
@@ -281,7 +350,7 @@ impl SignerKey {
         }
         check_text(checkpoint_text)?;
         let msg = cosigned_message(checkpoint_text, timestamp);
-        let sig = self.pair.sign(msg.as_bytes());
+        let sig = self.raw_sign(msg.as_bytes())?;
         let mut raw = Vec::with_capacity(76);
         raw.extend_from_slice(&self.id.to_be_bytes());
         raw.extend_from_slice(&timestamp.to_be_bytes());

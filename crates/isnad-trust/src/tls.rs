@@ -28,6 +28,10 @@ pub const ALPN: &[u8] = b"isnad/1";
 /// the release before.
 pub const ALPN_PROTOCOLS: &[&[u8]] = &[ALPN];
 
+/// Signs with a key held elsewhere (SHA-256, DER `Ecdsa-Sig-Value`), or
+/// says why it could not.
+pub type SignDer<'a> = dyn Fn(&[u8]) -> Result<Vec<u8>, String> + Sync + 'a;
+
 /// A node's TLS certificate and private key (PKCS#8 DER).
 #[derive(Clone)]
 pub struct TlsIdentity {
@@ -52,6 +56,43 @@ impl TlsIdentity {
             cert_der: ck.cert.der().to_vec(),
             key_der: ck.signing_key.serialize_der(),
         })
+    }
+
+    /// A self-signed certificate for `agency` whose ECDSA P-256 key is held
+    /// elsewhere (a PKCS#11 token): `public` is its 65-byte SEC1 point and
+    /// `sign_der` signs with it (SHA-256, DER `Ecdsa-Sig-Value`). Only the
+    /// certificate is returned; the key never passes through here.
+    pub fn certificate_for_external_key(
+        agency: &AgencyId,
+        public: &[u8],
+        sign_der: &SignDer<'_>,
+    ) -> Result<Vec<u8>, TrustError> {
+        struct Remote<'a> {
+            public: &'a [u8],
+            sign: &'a SignDer<'a>,
+        }
+        impl rcgen::PublicKeyData for Remote<'_> {
+            fn der_bytes(&self) -> &[u8] {
+                self.public
+            }
+            fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+                &rcgen::PKCS_ECDSA_P256_SHA256
+            }
+        }
+        impl rcgen::SigningKey for Remote<'_> {
+            fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+                (self.sign)(msg).map_err(|_| rcgen::Error::RemoteKeyError)
+            }
+        }
+        let params = rcgen::CertificateParams::new(vec![agency.as_str().to_owned()])
+            .map_err(|e| TrustError::Tls(e.to_string()))?;
+        let cert = params
+            .self_signed(&Remote {
+                public,
+                sign: sign_der,
+            })
+            .map_err(|e| TrustError::Tls(e.to_string()))?;
+        Ok(cert.der().to_vec())
     }
 
     /// SHA-256 of this certificate's SubjectPublicKeyInfo.
@@ -217,20 +258,44 @@ pub fn configs(
     identity: &TlsIdentity,
     peers: &PeerSet,
 ) -> Result<(Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>), TrustError> {
+    let provider = rustls::crypto::ring::default_provider();
+    let key = provider
+        .key_provider
+        .load_private_key(PrivateKeyDer::Pkcs8(identity.key_der.clone().into()))
+        .map_err(|e| TrustError::Tls(e.to_string()))?;
+    configs_with_key(&identity.cert_der, key, peers)
+}
+
+/// [`configs`] for a private key held elsewhere (a PKCS#11 token): `key`
+/// signs the TLS 1.3 handshakes, as server and as client, and must match
+/// the certificate `cert_der`. rustls calls it synchronously inside the
+/// QUIC driver; an implementation that blocks keeps the async runtime
+/// free itself.
+pub fn configs_with_key(
+    cert_der: &[u8],
+    key: Arc<dyn rustls::sign::SigningKey>,
+    peers: &PeerSet,
+) -> Result<(Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>), TrustError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Arc::new(SpkiVerifier {
         peers: peers.clone(),
         provider: Arc::clone(&provider),
     });
-    let cert = CertificateDer::from(identity.cert_der.clone());
-    let key = || PrivateKeyDer::Pkcs8(identity.key_der.clone().into());
     let tls = |e: rustls::Error| TrustError::Tls(e.to_string());
+    let certified =
+        rustls::sign::CertifiedKey::new(vec![CertificateDer::from(cert_der.to_vec())], key);
+    certified.keys_match().or_else(|e| match e {
+        // A key that cannot give its SPKI cannot be compared: the handshake
+        // would fail at the peer, whose pin does not match.
+        rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown) => Ok(()),
+        e => Err(tls(e)),
+    })?;
+    let resolver = Arc::new(rustls::sign::SingleCertAndKey::from(certified));
     let mut server = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(tls)?
         .with_client_cert_verifier(verifier.clone())
-        .with_single_cert(vec![cert.clone()], key())
-        .map_err(tls)?;
+        .with_cert_resolver(resolver.clone());
     server.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
     // rustls puts every custom server verifier behind `dangerous()`; this one
     // verifies (pinned SPKI plus the TLS 1.3 handshake signature).
@@ -239,8 +304,7 @@ pub fn configs(
         .map_err(tls)?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
-        .with_client_auth_cert(vec![cert], key())
-        .map_err(tls)?;
+        .with_client_cert_resolver(resolver);
     client.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
     Ok((Arc::new(server), Arc::new(client)))
 }

@@ -150,6 +150,14 @@ impl NodeHandle {
         self.inner.health.set_probe(probe);
     }
 
+    /// Tells the node how to learn that a private key's device (a PKCS#11
+    /// token) fails: while it names one, the node is degraded
+    /// (`key-unavailable`) and refuses new work
+    /// ([`crate::token_keys::KeyHealth::probe`]).
+    pub fn set_key_probe(&self, probe: crate::health::KeyProbe) {
+        self.inner.health.set_key_probe(probe);
+    }
+
     /// The bound QUIC address.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.inner.endpoint.local_addr().ok()

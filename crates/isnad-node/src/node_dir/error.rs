@@ -52,6 +52,16 @@ pub enum NodeDirError {
         /// Why.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A key configured in `[keys]` cannot be used from its PKCS#11 token
+    /// (wrong PIN, absent token, missing key ...: the source names the
+    /// token and what to do; a wrong PIN is not retried).
+    #[error("{role} key in PKCS#11 token: {source}")]
+    TokenKey {
+        /// The key role (`signing`, `encryption`, `tls`, `log`, `witness`).
+        role: &'static str,
+        /// Why.
+        source: crate::token_keys::KeyLoadError,
+    },
     /// An optional file exists but cannot be read.
     #[error("cannot read {path}")]
     Read {

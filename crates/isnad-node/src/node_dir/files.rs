@@ -41,33 +41,68 @@ pub(super) fn write_node(dir: &Path, config: &Config) -> Result<(), NodeDirError
     }
     let keygen = |e: Box<dyn std::error::Error + Send + Sync>| NodeDirError::Keygen(e);
     let rng = SystemRandom::new();
-    let sign =
-        SigningKey::generate(SignatureAlgorithm::Ed25519, &rng).map_err(|e| keygen(e.into()))?;
-    let enc = EncryptionKey::generate(EncryptionCurve::P256, &rng).map_err(|e| keygen(e.into()))?;
-    write_private(&keys.join("sign.key.pem"), sign.to_pkcs8_pem().as_bytes())?;
+    // Roles `[keys]` puts in a token: their public halves come from it,
+    // and no private key file is written.
+    let t =
+        crate::token_keys::TokenPublics::load(config).map_err(|source| NodeDirError::TokenKey {
+            role: "[keys]",
+            source,
+        })?;
+    let sign = match t.signing {
+        Some(k) => k,
+        None => {
+            let k = SigningKey::generate(SignatureAlgorithm::Ed25519, &rng)
+                .map_err(|e| keygen(e.into()))?;
+            write_private(&keys.join("sign.key.pem"), k.to_pkcs8_pem().as_bytes())?;
+            k
+        }
+    };
     write_public(
         &keys.join("sign.pub.cose"),
         &sign.verifying_key().to_cose_key(),
     )?;
-    write_private(&keys.join("enc.key.pem"), enc.to_pkcs8_pem().as_bytes())?;
+    let enc = match t.encryption {
+        Some(k) => k,
+        None => {
+            let k = EncryptionKey::generate(EncryptionCurve::P256, &rng)
+                .map_err(|e| keygen(e.into()))?;
+            write_private(&keys.join("enc.key.pem"), k.to_pkcs8_pem().as_bytes())?;
+            k
+        }
+    };
     write_public(&keys.join("enc.pub.cose"), &enc.public_key().to_cose_key())?;
-    let tls = TlsIdentity::generate(agency).map_err(|e| keygen(e.into()))?;
-    write_private(&keys.join("tls.key.der"), &tls.key_der)?;
-    write_public(&keys.join("tls.cert.der"), &tls.cert_der)?;
-    let log_key =
-        SignerKey::generate(&isnad_log::origin_for(agency), &rng).map_err(|e| keygen(e.into()))?;
-    write_private(&keys.join("log.key"), log_key.to_secret_string().as_bytes())?;
+    let cert = match t.tls_cert {
+        Some(cert) => cert,
+        None => {
+            let tls = TlsIdentity::generate(agency).map_err(|e| keygen(e.into()))?;
+            write_private(&keys.join("tls.key.der"), &tls.key_der)?;
+            tls.cert_der
+        }
+    };
+    write_public(&keys.join("tls.cert.der"), &cert)?;
+    let log_key = match t.log {
+        Some(k) => k,
+        None => {
+            let k = SignerKey::generate(&isnad_log::origin_for(agency), &rng)
+                .map_err(|e| keygen(e.into()))?;
+            write_private(&keys.join("log.key"), k.to_secret_string().as_bytes())?;
+            k
+        }
+    };
     write_public(
         &keys.join("log.pub"),
         format!("{}\n", log_key.verifier()).as_bytes(),
     )?;
-    let witness_key =
-        SignerKey::generate_cosigner(&isnad_log::witness::witness_name_for(agency), &rng)
-            .map_err(|e| keygen(e.into()))?;
-    write_private(
-        &keys.join("witness.key"),
-        witness_key.to_secret_string().as_bytes(),
-    )?;
+    let witness_key = match t.witness {
+        Some(k) => k,
+        None => {
+            let k =
+                SignerKey::generate_cosigner(&isnad_log::witness::witness_name_for(agency), &rng)
+                    .map_err(|e| keygen(e.into()))?;
+            write_private(&keys.join("witness.key"), k.to_secret_string().as_bytes())?;
+            k
+        }
+    };
     write_public(
         &keys.join("witness.pub"),
         format!("{}\n", witness_key.verifier()).as_bytes(),
@@ -110,13 +145,13 @@ pub fn write_public(path: &Path, bytes: &[u8]) -> Result<(), NodeDirError> {
 }
 
 /// The file `name` of the key directory `keys`.
-pub(super) fn read_key_file(keys: &Path, name: &str) -> Result<Vec<u8>, NodeDirError> {
+pub(crate) fn read_key_file(keys: &Path, name: &str) -> Result<Vec<u8>, NodeDirError> {
     let path = keys.join(name);
     std::fs::read(&path).map_err(|source| NodeDirError::MissingKeyFile { path, source })
 }
 
 /// `keys/log.key`, the audit-log signer key.
-pub(super) fn read_log_key(keys: &Path) -> Result<SignerKey, NodeDirError> {
+pub(crate) fn read_log_key(keys: &Path) -> Result<SignerKey, NodeDirError> {
     let path = keys.join("log.key");
     let bytes = read_key_file(keys, "log.key")?;
     let bad = |path: PathBuf, source: Box<dyn std::error::Error + Send + Sync>| {
@@ -132,7 +167,7 @@ pub(super) fn read_log_key(keys: &Path) -> Result<SignerKey, NodeDirError> {
 
 /// `keys/witness.key`, optional: a node created before witnessing existed
 /// has no witness key.
-pub(super) fn read_witness_key(keys: &Path) -> Result<Option<SignerKey>, NodeDirError> {
+pub(crate) fn read_witness_key(keys: &Path) -> Result<Option<SignerKey>, NodeDirError> {
     let path = keys.join("witness.key");
     match std::fs::read_to_string(&path) {
         Ok(t) => SignerKey::parse(t.trim())

@@ -20,6 +20,8 @@ use ring::rand::SystemRandom;
 
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
 
+pub mod token;
+
 /// One agency's long-lived material, kept across node restarts.
 pub struct Agency {
     pub id: AgencyId,
