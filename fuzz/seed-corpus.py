@@ -196,9 +196,11 @@ for code in sorted(error_codes):
 
 # Cross-check target: each spec/vectors/cross-check pair as 12-byte records
 # (the record layout of isnad_log::fuzzing::cross_check).
+# The order of isnad_log::EventType::ALL.
 events = ["sent", "received", "receipt-sent", "receipt-received", "rejected",
           "status-changed", "directory-changed", "key-rotated", "key-revoked",
-          "checkpoint-cosigned", "delivery-failed", "delivery-expired", "local-access"]
+          "checkpoint-cosigned", "delivery-failed", "delivery-expired", "local-access",
+          "witness-cosigned", "fork-detected", "relayed", "purged", "user-action"]
 for path in sorted(glob.glob(os.path.join(spec, "cross-check", "*.json"))):
     v = json.load(open(path, encoding="utf-8"))
     codes = {v["a"]["origin"].split("/")[0]: 1, v["b"]["origin"].split("/")[0]: 2}

@@ -34,6 +34,7 @@ const TARGETS: &[(&str, Entry)] = &[
     ("witness_request", isnad_log::fuzzing::witness_request),
     ("attach_decoders", isnad_attach::fuzzing::decoders),
     ("attach_chunks", isnad_attach::fuzzing::chunks),
+    ("attach_transfer", isnad_wire::attach::fuzz),
 ];
 
 /// Every fuzz target has its entry point here.
