@@ -34,7 +34,18 @@ fn setup(
     tmp: &Path,
     accounts: &[(&'static str, &'static str, &'static str)],
 ) -> (Federation, Vec<Account>) {
+    setup_with(tmp, accounts, |_| {})
+}
+
+/// [`setup`], with `configure` run on the receiving node's directory
+/// before the nodes start.
+fn setup_with(
+    tmp: &Path,
+    accounts: &[(&'static str, &'static str, &'static str)],
+    configure: impl FnOnce(&NodeProc),
+) -> (Federation, Vec<Account>) {
     let mut fed = Federation::new(tmp, &["iq.moj.ca", "iq.moi.ahtd"]);
+    configure(&fed.nodes[1]);
     for n in &mut fed.nodes {
         n.start();
     }
@@ -190,6 +201,38 @@ fn answer(mut r: ureq::http::Response<ureq::Body>) -> Answer {
 fn csrf(page: &str) -> String {
     let start = page.find("name=\"csrf\" value=\"").expect("csrf field") + 19;
     page[start..start + 64].to_owned()
+}
+
+/// A message whose content the node purged under its retention rules
+/// (spec/audit-log.md §2.6) is listed in the inbox as purged; the page does
+/// not fail for it (it used to: the list opened every envelope, and a
+/// purged one has none).
+#[test]
+fn a_purged_message_is_listed_as_purged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (fed, users) = setup_with(tmp.path(), &[("rana", "officer", "en")], |n| {
+        let mut text = std::fs::read_to_string(n.config()).unwrap();
+        text.push_str(
+            "\n[retention]\ninterval_secs = 3600\n[retention.by_kind]\nintel-share = 1\n",
+        );
+        std::fs::write(n.config(), text).unwrap();
+    });
+    let node = &fed.nodes[1];
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let report = ok(&["retention", "--config", p(&node.config()), "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(
+        report["purged"].as_array().map(Vec::len),
+        Some(1),
+        "{report}"
+    );
+    let http = Http::new(node);
+    let signed_in = http.login(&users[0], &code(&users[0]));
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+    let page = http.get("/console/inbox", signed_in.cookie.as_deref());
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("content deleted"), "{}", page.body);
+    assert!(!page.body.contains(MARKER), "{}", page.body);
 }
 
 #[test]

@@ -66,6 +66,7 @@ col-from = المرسل
 col-to = المستلم
 col-kind = النوع
 col-subject = الموضوع
+inbox-purged = (حُذف المحتوى وفق قواعد الاحتفاظ)
 col-received = وقت الاستلام (UTC)
 col-created = وقت الإنشاء (UTC)
 col-state = الحالة

@@ -57,6 +57,7 @@ col-from = From
 col-to = To
 col-kind = Kind
 col-subject = Subject
+inbox-purged = (content deleted under the retention rules)
 col-received = Received (UTC)
 col-created = Created (UTC)
 col-state = State

@@ -57,6 +57,7 @@ col-from = Expéditeur
 col-to = Destinataire
 col-kind = Type
 col-subject = Objet
+inbox-purged = (contenu supprimé selon les règles de conservation)
 col-received = Reçu (UTC)
 col-created = Créé (UTC)
 col-state = État

@@ -121,6 +121,7 @@ pub enum Arg<'a> {
 /// compiled CLDR data).
 #[derive(Debug)]
 pub struct Formats {
+    lang: Lang,
     decimal: Option<DecimalFormatter>,
     datetime: Option<DateTimeFormatter<YMDT>>,
 }
@@ -140,7 +141,16 @@ impl Formats {
         let datetime = locale
             .as_ref()
             .and_then(|l| DateTimeFormatter::try_new(l.into(), YMDT::medium()).ok());
-        Self { decimal, datetime }
+        Self {
+            lang,
+            decimal,
+            datetime,
+        }
+    }
+
+    /// The language these formats are for.
+    pub fn lang(&self) -> Lang {
+        self.lang
     }
 
     /// `n` with the locale's digits and grouping.

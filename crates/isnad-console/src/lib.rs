@@ -120,8 +120,12 @@ pub struct InboxRow {
     pub kind: String,
     /// When it was received, Unix ms.
     pub received_ms: u64,
-    /// Its subject or summary, as written (any script).
+    /// Its subject or summary, as written (any script); empty when
+    /// `purged`.
     pub subject: String,
+    /// Its content was deleted under the node's retention rules
+    /// (spec/audit-log.md §2.6): there is no subject to show.
+    pub purged: bool,
 }
 
 /// A row of the outbox.

@@ -193,9 +193,20 @@ impl AttachStore {
             return Ok(Some(Receiving::done(guard, *meta, chunks)));
         }
         let meta_path = self.path(&root, "meta");
-        if self.read_meta(&root)?.is_none() {
-            write_synced(&meta_path, &meta_file(meta, peer.as_str()))?;
-            sync_dir(&self.dir)?;
+        match self.read_meta(&root)? {
+            None => {
+                write_synced(&meta_path, &meta_file(meta, peer.as_str()))?;
+                sync_dir(&self.dir)?;
+            }
+            // The root names one attachment: a stream declaring other sizes
+            // under it must not resume (or cut short) what is held.
+            Some((stored, _)) if stored != *meta => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "this ciphertext root is being received with other metadata",
+                ));
+            }
+            Some(_) => {}
         }
         let open = |ext| {
             OpenOptions::new()
@@ -206,6 +217,9 @@ impl AttachStore {
                 .open(self.path(&root, ext))
         };
         let (data, leaves, held) = (open("part")?, open("leaves")?, open("held")?);
+        // The three names are durable before `.held` can name a point in
+        // `.part` (a crash must not keep `.held` and lose `.part`).
+        sync_dir(&self.dir)?;
         let mut next = [0u8; 8];
         let next = match held.read_exact_at(&mut next, 0) {
             Ok(()) => u64::from_be_bytes(next).min(chunks),
@@ -525,6 +539,27 @@ impl Receiving {
         self.sync()?;
         let root = self.meta.ciphertext_root().to_hex();
         let p = |ext: &str| self.dir.join(format!("{root}.{ext}"));
+        // Complete means verified: the leaves written must make the root
+        // and the number of chunks of the metadata.
+        let bytes = fs::read(p("leaves"))?;
+        let leaves: Vec<TreeHash> = bytes
+            .chunks_exact(32)
+            .take(usize::try_from(self.chunks).unwrap_or(usize::MAX))
+            .map(|c| {
+                let mut h = [0u8; 32];
+                h.copy_from_slice(c);
+                TreeHash::from_bytes(h)
+            })
+            .collect();
+        let verified = ChunkTree::from_leaves(leaves).is_some_and(|t| {
+            t.root() == self.meta.ciphertext_root() && t.size() == self.meta.layout().chunks()
+        });
+        if !verified {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the chunks held do not make the attachment's ciphertext root",
+            ));
+        }
         if let Some((data, _, _)) = &self.data {
             data.set_len(self.meta.layout().ciphertext_size())?;
             data.sync_all()?;

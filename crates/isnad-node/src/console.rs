@@ -9,7 +9,6 @@ use std::sync::Arc;
 use axum::Router;
 use isnad_console::{Action, Backend, BackendError, BoxFuture, Dashboard, InboxRow, OutboxRow};
 use isnad_envelope::{body_to_json, MessageId};
-use isnad_log::{Entry, EventType};
 
 use crate::NodeHandle;
 
@@ -21,16 +20,6 @@ pub fn routes(node: NodeHandle) -> Router {
         users,
         backend: Arc::new(NodeBackend { node }),
     })
-}
-
-/// The `user-action` entry of a person's action: pseudonymous id, role and
-/// action in `detail`, nothing else.
-pub fn user_action(action: &Action, time_ms: u64) -> Entry {
-    let mut e = Entry::new(EventType::UserAction, time_ms);
-    e.detail.insert("user".into(), action.user.clone());
-    e.detail.insert("role".into(), action.role.as_str().into());
-    e.detail.insert("action".into(), action.action.into());
-    e
 }
 
 struct NodeBackend {
@@ -88,6 +77,25 @@ impl Backend for NodeBackend {
             .map_err(unavailable)?;
         let mut rows = Vec::with_capacity(recs.len());
         for r in recs {
+            // A purged message has no content left to open (retention,
+            // spec/audit-log.md §2.6): listed without a subject.
+            if self
+                .node
+                .store()
+                .inbox_purged(&r.id, &r.sender)
+                .map_err(unavailable)?
+                .is_some()
+            {
+                rows.push(InboxRow {
+                    id: r.id.to_hex(),
+                    from: r.sender.as_str().to_owned(),
+                    kind: r.kind.as_str().to_owned(),
+                    received_ms: r.received_ms,
+                    subject: String::new(),
+                    purged: true,
+                });
+                continue;
+            }
             // Decrypted on read, as GET /v1/messages/{id} does.
             let opened = self.node.read_inbox(&r).map_err(unavailable)?;
             let json = body_to_json(&opened.message.body).map_err(unavailable)?;
@@ -103,6 +111,7 @@ impl Backend for NodeBackend {
                 kind: r.kind.as_str().to_owned(),
                 received_ms: r.received_ms,
                 subject,
+                purged: false,
             });
         }
         Ok(rows)
@@ -133,9 +142,14 @@ impl Backend for NodeBackend {
         let node = self.node.clone();
         Box::pin(async move {
             let (_, now_ms) = crate::node::now();
-            node.record(vec![user_action(&action, now_ms)])
-                .await
-                .map_err(unavailable)
+            node.record(vec![crate::exchange::user_action(
+                &action.user,
+                action.role.as_str(),
+                action.action,
+                now_ms,
+            )])
+            .await
+            .map_err(unavailable)
         })
     }
 }

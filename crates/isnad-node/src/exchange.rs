@@ -584,6 +584,17 @@ pub fn status_changed(
     e
 }
 
+/// The `user-action` entry of a person's action in the web console
+/// (spec/audit-log.md §2.3): pseudonymous user id, role and action in
+/// `detail`, nothing else.
+pub fn user_action(user: &str, role: &str, action: &str, time_ms: u64) -> Entry {
+    let mut e = Entry::new(EventType::UserAction, time_ms);
+    e.detail.insert("user".into(), user.into());
+    e.detail.insert("role".into(), role.into());
+    e.detail.insert("action".into(), action.into());
+    e
+}
+
 /// A `directory-changed` entry: `country`'s directory accepted at
 /// `version`, with `changes` key changes (each its own entry).
 pub fn directory_changed(country: &str, version: u64, changes: usize, time_ms: u64) -> Entry {

@@ -109,6 +109,8 @@ mod witnessing;
 pub mod workflow;
 
 #[cfg(test)]
+mod attach_store_tests;
+#[cfg(test)]
 mod format_tests;
 #[cfg(test)]
 mod structure_tests;

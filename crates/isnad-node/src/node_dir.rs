@@ -45,6 +45,7 @@ use crate::{Directory, Identity, NodeHandle};
 
 mod error;
 pub(crate) mod files;
+mod keys;
 mod warnings;
 mod watch;
 
@@ -100,7 +101,7 @@ impl NodeDir {
                 source,
             })?;
         let keys = &config.paths.keys;
-        let node_keys = crate::token_keys::NodeKeys::load(&config)?;
+        let node_keys = keys::NodeKeys::load(&config)?;
         let key_health = node_keys.health.clone();
         let (signing_key, enc, log_key, witness_key) = (
             node_keys.signing,

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::exchange::{self, PurgedMessage};
 use crate::node::inner::Inner;
-use crate::node::{now, NodeError};
+use crate::node::types::{now, NodeError, StopSignal};
 use crate::store::retention::{outbox_settled, Held};
 use crate::store::{InboxRecord, OutboxRecord, PurgeTarget, Store, StoreError};
 use crate::NodeHandle;
@@ -560,7 +560,7 @@ impl NodeHandle {
 
 /// Runs a pass at start and every `retention.interval_secs` while any
 /// period is set.
-pub(crate) async fn purge_loop(inner: Arc<Inner>, stop: crate::node::StopSignal) {
+pub(crate) async fn purge_loop(inner: Arc<Inner>, stop: StopSignal) {
     if inner.config.retention.is_off() {
         return;
     }

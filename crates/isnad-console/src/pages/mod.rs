@@ -88,6 +88,7 @@ pub(crate) const KEYS: &[&str] = &[
     "col-to",
     "col-kind",
     "col-subject",
+    "inbox-purged",
     "col-received",
     "col-created",
     "col-state",

@@ -154,13 +154,18 @@ pub(super) async fn inbox(
             Ok(b.inbox(after, PAGE)?
                 .into_iter()
                 .map(|r| {
+                    let subject = if r.purged {
+                        t(f.lang(), "inbox-purged")
+                    } else {
+                        r.subject
+                    };
                     let cells = [
                         (f.utc_ms(r.received_ms), ""),
                         (r.from, LTR),
                         (r.kind, LTR),
                         // The subject in whatever script it was written: the
                         // browser finds its direction.
-                        (r.subject, " dir=\"auto\" class=\"subject\""),
+                        (subject, " dir=\"auto\" class=\"subject\""),
                         (r.id.clone(), LTR),
                     ];
                     (r.id, cells)

@@ -27,6 +27,7 @@ pub(crate) mod witness;
 
 pub use self::connections::PIN_RECHECK;
 pub(crate) use self::types::now;
+pub(crate) use self::types::StopSignal;
 pub use self::types::{Directory, Identity, NodeError, Peer};
 
 use std::collections::{HashMap, HashSet};
@@ -470,9 +471,6 @@ impl NodeHandle {
         }
     }
 }
-
-/// Resolves when the node's shutdown begins (see [`NodeHandle::spawn_service`]).
-pub(crate) type StopSignal = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// Longest [`NodeHandle::shutdown`] waits for the node's tasks.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(30);

@@ -207,3 +207,6 @@ pub(crate) fn error_response(
         detail: detail.map(str::to_owned),
     }
 }
+
+/// Resolves when the node's shutdown begins (see [`super::NodeHandle::spawn_service`]).
+pub(crate) type StopSignal = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;

@@ -44,10 +44,11 @@ pub(super) fn write_node(dir: &Path, config: &Config) -> Result<(), NodeDirError
     // Roles `[keys]` puts in a token: their public halves come from it,
     // and no private key file is written.
     let t =
-        crate::token_keys::TokenPublics::load(config).map_err(|source| NodeDirError::TokenKey {
-            role: "[keys]",
-            source,
-        })?;
+        crate::token_keys::TokenPublics::load(&config.keys, config.pkcs11.as_ref(), &config.agency)
+            .map_err(|source| NodeDirError::TokenKey {
+                role: "[keys]",
+                source,
+            })?;
     let sign = match t.signing {
         Some(k) => k,
         None => {

@@ -145,3 +145,14 @@ pub(super) mod kind {
         Kind::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown kind {s:?}")))
     }
 }
+
+/// The key of an inbox record (and of its purge mark): message id, then
+/// the sender's name.
+pub(super) fn inbox_key(
+    id: &isnad_envelope::MessageId,
+    sender: &isnad_envelope::AgencyId,
+) -> Vec<u8> {
+    let mut k = id.as_bytes().to_vec();
+    k.extend_from_slice(sender.as_str().as_bytes());
+    k
+}

@@ -11,7 +11,7 @@ use isnad_envelope::{AgencyId, Digest, Kind, MessageId};
 use redb::{ReadableDatabase as _, ReadableTable as _, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use super::codec::{self, decode, encode};
+use super::codec::{self, decode, encode, inbox_key};
 use super::outbox::{put_outbox, OUTBOX};
 use super::{CaseWrite, OutboxRecord, Store, StoreError};
 
@@ -214,12 +214,6 @@ impl Store {
     }
 }
 
-pub(super) fn inbox_key(id: &MessageId, sender: &AgencyId) -> Vec<u8> {
-    let mut k = id.as_bytes().to_vec();
-    k.extend_from_slice(sender.as_str().as_bytes());
-    k
-}
-
 /// The record already stored for `rec`'s (id, sender), as a duplicate.
 fn stored(txn: &WriteTransaction, rec: &InboxRecord) -> Result<Option<InboxInsert>, StoreError> {
     let inbox = txn.open_table(INBOX)?;
@@ -236,5 +230,5 @@ fn put_inbox(txn: &WriteTransaction, rec: &InboxRecord) -> Result<(), StoreError
         .insert(key.as_slice(), encode(rec)?.as_slice())?;
     txn.open_table(DIGESTS)?
         .insert(&rec.digest[..], key.as_slice())?;
-    super::retention::enqueue_inbox(txn, rec)
+    super::queue::enqueue_inbox(txn, rec)
 }

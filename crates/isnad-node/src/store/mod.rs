@@ -44,6 +44,7 @@ pub mod format;
 pub(crate) mod idempotency;
 pub mod inbox;
 pub mod outbox;
+mod queue;
 pub mod retention;
 pub(crate) mod witness;
 mod writer;
@@ -51,7 +52,8 @@ mod writer;
 pub use cases::{Case, CaseKey, CaseView, CaseWrite, IndexNote};
 pub use inbox::{InboxInsert, InboxRecord};
 pub use outbox::{OutState, OutboxRecord, RelayedOut, ResealCopy, Submission};
-pub use retention::{PurgeMark, PurgeTarget};
+pub use queue::PurgeTarget;
+pub use retention::PurgeMark;
 pub(crate) use writer::JoinOnDrop;
 use writer::{Job, Opener, Slot};
 
@@ -374,8 +376,8 @@ fn open_tables(open: &Opener) -> Result<Database, StoreError> {
     txn.open_table(cases::REQUESTS)?;
     txn.open_table(cases::SHARES)?;
     txn.open_table(retention::PURGED)?;
-    txn.open_table(retention::UNLOGGED)?;
-    txn.open_table(retention::QUEUE)?;
+    txn.open_table(queue::UNLOGGED)?;
+    txn.open_table(queue::QUEUE)?;
     idempotency::create_tables(&txn)?;
     txn.commit()?;
     Ok(db)

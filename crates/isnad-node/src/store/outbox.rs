@@ -9,7 +9,7 @@
 //! | `outbox_awaiting_end_to_end` | expiry (s, u64 BE) ‖ message id | () |
 //!
 //! Every write of a record also keeps `outbox_unlogged` in step
-//! ([`super::retention`]).
+//! ([`super::queue`]).
 
 use isnad_envelope::{AgencyId, Digest, Kind, MessageId};
 use redb::{
@@ -398,8 +398,8 @@ pub(super) fn put_outbox(txn: &WriteTransaction, rec: &OutboxRecord) -> Result<(
         .insert(&rec.id.as_bytes()[..], bytes.as_slice())?;
     txn.open_table(DUE)?
         .insert(&time_id_key(rec.next_attempt_ms, rec.id.as_bytes())[..], ())?;
-    super::retention::enqueue_outbox(txn, rec)?;
-    super::retention::note_unlogged(txn, rec)
+    super::queue::enqueue_outbox(txn, rec)?;
+    super::queue::note_unlogged(txn, rec)
 }
 
 /// [`Store::modify_outbox`] inside a transaction.
@@ -420,10 +420,10 @@ fn modify_outbox_in(
     let bytes = encode(&new)?;
     out.insert(&key[..], bytes.as_slice())?;
     if old.sent_index.is_none() != new.sent_index.is_none() {
-        super::retention::note_unlogged(txn, &new)?;
+        super::queue::note_unlogged(txn, &new)?;
     }
     if (old.created, old.kind) != (new.created, new.kind) {
-        super::retention::requeue_outbox(txn, &old, &new)?;
+        super::queue::requeue_outbox(txn, &old, &new)?;
     }
     let was = (old.state == OutState::Pending).then_some(old.next_attempt_ms);
     let is = (new.state == OutState::Pending).then_some(new.next_attempt_ms);

@@ -29,18 +29,14 @@ use std::collections::BTreeSet;
 use isnad_envelope::{AgencyId, Kind, MessageId};
 use redb::{ReadableDatabase as _, ReadableTable as _, TableDefinition, WriteTransaction};
 
-use super::codec::{decode, encode, split_time_id_key};
-use super::inbox::{inbox_key, INBOX};
+use super::codec::{decode, encode, inbox_key, split_time_id_key};
+use super::inbox::INBOX;
 use super::outbox::{AWAITING, DUE, OUTBOX};
+use super::queue::{in_queue_key, kind_prefix, out_queue_key, PurgeTarget, QUEUE, UNLOGGED};
 use super::{InboxRecord, OutState, OutboxRecord, Store, StoreError};
 
 /// Purge marks: `o` ‖ message id or `i` ‖ inbox key → entry index ‖ time.
 pub(super) const PURGED: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("purged");
-/// Outbox records whose `sent` entry index is not noted yet: message id → ().
-pub(super) const UNLOGGED: TableDefinition<'_, &[u8], ()> = TableDefinition::new("outbox_unlogged");
-/// Records whose content is held, by kind and age (module docs).
-pub(super) const QUEUE: TableDefinition<'_, &[u8], ()> = TableDefinition::new("retention_queue");
-
 /// A record the retention queue names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Held {
@@ -57,81 +53,6 @@ pub struct PurgeMark {
     pub index: u64,
     /// When the content was deleted (ms since the epoch).
     pub at_ms: u64,
-}
-
-/// A record to purge, by its key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PurgeTarget {
-    /// An outbox record.
-    Out(MessageId),
-    /// An inbox record: message id and sender.
-    In(MessageId, AgencyId),
-}
-
-impl PurgeTarget {
-    fn mark_key(&self) -> Vec<u8> {
-        match self {
-            Self::Out(id) => [b"o".as_slice(), id.as_bytes()].concat(),
-            Self::In(id, sender) => [b"i".as_slice(), &inbox_key(id, sender)].concat(),
-        }
-    }
-}
-
-/// The queue key prefix of `kind`: its name's length and the name.
-fn kind_prefix(kind: Kind) -> Vec<u8> {
-    let name = kind.as_str().as_bytes();
-    let mut k = Vec::with_capacity(1 + name.len() + 8 + 1 + 40);
-    k.push(u8::try_from(name.len()).unwrap_or(u8::MAX));
-    k.extend_from_slice(name);
-    k
-}
-
-/// The queue key of a record.
-fn queue_key(kind: Kind, since: u64, t: &PurgeTarget) -> Vec<u8> {
-    let mut k = kind_prefix(kind);
-    k.extend_from_slice(&since.to_be_bytes());
-    k.extend_from_slice(&t.mark_key());
-    k
-}
-
-fn out_queue_key(rec: &OutboxRecord) -> Vec<u8> {
-    queue_key(rec.kind, rec.created, &PurgeTarget::Out(rec.id))
-}
-
-fn in_queue_key(rec: &InboxRecord) -> Vec<u8> {
-    queue_key(
-        rec.kind,
-        rec.received_ms / 1000,
-        &PurgeTarget::In(rec.id, rec.sender.clone()),
-    )
-}
-
-/// Inside a transaction: queues a new outbox record for retention.
-pub(super) fn enqueue_outbox(txn: &WriteTransaction, rec: &OutboxRecord) -> Result<(), StoreError> {
-    txn.open_table(QUEUE)?
-        .insert(out_queue_key(rec).as_slice(), ())?;
-    Ok(())
-}
-
-/// Inside a transaction: moves an outbox record whose creation time or
-/// kind changed (a re-seal) to its new place in the queue, unless purged.
-pub(super) fn requeue_outbox(
-    txn: &WriteTransaction,
-    old: &OutboxRecord,
-    new: &OutboxRecord,
-) -> Result<(), StoreError> {
-    let mut q = txn.open_table(QUEUE)?;
-    if q.remove(out_queue_key(old).as_slice())?.is_some() {
-        q.insert(out_queue_key(new).as_slice(), ())?;
-    }
-    Ok(())
-}
-
-/// Inside a transaction: queues a new inbox record for retention.
-pub(super) fn enqueue_inbox(txn: &WriteTransaction, rec: &InboxRecord) -> Result<(), StoreError> {
-    txn.open_table(QUEUE)?
-        .insert(in_queue_key(rec).as_slice(), ())?;
-    Ok(())
 }
 
 impl Store {
@@ -342,17 +263,6 @@ fn purge_in(txn: &WriteTransaction, t: &PurgeTarget) -> Result<bool, StoreError>
             Ok(true)
         }
     }
-}
-
-/// Keeps [`UNLOGGED`] in step with an outbox record written inside `txn`.
-pub(super) fn note_unlogged(txn: &WriteTransaction, rec: &OutboxRecord) -> Result<(), StoreError> {
-    let mut t = txn.open_table(UNLOGGED)?;
-    if rec.sent_index.is_none() {
-        t.insert(&rec.id.as_bytes()[..], ())?;
-    } else {
-        t.remove(&rec.id.as_bytes()[..])?;
-    }
-    Ok(())
 }
 
 /// Migration 2 → 3: indexes the outbox records whose `sent` entry is not

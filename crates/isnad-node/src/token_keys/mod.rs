@@ -38,6 +38,8 @@ use isnad_pkcs11::{KeyKind, KeyUri, PinSource, Token, TokenConfig, TokenError, T
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+mod tls;
+
 /// `[keys]`: which private keys are in a token, as RFC 7512 URIs. A role
 /// left out is read from its file in the keys directory.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -251,10 +253,14 @@ pub(crate) struct TokenPublics {
 }
 
 impl TokenPublics {
-    /// Loads the token keys of `config` (none if `[keys]` is empty).
-    pub(crate) fn load(config: &crate::config::Config) -> Result<Self, KeyLoadError> {
-        let keys = &config.keys;
-        let mut tokens = match &config.pkcs11 {
+    /// Loads the token keys `keys` names for `agency` (none if `[keys]` is
+    /// empty), from the tokens of `pkcs11`.
+    pub(crate) fn load(
+        keys: &KeysConfig,
+        pkcs11: Option<&Pkcs11Config>,
+        agency: &isnad_envelope::AgencyId,
+    ) -> Result<Self, KeyLoadError> {
+        let mut tokens = match pkcs11 {
             Some(p) => Tokens::new(p.clone()),
             None if keys.is_empty() => {
                 return Ok(Self {
@@ -287,7 +293,7 @@ impl TokenPublics {
                 };
                 Some(
                     isnad_trust::tls::TlsIdentity::certificate_for_external_key(
-                        &config.agency,
+                        agency,
                         k.public(),
                         &sign,
                     )
@@ -303,7 +309,7 @@ impl TokenPublics {
                 note_key(
                     &mut tokens,
                     u,
-                    &isnad_log::origin_for(&config.agency),
+                    &isnad_log::origin_for(agency),
                     isnad_log::note::TYPE_ED25519,
                 )
             })
@@ -315,7 +321,7 @@ impl TokenPublics {
                 note_key(
                     &mut tokens,
                     u,
-                    &isnad_log::witness::witness_name_for(&config.agency),
+                    &isnad_log::witness::witness_name_for(agency),
                     isnad_log::note::TYPE_COSIGNATURE_V1,
                 )
             })
@@ -412,7 +418,7 @@ pub fn tls_key(
     let (token, key) = tokens.key(uri, KeyKind::Es256)?;
     let public = key.public().to_vec();
     let signer = TokenSigner::watched(token, key, tokens.health());
-    Ok((Arc::new(TokenTls(Arc::new(signer))), public))
+    Ok((Arc::new(tls::TokenTls(Arc::new(signer))), public))
 }
 
 /// Runs a blocking token call: inside `block_in_place` on a worker of a
@@ -656,173 +662,6 @@ impl ExternalAgreement for TokenAgreement {
             }
         }
     }
-}
-
-/// The TLS key in a token, as rustls wants it: ECDSA P-256 with SHA-256
-/// (the only scheme Isnad's TLS keys use).
-struct TokenTls(Arc<TokenSigner>);
-
-impl std::fmt::Debug for TokenTls {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TokenTls({})", self.0.key.label())
-    }
-}
-
-impl rustls::sign::SigningKey for TokenTls {
-    fn choose_scheme(
-        &self,
-        offered: &[rustls::SignatureScheme],
-    ) -> Option<Box<dyn rustls::sign::Signer>> {
-        offered
-            .contains(&rustls::SignatureScheme::ECDSA_NISTP256_SHA256)
-            .then(|| Box::new(TokenTlsSigner(Arc::clone(&self.0))) as Box<dyn rustls::sign::Signer>)
-    }
-
-    fn algorithm(&self) -> rustls::SignatureAlgorithm {
-        rustls::SignatureAlgorithm::ECDSA
-    }
-
-    /// The P-256 SubjectPublicKeyInfo, so rustls checks at start that the
-    /// certificate holds this key.
-    fn public_key(&self) -> Option<rustls::pki_types::SubjectPublicKeyInfoDer<'_>> {
-        let point = self.0.key.public();
-        if point.len() != 65 {
-            return None;
-        }
-        let mut spki = P256_SPKI_PREFIX.to_vec();
-        spki.extend_from_slice(point);
-        Some(spki.into())
-    }
-}
-
-/// DER of `SubjectPublicKeyInfo { id-ecPublicKey, prime256v1 }` up to the
-/// 65-byte uncompressed point (RFC 5480).
-const P256_SPKI_PREFIX: [u8; 26] = [
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
-    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
-];
-
-struct TokenTlsSigner(Arc<TokenSigner>);
-
-impl std::fmt::Debug for TokenTlsSigner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TokenTlsSigner({})", self.0.key.label())
-    }
-}
-
-impl rustls::sign::Signer for TokenTlsSigner {
-    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
-        self.0.es256_der(message).map_err(|e| {
-            tracing::warn!(error = %e, "PKCS#11 TLS signing failed");
-            rustls::Error::General(format!("TLS key unavailable: {e}"))
-        })
-    }
-
-    fn scheme(&self) -> rustls::SignatureScheme {
-        rustls::SignatureScheme::ECDSA_NISTP256_SHA256
-    }
-}
-
-/// The node's keys as [`crate::node_dir::NodeDir::open`] needs them, each
-/// from its token if `[keys]` names one, else from its file in `keys`.
-pub(crate) struct NodeKeys {
-    pub(crate) signing: SigningKey,
-    pub(crate) encryption: EncryptionKey,
-    pub(crate) tls_cert: Vec<u8>,
-    pub(crate) tls_key: Arc<dyn rustls::sign::SigningKey>,
-    pub(crate) log: SignerKey,
-    pub(crate) witness: Option<SignerKey>,
-    /// The faults of the token keys, if any key is in a token.
-    pub(crate) health: Option<Arc<KeyHealth>>,
-}
-
-impl NodeKeys {
-    /// Loads every key; a token is opened once, on the first key it holds.
-    pub(crate) fn load(
-        config: &crate::config::Config,
-    ) -> Result<Self, crate::node_dir::NodeDirError> {
-        use crate::node_dir::files;
-        use crate::node_dir::NodeDirError;
-        let keys = &config.paths.keys;
-        let cfg = &config.keys;
-        let mut tokens = match (&config.pkcs11, cfg.is_empty()) {
-            (Some(p), _) => Some(Tokens::new(p.clone())),
-            (None, true) => None,
-            (None, false) => return Err(NodeDirError::TokenKey {
-                role: "[keys]",
-                source: KeyLoadError::Config(
-                    "[keys] names token keys but [pkcs11] (module, pin_file or pin_env) is missing"
-                        .into(),
-                ),
-            }),
-        };
-        let tok =
-            |role: &'static str| move |e: KeyLoadError| NodeDirError::TokenKey { role, source: e };
-        let signing = match &cfg.signing {
-            Some(uri) => signing_key(need(&mut tokens)?, uri).map_err(tok("signing"))?,
-            None => files::read_signing_key(&keys.join("sign.key.pem"))?,
-        };
-        let encryption = match &cfg.encryption {
-            Some(uri) => encryption_key(need(&mut tokens)?, uri).map_err(tok("encryption"))?,
-            None => files::read_encryption_key(&keys.join("enc.key.pem"))?,
-        };
-        let tls_cert = files::read_key_file(keys, "tls.cert.der")?;
-        let tls_key = match &cfg.tls {
-            Some(uri) => tls_key(need(&mut tokens)?, uri).map_err(tok("tls"))?.0,
-            None => {
-                let der = files::read_key_file(keys, "tls.key.der")?;
-                rustls::crypto::ring::default_provider()
-                    .key_provider
-                    .load_private_key(rustls::pki_types::PrivateKeyDer::Pkcs8(der.into()))
-                    .map_err(|e| NodeDirError::Tls {
-                        key: keys.join("tls.key.der"),
-                        cert: keys.join("tls.cert.der"),
-                        source: isnad_trust::TrustError::Tls(e.to_string()),
-                    })?
-            }
-        };
-        let log = match &cfg.log {
-            Some(uri) => note_key(
-                need(&mut tokens)?,
-                uri,
-                &isnad_log::origin_for(&config.agency),
-                isnad_log::note::TYPE_ED25519,
-            )
-            .map_err(tok("log"))?,
-            None => files::read_log_key(keys)?,
-        };
-        let witness = match &cfg.witness {
-            Some(uri) => Some(
-                note_key(
-                    need(&mut tokens)?,
-                    uri,
-                    &isnad_log::witness::witness_name_for(&config.agency),
-                    isnad_log::note::TYPE_COSIGNATURE_V1,
-                )
-                .map_err(tok("witness"))?,
-            ),
-            None => files::read_witness_key(keys)?,
-        };
-        Ok(Self {
-            signing,
-            encryption,
-            tls_cert,
-            tls_key,
-            log,
-            witness,
-            health: tokens.as_ref().map(Tokens::health),
-        })
-    }
-}
-
-/// The open tokens, which exist whenever `[keys]` names a token key.
-fn need(tokens: &mut Option<Tokens>) -> Result<&mut Tokens, crate::node_dir::NodeDirError> {
-    tokens
-        .as_mut()
-        .ok_or_else(|| crate::node_dir::NodeDirError::TokenKey {
-            role: "[keys]",
-            source: KeyLoadError::Config("[pkcs11] is missing".into()),
-        })
 }
 
 /// Resolves a relative `pin_file` against the config file's directory.
