@@ -60,6 +60,7 @@ pub struct Sessions {
 impl Sessions {
     /// A new session (not signed in unless `person`); returns its id.
     pub fn create(&self, person: Option<Person>, now: Instant) -> Option<(String, Session)> {
+        let person_given = person.is_some();
         let id = random_hex()?;
         let s = Session {
             csrf: random_hex()?,
@@ -70,13 +71,21 @@ impl Sessions {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         map.retain(|_, s| alive(s, now));
         if map.len() >= MAX_SESSIONS {
-            if let Some(oldest) = map
-                .iter()
-                .min_by_key(|(_, s)| s.last)
-                .map(|(k, _)| k.clone())
-            {
-                map.remove(&oldest);
-            }
+            // The oldest session before sign-in goes first: anyone can make
+            // those, so they must never push out a signed-in person. A new
+            // one before sign-in is refused when only signed-in ones are left.
+            let oldest = |signed_in: bool| {
+                map.iter()
+                    .filter(|(_, s)| s.person.is_some() == signed_in)
+                    .min_by_key(|(_, s)| s.last)
+                    .map(|(k, _)| k.clone())
+            };
+            let victim = match (oldest(false), person_given) {
+                (Some(k), _) => k,
+                (None, true) => oldest(true)?,
+                (None, false) => return None,
+            };
+            map.remove(&victim);
         }
         map.insert(id.clone(), s.clone());
         Some((id, s))
@@ -124,6 +133,10 @@ impl Sessions {
     /// Counts a failed login of `key`; returns whether it is now locked.
     pub fn failed(&self, key: &str, now: Instant) -> bool {
         let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if f.len() >= MAX_SESSIONS && !f.contains_key(key) {
+            // Bounded: counts that lock nothing now are forgotten first.
+            f.retain(|_, (_, until)| until.is_some_and(|u| u > now));
+        }
         let e = f.entry(key.to_owned()).or_insert((0, None));
         if e.1.is_some_and(|until| until <= now) {
             *e = (0, None);
@@ -189,5 +202,36 @@ mod tests {
         assert!(!s.locked("amal", t0 + LOCKOUT));
         assert!(!s.locked("other", t0));
         assert!(same_token("ab", "ab") && !same_token("ab", "ac"));
+    }
+
+    /// Sessions made before sign-in (anyone can make them) never push out
+    /// a signed-in person's session.
+    #[test]
+    fn sessions_before_sign_in_never_evict_a_signed_in_one() {
+        let s = Sessions::default();
+        let t0 = Instant::now();
+        let person = Person {
+            name: "amal".into(),
+            id: "u-0123456789abcdef".into(),
+            role: Role::Officer,
+            lang: Lang::Ar,
+        };
+        let (signed_in, _) = s.create(Some(person.clone()), t0).unwrap();
+        // Each later than the signed-in session, which is the oldest.
+        let later = |i: u64| t0 + Duration::from_micros(i + 1);
+        let n = MAX_SESSIONS as u64 + 10;
+        let made = (0..n)
+            .filter(|&i| s.create(None, later(i)).is_some())
+            .count();
+        assert_eq!(made as u64, n, "every new session before sign-in is made");
+        let now = later(n);
+        assert!(
+            s.get(&signed_in, now).is_some(),
+            "signed-in session evicted"
+        );
+        // A sign-in still gets a session: it takes the place of one made
+        // before sign-in.
+        assert!(s.create(Some(person), now).is_some());
+        assert!(s.get(&signed_in, now).is_some());
     }
 }
