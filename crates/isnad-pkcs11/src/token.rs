@@ -271,6 +271,9 @@ pub enum TokenError {
     },
 }
 
+/// Held while a key pair is generated (see [`Token::generate`]).
+static GENERATING: Mutex<()> = Mutex::new(());
+
 /// An open token: the module context, the slot, a logged-in session pool.
 ///
 /// PKCS#11 keeps login state per process and token, so every session of
@@ -439,9 +442,16 @@ impl Token {
             Attribute::Sign(signs),
             Attribute::Derive(!signs),
         ];
-        let (pub_handle, handle) = s
-            .generate_key_pair(&mechanism, &public_template, &private_template)
-            .map_err(|e| map_err(&self.label, "C_GenerateKeyPair", e))?;
+        let (pub_handle, handle) = {
+            // One key generation at a time in this process: SoftHSM2's
+            // file-based object store fails concurrent C_GenerateKeyPair
+            // calls now and then with CKR_GENERAL_ERROR (softhsm/SoftHSMv2
+            // issue 573). Keys are made at a ceremony, not per message, so
+            // serializing costs nothing that matters.
+            let _one_at_a_time = GENERATING.lock().unwrap_or_else(|p| p.into_inner());
+            s.generate_key_pair(&mechanism, &public_template, &private_template)
+                .map_err(|e| map_err(&self.label, "C_GenerateKeyPair", e))?
+        };
         let public = self.public_point(&s, pub_handle, kind)?;
         Ok(TokenKey {
             kind,
