@@ -404,6 +404,29 @@ async fn quota_and_space_are_checked_before_accepting() -> TestResult {
 
 /// The durable point the receiver names after `conn` dropped: read from
 /// its `.held` file (8 bytes, big-endian).
+/// Pushes `root` to `peer`, retrying while the receiver still holds the
+/// stream the test's raw client closed (it learns of the close
+/// asynchronously: `unavailable`, "being received on another stream", is
+/// the answer a real sender retries).
+async fn push_once_released(
+    node: &isnad_node::NodeHandle,
+    peer: &isnad_envelope::AgencyId,
+    root: &TreeHash,
+) -> Result<isnad_node::PushReport, PushError> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match node.push_attachment(peer, root).await {
+            Err(PushError::Refused {
+                code: ErrorCode::Unavailable,
+                detail,
+            }) if detail.contains("another stream") && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 fn held(home: &std::path::Path, root: &TreeHash) -> u64 {
     let p = home
         .join("attachments")
@@ -461,7 +484,7 @@ async fn a_dropped_connection_resumes_from_the_durable_point() -> TestResult {
     let home = tmp.path().join(b.id.as_str());
     until("16 chunks durable", 10, || Ok(held(&home, &root) >= 16)).await?;
     conn.close(0u32.into(), b"gone");
-    let report = na.push_attachment(&b.id, &root).await?;
+    let report = push_once_released(&na, &b.id, &root).await?;
     eprintln!(
         "resumed from chunk {} of 32: {report:?}",
         report.resumed_from
