@@ -327,17 +327,7 @@ impl AttachStore {
         let Some(staged) = self.staged(root) else {
             return Ok(None);
         };
-        let bytes = fs::read(self.path(root, "leaves"))?;
-        let leaves: Vec<TreeHash> = bytes
-            .chunks_exact(32)
-            .map(|c| {
-                let mut h = [0u8; 32];
-                h.copy_from_slice(c);
-                TreeHash::from_bytes(h)
-            })
-            .collect();
-        let tree = ChunkTree::from_leaves(leaves)
-            .filter(|t| t.root() == *root && t.size() == staged.meta.layout().chunks());
+        let tree = leaf_tree(&self.path(root, "leaves"), &staged.meta)?;
         let Some(tree) = tree else {
             return Err(std::io::Error::other("leaf file does not match the root"));
         };
@@ -541,20 +531,7 @@ impl Receiving {
         let p = |ext: &str| self.dir.join(format!("{root}.{ext}"));
         // Complete means verified: the leaves written must make the root
         // and the number of chunks of the metadata.
-        let bytes = fs::read(p("leaves"))?;
-        let leaves: Vec<TreeHash> = bytes
-            .chunks_exact(32)
-            .take(usize::try_from(self.chunks).unwrap_or(usize::MAX))
-            .map(|c| {
-                let mut h = [0u8; 32];
-                h.copy_from_slice(c);
-                TreeHash::from_bytes(h)
-            })
-            .collect();
-        let verified = ChunkTree::from_leaves(leaves).is_some_and(|t| {
-            t.root() == self.meta.ciphertext_root() && t.size() == self.meta.layout().chunks()
-        });
-        if !verified {
+        if leaf_tree(&p("leaves"), &self.meta)?.is_none() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 "the chunks held do not make the attachment's ciphertext root",
@@ -571,6 +548,21 @@ impl Receiving {
         let _ = &self.guard;
         Ok(())
     }
+}
+
+/// The tree of the leaf file at `path` (a leaf hash per chunk), if it is
+/// the tree of `meta`: its root and its number of chunks.
+fn leaf_tree(path: &Path, meta: &AttachmentMeta) -> std::io::Result<Option<ChunkTree>> {
+    let leaves: Vec<TreeHash> = fs::read(path)?
+        .chunks_exact(32)
+        .map(|c| {
+            let mut h = [0u8; 32];
+            h.copy_from_slice(c);
+            TreeHash::from_bytes(h)
+        })
+        .collect();
+    Ok(ChunkTree::from_leaves(leaves)
+        .filter(|t| t.root() == meta.ciphertext_root() && t.size() == meta.layout().chunks()))
 }
 
 fn meta_file(meta: &AttachmentMeta, origin: &str) -> Vec<u8> {
